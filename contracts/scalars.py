@@ -1,0 +1,139 @@
+"""Scalar wire types shared by every model of contract v1, and the frozen base model.
+
+Models validate in lax mode so that a dict decoded from JSON (by the parser, or read back
+from the store) validates exactly like the JSON text; the types below put strictness back
+where the contract wants it: cents are integers (never strings, floats or booleans), dates
+are ``YYYY-MM-DD`` strings, instants are ISO 8601 with an offset, texts are strings.
+"""
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+CENTS_MAX: Final = 2**63 - 1
+"""Largest amount accepted: fits a signed 64-bit column (PostgreSQL ``bigint``)."""
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_INSTANT: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"  # date and time
+    r"(?:\.[0-9]{1,6})?"  # optional fraction, at most microseconds
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"  # offset is mandatory: instants are unambiguous
+)
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: immutable, unknown fields ignored (additive changes).
+
+    Serialised messages always carry every field (null when absent), so the serialization
+    JSON Schema marks fields with defaults as required too.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
+
+
+def _text(value: object) -> object:
+    """Refuse control characters (PostgreSQL ``jsonb`` rejects ``\\u0000``) and blanks."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise PydanticCustomError("text_control", "must not contain control characters")
+        if not value.strip():
+            raise PydanticCustomError("text_blank", "must not be empty or blank")
+    return value
+
+
+def _code(value: object) -> object:
+    """A code or id: a text without surrounding spaces (they would silently never match)."""
+    value = _text(value)
+    if isinstance(value, str) and value != value.strip():
+        raise PydanticCustomError("code_spaces", "must not start or end with whitespace")
+    return value
+
+
+def _array(value: object) -> object:
+    """A non-empty JSON array (kept as an immutable tuple)."""
+    if not isinstance(value, list | tuple):
+        raise PydanticCustomError("array_type", "must be an array")
+    if not value:
+        raise PydanticCustomError("array_empty", "must not be an empty array")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """Accept a ``date`` or a ``YYYY-MM-DD`` string only (no timestamps, no datetimes)."""
+    if isinstance(value, datetime) or not isinstance(value, date | str):
+        raise PydanticCustomError("date_type", "must be a date string YYYY-MM-DD")
+    if isinstance(value, str):
+        if _DATE.fullmatch(value) is None:
+            raise PydanticCustomError("date_format", "must be a date string YYYY-MM-DD")
+        try:
+            return date.fromisoformat(value)
+        except ValueError as error:
+            raise PydanticCustomError(
+                "date_value", "is not a calendar date: {why}", {"why": str(error)}
+            ) from None
+    return value
+
+
+def _iso_instant(value: object) -> object:
+    """Accept an aware ``datetime`` or an ISO 8601 date-time string with ``Z`` or an offset."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _INSTANT.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "instant_format",
+            "must be an ISO 8601 date-time with offset, e.g. 2017-01-15T08:00:00Z",
+        )
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as error:
+        raise PydanticCustomError(
+            "instant_value", "is not a valid instant: {why}", {"why": str(error)}
+        ) from None
+
+
+def _schema(**schema: Any) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", **schema})
+
+
+Texte = Annotated[str, Strict(), BeforeValidator(_text), _schema(minLength=1, pattern=r"\S")]
+"""Free text (a name, a legal reference): non-blank, no control characters."""
+
+Code = Annotated[
+    str,
+    Strict(),
+    BeforeValidator(_code),
+    _schema(minLength=1, pattern=r"^\S(.*\S)?$"),
+]
+"""An identifier or code (``COT-2017-000123``, ``PL-IDF``): non-empty, no outer spaces."""
+
+Cents = Annotated[int, Strict(), Field(gt=0, le=CENTS_MAX)]
+"""A positive amount in euro cents."""
+
+SignedCents = Annotated[int, Strict(), Field(ge=-CENTS_MAX, le=CENTS_MAX)]
+"""An amount in euro cents that may be zero or negative (a balance)."""
+
+Codes = Annotated[tuple[Code, ...], BeforeValidator(_array), Field(min_length=1)]
+"""A non-empty array of codes (e.g. the caisses de base of a convention)."""
+
+Textes = Annotated[tuple[Texte, ...], BeforeValidator(_array), Field(min_length=1)]
+"""A non-empty array of free texts (e.g. the legal basis of a decision)."""
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+"""A calendar date, ``YYYY-MM-DD`` on the wire."""
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]
+"""An instant with its UTC offset, ISO 8601 on the wire."""

@@ -1,0 +1,56 @@
+"""Default Kafka topic names of wire contract v1, and the event types each one carries.
+
+Every topic name is a default: services read the actual names from their settings. The
+event-type sets are keyed by role, not by topic name, so they stay valid when a topic is
+renamed; pass one of them as ``allowed`` to :func:`contracts.parse_inbound`.
+"""
+
+from typing import Final
+
+REFERENTIEL: Final = "rsi.referentiel.v1"
+"""Registry facts: organisms, conventions, affiliations (inbound)."""
+COTISATIONS: Final = "rsi.cotisations.v1"
+"""Contributions due, payments, unpaid contributions (inbound)."""
+PRESTATIONS: Final = "rsi.prestations.v1"
+"""Cash benefits due (inbound)."""
+REGLEMENTS_COTISATIONS: Final = "rsi.reglements.cotisations.v1"
+"""Collection decisions, alinéa 1 (outbound)."""
+REGLEMENTS_PRESTATIONS: Final = "rsi.reglements.prestations.v1"
+"""Benefits decisions, alinéa 2 (outbound)."""
+REJETS_COLLECTION: Final = "rsi.rejets.collection.v1"
+"""Messages refused by the collection service, untouched, reason in headers (outbound)."""
+REJETS_BENEFITS: Final = "rsi.rejets.benefits.v1"
+"""Messages refused by the benefits service, untouched, reason in headers (outbound)."""
+AUDIT_REPLAY: Final = "rsi.audit.replay.v1"
+"""Decisions re-computed by an audit replay (outbound, not part of the public table)."""
+
+REFERENTIEL_EVENT_TYPES: Final = frozenset(
+    {"OrganismeDeclare", "ConventionConclue", "ConventionResiliee", "AffiliationEnregistree"}
+)
+"""Event types allowed on the registry topic."""
+COTISATIONS_EVENT_TYPES: Final = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
+"""Event types allowed on the contributions topic."""
+PRESTATIONS_EVENT_TYPES: Final = frozenset({"PrestationEspecesDue"})
+"""Event types allowed on the benefits topic."""
+COLLECTION_DECISION_TYPES: Final = frozenset(
+    {
+        "EncaissementDelegue",
+        "EncaissementNonDelegue",
+        "PaiementEncaissePourCompte",
+        "PaiementNonImpute",
+        "ContentieuxDelegue",
+        "ContentieuxSansObjet",
+        "DecisionEnAttente",
+    }
+)
+"""Decision types published on the collection decisions topic."""
+BENEFITS_DECISION_TYPES: Final = frozenset(
+    {"VersementDelegue", "VersementDirect", "PrestationNonTraitee", "DecisionEnAttente"}
+)
+"""Decision types published on the benefits decisions topic."""
+INBOUND_EVENT_TYPES: Final = (
+    REFERENTIEL_EVENT_TYPES | COTISATIONS_EVENT_TYPES | PRESTATIONS_EVENT_TYPES
+)
+"""Every inbound event type of contract v1."""
+OUTBOUND_EVENT_TYPES: Final = COLLECTION_DECISION_TYPES | BENEFITS_DECISION_TYPES
+"""Every outbound decision type of contract v1."""

@@ -1,0 +1,140 @@
+"""The collection service's decision procedure (alinéa 1), deterministic over its view.
+
+Per input: refuse what contradicts the record, record the input, decide it with the pure
+rules, and decide whatever was parked waiting for it (a contribution waiting for its
+affiliation, payments and unpaid notices waiting for their contribution).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
+from services.collection.rules import (
+    RULES_2017,
+    Contribution,
+    Decision,
+    RuleSet,
+    decide_contribution,
+    decide_payment,
+    decide_unpaid,
+)
+from services.collection.view import CollectionView
+from services.registry import REGISTRY_EVENT_TYPES
+from services.runtime.processing import Emitter, Input, Outcome, decision_id
+from services.runtime.streams import registry_stream, same_content
+
+SERVICE = "collection"
+
+
+def contribution_stream(cotisation_id: str) -> str:
+    return f"cotisation-{cotisation_id}"
+
+
+class CollectionProcessor:
+    """Decides collection inputs over a `CollectionView` (which it keeps folded)."""
+
+    def __init__(self, view: CollectionView | None = None, rules: RuleSet = RULES_2017,
+                 ids: Callable[[UUID, int], UUID] = decision_id) -> None:
+        self.view = view if view is not None else CollectionView()
+        self.rules = rules
+        self.ids = ids
+
+    def process(self, message: Input) -> Outcome:
+        """The events one input causes (or why it is refused)."""
+        emitter = Emitter(self.view, message.event_id, SERVICE, self.ids)
+        kind, p = message.event_type, message.payload
+        if kind in REGISTRY_EVENT_TYPES:
+            emitter.input(registry_stream(kind, p), message)
+            self._after_registry_fact(emitter, kind, p)
+            return emitter.outcome
+        refused = self._contradiction(kind, p)
+        if refused is not None:
+            return refused
+        emitter.input(contribution_stream(p.cotisation_id), message)
+        if kind == "CotisationDue":
+            self._decide_contribution(emitter, message.event_id, p, message.correlation_id)
+        else:
+            self._decide_follow_up(emitter, message.event_id, kind, p, message.correlation_id)
+        return emitter.outcome
+
+    def _contradiction(self, kind: str, p: Any) -> Outcome | None:
+        """A second fact under an existing business id: the same is a duplicate (no effect),
+        a different one is refused — never silently merged."""
+        if kind == "CotisationDue" and p.cotisation_id in self.view.contributions:
+            return same_content("cotisation_id", p.cotisation_id, p,
+                                self.view.contributions[p.cotisation_id].due)
+        if kind == "PaiementRecu" and p.paiement_id in self.view.payments:
+            return same_content("paiement_id", p.paiement_id, p,
+                                self.view.payments[p.paiement_id])
+        known = self.view.contributions.get(p.cotisation_id)
+        if kind != "CotisationDue" and known is not None and known.due["nir"] != p.nir:
+            return Outcome(refused=f"payload.nir: does not match the nir of cotisation "
+                                   f"{p.cotisation_id}")
+        return None
+
+    def _decide_contribution(self, emitter: Emitter, event_id: UUID, due: CotisationDue,
+                             correlation_id: str, *, parked: bool = False) -> None:
+        decision = decide_contribution(due, self.view.registry, self.rules)
+        if decision.parked and parked:
+            return  # still waiting; its DecisionEnAttente is already on record
+        stream = contribution_stream(due.cotisation_id)
+        emitter.decision(stream, decision.event_type, decision.payload, event_id, correlation_id)
+        if decision.parked:
+            return
+        for waiting_id in list(self.view.parked_by_contribution.get(due.cotisation_id, ())):
+            waiting = self.view.undecided[waiting_id]
+            model = _FOLLOW_UPS[waiting.event_type].model_validate(waiting.payload)
+            self._decide_follow_up(emitter, UUID(waiting_id), waiting.event_type, model,
+                                   _correlation(waiting_id, waiting.metadata), parked=True)
+
+    def _decide_follow_up(self, emitter: Emitter, event_id: UUID, kind: str, p: Any,
+                          correlation_id: str, *, parked: bool = False) -> None:
+        state = self.view.contributions.get(p.cotisation_id)
+        if state is not None and not state.decided:
+            decision = Decision("DecisionEnAttente", {
+                "nir": p.nir, "caisse_de_base": state.due["caisse_de_base"],
+                "base_legale": [self.rules.base_alinea], "regles_version": self.rules.version,
+                "sujet_id": p.paiement_id if kind == "PaiementRecu" else p.cotisation_id,
+                "motif": "AFFILIATION_INCONNUE",
+            })
+        else:
+            known = None if state is None else Contribution(
+                cotisation_id=p.cotisation_id, nir=state.due["nir"],
+                caisse_de_base=state.due["caisse_de_base"],
+                montant_cents=state.due["montant_cents"], organisme_id=state.organisme_id,
+                paid_cents=state.paid_cents, faits_retenus=state.faits_retenus)
+            decide = decide_payment if kind == "PaiementRecu" else decide_unpaid
+            decision = decide(p, known, self.rules)
+        if decision.parked and parked:
+            return
+        emitter.decision(contribution_stream(p.cotisation_id), decision.event_type,
+                         decision.payload, event_id, correlation_id)
+
+    def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
+        """A new affiliation or organism may unblock contributions parked for it."""
+        if kind == "AffiliationEnregistree":
+            nirs = [p.nir]
+        elif kind == "OrganismeDeclare":
+            nirs = list(self.view.parked_by_nir)
+        else:
+            return
+        for nir in nirs:
+            for waiting_id in list(self.view.parked_by_nir.get(nir, ())):
+                waiting = self.view.undecided[waiting_id]
+                due = CotisationDue.model_validate(waiting.payload)
+                self._decide_contribution(emitter, UUID(waiting_id), due,
+                                          _correlation(waiting_id, waiting.metadata),
+                                          parked=True)
+
+
+_FOLLOW_UPS: dict[str, type[PaiementRecu] | type[CotisationImpayee]] = {
+    "PaiementRecu": PaiementRecu,
+    "CotisationImpayee": CotisationImpayee,
+}
+
+
+def _correlation(event_id: str, metadata: dict[str, Any]) -> str:
+    return str(metadata.get("correlation_id") or event_id)

@@ -1,0 +1,1 @@
+"""Local Kafka and PostgreSQL processes for tests and `make up` (no Docker needed)."""

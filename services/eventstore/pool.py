@@ -1,0 +1,59 @@
+"""Connections to the store: one pool per service schema, acting as the services' role."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from services.eventstore.migrations import check_schema_name
+
+SERVICE_ROLE = "mandat_service"
+
+
+def _encode_jsonb(value: object) -> bytes:
+    # jsonb's binary wire format is a version byte (1) and the JSON text; binary is what
+    # COPY needs, and it spares the server a text round trip.
+    return b"\x01" + json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return json.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def create_pool(
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    as_service_role: bool = True,
+) -> asyncpg.Pool:
+    """A pool whose connections see `schema` first and, by default, act as the services' role.
+
+    Acting as `mandat_service` (SET ROLE at connection start) means the database, not the
+    code, limits what the services can do to the record: SELECT and INSERT.
+    """
+    check_schema_name(schema)
+    settings = {"search_path": schema, "application_name": f"mandat-{schema}"}
+    if as_service_role:
+        settings["role"] = SERVICE_ROLE
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings=settings,
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,209 @@
+"""The relay: publishes a service's committed events to Kafka, in store order, once.
+
+One relay is active per service schema at a time, elected through PostgreSQL: the leader
+holds a session advisory lock on a connection of its own, so its death (or its connection's)
+frees the lock for a standby. Store order is safe to follow because positions become visible
+strictly in order (see store.py).
+
+No loss: the checkpoint moves only after Kafka acknowledged every message up to it
+(idempotent producer, acks=all). No duplicate, even after a crash between publishing and
+checkpointing: on taking the lead, the relay reads the last message of every partition of
+its topics (each carries its store position in a header) and skips what is already there.
+Within one partition the idempotent producer keeps order, so "position <= last on its
+partition" means "published".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from services.eventstore.store import EventStore
+
+log = logging.getLogger(__name__)
+_partitioner = DefaultPartitioner()
+
+POSITION_HEADER = "store_position"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A Kafka message to publish, and the store position it comes from."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    position: int
+
+
+
+
+class Router(Protocol):
+    topics: tuple[str, ...]
+
+    def route(self, event: Any) -> Outgoing | None: ...
+
+
+class Relay:
+    """Publishes the events `routes` selects, from the store to Kafka."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        routes: Router,
+        bootstrap_servers: str,
+        *,
+        name: str,
+        batch: int = 1000,
+        idle_poll: float = 0.5,
+        standby_poll: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.connect = connect
+        self.routes = routes
+        self.bootstrap_servers = bootstrap_servers
+        self.name = name
+        self.batch = batch
+        self.idle_poll = idle_poll
+        self.standby_poll = standby_poll
+        self.lock_key = zlib.crc32(f"mandat-relay:{store.schema}:{name}".encode())
+        self.leader = False
+        self.published = 0  # store position up to which everything routable is on Kafka
+        self.sent = 0
+
+    async def run(self) -> None:
+        """Stand by, lead when elected, publish; until cancelled. Failures are retried."""
+        delay = 0.2
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await self.connect()
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
+                    self.leader, delay = True, 0.2
+                    log.info("relay %s leads", self.name)
+                    await self._lead(conn)
+                else:
+                    await asyncio.sleep(self.standby_poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - leadership is given up and retaken
+                log.warning("relay %s: %r; retrying in %.1fs", self.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                self.leader = False
+                if conn is not None:
+                    await _close(conn)
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        wake = asyncio.Event()
+        await conn.add_listener(self.store.channel, lambda *_: wake.set())
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, enable_idempotence=True, acks="all",
+            linger_ms=2, max_batch_size=512 * 1024, client_id=f"relay-{self.name}",
+        )
+        await producer.start()
+        try:
+            self.published = await self._checkpoint()
+            on_kafka = await self._tails()
+            while True:
+                await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
+                events = await self.store.read_all(self.published, self.batch)
+                if not events:
+                    wake.clear()
+                    try:
+                        await asyncio.wait_for(wake.wait(), self.idle_poll)
+                    except TimeoutError:
+                        pass
+                    continue
+                await self._publish(producer, events, on_kafka)
+                self.published = events[-1].position
+                await self._save_checkpoint(self.published)
+        finally:
+            await producer.stop()
+
+    async def _publish(self, producer: AIOKafkaProducer, events: list[Any],
+                       on_kafka: dict[tuple[str, int], int]) -> None:
+        pending = []
+        for event in events:
+            out = self.routes.route(event)
+            if out is None:
+                continue
+            partition = await self._partition(producer, out)
+            if on_kafka.get((out.topic, partition), 0) >= out.position:
+                continue  # published before a crash, not checkpointed: do not repeat it
+            pending.append(await producer.send(out.topic, out.value, key=out.key,
+                                               partition=partition, headers=out.headers))
+        for future in pending:
+            await future
+        self.sent += len(pending)
+
+    async def _partition(self, producer: AIOKafkaProducer, out: Outgoing) -> int:
+        partitions = sorted(await producer.partitions_for(out.topic))
+        if out.key is None:
+            return partitions[out.position % len(partitions)]
+        return int(_partitioner(out.key, partitions, partitions))
+
+    async def _checkpoint(self) -> int:
+        value = await self.store.pool.fetchval(
+            "SELECT position FROM relay_checkpoints WHERE relay = $1", self.name
+        )
+        return int(value or 0)
+
+    async def _save_checkpoint(self, position: int) -> None:
+        await self.store.pool.execute(
+            "INSERT INTO relay_checkpoints (relay, position) VALUES ($1, $2)"
+            " ON CONFLICT (relay) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+            self.name,
+            position,
+        )
+
+    async def _tails(self) -> dict[tuple[str, int], int]:
+        """The store position of the last message on each partition of the relay's topics."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            found: dict[tuple[str, int], int] = {}
+            for topic in self.routes.topics:
+                parts = [TopicPartition(topic, p)
+                         for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                if not parts:
+                    await consumer.topics()  # refresh metadata once
+                    parts = [TopicPartition(topic, p)
+                             for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                ends = await consumer.end_offsets(parts) if parts else {}
+                for tp in parts:
+                    if ends[tp] > 0:
+                        found[(topic, tp.partition)] = await _last_position(consumer, tp, ends[tp])
+            return found
+        finally:
+            await consumer.stop()
+
+
+async def _last_position(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
+    consumer.assign([tp])
+    consumer.seek(tp, end - 1)
+    batch = await consumer.getmany(tp, timeout_ms=5000)
+    for record in reversed(batch.get(tp, [])):
+        for key, value in record.headers:
+            if key == POSITION_HEADER:
+                return int(value)
+    return 0
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 5)
+    except Exception:  # noqa: BLE001 - a dead connection is closed enough
+        conn.terminate()

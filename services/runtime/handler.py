@@ -1,0 +1,192 @@
+"""The consuming side both services share: a batch of Kafka records in, one store commit out.
+
+For each batch, under the store's lock: fold what other instances committed since, drop what
+is already recorded (same event id: Kafka redelivery, upstream retry), turn each record into
+an input or a rejection, let the service's processor decide, and append it all in one
+transaction. Only then may the consumer commit its offsets. A transient failure (PostgreSQL
+down, a conflict) is retried with backoff for as long as it lasts: a valid message is never
+rejected nor skipped because a dependency was unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from contracts.parsing import ContractError, parse_inbound
+from services.eventstore import EventStore, NewEvent, StoreTransaction
+from services.runtime.processing import (
+    REJECTION,
+    Input,
+    Processor,
+    fold_stored,
+    rejection_id,
+)
+from services.runtime.streams import REJECTIONS_STREAM
+
+log = logging.getLogger(__name__)
+
+
+class Record(Protocol):
+    """The parts of a Kafka record the handler reads (aiokafka's ConsumerRecord has them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    timestamp: int
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one batch did, for metrics and logs."""
+
+    inputs: dict[str, int] = field(default_factory=dict)
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    appended: int = 0
+    attempts: int = 1
+    seconds: float = 0.0
+
+
+def origin(record: Record) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def rejection_event(record: Record, error: ContractError) -> NewEvent:
+    """The record kept as it came (bytes in base64) with why it breaks the contract."""
+    def b64(data: bytes | None) -> str | None:
+        return None if data is None else base64.b64encode(data).decode()
+
+    payload = {
+        "reason": str(error),
+        "field": error.field,
+        **origin(record),
+        "timestamp": record.timestamp,
+        "key": b64(record.key),
+        "value": b64(record.value),
+        "headers": [[k, b64(v)] for k, v in record.headers],
+    }
+    return NewEvent(rejection_id(record.topic, record.partition, record.offset), REJECTION,
+                    payload, {})
+
+
+class BatchHandler:
+    """Decides batches of records for one service, keeping its processor's view current."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        new_processor: Callable[[], Processor],
+        allowed: Mapping[str, frozenset[str]],
+        *,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.new_processor = new_processor
+        self.allowed = allowed  # event types each topic may carry
+        self.backoff_max = backoff_max
+        self.processor = new_processor()
+        self.on_retry: Callable[[BaseException], None] = lambda exc: None
+
+    async def handle(self, records: Sequence[Record]) -> BatchReport:
+        """Record and decide `records`; returns once they are committed to the store."""
+        delay, attempt = 0.05, 1
+        while True:
+            started = time.perf_counter()
+            try:
+                report = await self._attempt(records)
+            except (ContractError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, none skips
+                self.processor = self.new_processor()  # its view may hold uncommitted state
+                self.on_retry(exc)
+                log.warning("batch of %d records failed (attempt %d), retrying in %.2fs: %r",
+                            len(records), attempt, delay, exc)
+                await asyncio.sleep(delay)
+                delay, attempt = min(delay * 2, self.backoff_max), attempt + 1
+                continue
+            report.attempts, report.seconds = attempt, time.perf_counter() - started
+            return report
+
+    async def catch_up(self) -> int:
+        """Fold what the store holds beyond the view (all of it at start); returns the head."""
+        async with self.store.transaction() as tx:
+            await self._fold_new(tx)
+        return self.processor.view.position
+
+    async def _fold_new(self, tx: StoreTransaction) -> None:
+        view = self.processor.view
+        for event in await tx.read_since(view.position):
+            fold_stored(view, event)
+
+    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+        report = BatchReport()
+        async with self.store.transaction() as tx:
+            await self._fold_new(tx)
+            parsed = [self._parse(r) for r in records]
+            ids = [p.event_id if isinstance(p, Input) else
+                   rejection_id(r.topic, r.partition, r.offset) for p, r in zip(parsed, records)]
+            seen = await tx.stored_ids(ids)
+            for record, message, event_id in zip(records, parsed, ids):
+                if event_id in seen:
+                    report.duplicates += 1
+                    continue
+                seen.add(event_id)
+                self._decide(tx, record, message, report)
+        self.processor.view.position = tx.head_position
+        return report
+
+    def _parse(self, record: Record) -> Input | ContractError:
+        try:
+            event = parse_inbound(record.value, allowed=self.allowed.get(record.topic))
+        except ContractError as error:
+            return error
+        metadata = {
+            "correlation_id": event.correlation_id,
+            "causation_id": event.causation_id,
+            "source": event.source,
+            "occurred_at": event.occurred_at.isoformat(),
+            "schema_version": event.schema_version,
+            "origin": origin(record),
+        }
+        return Input(event.event_id, event.event_type, event.payload, metadata)
+
+    def _decide(self, tx: StoreTransaction, record: Record, message: Input | ContractError,
+                report: BatchReport) -> None:
+        if isinstance(message, Input):
+            outcome = self.processor.process(message)
+            if outcome.duplicate:
+                report.duplicates += 1
+                return
+            if outcome.refused is None:
+                report.inputs[message.event_type] = report.inputs.get(message.event_type, 0) + 1
+                for stream_id, version, event in outcome.events:
+                    tx.append_at(stream_id, version, event)
+                    if event.event_id != message.event_id:
+                        key = (event.event_type, str(event.payload.get("motif") or ""))
+                        report.decisions[key] = report.decisions.get(key, 0) + 1
+                report.appended += len(outcome.events)
+                return
+            field_name, _, reason = outcome.refused.partition(": ")
+            message = ContractError(reason, field_name)
+        event = rejection_event(record, message)
+        self._record_rejection(tx, event)
+        reason = message.field or "message"
+        report.rejected[reason] = report.rejected.get(reason, 0) + 1
+        report.appended += 1
+
+    def _record_rejection(self, tx: StoreTransaction, event: NewEvent) -> None:
+        view = self.processor.view
+        tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
+        view.apply(REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload,
+                   event.metadata)
+

@@ -1,0 +1,83 @@
+"""What the relay publishes for a stored event: the wire message of a decision, or the
+untouched copy of a rejected message with its reason in headers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from services.eventstore import StoredEvent
+from services.eventstore.relay import POSITION_HEADER, Outgoing
+from services.runtime.processing import REJECTION
+
+def _common_headers(event: StoredEvent) -> list[tuple[str, bytes]]:
+    return [
+        ("event_type", event.event_type.encode()),
+        ("event_id", str(event.event_id).encode()),
+        ("schema_version", str(event.schema_version).encode()),
+        (POSITION_HEADER, str(event.position).encode()),
+    ]
+
+
+def decision_envelope(event: StoredEvent, source: str) -> dict[str, Any]:
+    """The wire envelope of a decision (contract v1), `occurred_at` = when it was recorded."""
+    return {
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "occurred_at": event.recorded_at.isoformat().replace("+00:00", "Z"),
+        "source": source,
+        "correlation_id": event.metadata.get("correlation_id"),
+        "causation_id": event.metadata.get("causation_id"),
+        "payload": event.payload,
+    }
+
+
+def decision_message(event: StoredEvent, topic: str, source: str) -> Outgoing:
+    value = json.dumps(decision_envelope(event, source), ensure_ascii=False,
+                       separators=(",", ":")).encode()
+    return Outgoing(topic, event.payload["nir"].encode(), value, _common_headers(event),
+                    event.position)
+
+
+def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
+    """The refused message as it came (key, value, headers), plus why and from where."""
+    p = event.payload
+
+    def raw(text: str | None) -> bytes | None:
+        return None if text is None else base64.b64decode(text)
+
+    headers = [(k, raw(v) or b"") for k, v in p["headers"]]
+    headers += [
+        ("reject_reason", p["reason"].encode()),
+        ("source_topic", p["topic"].encode()),
+        ("source_partition", str(p["partition"]).encode()),
+        ("source_offset", str(p["offset"]).encode()),
+    ]
+    if p.get("field"):
+        headers.append(("reject_field", p["field"].encode()))
+    headers += _common_headers(event)
+    return Outgoing(topic, raw(p["key"]), raw(p["value"]) or b"", headers, event.position)
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Where a service's stored events go: decisions to one topic, rejections to another."""
+
+    decisions_topic: str
+    rejections_topic: str
+    decision_types: frozenset[str]
+    source: str
+
+    def route(self, event: StoredEvent) -> Outgoing | None:
+        if event.event_type in self.decision_types:
+            return decision_message(event, self.decisions_topic, self.source)
+        if event.event_type == REJECTION:
+            return rejection_message(event, self.rejections_topic)
+        return None  # inputs and registry facts are not republished
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self.decisions_topic, self.rejections_topic)

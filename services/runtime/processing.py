@@ -1,0 +1,136 @@
+"""What both services share in deciding: inputs, the store view they fold, and emitting.
+
+A service's processor is deterministic: given its view of the store (a fold of every event
+before) and one input, it emits the input and the decisions it causes, folding each into the
+view as it goes. The live handler and `mandat replay` run the very same code, which is what
+makes a recorded decision reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from services.eventstore import NewEvent, StoredEvent
+
+DECISION_IDS = uuid.UUID("5f0b7a52-1b9e-4f3e-9d8e-4c611200a1f2")
+"""Namespace of decision ids: uuid5(namespace, "<trigger event id>/<n>")."""
+
+REJECTION = "MessageRejete"
+"""Event type of a contract breach kept in the store (and relayed to the rejection topic)."""
+
+
+def decision_id(trigger: UUID, n: int) -> UUID:
+    """The id of the n-th event emitted while processing input `trigger` (deterministic, so a
+    re-run of the same input cannot mint a second decision)."""
+    return uuid.uuid5(DECISION_IDS, f"{trigger}/{n}")
+
+
+def rejection_id(topic: str, partition: int, offset: int) -> UUID:
+    """The id of the rejection of the message at (topic, partition, offset)."""
+    return uuid.uuid5(DECISION_IDS, f"reject/{topic}/{partition}/{offset}")
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """A valid inbound event as processors see it, from Kafka or from the store."""
+
+    event_id: UUID
+    event_type: str
+    payload: Any  # the contract's payload model
+    metadata: dict[str, Any]
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self.metadata.get("correlation_id") or self.event_id)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What processing one input gave: events to append, or why it was refused."""
+
+    events: list[tuple[str, int, NewEvent]] = field(default_factory=list)  # stream, version
+    refused: str | None = None  # a business-level breach (e.g. same id, other content)
+    duplicate: bool = False  # same content under a new event id: nothing to do
+
+
+class View(Protocol):
+    """A service's fold of its store."""
+
+    position: int
+
+    def version(self, stream_id: str) -> int: ...
+
+    def apply(self, stream_id: str, event_id: str, event_type: str,
+              payload: dict[str, Any], metadata: dict[str, Any]) -> None: ...
+
+
+class Processor(Protocol):
+    """A service's decision procedure over its view."""
+
+    view: View
+
+    def process(self, message: Input) -> Outcome: ...
+
+
+def fold_stored(view: View, event: StoredEvent) -> None:
+    """Fold an event read back from the store into a view."""
+    view.apply(event.stream_id, str(event.event_id), event.event_type, event.payload,
+               event.metadata)
+    view.position = event.position
+
+
+class Emitter:
+    """Emits the events caused by one trigger input, folding each into the view at once (so
+    the next decision of the same cascade sees it)."""
+
+    def __init__(self, view: View, trigger: UUID, service: str,
+                 ids: Callable[[UUID, int], UUID] = decision_id) -> None:
+        self.view = view
+        self.trigger = trigger
+        self.service = service
+        self.ids = ids
+        self.outcome = Outcome()
+
+    def _emit(self, stream_id: str, event: NewEvent) -> None:
+        self.outcome.events.append((stream_id, self.view.version(stream_id) + 1, event))
+        self.view.apply(stream_id, str(event.event_id), event.event_type, event.payload,
+                        event.metadata)
+
+    def input(self, stream_id: str, message: Input) -> None:
+        """Record the input itself (normalised payload: what the contract kept of it)."""
+        payload = message.payload.model_dump(mode="json")
+        self._emit(stream_id, NewEvent(message.event_id, message.event_type, payload,
+                                       message.metadata))
+
+    def decision(self, stream_id: str, event_type: str, payload: dict[str, Any],
+                 cause: Input | UUID, correlation_id: str) -> None:
+        """Record a decision caused by `cause` (the trigger itself, or a parked input)."""
+        cause_id = cause.event_id if isinstance(cause, Input) else cause
+        metadata = {
+            "causation_id": str(cause_id),
+            "correlation_id": correlation_id,
+            "service": self.service,
+        }
+        if cause_id != self.trigger:
+            metadata["decided_on"] = str(self.trigger)  # a parked input, decided later
+        event_id = self.ids(self.trigger, len(self.outcome.events))
+        self._emit(stream_id, NewEvent(event_id, event_type, payload, metadata))
+
+
+class VersionedView:
+    """Stream versions and position: the part of a view every service needs."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self._versions: dict[str, int] = {}
+
+    def version(self, stream_id: str) -> int:
+        return self._versions.get(stream_id, 0)
+
+    def bump(self, stream_id: str) -> None:
+        self._versions[stream_id] = self._versions.get(stream_id, 0) + 1

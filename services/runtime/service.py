@@ -1,0 +1,135 @@
+"""The composition root both services share: one FastStream app per service, built from a
+`ServiceSpec` and the settings. Nothing connects at import time; the lifespan opens the
+pool, applies migrations, creates topics, folds the store, and starts the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.middlewares import AckPolicy
+
+from services.eventstore import EventStore
+from services.eventstore.migrations import apply_migrations
+from services.eventstore.pool import SERVICE_ROLE, create_pool
+from services.eventstore.relay import Relay
+from services.runtime.handler import BatchHandler, BatchReport
+from services.runtime.outbound import Routes
+from services.runtime.processing import Processor
+from services.runtime.settings import ServiceSettings
+from services.runtime.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes a service itself: its name, store schema, group, inputs and outputs."""
+
+    name: str
+    schema: str
+    group_id: str
+    inputs: Mapping[str, frozenset[str]]  # topic -> event types it may carry
+    routes: Routes
+    new_processor: Callable[[], Processor]
+
+
+async def _records(message: Any) -> Any:
+    """Hand the handler the raw records: parsing them is the contract's job (and a record
+    that is not JSON must reach the rejection path, not fail in a decoder)."""
+    return message.raw_message
+
+
+class ServiceRuntime:
+    """A running service: its store, batch handler, relay and Kafka subscriber."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.dsn = settings.database_url.get_secret_value()
+        self.pool: asyncpg.Pool | None = None
+        self.handler: BatchHandler | None = None
+        self.relay: Relay | None = None
+        self.last_report: BatchReport | None = None
+        self.on_report: Callable[[BatchReport], None] = lambda report: None
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            client_id=f"mandat-{spec.name}",
+            graceful_timeout=30.0,
+        )
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        @self.broker.subscriber(
+            *self.spec.inputs,
+            group_id=self.spec.group_id,
+            batch=True,
+            max_records=self.settings.batch_max_records,
+            batch_timeout_ms=100,
+            auto_offset_reset="earliest",
+            # offsets are committed after the store commit; on an unexpected error the batch
+            # is sought back and redelivered (never ACK_FIRST, which is at-most-once)
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_records,
+            title=f"{self.spec.name}/inputs",
+            description=f"Inputs of the {self.spec.name} service (contract v1).",
+        )
+        async def consume(records: Any) -> None:
+            assert self.handler is not None
+            report = await self.handler.handle(records)
+            self.last_report = report
+            self.on_report(report)
+
+    async def connect_relay(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn, server_settings={"role": SERVICE_ROLE})
+
+    async def start(self) -> None:
+        """Prepare everything the subscriber needs before it consumes."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await apply_migrations(conn, self.spec.schema)
+        finally:
+            await conn.close()
+        s = self.settings
+        await ensure_topics(
+            s.kafka_bootstrap_servers,
+            [*self.spec.inputs, *self.spec.routes.topics],
+            partitions=s.topic_partitions,
+            replication_factor=s.topic_replication_factor,
+            retention_ms=s.topic_retention_ms,
+        )
+        self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size)
+        store = EventStore(self.pool, self.spec.schema)
+        self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
+        head = await self.handler.catch_up()
+        log.info("%s: store folded up to position %d", self.spec.name, head)
+        self.relay = Relay(store, self.connect_relay, self.spec.routes,
+                           s.kafka_bootstrap_servers, name=self.spec.name)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        await self.start()
+        assert self.relay is not None
+        relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.spec.name}")
+        try:
+            yield
+        finally:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+            await self.close()
+
+    def app(self) -> FastStream:
+        """The FastStream application of this service."""
+        return FastStream(self.broker, lifespan=lambda **_: self.lifespan())

@@ -1,0 +1,61 @@
+"""Typed settings, read once from the environment (and `.run/endpoints.env` when present)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts import topics
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: endpoints, topic names and how topics are created.
+
+    Endpoints are read from `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` (what `make up`
+    writes); everything else from `MANDAT_*`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MANDAT_", env_file=".run/endpoints.env", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "MANDAT_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://postgres:postgres@127.0.0.1:5432/mandat"),
+        validation_alias=AliasChoices("DATABASE_URL", "MANDAT_DATABASE_URL"),
+    )
+
+    topic_referentiel: str = topics.REFERENTIEL
+    topic_cotisations: str = topics.COTISATIONS
+    topic_prestations: str = topics.PRESTATIONS
+    topic_reglements_cotisations: str = topics.REGLEMENTS_COTISATIONS
+    topic_reglements_prestations: str = topics.REGLEMENTS_PRESTATIONS
+    topic_rejets_collection: str = topics.REJETS_COLLECTION
+    topic_rejets_benefits: str = topics.REJETS_BENEFITS
+    topic_audit_replay: str = topics.AUDIT_REPLAY
+
+    topic_partitions: int = Field(3, ge=1)
+    topic_replication_factor: int = Field(1, ge=1)
+    topic_retention_ms: int = Field(-1, ge=-1)  # -1: keep forever (these topics are a record)
+
+    collection_schema: str = "collection"
+    benefits_schema: str = "benefits"
+    collection_group: str = "collection"
+    benefits_group: str = "benefits"
+
+    batch_max_records: int = Field(500, ge=1)
+    pool_size: int = Field(4, ge=2)
+    collection_http_port: int = 8081
+    benefits_http_port: int = 8082
+    dashboard_http_port: int = 8080
+
+    def all_topics(self) -> list[str]:
+        """Every topic the system reads or writes."""
+        return [
+            self.topic_referentiel, self.topic_cotisations, self.topic_prestations,
+            self.topic_reglements_cotisations, self.topic_reglements_prestations,
+            self.topic_rejets_collection, self.topic_rejets_benefits, self.topic_audit_replay,
+        ]
