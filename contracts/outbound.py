@@ -123,6 +123,8 @@ class DecisionEnAttente(Decision):
     or ``prestation_id``.
     """
 
+    caisse_de_base: Code | None  # type: ignore[assignment]
+    """Null only when it cannot be known yet: a payment parked before its contribution."""
     sujet_id: Code
     motif: Motif
 

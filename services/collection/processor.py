@@ -15,14 +15,18 @@ from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
 from services.collection.rules import (
     RULES_2017,
     Contribution,
-    Decision,
     RuleSet,
     decide_contribution,
     decide_payment,
     decide_unpaid,
 )
-from services.collection.view import CollectionView
+from services.collection.view import (
+    CollectionView,
+    waits_for_affiliation,
+    waits_for_contribution,
+)
 from services.registry import REGISTRY_EVENT_TYPES
+from services.runtime.decisions import Decision
 from services.runtime.processing import Emitter, Input, Outcome, decision_id
 from services.runtime.streams import registry_stream, same_content
 
@@ -84,11 +88,12 @@ class CollectionProcessor:
         emitter.decision(stream, decision.event_type, decision.payload, event_id, correlation_id)
         if decision.parked:
             return
-        for waiting_id in list(self.view.parked_by_contribution.get(due.cotisation_id, ())):
-            waiting = self.view.undecided[waiting_id]
+        parking = self.view.parking
+        for waiting_id in parking.waiting_on(waits_for_contribution(due.cotisation_id)):
+            waiting = parking.undecided[waiting_id]
             model = _FOLLOW_UPS[waiting.event_type].model_validate(waiting.payload)
             self._decide_follow_up(emitter, UUID(waiting_id), waiting.event_type, model,
-                                   _correlation(waiting_id, waiting.metadata), parked=True)
+                                   waiting.correlation_id(waiting_id), parked=True)
 
     def _decide_follow_up(self, emitter: Emitter, event_id: UUID, kind: str, p: Any,
                           correlation_id: str, *, parked: bool = False) -> None:
@@ -115,19 +120,19 @@ class CollectionProcessor:
 
     def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
         """A new affiliation or organism may unblock contributions parked for it."""
+        parking = self.view.parking
         if kind == "AffiliationEnregistree":
-            nirs = [p.nir]
+            keys = [waits_for_affiliation(p.nir)]
         elif kind == "OrganismeDeclare":
-            nirs = list(self.view.parked_by_nir)
+            keys = [k for k in parking.by_key if k.startswith(waits_for_affiliation(""))]
         else:
             return
-        for nir in nirs:
-            for waiting_id in list(self.view.parked_by_nir.get(nir, ())):
-                waiting = self.view.undecided[waiting_id]
+        for key in keys:
+            for waiting_id in parking.waiting_on(key):
+                waiting = parking.undecided[waiting_id]
                 due = CotisationDue.model_validate(waiting.payload)
                 self._decide_contribution(emitter, UUID(waiting_id), due,
-                                          _correlation(waiting_id, waiting.metadata),
-                                          parked=True)
+                                          waiting.correlation_id(waiting_id), parked=True)
 
 
 _FOLLOW_UPS: dict[str, type[PaiementRecu] | type[CotisationImpayee]] = {
@@ -135,6 +140,3 @@ _FOLLOW_UPS: dict[str, type[PaiementRecu] | type[CotisationImpayee]] = {
     "CotisationImpayee": CotisationImpayee,
 }
 
-
-def _correlation(event_id: str, metadata: dict[str, Any]) -> str:
-    return str(metadata.get("correlation_id") or event_id)

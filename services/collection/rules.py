@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from services.registry import Registry, faits_retenus
+from services.runtime.decisions import Decision
 
 ENCAISSEMENT = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS"
 
@@ -38,18 +39,6 @@ RULES_2017 = RuleSet(
     base_urssaf="Loi 2015-1702 art.13",
     base_interlocuteur_unique="CSS L133-6-2",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A decision to record: its type and its wire payload (JSON-ready)."""
-
-    event_type: str
-    payload: dict[str, Any]
-
-    @property
-    def parked(self) -> bool:
-        return self.event_type == "DecisionEnAttente"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,11 @@ and the inputs still waiting for a decision."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.registry import REGISTRY_EVENT_TYPES, Registry
+from services.runtime.parking import Parking
 from services.runtime.processing import VersionedView
 
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
@@ -15,6 +16,14 @@ FOLLOW_UP_DECISIONS = frozenset(
     {"PaiementEncaissePourCompte", "PaiementNonImpute", "ContentieuxDelegue",
      "ContentieuxSansObjet"}
 )
+
+
+def waits_for_affiliation(nir: str) -> str:
+    return f"nir/{nir}"
+
+
+def waits_for_contribution(cotisation_id: str) -> str:
+    return f"cotisation/{cotisation_id}"
 
 
 @dataclass(slots=True)
@@ -28,16 +37,6 @@ class ContributionState:
     paid_cents: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """An input recorded and parked: what is needed to decide it later."""
-
-    event_type: str
-    payload: dict[str, Any]
-    metadata: dict[str, Any]
-    motif: str = ""
-
-
 @dataclass(slots=True)
 class CollectionView(VersionedView):
     """Everything the collection processor reads, folded from the store in order."""
@@ -45,9 +44,7 @@ class CollectionView(VersionedView):
     registry: Registry = field(default_factory=Registry)
     contributions: dict[str, ContributionState] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    undecided: dict[str, Waiting] = field(default_factory=dict)  # by input event id
-    parked_by_nir: dict[str, list[str]] = field(default_factory=dict)
-    parked_by_contribution: dict[str, list[str]] = field(default_factory=dict)
+    parking: Parking = field(default_factory=Parking)
 
     def __post_init__(self) -> None:
         VersionedView.__init__(self)
@@ -59,45 +56,28 @@ class CollectionView(VersionedView):
         if event_type in REGISTRY_EVENT_TYPES:
             self.registry.apply(event_type, payload)
         elif event_type in COLLECTION_INPUTS:
-            self._record_input(event_id, event_type, payload, metadata)
+            if event_type == "CotisationDue":
+                self.contributions[payload["cotisation_id"]] = ContributionState(due=payload)
+            elif event_type == "PaiementRecu":
+                self.payments[payload["paiement_id"]] = payload
+            self.parking.record(event_id, event_type, payload, metadata)
         elif event_type == "DecisionEnAttente":
             self._park(metadata["causation_id"], payload["motif"])
         elif event_type in CONTRIBUTION_DECISIONS:
-            self._settle(metadata["causation_id"])
+            self.parking.settle(metadata["causation_id"])
             state = self.contributions[payload["cotisation_id"]]
             state.decided = True
             state.organisme_id = payload.get("organisme_id")
             state.faits_retenus = payload.get("faits_retenus")
         elif event_type in FOLLOW_UP_DECISIONS:
-            self._settle(metadata["causation_id"])
+            self.parking.settle(metadata["causation_id"])
             if event_type == "PaiementEncaissePourCompte":
                 self.contributions[payload["cotisation_id"]].paid_cents += payload["montant_cents"]
 
-    def _record_input(self, event_id: str, event_type: str, payload: dict[str, Any],
-                      metadata: dict[str, Any]) -> None:
-        if event_type == "CotisationDue":
-            self.contributions[payload["cotisation_id"]] = ContributionState(due=payload)
-        elif event_type == "PaiementRecu":
-            self.payments[payload["paiement_id"]] = payload
-        self.undecided[event_id] = Waiting(event_type, payload, metadata)
-
     def _park(self, event_id: str, motif: str) -> None:
-        waiting = replace(self.undecided[event_id], motif=motif)
-        self.undecided[event_id] = waiting
+        waiting = self.parking.undecided[event_id]
         if waiting.event_type == "CotisationDue":
-            self.parked_by_nir.setdefault(waiting.payload["nir"], []).append(event_id)
+            key = waits_for_affiliation(waiting.payload["nir"])
         else:
-            cotisation_id = waiting.payload["cotisation_id"]
-            self.parked_by_contribution.setdefault(cotisation_id, []).append(event_id)
-
-    def _settle(self, event_id: str) -> None:
-        waiting = self.undecided.pop(event_id)
-        if not waiting.motif:
-            return
-        if waiting.event_type == "CotisationDue":
-            index, key = self.parked_by_nir, waiting.payload["nir"]
-        else:
-            index, key = self.parked_by_contribution, waiting.payload["cotisation_id"]
-        index[key].remove(event_id)
-        if not index[key]:
-            del index[key]
+            key = waits_for_contribution(waiting.payload["cotisation_id"])
+        self.parking.park(event_id, key, motif)

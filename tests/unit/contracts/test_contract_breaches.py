@@ -2,7 +2,6 @@
 
 import copy
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -79,31 +78,59 @@ BREACHES: dict[str, tuple[bytes | None, str | None, str]] = {
     "missing event_type": (without("event_type"), "event_type", "required"),
     "event_type not a string": (with_envelope(event_type=3), "event_type", "string"),
     "unknown event_type": (with_envelope(event_type="CotisationPayee"), "event_type", "unknown"),
-    "decision sent inbound": (with_envelope(event_type="EncaissementDelegue"), "event_type", "unknown"),
+    "decision sent inbound": (
+        with_envelope(event_type="EncaissementDelegue"),
+        "event_type",
+        "unknown",
+    ),
     "missing schema_version": (without("schema_version"), "schema_version", "required"),
     "schema_version 2": (with_envelope(schema_version=2), "schema_version", "1"),
     "schema_version true": (with_envelope(schema_version=True), "schema_version", "integer"),
     "event_id not a UUID": (with_envelope(event_id="COT-1"), "event_id", "UUID"),
-    "naive occurred_at": (with_envelope(occurred_at="2017-01-15T08:00:00"), "occurred_at", "offset"),
+    "naive occurred_at": (
+        with_envelope(occurred_at="2017-01-15T08:00:00"),
+        "occurred_at",
+        "offset",
+    ),
     "epoch occurred_at": (with_envelope(occurred_at=1484467200), "occurred_at", "ISO 8601"),
     "blank source": (with_envelope(source="  "), "source", "blank"),
     "payload not an object": (with_envelope(payload="x"), "payload", "dictionary"),
     "missing field": (without("payload", "montant_cents"), "payload.montant_cents", "required"),
-    "missing nested field": (without("payload", "periode", "fin"), "payload.periode.fin", "required"),
-    "invalid NIR key": (with_payload(nir="255081416802539"), "payload.nir", "key is 39, expected 38"),
+    "missing nested field": (
+        without("payload", "periode", "fin"),
+        "payload.periode.fin",
+        "required",
+    ),
+    "invalid NIR key": (
+        with_payload(nir="255081416802539"),
+        "payload.nir",
+        "key is 39, expected 38",
+    ),
     "short NIR": (with_payload(nir="25508141680253"), "payload.nir", "15 characters, got 14"),
     "long NIR": (with_payload(nir="2550814168025380"), "payload.nir", "15 characters, got 16"),
     "NIR with letters": (with_payload(nir="2550814X6802538"), "payload.nir", "digits"),
     "NIR as a number": (with_payload(nir=255081416802538), "payload.nir", "string"),
     "lowercase Corsica": (with_payload(nir=CORSE_DU_SUD.lower()), "payload.nir", "2A or 2B"),
-    "Corsica 2A, wrong key": (with_payload(nir=CORSE_DU_SUD[:13] + "34"), "payload.nir", "expected 33"),
-    "Corsica 2B, wrong key": (with_payload(nir=HAUTE_CORSE[:13] + "33"), "payload.nir", "expected 60"),
+    "Corsica 2A, wrong key": (
+        with_payload(nir=CORSE_DU_SUD[:13] + "34"),
+        "payload.nir",
+        "expected 33",
+    ),
+    "Corsica 2B, wrong key": (
+        with_payload(nir=HAUTE_CORSE[:13] + "33"),
+        "payload.nir",
+        "expected 60",
+    ),
     "negative amount": (with_payload(montant_cents=-1), "payload.montant_cents", "greater than 0"),
     "zero amount": (with_payload(montant_cents=0), "payload.montant_cents", "greater than 0"),
     "string amount": (with_payload(montant_cents="195000"), "payload.montant_cents", "integer"),
     "float amount": (with_payload(montant_cents=1950.5), "payload.montant_cents", "integer"),
     "boolean amount": (with_payload(montant_cents=True), "payload.montant_cents", "integer"),
-    "amount beyond bigint": (with_payload(montant_cents=2**63), "payload.montant_cents", "less than"),
+    "amount beyond bigint": (
+        with_payload(montant_cents=2**63),
+        "payload.montant_cents",
+        "less than",
+    ),
     "periode debut after fin": (
         with_payload(periode={"debut": "2017-12-31", "fin": "2017-01-01"}),
         "payload.periode.fin",
@@ -119,17 +146,33 @@ BREACHES: dict[str, tuple[bytes | None, str | None, str]] = {
     "number as date": (with_payload(exigible_le=20170205), "payload.exigible_le", "YYYY-MM-DD"),
     "bad enum value": (with_payload(categorie="AGRICULTEUR"), "payload.categorie", "ARTISAN"),
     "empty id": (with_payload(cotisation_id=""), "payload.cotisation_id", "blank"),
-    "id with outer spaces": (with_payload(caisse_de_base="PL-IDF "), "payload.caisse_de_base", "whitespace"),
+    "id with outer spaces": (
+        with_payload(caisse_de_base="PL-IDF "),
+        "payload.caisse_de_base",
+        "whitespace",
+    ),
     "id with NUL": (with_payload(cotisation_id="COT\u00001"), "payload.cotisation_id", "control"),
-    "empty caisses_de_base": (convention(caisses_de_base=[]), "payload.caisses_de_base", "empty array"),
-    "caisses_de_base a string": (convention(caisses_de_base="PL-IDF"), "payload.caisses_de_base", "must be an array"),
-    "blank caisse in list": (convention(caisses_de_base=["PL-IDF", ""]), "payload.caisses_de_base[1]", "blank"),
+    "empty caisses_de_base": (
+        convention(caisses_de_base=[]),
+        "payload.caisses_de_base",
+        "empty array",
+    ),
+    "caisses_de_base a string": (
+        convention(caisses_de_base="PL-IDF"),
+        "payload.caisses_de_base",
+        "must be an array",
+    ),
+    "blank caisse in list": (
+        convention(caisses_de_base=["PL-IDF", ""]),
+        "payload.caisses_de_base[1]",
+        "blank",
+    ),
     "convention ends before it starts": (
         convention(effet_du="2017-06-01", effet_au="2017-05-31"),
         "payload.effet_au",
         "before effet_du",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("raw", "field", "words"), BREACHES.values(), ids=BREACHES.keys())

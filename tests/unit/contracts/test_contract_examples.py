@@ -56,7 +56,13 @@ DECISION_FIELDS = {
     "ContentieuxDelegue": {"cotisation_id", "organisme_id", "restant_du_cents"},
     "ContentieuxSansObjet": {"cotisation_id", "motif"},
     "DecisionEnAttente": {"sujet_id", "motif"},
-    "VersementDelegue": {"prestation_id", "organisme_id", "convention_id", "nature", "montant_cents"},
+    "VersementDelegue": {
+        "prestation_id",
+        "organisme_id",
+        "convention_id",
+        "nature",
+        "montant_cents",
+    },
     "VersementDirect": {"prestation_id", "nature", "montant_cents", "motif"},
     "PrestationNonTraitee": {"prestation_id", "motif"},
 }

@@ -32,7 +32,9 @@ def test_a_key_below_ten_is_written_with_two_digits() -> None:
     assert nir_key(body).startswith("0")
 
 
-@pytest.mark.parametrize("body", ["255081416802", "25508141680251", "2550X14168025", "18505CA123456"])
+@pytest.mark.parametrize(
+    "body", ["255081416802", "25508141680251", "2550X14168025", "18505CA123456"]
+)
 def test_the_key_of_a_malformed_body_cannot_be_computed(body: str) -> None:
     with pytest.raises(ValueError, match="NIR body"):
         nir_key(body)
@@ -49,5 +51,7 @@ def test_the_key_of_a_malformed_body_cannot_be_computed(body: str) -> None:
     ],
 )
 def test_an_invalid_nir_is_refused_saying_what_is_wrong(nir: str, why: str) -> None:
-    with pytest.raises(ValidationError, match=r"(?s)" + why.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValidationError, match=r"(?s)" + why.replace("(", r"\(").replace(")", r"\)")
+    ):
         NIR.validate_python(nir)

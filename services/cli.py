@@ -1,0 +1,121 @@
+"""`mandat`: the project's one command line. Subcommands are registered by their packages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _stack_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="start Kafka, PostgreSQL and both services in the background")
+    up.add_argument("--no-services", action="store_true", help="only Kafka and PostgreSQL")
+    up.set_defaults(func=_up)
+    sub.add_parser("down", help="stop what `up` started (data kept)").set_defaults(func=_down)
+    sub.add_parser("status", help="what runs, where").set_defaults(func=_status)
+    logs = sub.add_parser("logs", help="the last lines of every log under .run/")
+    logs.add_argument("-n", type=int, default=40)
+    logs.set_defaults(func=_logs)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.devstack import system
+
+    endpoints = system.up(with_services=not args.no_services)
+    for key, value in endpoints.items():
+        print(f"{key}={value}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from services.devstack import system
+
+    stopped = system.down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from services.devstack import system
+
+    found = system.status()
+    for name, where in found.items():
+        print(f"{name:12} {where}")
+    if not found:
+        print("nothing runs (make up)")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from services.devstack import system
+
+    for path, lines in system.log_tails(args.n).items():
+        print(f"==> {path} <==")
+        print(lines)
+    return 0
+
+
+def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name in ("collection", "benefits"):
+        parser = sub.add_parser(name, help=f"the {name} service")
+        actions = parser.add_subparsers(dest="action", required=True)
+        run = actions.add_parser("run", help="run it in the foreground (until SIGTERM/SIGINT)")
+        run.set_defaults(func=_run_service, service=name)
+
+
+def _run_service(args: argparse.Namespace) -> int:
+    from services.runtime.serve import serve
+
+    asyncio.run(serve(args.service))
+    return 0
+
+
+def _registrations() -> list[Register]:
+    """Each package adds its own subcommands (imported lazily: the CLI starts fast)."""
+    found: list[Register] = [_stack_commands, _service_commands]
+    for module in ("services.demo.cli", "services.audit.cli", "services.bench.cli",
+                   "services.dashboard.cli"):
+        try:
+            found.append(__import__(module, fromlist=["register"]).register)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mandat",
+        description="CSS L611-20: who collects contributions (al.1) and who pays cash "
+        "benefits (al.2) — services, demo, replay, audit and benchmarks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in _registrations():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def print_json(value: object) -> None:
+    """JSON output for `--json` flags (sorted keys, UTF-8 kept)."""
+    json.dump(value, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
