@@ -30,20 +30,43 @@ def _docker_engine() -> bool:
         return False
 
 
+class LocalPostgres:
+    """The suite's own PostgreSQL, which fault tests may stop and start again."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.port = 0
+
+    def start(self) -> str:
+        from services.devstack.postgres import start_postgres
+
+        node = start_postgres(self.run_dir, port=self.port, durable=False)
+        self.port = node.port
+        return node.url
+
+    def stop(self) -> None:
+        from services.devstack.postgres import stop_postgres
+
+        stop_postgres(self.run_dir)
+
+
+LOCAL_POSTGRES: LocalPostgres | None = None
+
+
 @contextlib.contextmanager
 def _local_stack() -> Iterator[tuple[str, str]]:
+    global LOCAL_POSTGRES
     from services.devstack.kafka import start_kafka, stop_kafka
-    from services.devstack.postgres import start_postgres, stop_postgres
 
     run_dir = Path(tempfile.mkdtemp(prefix="mandat-test-"))
     try:
         kafka = start_kafka(run_dir / "kafka", port=0, controller_port=0)
         try:
-            postgres = start_postgres(run_dir / "postgres", port=0, durable=False)
+            LOCAL_POSTGRES = LocalPostgres(run_dir / "postgres")
             try:
-                yield kafka.bootstrap, postgres.url
+                yield kafka.bootstrap, LOCAL_POSTGRES.start()
             finally:
-                stop_postgres(run_dir / "postgres")
+                LOCAL_POSTGRES.stop()
         finally:
             stop_kafka(run_dir / "kafka")
     finally:
@@ -74,6 +97,15 @@ def stack() -> Iterator[tuple[str, str]]:
     else:
         with _local_stack() as endpoints:
             yield endpoints
+
+
+@pytest.fixture
+def local_postgres(stack: tuple[str, str]) -> LocalPostgres:
+    """Control of the suite's own PostgreSQL (fault tests need the local stack)."""
+    if LOCAL_POSTGRES is None:
+        pytest.fail("this fault test stops PostgreSQL: run it on the local stack "
+                    "(unset DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS, no Docker)")
+    return LOCAL_POSTGRES
 
 
 @pytest.fixture(scope="session")

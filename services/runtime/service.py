@@ -15,12 +15,16 @@ import asyncpg
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
+from faststream.specification import AsyncAPI
+
+from contracts import InboundEvent, OutboundEvent
 
 from services.eventstore import EventStore
 from services.eventstore.migrations import apply_migrations
 from services.eventstore.pool import SERVICE_ROLE, create_pool
 from services.eventstore.relay import Relay
 from services.runtime.handler import BatchHandler, BatchReport
+from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbound import Routes
 from services.runtime.processing import Processor
 from services.runtime.settings import ServiceSettings
@@ -39,6 +43,7 @@ class ServiceSpec:
     inputs: Mapping[str, frozenset[str]]  # topic -> event types it may carry
     routes: Routes
     new_processor: Callable[[], Processor]
+    description: str = ""
 
 
 async def _records(message: Any) -> Any:
@@ -59,12 +64,17 @@ class ServiceRuntime:
         self.relay: Relay | None = None
         self.last_report: BatchReport | None = None
         self.on_report: Callable[[BatchReport], None] = lambda report: None
+        self.metrics = ServiceMetrics(spec.name)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"mandat-{spec.name}",
             graceful_timeout=30.0,
+            # the handler gets raw records and parses them with the contract itself: a
+            # breach must reach the rejection path, not fail in FastStream's validation
+            apply_types=False,
         )
         self._subscribe()
+        self._document_outputs()
 
     def _subscribe(self) -> None:
         @self.broker.subscriber(
@@ -81,11 +91,64 @@ class ServiceRuntime:
             title=f"{self.spec.name}/inputs",
             description=f"Inputs of the {self.spec.name} service (contract v1).",
         )
-        async def consume(records: Any) -> None:
+        async def consume(records: list[InboundEvent]) -> None:
             assert self.handler is not None
-            report = await self.handler.handle(records)
+            report = await self.handler.handle(records)  # type: ignore[arg-type]
             self.last_report = report
+            self.metrics.observe(report, records)  # type: ignore[arg-type]
             self.on_report(report)
+
+    def _document_outputs(self) -> None:
+        """Declare the topics the relay writes, so the AsyncAPI document shows them."""
+        routes = self.spec.routes
+        self.broker.publisher(
+            routes.decisions_topic, title=f"{self.spec.name}/decisions", schema=OutboundEvent,
+            description="Decisions, in store order (key: nir; headers event_type, event_id, "
+            "schema_version, store_position).",
+        )
+        self.broker.publisher(
+            routes.rejections_topic, title=f"{self.spec.name}/rejections", schema=bytes,
+            description="Messages that break the contract, untouched (original key, value and "
+            "headers), with reject_reason, reject_field, source_topic, source_partition and "
+            "source_offset headers.",
+        )
+
+    def asyncapi(self) -> str:
+        """This service's AsyncAPI document (JSON), generated from the FastStream app."""
+        spec = AsyncAPI(self.broker, title=f"mandat {self.spec.name}", version="1.0.0",
+                        description=self.spec.description)
+        return spec.to_specification().to_json()
+
+    async def probe(self) -> dict[str, Any]:
+        """Readiness: PostgreSQL answers, Kafka answers, the store is folded; with lags."""
+        state: dict[str, Any] = {"service": self.spec.name}
+        try:
+            assert self.pool is not None
+            head = int(await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+            state["postgres"] = True
+        except Exception:  # noqa: BLE001 - reported, not raised
+            head, state["postgres"] = -1, False
+        try:
+            state["kafka"] = bool(await self.broker.ping(timeout=2.0))
+        except Exception:  # noqa: BLE001
+            state["kafka"] = False
+        folded = self.handler is not None
+        state["store_head"] = head
+        if self.relay is not None and head >= 0:
+            state["relay_leader"] = self.relay.leader
+            state["relay_published"] = self.relay.published
+        if self.handler is not None:
+            state["parked"] = len(self.handler.processor.view.parking.parked())
+        state["ready"] = bool(state["postgres"] and state["kafka"] and folded)
+        return state
+
+    def refresh_gauges(self, state: dict[str, Any]) -> None:
+        if state.get("store_head", -1) >= 0:
+            self.metrics.store_head.set(state["store_head"])
+            if state.get("relay_leader"):
+                self.metrics.relay_lag.set(state["store_head"] - state["relay_published"])
+        if "parked" in state:
+            self.metrics.parked.set(state["parked"])
 
     async def connect_relay(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.dsn, server_settings={"role": SERVICE_ROLE})
@@ -129,6 +192,17 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay_task
             await self.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ServiceRuntime]:
+        """The whole service (store, relay, subscriber) running in this event loop; stopped
+        gracefully on exit. For tests, the demo and benchmarks; `app()` for a process."""
+        async with self.lifespan():
+            await self.broker.start()
+            try:
+                yield self
+            finally:
+                await self.broker.stop()
 
     def app(self) -> FastStream:
         """The FastStream application of this service."""

@@ -1,0 +1,200 @@
+"""Helpers of the integration tests: contract messages, a feed, reading topics and stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts.nir import make_nir
+from services.runtime.settings import ServiceSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def nir(n: int) -> str:
+    """A valid NIR, distinct for each n."""
+    return make_nir(f"1{(n % 99) + 1:02d}0175{n:06d}"[:13])
+
+
+def envelope(event_type: str, payload: dict[str, Any], *, event_id: str | None = None,
+             correlation_id: str | None = None) -> bytes:
+    return json.dumps({
+        "event_id": event_id or str(uuid.uuid4()), "event_type": event_type,
+        "schema_version": 1, "occurred_at": "2017-01-15T08:00:00Z",
+        "source": "caisse-de-base/PL-IDF", "correlation_id": correlation_id,
+        "causation_id": None, "payload": payload,
+    }).encode()
+
+
+def organisme(oid: str, forme: str = "MUTUELLE") -> tuple[str, dict[str, Any]]:
+    return "OrganismeDeclare", {"organisme_id": oid, "nom": f"Organisme {oid}",
+                                "forme_juridique": forme}
+
+
+def convention(cid: str, oid: str, objet: str = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
+               caisses: tuple[str, ...] = ("PL-IDF",), du: str = "2017-01-01",
+               au: str | None = None) -> tuple[str, dict[str, Any]]:
+    return "ConventionConclue", {"convention_id": cid, "organisme_id": oid, "objet": objet,
+                                 "caisses_de_base": list(caisses), "effet_du": du, "effet_au": au}
+
+
+def affiliation(n: str, oid: str, du: str = "2016-01-01") -> tuple[str, dict[str, Any]]:
+    return "AffiliationEnregistree", {"nir": n, "organisme_id": oid, "mode": "CHOIX",
+                                      "effet_du": du}
+
+
+def cotisation(cid: str, n: str, *, debut: str = "2017-01-01", montant: int = 195000,
+               categorie: str = "PROFESSION_LIBERALE") -> tuple[str, dict[str, Any]]:
+    year = debut[:4]
+    return "CotisationDue", {"cotisation_id": cid, "nir": n, "categorie": categorie,
+                             "caisse_de_base": "PL-IDF",
+                             "periode": {"debut": debut, "fin": f"{year}-12-31"},
+                             "montant_cents": montant, "exigible_le": f"{year}-02-05"}
+
+
+def paiement(pid: str, cid: str, n: str, montant: int) -> tuple[str, dict[str, Any]]:
+    return "PaiementRecu", {"paiement_id": pid, "cotisation_id": cid, "nir": n,
+                            "montant_cents": montant, "recu_le": "2017-03-01"}
+
+
+def prestation(pid: str, n: str, *, jour: str = "2017-05-02", montant: int = 326900,
+               nature: str = "ALLOCATION_REPOS_MATERNEL",
+               categorie: str = "PROFESSION_LIBERALE") -> tuple[str, dict[str, Any]]:
+    return "PrestationEspecesDue", {"prestation_id": pid, "nir": n, "categorie": categorie,
+                                    "caisse_de_base": "PL-IDF", "nature": nature,
+                                    "fait_generateur_le": jour, "periode": None,
+                                    "montant_cents": montant}
+
+
+def key_of(payload: dict[str, Any]) -> bytes:
+    for field in ("nir", "convention_id", "organisme_id"):
+        if field in payload:
+            return str(payload[field]).encode()
+    raise ValueError("no key")
+
+
+class Feed:
+    """Publishes contract messages like an upstream agency (acks=all, idempotent)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                         enable_idempotence=True, linger_ms=5)
+
+    async def __aenter__(self) -> Feed:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def send(self, topic: str, fact: tuple[str, dict[str, Any]], *,
+                   event_id: str | None = None) -> str:
+        event_id = event_id or str(uuid.uuid4())
+        await self.producer.send_and_wait(topic, envelope(fact[0], fact[1], event_id=event_id),
+                                          key=key_of(fact[1]))
+        return event_id
+
+    async def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await self.producer.send_and_wait(topic, value, key=key)
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.value)
+
+    @property
+    def event_type(self) -> str:
+        return self.headers["event_type"].decode()
+
+
+async def read_topics(bootstrap: str, topics: list[str], until: Callable[[list[Received]], bool],
+                      timeout: float = 30.0) -> list[Received]:
+    """Everything on `topics` from the beginning, until `until(messages)` holds (or timeout:
+    then what was read, for the assertion to show)."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: list[Received] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(found):
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                found.extend(Received(r.topic, r.partition, r.offset, r.key, r.value,
+                                      dict(r.headers)) for r in records)
+        if until(found):  # give a duplicate a chance to show up
+            await asyncio.sleep(0)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def store_events(database_url: str, schema: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(
+            f'SELECT position, stream_id, event_id, event_type, payload::text AS payload, '
+            f'metadata::text AS metadata FROM "{schema}".events ORDER BY position')
+    finally:
+        await conn.close()
+
+
+def decisions_by_cause(rows: list[asyncpg.Record], types: frozenset[str]) -> dict[str, list[str]]:
+    """Final decisions (not DecisionEnAttente) grouped by the input that caused them."""
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        if row["event_type"] in types:
+            cause = json.loads(row["metadata"])["causation_id"]
+            out.setdefault(cause, []).append(row["event_type"])
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_env(settings: ServiceSettings, http_port: int) -> dict[str, str]:
+    """The environment that makes `mandat <service> run` use these settings."""
+    env = dict(os.environ)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["DATABASE_URL"] = settings.database_url.get_secret_value()
+    for name, value in settings.model_dump().items():
+        if name.startswith(("topic_", "collection_", "benefits_")) and isinstance(value, str):
+            env[f"MANDAT_{name.upper()}"] = value
+    env["MANDAT_COLLECTION_HTTP_PORT"] = str(http_port)
+    env["MANDAT_BENEFITS_HTTP_PORT"] = str(http_port)
+    return env
+
+
+def spawn_service(service: str, settings: ServiceSettings, log: Path) -> subprocess.Popen[bytes]:
+    """`mandat <service> run` as a separate process (so a test can SIGKILL it)."""
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", service, "run"],
+        cwd=REPO, env=service_env(settings, free_port()), stdout=handle, stderr=handle,
+        start_new_session=True,
+    )
