@@ -83,7 +83,7 @@ def _registrations() -> list[Register]:
         try:
             found.append(__import__(module, fromlist=["register"]).register)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if exc.name not in (module, module.rpartition(".")[0]):
                 raise
     return found
 

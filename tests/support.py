@@ -198,3 +198,47 @@ def spawn_service(service: str, settings: ServiceSettings, log: Path) -> subproc
         cwd=REPO, env=service_env(settings, free_port()), stdout=handle, stderr=handle,
         start_new_session=True,
     )
+
+
+async def publish_many(feed: Feed, topic: str, facts: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Publish without waiting for each ack (then wait for all); returns the event ids."""
+    ids, futures = [], []
+    for fact in facts:
+        event_id = str(uuid.uuid4())
+        ids.append(event_id)
+        futures.append(await feed.producer.send(topic, envelope(*fact, event_id=event_id),
+                                                key=key_of(fact[1])))
+    await asyncio.gather(*futures)
+    return ids
+
+
+async def wait_for_store(database_url: str, schema: str, types: frozenset[str], count: int,
+                         timeout: float = 90.0) -> int:
+    """Poll the store until it holds `count` events of `types` (returns what it found)."""
+    deadline = time.monotonic() + timeout
+    found = -1
+    while time.monotonic() < deadline:
+        try:
+            conn = await asyncpg.connect(database_url)
+            try:
+                found = await conn.fetchval(
+                    f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
+                    list(types))
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError):
+            found = -1
+        if found >= count:
+            return int(found)
+        await asyncio.sleep(0.3)
+    return int(found)
+
+
+async def create_topics(s: ServiceSettings) -> None:
+    """The test's topics, created as the services would (auto-creation is off)."""
+    from services.runtime.topics import ensure_topics
+
+    await ensure_topics(s.kafka_bootstrap_servers, s.all_topics(),
+                        partitions=s.topic_partitions,
+                        replication_factor=s.topic_replication_factor,
+                        retention_ms=s.topic_retention_ms)

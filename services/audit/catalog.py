@@ -31,8 +31,10 @@ PAYLOAD_MODELS: Mapping[str, type[inbound.InboundPayload]] = {
 class RuledProcessor(Protocol):
     """A service processor whose rule set can be chosen per input (both processors are)."""
 
-    view: View
     rules: Any
+
+    @property
+    def view(self) -> View: ...
 
     def process(self, message: Any) -> Outcome: ...
 

@@ -20,9 +20,9 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+def migration_files(sql_dir: Path | None = None) -> list[Path]:
     """The migration files, in the order they apply (their numeric prefix)."""
-    return sorted(sql_dir.glob("[0-9][0-9][0-9]_*.sql"))
+    return sorted((sql_dir or SQL_DIR).glob("[0-9][0-9][0-9]_*.sql"))
 
 
 async def apply_migrations(conn: asyncpg.Connection, schema: str) -> list[str]:

@@ -21,8 +21,8 @@ from services.eventstore import (
     DuplicateEventError,
     EventStore,
     NewEvent,
+    migrations,
 )
-from services.eventstore import migrations
 from services.eventstore.migrations import apply_migrations, migration_files
 from services.eventstore.pool import create_pool
 from services.eventstore.records import GENESIS_HASH, expected_hash
@@ -247,16 +247,13 @@ def sql_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def test_a_migration_file_changed_after_it_was_applied_is_refused(
     database_url: str, schema: str, sql_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # migration_files() binds SQL_DIR as its default argument when the module is imported,
-    # so the copy must be passed there too (see the xfail test below).
-    monkeypatch.setattr(migrations.migration_files, "__defaults__", (sql_copy,))
     assert await migrate(database_url, schema) == ALL_MIGRATIONS
 
     changed = sql_copy / "004_relay_checkpoints.sql"
     changed.write_text(changed.read_text() + "\n-- edited after the fact\n")
     (sql_copy / "999_added_later.sql").write_text("CREATE TABLE added_later (x int);\n")
 
-    with pytest.raises(RuntimeError, match="004_relay_checkpoints.sql changed"):
+    with pytest.raises(RuntimeError, match=r"004_relay_checkpoints\.sql changed"):
         await migrate(database_url, schema)
 
     conn = await asyncpg.connect(database_url)
@@ -269,11 +266,6 @@ async def test_a_migration_file_changed_after_it_was_applied_is_refused(
     assert list(names) == ALL_MIGRATIONS and added is None  # nothing applied, nothing recorded
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: migration_files(sql_dir: Path = SQL_DIR) binds SQL_DIR at import, so "
-    "apply_migrations applies the files of the original directory even when SQL_DIR is "
-    "changed (only 001 is read from the new SQL_DIR); fix: default sql_dir to None and "
-    "read the module's SQL_DIR at call time"))
 async def test_apply_migrations_takes_every_file_from_sql_dir(
     database_url: str, schema: str, sql_copy: Path
 ) -> None:

@@ -108,7 +108,8 @@ class Builders:
     def delegable(cls, oid: str = OC, forme: str = "MUTUELLE", objet: str = ENC,
                   nir: str = NIR) -> list[Any]:
         """An organism, the NIR's affiliation to it, and its convention for `objet`."""
-        return [cls.org(oid, forme), cls.affiliation(nir, oid), cls.convention(oid=oid, objet=objet)]
+        return [cls.org(oid, forme), cls.affiliation(nir, oid),
+                cls.convention(oid=oid, objet=objet)]
 
 
 class Driver:

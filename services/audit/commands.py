@@ -1,0 +1,255 @@
+"""The audit commands behind `services.audit.cli`: open the stores, run, print, exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from services.audit.catalog import AuditedService, selected
+from services.audit.chain import check_chain
+from services.audit.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
+from services.audit.reading import Selection
+from services.audit.replay import Mismatch, ReplaySummary, replay
+from services.audit.republish import LiveTopicError, new_replay_id, republish
+from services.audit.trail import trail
+from services.cli import print_json
+from services.devstack.stack import read_endpoints
+from services.eventstore import EventStore
+from services.eventstore.pool import create_pool
+from services.runtime.settings import ServiceSettings
+
+
+class CommandError(Exception):
+    """The command cannot run (exit code 2)."""
+
+
+def _endpoint(given: str | None, name: str) -> str:
+    found = given or os.environ.get(name) or read_endpoints().get(name)
+    if not found:
+        raise CommandError(f"no {name}: pass it, export it, or start the stack (`mandat up`)")
+    return found
+
+
+def _settings(args: argparse.Namespace) -> ServiceSettings:
+    overrides = {k: v for k, v in (("collection_schema", args.collection_schema),
+                                   ("benefits_schema", args.benefits_schema)) if v}
+    return ServiceSettings(**overrides)
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(args.from_position, args.to_position, args.since, args.until,
+                     getattr(args, "subject", None))
+
+
+@asynccontextmanager
+async def _store(args: argparse.Namespace, service: AuditedService, *, admin: bool = False
+                 ) -> AsyncIterator[EventStore]:
+    """The store of `service`, read as the services' role (it may not change the record)."""
+    schema = service.schema(_settings(args))
+    try:
+        pool = await create_pool(_endpoint(args.database_url, "DATABASE_URL"), schema,
+                                 min_size=1, max_size=2, as_service_role=not admin)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise CommandError(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        if await pool.fetchval("SELECT to_regclass('events')") is None:
+            raise CommandError(f"no event store in schema {schema!r} ({service.name})")
+        yield EventStore(pool, schema)
+    finally:
+        await pool.close()
+
+
+def _mismatch_lines(m: Mismatch) -> list[str]:
+    change = m.event_type if m.replayed_type in (None, m.event_type) \
+        else f"{m.event_type} -> {m.replayed_type}"
+    where = f"#{m.position}" if m.position is not None else "(not recorded)"
+    lines = [f"  {where} {change} (input #{m.input_position}): {m.kind}"
+             + (f" — {m.note}" if m.note else "")]
+    return lines + [f"      {d}" for d in m.diffs]
+
+
+def _summary_line(s: ReplaySummary, schema: str) -> str:
+    return (f"{s.service} (schema {schema}): {s.events_read:,} events read up to "
+            f"#{s.last_position} — {s.inputs:,} inputs, {s.rejections:,} rejections; "
+            f"{s.decisions_checked:,} decisions checked, {s.matched:,} matched, "
+            f"{len(s.mismatches):,} {'mismatches' if s.mode == 'verify' else 'would change'}"
+            f" ({s.seconds:.2f} s, {s.events_per_second:,.0f} events/s)")
+
+
+async def verify(args: argparse.Namespace) -> int:
+    """`mandat replay verify`: every recorded decision recomputed and compared."""
+    results = []
+    for service in selected(args.service):
+        async with _store(args, service) as store:
+            results.append((store.schema, await replay(store, service,
+                                                       selection=_selection(args))))
+    ok = all(s.ok for _, s in results)
+    if args.json:
+        print_json({"command": "replay verify", "selection": _selection(args).describe(),
+                    "services": [s.as_dict() for _, s in results], "ok": ok})
+        return 0 if ok else 1
+    for schema, s in results:
+        print(_summary_line(s, schema))
+        for m in s.mismatches[:args.show]:
+            print("\n".join(_mismatch_lines(m)))
+        if len(s.mismatches) > args.show:
+            print(f"  … {len(s.mismatches) - args.show} more (--show, --json)")
+    print("replay verify: " + ("OK, every decision reproduced" if ok else "MISMATCH"))
+    return 0 if ok else 1
+
+
+def _candidate(args: argparse.Namespace) -> Any:
+    if not args.rules:
+        return None
+    if args.service is None:
+        raise CommandError("--rules needs --service (a rule set belongs to one service)")
+    module, _, name = args.rules.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CommandError(f"cannot load rule set {args.rules!r}: {exc}") from exc
+
+
+async def what_if(args: argparse.Namespace) -> int:
+    """`mandat replay what-if`: the decisions the current (or a candidate) rule set would
+    take differently over the recorded history. Nothing is written."""
+    candidate = _candidate(args)
+    results = []
+    for service in selected(args.service):
+        rules = candidate if candidate is not None else service.current
+        async with _store(args, service) as store:
+            summary = await replay(store, service, mode="what-if", rules=rules,
+                                   selection=_selection(args))
+        results.append((store.schema, rules.version, summary))
+    changed = sum(len(s.mismatches) for _, _, s in results)
+    if args.json:
+        print_json({"command": "replay what-if", "selection": _selection(args).describe(),
+                    "services": [s.as_dict() | {"rules_version": v} for _, v, s in results],
+                    "changed": changed})
+        return 1 if changed else 0
+    for schema, version, s in results:
+        print(f"rules {version}: " + _summary_line(s, schema))
+        for m in s.mismatches[:args.show]:
+            print("\n".join(_mismatch_lines(m)))
+        if len(s.mismatches) > args.show:
+            print(f"  … {len(s.mismatches) - args.show} more (--show, --json)")
+    print(f"replay what-if: {changed} decision(s) would change" if changed
+          else "replay what-if: no decision would change")
+    return 1 if changed else 0
+
+
+async def chain(args: argparse.Namespace) -> int:
+    """`mandat audit chain`: the hash chain of each store."""
+    results = []
+    for service in selected(args.service):
+        async with _store(args, service) as store:
+            results.append(await check_chain(store, service.name))
+    ok = all(r.ok for r in results)
+    if args.json:
+        print_json({"command": "audit chain", "services": [r.as_dict() for r in results],
+                    "ok": ok})
+        return 0 if ok else 1
+    for r in results:
+        if r.ok:
+            print(f"{r.service} (schema {r.schema}): chain OK over {r.checked:,} rows "
+                  f"(head #{r.head}, {r.seconds:.2f} s)")
+            continue
+        d = r.detail or {}
+        what = ", ".join(f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id")
+                         if k in d)
+        print(f"{r.service} (schema {r.schema}): chain BROKEN at position {r.first_broken} — "
+              f"{d.get('problem')}" + (f" ({what})" if what else "")
+              + f"; the {r.checked:,} rows before it hold")
+        if "stored_hash" in d:
+            print(f"    stored hash     {d['stored_hash']}\n"
+                  f"    recomputed hash {d['recomputed_hash']}")
+    print("audit chain: " + ("OK" if ok else "BROKEN"))
+    return 0 if ok else 1
+
+
+async def trail_cmd(args: argparse.Namespace) -> int:
+    """`mandat audit trail SUBJECT`: the subject's history, service by service."""
+    trails = []
+    for service in selected(args.service):
+        async with _store(args, service) as store:
+            found = await trail(store, service.name, args.subject)
+        if found.entries:
+            trails.append(found)
+    if args.json:
+        print_json({"command": "audit trail", "subject": args.subject,
+                    "services": [t.as_dict() for t in trails]})
+    else:
+        for found in trails:
+            print("\n".join(found.lines()))
+        if not trails:
+            print(f"audit trail: nothing recorded about {args.subject}")
+    return 0 if trails else 1
+
+
+async def republish_cmd(args: argparse.Namespace) -> int:
+    """`mandat replay republish`: a range of stored events to the audit topic."""
+    settings = _settings(args)
+    topic = args.topic or settings.topic_audit_replay
+    live = [t for t in settings.all_topics() if t != settings.topic_audit_replay]
+    bootstrap = _endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+    replay_id = args.replay_id or new_replay_id()
+    results = []
+    for service in selected(args.service):
+        async with _store(args, service) as store:
+            try:
+                results.append(await republish(
+                    store, service, bootstrap, topic=topic, live_topics=live,
+                    replay_id=replay_id, selection=_selection(args),
+                    include_inputs=args.include_inputs,
+                    partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                    retention_ms=settings.topic_retention_ms))
+            except LiveTopicError as exc:
+                raise CommandError(str(exc)) from exc
+    if args.json:
+        print_json({"command": "replay republish", "replay_id": replay_id, "topic": topic,
+                    "services": [r.as_dict() for r in results]})
+        return 0
+    for r in results:
+        print(f"{r.service}: {r.sent:,} events republished to {r.topic} "
+              f"(read up to #{r.last_position}, {r.seconds:.2f} s)")
+    print(f"replay republish: replay_id {replay_id}")
+    return 0
+
+
+async def rebuild_cmd(args: argparse.Namespace) -> int:
+    """`mandat projections rebuild`: fold from position 0 and compare with the live tables."""
+    results: list[tuple[str, str, ProjectionCheck]] = []
+    for service in selected(args.service):
+        async with _store(args, service, admin=args.repair) as store:
+            try:
+                checks = await rebuild(store, projections=PROJECTIONS_OF[service.name],
+                                       repair=args.repair)
+            except asyncpg.UndefinedTableError as exc:
+                raise CommandError(f"no projection tables in {store.schema}: {exc}") from exc
+        results.extend((service.name, store.schema, c) for c in checks)
+    ok = all(c.ok for _, _, c in results)
+    if args.json:
+        print_json({"command": "projections rebuild", "repaired": bool(args.repair and not ok),
+                    "projections": [c.as_dict() | {"service": n, "schema": s}
+                                    for n, s, c in results], "ok": ok})
+        return 0 if ok else 1
+    for name, schema, c in results:
+        verdict = "equal to live" if c.ok else f"{len(c.differences)} rows DIFFER from live"
+        print(f"{name} (schema {schema}): {c.projection} rebuilt from position 0 up to "
+              f"#{c.position} (head #{c.head}): {len(c.rebuilt)} rows, {verdict}")
+        for (organisme, caisse), (cents, count) in sorted(c.rebuilt.items()):
+            print(f"    {organisme:<20} {caisse:<10} {cents / 100:>16,.2f} €  ({count:,})")
+        for d in c.differences:
+            print(f"    DIFF {d['organisme_id']} {d['caisse_de_base']}: live {d['live']}"
+                  f" rebuilt {d['rebuilt']}")
+    repaired = " (live rows replaced by the rebuilt ones)" if args.repair and not ok else ""
+    print("projections rebuild: " + ("OK" if ok else "DIFFERENT" + repaired))
+    return 0 if ok else 1
+

@@ -1,0 +1,1 @@
+"""Benchmarks kept in the repo (`mandat bench ...`): the store, the pipeline, replay."""

@@ -1,0 +1,139 @@
+"""Faults: a service killed mid-stream, an instance lost from its group, PostgreSQL down.
+
+Each test checks what a user relies on: every input gets its decision exactly once in the
+store and exactly once on the settlement topic, and nothing valid is rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support import (
+    Feed,
+    affiliation,
+    convention,
+    cotisation,
+    create_topics,
+    decisions_by_cause,
+    nir,
+    organisme,
+    publish_many,
+    read_topics,
+    spawn_service,
+    store_events,
+    wait_for_store,
+)
+
+from contracts.topics import COLLECTION_DECISION_TYPES
+from services.collection.app import build_runtime
+from services.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+FINAL = COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}
+N = 1500
+
+
+def contributions(count: int, offset: int = 0) -> list[tuple[str, dict[str, object]]]:
+    """Half delegated (2017, affiliated), half URSSAF (2018)."""
+    out = []
+    for i in range(count):
+        debut = "2017-01-01" if i % 2 else "2018-01-01"
+        out.append(cotisation(f"COT-{offset + i}", nir(offset + i), debut=debut))
+    return out
+
+
+async def seed_registry(feed: Feed, s: ServiceSettings, count: int) -> None:
+    await create_topics(s)
+    await publish_many(feed, s.topic_referentiel, [organisme("OC-K"), convention("CNV-K", "OC-K")])
+    await publish_many(feed, s.topic_referentiel, [affiliation(nir(i), "OC-K") for i in range(count)])
+
+
+async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
+    dsn = s.database_url.get_secret_value()
+    found = await wait_for_store(dsn, s.collection_schema, FINAL, len(ids))
+    assert found == len(ids), f"{found} final decisions in the store for {len(ids)} inputs"
+    by_cause = decisions_by_cause(await store_events(dsn, s.collection_schema), FINAL)
+    assert sorted(by_cause) == sorted(ids)
+    assert all(len(v) == 1 for v in by_cause.values())
+    got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
+                            lambda m: len(m) >= len(ids), timeout=60)
+    await asyncio.sleep(2)  # let a late duplicate arrive, if the relay were to make one
+    got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
+                            lambda m: len(m) >= len(ids), timeout=5)
+    per_event = Counter(m.headers["event_id"] for m in got)
+    assert len(per_event) == len(ids)
+    assert max(per_event.values()) == 1, "a decision was published twice"
+    assert sorted(m.json["causation_id"] for m in got) == sorted(ids)
+
+
+def kill(process: object) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    process.wait(10)  # type: ignore[attr-defined]
+
+
+async def test_a_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
+    settings: ServiceSettings, tmp_path: Path,
+) -> None:
+    s, log = settings, tmp_path / "collection.log"
+    async with Feed(s.kafka_bootstrap_servers) as feed:
+        await seed_registry(feed, s, N)
+        first = spawn_service("collection", s, log)
+        try:
+            ids = await publish_many(feed, s.topic_cotisations, contributions(N))
+            await wait_for_store(s.database_url.get_secret_value(), s.collection_schema, FINAL,
+                                 N // 4)
+        finally:
+            kill(first)
+        second = spawn_service("collection", s, log)
+        try:
+            await assert_exactly_once(s, ids)
+        finally:
+            second.terminate()
+            second.wait(30)
+
+
+async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
+    settings: ServiceSettings, tmp_path: Path,
+) -> None:
+    s = settings
+    async with Feed(s.kafka_bootstrap_servers) as feed:
+        await seed_registry(feed, s, N)
+        a = spawn_service("collection", s, tmp_path / "a.log")
+        b = spawn_service("collection", s, tmp_path / "b.log")
+        try:
+            await asyncio.sleep(6)  # both join the group and share the partitions
+            ids = await publish_many(feed, s.topic_cotisations, contributions(N))
+            await wait_for_store(s.database_url.get_secret_value(), s.collection_schema, FINAL,
+                                 N // 5)
+            kill(a)
+            await assert_exactly_once(s, ids)
+        finally:
+            if a.poll() is None:
+                kill(a)
+            b.terminate()
+            b.wait(30)
+
+
+async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
+    settings: ServiceSettings, local_postgres: object,
+) -> None:
+    s = settings
+    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+        await seed_registry(feed, s, N)
+        ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))
+        local_postgres.stop()  # type: ignore[attr-defined]
+        try:
+            ids += await publish_many(feed, s.topic_cotisations, contributions(N // 2, N // 2))
+            await asyncio.sleep(4)
+        finally:
+            local_postgres.start()  # type: ignore[attr-defined]
+        await assert_exactly_once(s, ids)
+    rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_collection],
+                                 lambda m: False, timeout=2)
+    assert rejected == []
