@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -94,7 +96,7 @@ class Progress:
         share = done / total if total else 1.0
         filled = min(self.WIDTH, int(share * self.WIDTH))
         bar = "#" * filled + "." * (self.WIDTH - filled)
-        return f"{label:<24} [{bar}] {done:>7,}/{total:<7,} {share:4.0%} {note}".rstrip() + "  "
+        return f"{label:<26} [{bar}] {done:>7,}/{total:<7,} {share:4.0%} {note}".rstrip() + "  "
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,12 +368,14 @@ class Summary:
         add(title)
         for (organism, caisse), (n, cents) in sorted(table.items()):
             name = self.organisms.get(organism, "")
-            label = f"{organism:<10} {name[:44]:<44}"
+            label = f"{organism:<10} {name[:48]:<48}"
             add(f"  {label} {caisse:<8} {n:>7,} {euros(cents):>18}")
         if not table:
             add("  (none)")
 
 
+_NIR_KEY = re.compile(r"(NIR key is) \d+, expected \d+")
+"""The key of a NIR varies with the run tag: shown as "NIR key is wrong" in summaries."""
 _WITH_AMOUNT = frozenset({"EncaissementDelegue", "PaiementEncaissePourCompte",
                           "ContentieuxDelegue", "VersementDelegue", "VersementDirect"})
 
@@ -433,10 +437,8 @@ def summarise(scenario: Scenario, collector: Collector, elapsed: float) -> Summa
     rejected: dict[str, Counter[str]] = {s: Counter() for s in SERVICES}
     for (service, index), headers in sorted(collector.rejected.items()):
         message = scenario.messages[index]
-        reason = scenario.untag(headers.get("reject_reason", "?"))
-        where = headers.get("reject_field")
-        text = f"{where}: {reason}" if where else reason
-        rejected[service][text[:90]] += 1
+        text = _NIR_KEY.sub(r"\1 wrong", scenario.untag(headers.get("reject_reason", "?")))
+        rejected[service][text[:100]] += 1
         if message.kind not in REJECTED_KINDS:
             unexpected.append(f"{service} rejected {_describe(scenario, message)}: {text}")
     still = Counter(s for (s, _i) in collector.pending if (s, _i) not in collector.final
@@ -499,6 +501,7 @@ class _Player:
                                          max_batch_size=256 * 1024)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         self.registry_start: dict[TopicPartition, int] = {}
+        self.partitions: dict[str, list[int]] = {}
         self.reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _Player:
@@ -507,16 +510,18 @@ class _Player:
                             partitions=s.topic_partitions,
                             replication_factor=s.topic_replication_factor,
                             retention_ms=s.topic_retention_ms)
+        await self.admin.start()
         await self.consumer.start()
-        await self.consumer.topics()  # fetch metadata
-        partitions = [TopicPartition(t, p) for t in self.collector.outputs
-                      for p in sorted(self.consumer.partitions_for_topic(t) or ())]
-        self.consumer.assign(partitions)
-        for tp, offset in (await self.consumer.end_offsets(partitions)).items():
+        described = await self.admin.describe_topics([*self.collector.outputs,
+                                                      self.topics[REFERENTIEL]])
+        self.partitions = {d["topic"]: sorted(p["partition"] for p in d["partitions"])
+                           for d in described}
+        outputs = [tp for t in self.collector.outputs for tp in self._partitions(t)]
+        self.consumer.assign(outputs)
+        for tp, offset in (await self.consumer.end_offsets(outputs)).items():
             self.consumer.seek(tp, offset)
         self.registry_start = await self._ends(self.topics[REFERENTIEL])
         await self.producer.start()
-        await self.admin.start()
         self.reader = asyncio.create_task(self._read(), name="demo-reader")
         return self
 
@@ -529,10 +534,14 @@ class _Player:
             with contextlib.suppress(Exception):
                 await closing
 
+    def _partitions(self, topic: str) -> list[TopicPartition]:
+        found = self.partitions.get(topic)
+        if not found:
+            raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
+        return [TopicPartition(topic, p) for p in found]
+
     async def _ends(self, topic: str) -> dict[TopicPartition, int]:
-        partitions = [TopicPartition(topic, p)
-                      for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
-        return dict(await self.consumer.end_offsets(partitions))
+        return dict(await self.consumer.end_offsets(self._partitions(topic)))
 
     async def _read(self) -> None:
         while True:
@@ -598,6 +607,26 @@ class _Player:
         return left == 0
 
 
+class _Quiet(logging.Filter):
+    """Keeps in-process services' per-message access logs and a broker's transient start-up
+    complaint out of the demo's output (`mandat -v run` shows everything)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("faststream"):
+            return record.levelno >= logging.WARNING
+        return "GroupCoordinatorNotAvailable" not in record.getMessage()
+
+
+def _quiet_services() -> None:
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    quiet = _Quiet()
+    for name in ("faststream.access.kafka", "aiokafka.consumer.group_coordinator"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Quiet) for f in logger.filters):
+            logger.addFilter(quiet)
+
+
 async def play(size: int, seed: int, settings: ServiceSettings, *, start_services: bool,
                run_tag: str | None = None, timeout: float | None = None,
                out: TextIO | None = sys.stdout) -> Summary:
@@ -616,6 +645,7 @@ async def play(size: int, seed: int, settings: ServiceSettings, *, start_service
             from services.benefits.app import build_runtime as benefits_runtime
             from services.collection.app import build_runtime as collection_runtime
 
+            _quiet_services()
             started = time.monotonic()
             for build in (collection_runtime, benefits_runtime):
                 await stack.enter_async_context(build(settings).running())

@@ -49,11 +49,11 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
         return runtime.metrics.exposition()
 
     app = StatusApp(probe, metrics, runtime.asyncapi)
-    config = uvicorn.Config(app, host="127.0.0.1", port=http_port(service, settings),
+    config = uvicorn.Config(app, host=settings.http_host, port=http_port(service, settings),
                             log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     async with runtime.running():
-        log.info("%s ready; HTTP on 127.0.0.1:%d", service, config.port)
+        log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
         gauges = asyncio.create_task(_refresh(runtime))
         try:
             await server.serve()

@@ -1,0 +1,68 @@
+"""docker-compose.yml runs the same stack as `make up`, with the project's defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.devstack import kafka, postgres, stack
+from services.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def host_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(p).split(":")[0]) for p in service.get("ports", [])}
+
+
+def test_the_compose_file_has_kafka_postgres_and_both_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"kafka", "postgres", "collection", "benefits"}
+
+
+def test_kafka_is_the_same_line_as_the_local_broker_in_kraft_mode(
+    compose: dict[str, Any],
+) -> None:
+    service = compose["services"]["kafka"]
+    image, version = service["image"].split(":")
+    assert image == "apache/kafka"
+    assert version.split(".")[:2] == kafka.KAFKA_VERSION.split(".")[:2]
+    env = service["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # the project creates its topics
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+
+
+def test_host_ports_are_the_project_defaults(compose: dict[str, Any]) -> None:
+    defaults = ServiceSettings.model_fields
+    services = compose["services"]
+    assert host_ports(services["kafka"]) == {stack.KAFKA_PORT}
+    assert host_ports(services["postgres"]) == {stack.POSTGRES_PORT}
+    assert host_ports(services["collection"]) == {defaults["collection_http_port"].default}
+    assert host_ports(services["benefits"]) == {defaults["benefits_http_port"].default}
+
+
+def test_services_get_their_endpoints_from_the_settings_variables(
+    compose: dict[str, Any],
+) -> None:
+    db = compose["services"]["postgres"]["environment"]
+    assert db["POSTGRES_DB"] == postgres.DB_NAME
+    for name in ("collection", "benefits"):
+        service = compose["services"][name]
+        env = service["environment"]
+        settings = ServiceSettings(**{k: v for k, v in env.items()
+                                      if k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")})
+        assert settings.kafka_bootstrap_servers == "kafka:19092"
+        assert settings.database_url.get_secret_value().endswith(f"@postgres:5432/{db['POSTGRES_DB']}")
+        assert env["MANDAT_HTTP_HOST"] == "0.0.0.0"
+        assert service["command"] == ["mandat", name, "run"]
+        assert (REPO / "Dockerfile").exists()
