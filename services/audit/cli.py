@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 from services.audit import commands
@@ -112,5 +113,5 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(asyncio.run(args.command_impl(args)))
     except commands.CommandError as exc:
-        print(f"mandat {args.command} {args.action}: {exc}")
+        print(f"mandat {args.command} {args.action}: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from contracts.topics import AUDIT_REPLAY
 from services.audit.catalog import AuditedService, selected
 from services.audit.chain import check_chain
 from services.audit.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
@@ -196,7 +197,10 @@ async def republish_cmd(args: argparse.Namespace) -> int:
     """`mandat replay republish`: a range of stored events to the audit topic."""
     settings = _settings(args)
     topic = args.topic or settings.topic_audit_replay
-    live = [t for t in settings.all_topics() if t != settings.topic_audit_replay]
+    defaults = ServiceSettings.model_fields
+    live = {getattr(settings, name) for name in defaults if name.startswith("topic_")}
+    live |= {f.default for name, f in defaults.items() if name.startswith("topic_")}
+    live -= {settings.topic_audit_replay, AUDIT_REPLAY}  # both the configured and default
     bootstrap = _endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     replay_id = args.replay_id or new_replay_id()
     results = []

@@ -14,15 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from services.audit.catalog import AuditedService
 import asyncpg
 
+from services.audit.catalog import AuditedService
 from services.eventstore import EventStore
 from services.eventstore.migrations import apply_migrations
 from services.eventstore.pool import create_pool
 from services.runtime.handler import BatchHandler, BatchReport
 from services.runtime.processing import Processor
 from services.runtime.settings import ServiceSettings
+
 
 async def prepare_store(dsn: str, schema: str, *, max_size: int = 4) -> EventStore:
     """Apply the migrations to `schema` (as the connecting administrator) and open its store

@@ -91,6 +91,10 @@ class CollectionProcessor:
         parking = self.view.parking
         for waiting_id in parking.waiting_on(waits_for_contribution(due.cotisation_id)):
             waiting = parking.undecided[waiting_id]
+            if waiting.payload["nir"] != due.nir:
+                # it names another person: never booked on this contribution (the same pair
+                # in the other order is refused at input); it stays parked, for a human
+                continue
             model = _FOLLOW_UPS[waiting.event_type].model_validate(waiting.payload)
             self._decide_follow_up(emitter, UUID(waiting_id), waiting.event_type, model,
                                    waiting.correlation_id(waiting_id), parked=True)

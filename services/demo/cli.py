@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     if not summary.complete:
         print(f"incomplete: {len(summary.missing)} inputs without their decision or rejection "
               f"(first: {summary.missing[0]})", file=sys.stderr)
+        for note in summary.notes:
+            print(f"note: {note}", file=sys.stderr)
         return 1
     return 0
 

@@ -247,6 +247,7 @@ class Summary:
     organisms: dict[str, str]  # organism id -> name
     elapsed_s: float
     messages_out: int
+    notes: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -287,6 +288,7 @@ class Summary:
             "complete": self.complete,
             "missing": self.missing,
             "unexpected": self.unexpected,
+            "notes": self.notes,
             "elapsed_s": round(self.elapsed_s, 3),
             "messages_out": self.messages_out,
             "messages_per_s": round(self.rate, 1),
@@ -347,6 +349,8 @@ class Summary:
             add(f"  {service:<11} {self.decided.get(service, 0):>6,}/{e['decided']:,} inputs "
                 f"decided, {got_rejected:,}/{e['rejected']:,} rejections, parked "
                 f"{sum(self.parked.get(service, {}).values()):,}/{e['parked']:,} as planned")
+        for text in self.notes:
+            add(f"  note: {text}")
         for text in self.unexpected[:10]:
             add(f"  unexpected: {text}")
         if self.missing:
@@ -375,12 +379,14 @@ class Summary:
 
 
 _NIR_KEY = re.compile(r"(NIR key is) \d+, expected \d+")
-"""The key of a NIR varies with the run tag: shown as "NIR key is wrong" in summaries."""
+_WHERE = re.compile(r" at line \d+ column \d+")
+"""NIR keys and positions in a message vary with the run tag: not shown in summaries."""
 _WITH_AMOUNT = frozenset({"EncaissementDelegue", "PaiementEncaissePourCompte",
                           "ContentieuxDelegue", "VersementDelegue", "VersementDirect"})
 
 
-def summarise(scenario: Scenario, collector: Collector, elapsed: float) -> Summary:
+def summarise(scenario: Scenario, collector: Collector, elapsed: float,
+              notes: list[str] | None = None) -> Summary:
     """The figures of a run from what the collector matched."""
     local = scenario.local
     decisions: dict[str, dict[tuple[str, str], list[int]]] = {s: {} for s in SERVICES}
@@ -437,7 +443,8 @@ def summarise(scenario: Scenario, collector: Collector, elapsed: float) -> Summa
     rejected: dict[str, Counter[str]] = {s: Counter() for s in SERVICES}
     for (service, index), headers in sorted(collector.rejected.items()):
         message = scenario.messages[index]
-        text = _NIR_KEY.sub(r"\1 wrong", scenario.untag(headers.get("reject_reason", "?")))
+        text = scenario.untag(headers.get("reject_reason", "?"))
+        text = _WHERE.sub("", _NIR_KEY.sub(r"\1 wrong", text))
         rejected[service][text[:100]] += 1
         if message.kind not in REJECTED_KINDS:
             unexpected.append(f"{service} rejected {_describe(scenario, message)}: {text}")
@@ -461,7 +468,7 @@ def summarise(scenario: Scenario, collector: Collector, elapsed: float) -> Summa
         rejected={s: dict(sorted(c.items())) for s, c in rejected.items()},
         missing=missing, unexpected=unexpected,
         organisms={o.organisme_id: o.nom for o in scenario.organisms},
-        elapsed_s=elapsed, messages_out=collector.received,
+        elapsed_s=elapsed, messages_out=collector.received, notes=list(notes or ()),
     )
 
 
@@ -653,14 +660,20 @@ async def play(size: int, seed: int, settings: ServiceSettings, *, start_service
                          f"{time.monotonic() - started:.1f} s")
         begin = time.monotonic()
         deadline = begin + (timeout if timeout is not None else default_timeout(size))
+        notes: list[str] = []
         async with _Player(scenario, settings, progress, deadline) as player:
             await player.feed(1, "feeding the registry")
-            await player.wait_registry()
-            await player.feed(2, "feeding inputs")
-            await player.wait_outcomes(2, parked_counts=True, label="deciding")
-            await player.feed(3, "feeding late affiliations")
-            await player.wait_outcomes(3, parked_counts=False, label="deciding parked ones")
+            if await player.wait_registry():
+                await player.feed(2, "feeding inputs")
+                if not await player.wait_outcomes(2, parked_counts=True, label="deciding"):
+                    notes.append("timed out before every input was decided or parked")
+                await player.feed(3, "feeding late affiliations")
+                await player.wait_outcomes(3, parked_counts=False, label="deciding parked ones")
+            else:
+                groups = f"{settings.collection_group}, {settings.benefits_group}"
+                notes.append(f"the registry was not recorded by the services' consumer groups "
+                             f"({groups}) in time: are the services running? Contributions "
+                             f"and benefits were not published")
             elapsed = time.monotonic() - begin
-            await asyncio.sleep(0)  # let the reader hand over what it holds
-            return summarise(scenario, player.collector, elapsed)
+            return summarise(scenario, player.collector, elapsed, notes)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -417,6 +417,7 @@ class _Builder:
     # -- registry ---------------------------------------------------------------------
     def declare_registry(self) -> None:
         caisse_nationale = "caisse-nationale/RSI"
+        payload: dict[str, Any]
         for o in ORGANISMS:
             payload = {"organisme_id": self.t(o.organisme_id), "nom": o.nom,
                        "forme_juridique": o.forme_juridique}
@@ -685,11 +686,11 @@ class _Builder:
             payload = dict(doc["payload"])
             if kind == CONFLICT:
                 payload["montant_cents"] += 10_000
-            copy = self.envelope(doc["event_type"], payload, entry.when + timedelta(days=5),
-                                 doc["source"], doc["correlation_id"])
+            again = self.envelope(doc["event_type"], payload, entry.when + timedelta(days=5),
+                                  doc["source"], doc["correlation_id"])
             key = entry.message.key.decode() if entry.message.key else ""
             self.add(entry.when + timedelta(days=5),
-                     self.message(entry.message.topic, key, copy, kind=kind,
+                     self.message(entry.message.topic, key, again, kind=kind,
                                   subject=entry.message.subject))
 
     def add_breaches(self) -> None:
@@ -759,4 +760,5 @@ _FORCED: Final = (  # categorie, organism, female, region, semestriel, changes o
     ("PROFESSION_LIBERALE", "OC-GSA-02", True, "ARA", False, True),
     ("ARTISAN", "OC-OSS-01", False, "IDF", False, False),
     ("COMMERCANT", "OC-OSS-02", False, "HDF", False, False),
+    ("PROFESSION_LIBERALE", "OC-OSS-01", True, "IDF", False, False),
 )

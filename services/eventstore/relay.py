@@ -48,7 +48,8 @@ class Outgoing:
 
 
 class Router(Protocol):
-    topics: tuple[str, ...]
+    @property
+    def topics(self) -> tuple[str, ...]: ...
 
     def route(self, event: Any) -> Outgoing | None: ...
 
@@ -80,16 +81,16 @@ class Relay:
         self.leader = False
         self.published = 0  # store position up to which everything routable is on Kafka
         self.sent = 0
+        self.backoff = 0.2  # grows while publishing fails, back to 0.2 after a success
 
     async def run(self) -> None:
         """Stand by, lead when elected, publish; until cancelled. Failures are retried."""
-        delay = 0.2
         while True:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await self.connect()
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
-                    self.leader, delay = True, 0.2
+                    self.leader = True
                     log.info("relay %s leads", self.name)
                     await self._lead(conn)
                 else:
@@ -97,9 +98,9 @@ class Relay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - leadership is given up and retaken
-                log.warning("relay %s: %r; retrying in %.1fs", self.name, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("relay %s: %r; retrying in %.1fs", self.name, exc, self.backoff)
+                await asyncio.sleep(self.backoff)
+                self.backoff = min(self.backoff * 2, 5.0)
             finally:
                 self.leader = False
                 if conn is not None:
@@ -115,7 +116,7 @@ class Relay:
         await producer.start()
         try:
             self.published = await self._checkpoint()
-            on_kafka = await self._tails()
+            on_kafka = await self._tails(producer)
             while True:
                 await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
                 events = await self.store.read_all(self.published, self.batch)
@@ -129,6 +130,7 @@ class Relay:
                 await self._publish(producer, events, on_kafka)
                 self.published = events[-1].position
                 await self._save_checkpoint(self.published)
+                self.backoff = 0.2
         finally:
             await producer.stop()
 
@@ -149,7 +151,7 @@ class Relay:
         self.sent += len(pending)
 
     async def _partition(self, producer: AIOKafkaProducer, out: Outgoing) -> int:
-        partitions = sorted(await producer.partitions_for(out.topic))
+        partitions: list[int] = sorted(await producer.partitions_for(out.topic))
         if out.key is None:
             return partitions[out.position % len(partitions)]
         return int(_partitioner(out.key, partitions, partitions))
@@ -168,38 +170,48 @@ class Relay:
             position,
         )
 
-    async def _tails(self) -> dict[tuple[str, int], int]:
-        """The store position of the last message on each partition of the relay's topics."""
+    async def _tails(self, producer: AIOKafkaProducer) -> dict[tuple[str, int], int]:
+        """The store position of the last message on each partition of the relay's topics.
+
+        Fail-safe: a tail that cannot be read raises (the relay gives up the lead and tries
+        again later) rather than being taken as empty, which would republish."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
                                     enable_auto_commit=False)
         await consumer.start()
         try:
-            found: dict[tuple[str, int], int] = {}
+            parts = []
             for topic in self.routes.topics:
-                parts = [TopicPartition(topic, p)
-                         for p in sorted(consumer.partitions_for_topic(topic) or ())]
-                if not parts:
-                    await consumer.topics()  # refresh metadata once
-                    parts = [TopicPartition(topic, p)
-                             for p in sorted(consumer.partitions_for_topic(topic) or ())]
-                ends = await consumer.end_offsets(parts) if parts else {}
-                for tp in parts:
-                    if ends[tp] > 0:
-                        found[(topic, tp.partition)] = await _last_position(consumer, tp, ends[tp])
-            return found
+                ids = sorted(await producer.partitions_for(topic))
+                parts += [TopicPartition(topic, p) for p in ids]
+            ends = await consumer.end_offsets(parts) if parts else {}
+            return await _read_last(consumer, {tp: e - 1 for tp, e in ends.items() if e > 0})
         finally:
             await consumer.stop()
 
 
-async def _last_position(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
-    consumer.assign([tp])
-    consumer.seek(tp, end - 1)
-    batch = await consumer.getmany(tp, timeout_ms=5000)
-    for record in reversed(batch.get(tp, [])):
-        for key, value in record.headers:
-            if key == POSITION_HEADER:
-                return int(value)
-    return 0
+async def _read_last(consumer: AIOKafkaConsumer, last: dict[TopicPartition, int],
+                     timeout: float = 15.0) -> dict[tuple[str, int], int]:
+    """The store position carried by the record at offset `last[tp]` of each partition."""
+    found: dict[tuple[str, int], int] = {}
+    if not last:
+        return found
+    consumer.assign(list(last))
+    for tp, offset in last.items():
+        consumer.seek(tp, offset)
+    pending = set(last)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending:
+        if loop.time() > deadline:
+            raise RuntimeError(f"could not read the last message of {sorted(map(str, pending))}")
+        batch = await consumer.getmany(*pending, timeout_ms=500)
+        for tp, records in batch.items():
+            for record in records:
+                if tp in pending and record.offset >= last[tp]:
+                    position = dict(record.headers).get(POSITION_HEADER, b"0")
+                    found[(tp.topic, tp.partition)] = int(position)
+                    pending.discard(tp)
+    return found
 
 
 async def _close(conn: asyncpg.Connection) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from services.eventstore import NewEvent, StoredEvent
+from services.runtime.parking import Parking
 
 DECISION_IDS = uuid.UUID("5f0b7a52-1b9e-4f3e-9d8e-4c611200a1f2")
 """Namespace of decision ids: uuid5(namespace, "<trigger event id>/<n>")."""
@@ -62,6 +63,7 @@ class View(Protocol):
     """A service's fold of its store."""
 
     position: int
+    parking: Parking
 
     def version(self, stream_id: str) -> int: ...
 
@@ -72,7 +74,8 @@ class View(Protocol):
 class Processor(Protocol):
     """A service's decision procedure over its view."""
 
-    view: View
+    @property
+    def view(self) -> View: ...
 
     def process(self, message: Input) -> Outcome: ...
 

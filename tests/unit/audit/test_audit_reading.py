@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from audit_memory import T0, MemoryRecord
+
 from services.audit.catalog import COLLECTION
 from services.audit.reading import Selection, steps, subjects_of
 from services.audit.sample import NIR_A, NIR_B, due, payment, registry, unpaid

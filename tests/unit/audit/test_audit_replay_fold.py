@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-
 from audit_memory import MemoryRecord
+
 from contracts.inbound import CotisationDue
 from services.audit.catalog import BENEFITS, COLLECTION
 from services.audit.reading import Selection, steps
@@ -157,8 +157,8 @@ def test_verify_uses_the_rule_set_each_decision_recorded() -> None:
     record = _collection_history()
     record.processor.rules = URSSAF_MID_2017  # a correction deployed mid-history
     record.record(due("COT-D", NIR_A, 2017, 1000))
-    late = replace(due("COT-E", NIR_A, 2017, 1000)[1], periode={"debut": "2017-09-01",
-                                                              "fin": "2017-12-31"})
+    late = due("COT-E", NIR_A, 2017, 1000)[1] | {"periode": {"debut": "2017-09-01",
+                                                             "fin": "2017-12-31"}}
     record.record(("CotisationDue", late))
     both = replace(COLLECTION, rule_sets={r.version: r for r in (RULES_2017,
                                                                  URSSAF_MID_2017)})
@@ -186,7 +186,7 @@ def test_what_if_lists_exactly_the_decisions_other_rules_would_change() -> None:
                        ("ContentieuxDelegue", "ContentieuxSansObjet")]
     first = {d.path: d.replayed for d in summary.mismatches[0].diffs}
     assert first["payload.motif"] == "RECOUVREMENT_URSSAF"
-    assert first["payload.base_legale"] == ["Loi 2015-1702 art.13"]
+    assert first["payload.base_legale[0]"] == "Loi 2015-1702 art.13"
     assert summary.matched == summary.decisions_checked - 3
 
 
@@ -205,4 +205,6 @@ def test_only_the_selected_decisions_are_checked_and_reported() -> None:
     about_c = _replay(events, selection=Selection(subject="COT-C"))
     assert [m.position for m in about_c.mismatches] == [target.position]
     before = _replay(events, selection=Selection(to_position=target.position - 1))
-    assert before.ok and before.last_position < target.position + 2
+    assert before.ok
+    assert before.decisions_checked == len([e for e in _decisions(events)
+                                            if e.position < target.position])

@@ -245,10 +245,6 @@ def test_a_follow_up_naming_another_nir_than_its_contribution_is_refused(b, coll
         assert outcome.refused is not None and outcome.refused.startswith("payload.nir:")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a payment parked before its contribution is never checked against the "
-    "contribution's nir: it is booked on it (with the contribution's nir) when the "
-    "contribution arrives, while the same pair in the other order is refused"))
 def test_a_payment_naming_another_nir_is_not_booked_whichever_arrives_first(b, collection):
     collection.given(b.org(), b.affiliation(), b.convention(), b.paiement(nir=b.NIR2))
     decided = collection.decisions(collection.send(b.cotisation()))

@@ -1,0 +1,1 @@
+"""The operations dashboard: a live web page over the settlement and rejection topics."""

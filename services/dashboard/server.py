@@ -1,0 +1,235 @@
+"""The dashboard server: a Kafka reader (no consumer group) feeding a `Board`, a lag probe,
+and a Starlette app serving the page, a JSON snapshot and a Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from services.dashboard.board import Board
+from services.dashboard.lag import LagProbe
+from services.runtime.settings import ServiceSettings
+from services.runtime.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+PUSH_EVERY = 0.5
+"""Seconds between two pushes to a browser (at most; nothing is sent when nothing changed)."""
+KEEPALIVE_EVERY = 15.0
+LAG_EVERY = 2.0
+
+
+class Dashboard:
+    """The live state: what was read from the four topics, and the last measured lags."""
+
+    def __init__(self, settings: ServiceSettings, *, from_now: bool = False,
+                 http_host: str = "127.0.0.1") -> None:
+        self.settings = settings
+        self.from_now = from_now
+        self.board = Board()
+        self.probe = LagProbe(settings, http_host)
+        self.lags: dict[str, dict[str, Any]] = {}
+        self.lag_version = 0
+        self.kafka_connected = False
+        self.kafka_error: str | None = None
+        self.started_at = time.time()
+        self.stopping = asyncio.Event()
+        self.exiting: Callable[[], bool] = lambda: False  # the HTTP server is shutting down
+        self.subscribed = asyncio.Event()
+        s = settings
+        self.roles = {
+            s.topic_reglements_cotisations: ("collection", "decision"),
+            s.topic_reglements_prestations: ("benefits", "decision"),
+            s.topic_rejets_collection: ("collection", "rejection"),
+            s.topic_rejets_benefits: ("benefits", "rejection"),
+        }
+
+    @property
+    def version(self) -> tuple[int, int, bool]:
+        return self.board.version, self.lag_version, self.kafka_connected
+
+    def snapshot(self) -> dict[str, Any]:
+        state = self.board.snapshot()
+        for name, service in state["services"].items():
+            service["lag"] = self.lags.get(name)
+        s = self.settings
+        state["kafka"] = {"bootstrap": s.kafka_bootstrap_servers,
+                          "connected": self.kafka_connected, "error": self.kafka_error,
+                          "from_now": self.from_now}
+        state["topics"] = {topic: {"service": service, "role": role}
+                           for topic, (service, role) in self.roles.items()}
+        state["generated_at"] = time.time()
+        return state
+
+    # -- background tasks ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Dashboard]:
+        tasks = [asyncio.create_task(self._read(), name="dashboard-reader"),
+                 asyncio.create_task(self._measure(), name="dashboard-lag")]
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _read(self) -> None:
+        """Read the four topics forever, reconnecting after a failure."""
+        delay = 1.0
+        while True:
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # shown on the page, then retried
+                self.kafka_connected = False
+                self.kafka_error = f"{type(exc).__name__}: {exc}"
+                log.warning("dashboard reader: %s (retrying in %.0f s)", self.kafka_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _read_once(self) -> None:
+        s = self.settings
+        await ensure_topics(s.kafka_bootstrap_servers, list(self.roles),
+                            partitions=s.topic_partitions,
+                            replication_factor=s.topic_replication_factor,
+                            retention_ms=s.topic_retention_ms)
+        consumer = AIOKafkaConsumer(
+            *self.roles, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
+            enable_auto_commit=False, metadata_max_age_ms=10_000,
+            auto_offset_reset="latest" if self.from_now else "earliest",
+            client_id="mandat-dashboard")
+        await consumer.start()
+        try:
+            self.kafka_connected, self.kafka_error = True, None
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                if consumer.assignment():
+                    self.subscribed.set()
+                for tp, records in batches.items():
+                    service, role = self.roles[tp.topic]
+                    for r in records:
+                        if role == "decision":
+                            self.board.on_decision(service, r.value or b"", r.timestamp)
+                        else:
+                            self.board.on_rejection(service, list(r.headers), r.value or b"",
+                                                    r.timestamp)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def _measure(self) -> None:
+        """Measure the lags every LAG_EVERY seconds (reconnecting the probe if needed)."""
+        connected = False
+        while True:
+            try:
+                if not connected:
+                    await self.probe.start()
+                    connected = True
+                self.lags = await self.probe.measure()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # retried
+                log.debug("lag probe failed: %s", exc)
+                await self.probe.close()
+                connected = False
+                self.lags = {}
+            self.lag_version += 1
+            try:
+                await asyncio.sleep(LAG_EVERY)
+            except asyncio.CancelledError:
+                await self.probe.close()
+                raise
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def stream(self) -> AsyncIterator[str]:
+        """Server-Sent Events: the whole snapshot each time something changed."""
+        yield "retry: 2000\n\n"
+        sent: tuple[int, int, bool] | None = None
+        quiet_since = time.monotonic()
+        while not (self.stopping.is_set() or self.exiting()):
+            if self.version != sent:
+                sent = self.version
+                quiet_since = time.monotonic()
+                data = json.dumps(self.snapshot(), separators=(",", ":"))
+                yield f"event: state\ndata: {data}\n\n"
+            elif time.monotonic() - quiet_since > KEEPALIVE_EVERY:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), PUSH_EVERY)
+
+
+def build_app(dashboard: Dashboard) -> Starlette:
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    async def state(request: Request) -> Response:
+        return JSONResponse(dashboard.snapshot())
+
+    async def events(request: Request) -> Response:
+        return StreamingResponse(dashboard.stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "kafka": dashboard.kafka_connected})
+
+    return Starlette(routes=[
+        Route("/", index), Route("/api/state", state), Route("/events", events),
+        Route("/health", health),
+    ])
+
+
+async def serve_dashboard(settings: ServiceSettings, port: int | None = None, *,
+                          host: str = "127.0.0.1", from_now: bool = False,
+                          ready_event: asyncio.Event | None = None) -> None:
+    """Serve the dashboard on http://host:port until cancelled (or SIGINT/SIGTERM).
+
+    `ready_event` is set once the page is served and the topics are being read."""
+    port = settings.dashboard_http_port if port is None else port
+    dashboard = Dashboard(settings, from_now=from_now)
+    config = uvicorn.Config(build_app(dashboard), host=host, port=port, log_config=None,
+                            access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    # open event streams must end when the server shuts down: it waits for its connections
+    dashboard.exiting = lambda: server.should_exit
+    async with dashboard.running():
+        serving = asyncio.create_task(server.serve(), name="dashboard-http")
+        try:
+            while not server.started:
+                if serving.done():
+                    await serving
+                    raise RuntimeError(f"the dashboard could not listen on {host}:{port}")
+                await asyncio.sleep(0.05)
+            if ready_event is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(dashboard.subscribed.wait(), 15)
+                ready_event.set()
+            log.info("dashboard on http://%s:%d/", host, port)
+            await asyncio.shield(serving)
+        finally:
+            dashboard.stopping.set()
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await serving

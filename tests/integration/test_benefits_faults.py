@@ -1,0 +1,148 @@
+"""Faults of the benefits service: killed mid-stream, PostgreSQL down for a few seconds.
+
+Each test checks what a user relies on: every benefit gets its decision exactly once in the
+store and exactly once on the settlement topic, and nothing valid is rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support import (
+    Feed,
+    affiliation,
+    convention,
+    create_topics,
+    decisions_by_cause,
+    nir,
+    organisme,
+    prestation,
+    publish_many,
+    read_topics,
+    spawn_service,
+    store_events,
+    wait_for_store,
+)
+
+from contracts.topics import BENEFITS_DECISION_TYPES
+from services.benefits.app import build_runtime
+from services.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+FINAL = BENEFITS_DECISION_TYPES - {"DecisionEnAttente"}
+N = 1500
+REGISTRY = frozenset({"OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree"})
+
+
+def benefits(count: int, offset: int = 0) -> list[tuple[str, dict[str, object]]]:
+    """Two thirds paid by the organism (2017, affiliated), one third before 2017."""
+    out = []
+    for k in range(offset, offset + count):
+        jour = "2016-06-01" if k % 3 == 0 else "2017-05-02"
+        out.append(prestation(f"PRE-{k}", nir(k), jour=jour))
+    return out
+
+
+async def seed_registry(feed: Feed, s: ServiceSettings, count: int) -> None:
+    await create_topics(s)
+    await publish_many(feed, s.topic_referentiel, [
+        organisme("OC-K"), convention("CNV-K", "OC-K", objet="VERSEMENT_PRESTATIONS_ESPECES")])
+    await publish_many(feed, s.topic_referentiel,
+                       [affiliation(nir(i), "OC-K") for i in range(count)])
+
+
+async def registry_recorded(s: ServiceSettings, count: int) -> None:
+    """The registry topic has several partitions and the service assumes no order between
+    them: wait until it recorded the whole registry, so every outcome is known in advance."""
+    found = await wait_for_store(s.database_url.get_secret_value(), s.benefits_schema,
+                                 REGISTRY, count, timeout=30)
+    assert found == count, f"{found} registry facts recorded for {count}"
+
+
+async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
+    """One final decision per input in the store and on the topic; no message twice (a
+    benefit read before its affiliation may also have a DecisionEnAttente: once, too)."""
+    dsn = s.database_url.get_secret_value()
+    found = await wait_for_store(dsn, s.benefits_schema, FINAL, len(ids), timeout=40)
+    assert found == len(ids), f"{found} final decisions in the store for {len(ids)} inputs"
+    rows = await store_events(dsn, s.benefits_schema)
+    by_cause = decisions_by_cause(rows, FINAL)
+    assert sorted(by_cause) == sorted(ids)
+    assert all(len(v) == 1 for v in by_cause.values())
+    expected = Counter(r["event_type"] for r in rows if r["event_type"] in BENEFITS_DECISION_TYPES)
+    expected_total = sum(expected.values())
+    await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
+                      lambda m: len(m) >= expected_total, timeout=30)
+    await asyncio.sleep(2)  # let a late duplicate arrive, if the relay were to make one
+    got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
+                            lambda m: len(m) >= expected_total, timeout=5)
+    per_event = Counter(m.headers["event_id"] for m in got)
+    assert max(per_event.values()) == 1, "a decision was published twice"
+    assert Counter(m.event_type for m in got) == expected
+    final = [m for m in got if m.event_type in FINAL]
+    assert sorted(m.json["causation_id"] for m in final) == sorted(ids)
+    before_2017 = sum(1 for k in range(len(ids)) if k % 3 == 0)
+    assert Counter(m.event_type for m in final) == {
+        "VersementDelegue": len(ids) - before_2017, "PrestationNonTraitee": before_2017}
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
+    settings: ServiceSettings, tmp_path: Path,
+) -> None:
+    s, log = settings, tmp_path / "benefits.log"
+    dsn = s.database_url.get_secret_value()
+    async with Feed(s.kafka_bootstrap_servers) as feed:
+        await seed_registry(feed, s, N)
+        first = spawn_service("benefits", s, log)
+        try:
+            await registry_recorded(s, N + 2)
+            ids = await publish_many(feed, s.topic_prestations, benefits(N))
+            decided = await wait_for_store(dsn, s.benefits_schema, FINAL, N // 4, timeout=40)
+            assert decided >= N // 4, f"the first instance decided {decided} benefits"
+        finally:
+            kill(first)
+        second = spawn_service("benefits", s, log)
+        try:
+            await assert_exactly_once(s, ids)
+        finally:
+            second.terminate()
+            second.wait(30)
+    rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_benefits],
+                                 lambda m: False, timeout=2)
+    assert rejected == []
+
+
+async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejects_nothing(
+    settings: ServiceSettings, local_postgres: object,
+) -> None:
+    s = settings
+    failures: list[BaseException] = []
+    async with build_runtime(s).running() as runtime, Feed(s.kafka_bootstrap_servers) as feed:
+        assert runtime.handler is not None
+        runtime.handler.on_retry = failures.append
+        await seed_registry(feed, s, N)
+        await registry_recorded(s, N + 2)
+        ids = await publish_many(feed, s.topic_prestations, benefits(N // 2))
+        local_postgres.stop()  # type: ignore[attr-defined]
+        try:
+            ids += await publish_many(feed, s.topic_prestations, benefits(N // 2, N // 2))
+            await asyncio.sleep(4)
+        finally:
+            local_postgres.start()  # type: ignore[attr-defined]
+        await assert_exactly_once(s, ids)
+    assert failures, "the outage was not felt by the service: nothing was tested"
+    rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_benefits],
+                                 lambda m: False, timeout=2)
+    assert rejected == []
