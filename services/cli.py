@@ -78,8 +78,12 @@ def _run_service(args: argparse.Namespace) -> int:
 def _registrations() -> list[Register]:
     """Each package adds its own subcommands (imported lazily: the CLI starts fast)."""
     found: list[Register] = [_stack_commands, _service_commands]
-    for module in ("services.demo.cli", "services.audit.cli", "services.bench.cli",
-                   "services.dashboard.cli"):
+    for module in (
+        "services.demo.cli",
+        "services.audit.cli",
+        "services.bench.cli",
+        "services.dashboard.cli",
+    ):
         try:
             found.append(__import__(module, fromlist=["register"]).register)
         except ModuleNotFoundError as exc:
@@ -103,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

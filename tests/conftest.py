@@ -78,9 +78,12 @@ def _containers() -> Iterator[tuple[str, str]]:
     from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
     from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
 
-    kafka = (KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft()
-             .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-             .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"))
+    kafka = (
+        KafkaContainer("confluentinc/cp-kafka:7.9.0")
+        .with_kraft()
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+    )
     with kafka, PostgresContainer("postgres:16", driver=None) as pg:
         yield kafka.get_bootstrap_server(), pg.get_connection_url()
 
@@ -103,8 +106,10 @@ def stack() -> Iterator[tuple[str, str]]:
 def local_postgres(stack: tuple[str, str]) -> LocalPostgres:
     """Control of the suite's own PostgreSQL (fault tests need the local stack)."""
     if LOCAL_POSTGRES is None:
-        pytest.fail("this fault test stops PostgreSQL: run it on the local stack "
-                    "(unset DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS, no Docker)")
+        pytest.fail(
+            "this fault test stops PostgreSQL: run it on the local stack "
+            "(unset DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS, no Docker)"
+        )
     return LOCAL_POSTGRES
 
 
@@ -129,9 +134,16 @@ def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSet
     """Settings with this test's own topics, consumer groups and store schemas."""
     names = {
         f"topic_{name}": f"t{unique}.{name}"
-        for name in ("referentiel", "cotisations", "prestations", "reglements_cotisations",
-                     "reglements_prestations", "rejets_collection", "rejets_benefits",
-                     "audit_replay")
+        for name in (
+            "referentiel",
+            "cotisations",
+            "prestations",
+            "reglements_cotisations",
+            "reglements_prestations",
+            "rejets_collection",
+            "rejets_benefits",
+            "audit_replay",
+        )
     }
     return ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,

@@ -29,54 +29,111 @@ def nir(n: int) -> str:
     return make_nir(f"1{(n % 99) + 1:02d}0175{n:06d}"[:13])
 
 
-def envelope(event_type: str, payload: dict[str, Any], *, event_id: str | None = None,
-             correlation_id: str | None = None) -> bytes:
-    return json.dumps({
-        "event_id": event_id or str(uuid.uuid4()), "event_type": event_type,
-        "schema_version": 1, "occurred_at": "2017-01-15T08:00:00Z",
-        "source": "caisse-de-base/PL-IDF", "correlation_id": correlation_id,
-        "causation_id": None, "payload": payload,
-    }).encode()
+def envelope(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    correlation_id: str | None = None,
+) -> bytes:
+    return json.dumps(
+        {
+            "event_id": event_id or str(uuid.uuid4()),
+            "event_type": event_type,
+            "schema_version": 1,
+            "occurred_at": "2017-01-15T08:00:00Z",
+            "source": "caisse-de-base/PL-IDF",
+            "correlation_id": correlation_id,
+            "causation_id": None,
+            "payload": payload,
+        }
+    ).encode()
 
 
 def organisme(oid: str, forme: str = "MUTUELLE") -> tuple[str, dict[str, Any]]:
-    return "OrganismeDeclare", {"organisme_id": oid, "nom": f"Organisme {oid}",
-                                "forme_juridique": forme}
+    return "OrganismeDeclare", {
+        "organisme_id": oid,
+        "nom": f"Organisme {oid}",
+        "forme_juridique": forme,
+    }
 
 
-def convention(cid: str, oid: str, objet: str = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
-               caisses: tuple[str, ...] = ("PL-IDF",), du: str = "2017-01-01",
-               au: str | None = None) -> tuple[str, dict[str, Any]]:
-    return "ConventionConclue", {"convention_id": cid, "organisme_id": oid, "objet": objet,
-                                 "caisses_de_base": list(caisses), "effet_du": du, "effet_au": au}
+def convention(
+    cid: str,
+    oid: str,
+    objet: str = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
+    caisses: tuple[str, ...] = ("PL-IDF",),
+    du: str = "2017-01-01",
+    au: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    return "ConventionConclue", {
+        "convention_id": cid,
+        "organisme_id": oid,
+        "objet": objet,
+        "caisses_de_base": list(caisses),
+        "effet_du": du,
+        "effet_au": au,
+    }
 
 
 def affiliation(n: str, oid: str, du: str = "2016-01-01") -> tuple[str, dict[str, Any]]:
-    return "AffiliationEnregistree", {"nir": n, "organisme_id": oid, "mode": "CHOIX",
-                                      "effet_du": du}
+    return "AffiliationEnregistree", {
+        "nir": n,
+        "organisme_id": oid,
+        "mode": "CHOIX",
+        "effet_du": du,
+    }
 
 
-def cotisation(cid: str, n: str, *, debut: str = "2017-01-01", montant: int = 195000,
-               categorie: str = "PROFESSION_LIBERALE") -> tuple[str, dict[str, Any]]:
+def cotisation(
+    cid: str,
+    n: str,
+    *,
+    debut: str = "2017-01-01",
+    montant: int = 195000,
+    categorie: str = "PROFESSION_LIBERALE",
+) -> tuple[str, dict[str, Any]]:
     year = debut[:4]
-    return "CotisationDue", {"cotisation_id": cid, "nir": n, "categorie": categorie,
-                             "caisse_de_base": "PL-IDF",
-                             "periode": {"debut": debut, "fin": f"{year}-12-31"},
-                             "montant_cents": montant, "exigible_le": f"{year}-02-05"}
+    return "CotisationDue", {
+        "cotisation_id": cid,
+        "nir": n,
+        "categorie": categorie,
+        "caisse_de_base": "PL-IDF",
+        "periode": {"debut": debut, "fin": f"{year}-12-31"},
+        "montant_cents": montant,
+        "exigible_le": f"{year}-02-05",
+    }
 
 
 def paiement(pid: str, cid: str, n: str, montant: int) -> tuple[str, dict[str, Any]]:
-    return "PaiementRecu", {"paiement_id": pid, "cotisation_id": cid, "nir": n,
-                            "montant_cents": montant, "recu_le": "2017-03-01"}
+    return "PaiementRecu", {
+        "paiement_id": pid,
+        "cotisation_id": cid,
+        "nir": n,
+        "montant_cents": montant,
+        "recu_le": "2017-03-01",
+    }
 
 
-def prestation(pid: str, n: str, *, jour: str = "2017-05-02", montant: int = 326900,
-               nature: str = "ALLOCATION_REPOS_MATERNEL",
-               categorie: str = "PROFESSION_LIBERALE") -> tuple[str, dict[str, Any]]:
-    return "PrestationEspecesDue", {"prestation_id": pid, "nir": n, "categorie": categorie,
-                                    "caisse_de_base": "PL-IDF", "nature": nature,
-                                    "fait_generateur_le": jour, "periode": None,
-                                    "montant_cents": montant}
+def prestation(
+    pid: str,
+    n: str,
+    *,
+    jour: str = "2017-05-02",
+    montant: int = 326900,
+    nature: str = "ALLOCATION_REPOS_MATERNEL",
+    categorie: str = "PROFESSION_LIBERALE",
+) -> tuple[str, dict[str, Any]]:
+    return "PrestationEspecesDue", {
+        "prestation_id": pid,
+        "nir": n,
+        "categorie": categorie,
+        "caisse_de_base": "PL-IDF",
+        "nature": nature,
+        "fait_generateur_le": jour,
+        "periode": None,
+        "montant_cents": montant,
+    }
 
 
 def key_of(payload: dict[str, Any]) -> bytes:
@@ -90,8 +147,9 @@ class Feed:
     """Publishes contract messages like an upstream agency (acks=all, idempotent)."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                         enable_idempotence=True, linger_ms=5)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        )
 
     async def __aenter__(self) -> Feed:
         await self.producer.start()
@@ -100,11 +158,13 @@ class Feed:
     async def __aexit__(self, *exc: object) -> None:
         await self.producer.stop()
 
-    async def send(self, topic: str, fact: tuple[str, dict[str, Any]], *,
-                   event_id: str | None = None) -> str:
+    async def send(
+        self, topic: str, fact: tuple[str, dict[str, Any]], *, event_id: str | None = None
+    ) -> str:
         event_id = event_id or str(uuid.uuid4())
-        await self.producer.send_and_wait(topic, envelope(fact[0], fact[1], event_id=event_id),
-                                          key=key_of(fact[1]))
+        await self.producer.send_and_wait(
+            topic, envelope(fact[0], fact[1], event_id=event_id), key=key_of(fact[1])
+        )
         return event_id
 
     async def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -129,12 +189,21 @@ class Received:
         return self.headers["event_type"].decode()
 
 
-async def read_topics(bootstrap: str, topics: list[str], until: Callable[[list[Received]], bool],
-                      timeout: float = 30.0) -> list[Received]:
+async def read_topics(
+    bootstrap: str,
+    topics: list[str],
+    until: Callable[[list[Received]], bool],
+    timeout: float = 30.0,
+) -> list[Received]:
     """Everything on `topics` from the beginning, until `until(messages)` holds (or timeout:
     then what was read, for the assertion to show)."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found: list[Received] = []
     deadline = time.monotonic() + timeout
@@ -142,8 +211,10 @@ async def read_topics(bootstrap: str, topics: list[str], until: Callable[[list[R
         while time.monotonic() < deadline and not until(found):
             batch = await consumer.getmany(timeout_ms=300)
             for records in batch.values():
-                found.extend(Received(r.topic, r.partition, r.offset, r.key, r.value,
-                                      dict(r.headers)) for r in records)
+                found.extend(
+                    Received(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers))
+                    for r in records
+                )
         if until(found):  # give a duplicate a chance to show up
             await asyncio.sleep(0)
         return found
@@ -155,8 +226,9 @@ async def store_events(database_url: str, schema: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url)
     try:
         return await conn.fetch(
-            f'SELECT position, stream_id, event_id, event_type, payload::text AS payload, '
-            f'metadata::text AS metadata FROM "{schema}".events ORDER BY position')
+            f"SELECT position, stream_id, event_id, event_type, payload::text AS payload, "
+            f'metadata::text AS metadata FROM "{schema}".events ORDER BY position'
+        )
     finally:
         await conn.close()
 
@@ -195,25 +267,32 @@ def spawn_service(service: str, settings: ServiceSettings, log: Path) -> subproc
     handle = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", service, "run"],
-        cwd=REPO, env=service_env(settings, free_port()), stdout=handle, stderr=handle,
+        cwd=REPO,
+        env=service_env(settings, free_port()),
+        stdout=handle,
+        stderr=handle,
         start_new_session=True,
     )
 
 
-async def publish_many(feed: Feed, topic: str, facts: list[tuple[str, dict[str, Any]]]) -> list[str]:
+async def publish_many(
+    feed: Feed, topic: str, facts: list[tuple[str, dict[str, Any]]]
+) -> list[str]:
     """Publish without waiting for each ack (then wait for all); returns the event ids."""
     ids, futures = [], []
     for fact in facts:
         event_id = str(uuid.uuid4())
         ids.append(event_id)
-        futures.append(await feed.producer.send(topic, envelope(*fact, event_id=event_id),
-                                                key=key_of(fact[1])))
+        futures.append(
+            await feed.producer.send(topic, envelope(*fact, event_id=event_id), key=key_of(fact[1]))
+        )
     await asyncio.gather(*futures)
     return ids
 
 
-async def wait_for_store(database_url: str, schema: str, types: frozenset[str], count: int,
-                         timeout: float = 90.0) -> int:
+async def wait_for_store(
+    database_url: str, schema: str, types: frozenset[str], count: int, timeout: float = 90.0
+) -> int:
     """Poll the store until it holds `count` events of `types` (returns what it found)."""
     deadline = time.monotonic() + timeout
     found = -1
@@ -223,7 +302,8 @@ async def wait_for_store(database_url: str, schema: str, types: frozenset[str], 
             try:
                 found = await conn.fetchval(
                     f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
-                    list(types))
+                    list(types),
+                )
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError):
@@ -238,7 +318,10 @@ async def create_topics(s: ServiceSettings) -> None:
     """The test's topics, created as the services would (auto-creation is off)."""
     from services.runtime.topics import ensure_topics
 
-    await ensure_topics(s.kafka_bootstrap_servers, s.all_topics(),
-                        partitions=s.topic_partitions,
-                        replication_factor=s.topic_replication_factor,
-                        retention_ms=s.topic_retention_ms)
+    await ensure_topics(
+        s.kafka_bootstrap_servers,
+        s.all_topics(),
+        partitions=s.topic_partitions,
+        replication_factor=s.topic_replication_factor,
+        retention_ms=s.topic_retention_ms,
+    )

@@ -23,8 +23,12 @@ def benefit_stream(prestation_id: str) -> str:
 class BenefitsProcessor:
     """Decides benefits inputs over a `BenefitsView` (which it keeps folded)."""
 
-    def __init__(self, view: BenefitsView | None = None, rules: RuleSet = RULES_2017,
-                 ids: Callable[[UUID, int], UUID] = decision_id) -> None:
+    def __init__(
+        self,
+        view: BenefitsView | None = None,
+        rules: RuleSet = RULES_2017,
+        ids: Callable[[UUID, int], UUID] = decision_id,
+    ) -> None:
         self.view = view if view is not None else BenefitsView()
         self.rules = rules
         self.ids = ids
@@ -38,19 +42,32 @@ class BenefitsProcessor:
             self._after_registry_fact(emitter, kind, p)
             return emitter.outcome
         if p.prestation_id in self.view.benefits:
-            return same_content("prestation_id", p.prestation_id, p,
-                                self.view.benefits[p.prestation_id])
+            return same_content(
+                "prestation_id", p.prestation_id, p, self.view.benefits[p.prestation_id]
+            )
         emitter.input(benefit_stream(p.prestation_id), message)
         self._decide(emitter, message.event_id, p, message.correlation_id)
         return emitter.outcome
 
-    def _decide(self, emitter: Emitter, event_id: UUID, benefit: PrestationEspecesDue,
-                correlation_id: str, *, parked: bool = False) -> None:
+    def _decide(
+        self,
+        emitter: Emitter,
+        event_id: UUID,
+        benefit: PrestationEspecesDue,
+        correlation_id: str,
+        *,
+        parked: bool = False,
+    ) -> None:
         decision = decide_benefit(benefit, self.view.registry, self.rules)
         if decision.parked and parked:
             return  # still waiting; its DecisionEnAttente is already on record
-        emitter.decision(benefit_stream(benefit.prestation_id), decision.event_type,
-                         decision.payload, event_id, correlation_id)
+        emitter.decision(
+            benefit_stream(benefit.prestation_id),
+            decision.event_type,
+            decision.payload,
+            event_id,
+            correlation_id,
+        )
 
     def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
         """A new affiliation or organism may unblock benefits parked for it."""
@@ -65,5 +82,10 @@ class BenefitsProcessor:
             for waiting_id in parking.waiting_on(key):
                 waiting = parking.undecided[waiting_id]
                 benefit = PrestationEspecesDue.model_validate(waiting.payload)
-                self._decide(emitter, UUID(waiting_id), benefit,
-                             waiting.correlation_id(waiting_id), parked=True)
+                self._decide(
+                    emitter,
+                    UUID(waiting_id),
+                    benefit,
+                    waiting.correlation_id(waiting_id),
+                    parked=True,
+                )

@@ -53,19 +53,30 @@ def decide_benefit(b: Any, registry: Registry, rules: RuleSet = RULES_2017) -> D
     organisme = registry.organismes.get(affiliation.organisme_id) if affiliation else None
     if affiliation is None or organisme is None:
         waiting = {k: v for k, v in common.items() if k != "prestation_id"}
-        return Decision("DecisionEnAttente",
-                        waiting | {"sujet_id": b.prestation_id, "motif": "AFFILIATION_INCONNUE"})
-    convention = registry.convention_for(organisme.organisme_id, VERSEMENT, b.caisse_de_base,
-                                         jour)
+        return Decision(
+            "DecisionEnAttente",
+            waiting | {"sujet_id": b.prestation_id, "motif": "AFFILIATION_INCONNUE"},
+        )
+    convention = registry.convention_for(organisme.organisme_id, VERSEMENT, b.caisse_de_base, jour)
     amounts = {"nature": b.nature, "montant_cents": b.montant_cents}
     if convention is None:
-        return Decision("VersementDirect", common | amounts | {
-            "motif": "AUCUNE_CONVENTION",
-            "faits_retenus": faits_retenus(affiliation, organisme, None),
-        })
-    return Decision("VersementDelegue", common | amounts | {
-        "base_legale": [rules.base_alinea, rules.base_organismes],
-        "organisme_id": organisme.organisme_id,
-        "convention_id": convention.convention_id,
-        "faits_retenus": faits_retenus(affiliation, organisme, convention),
-    })
+        return Decision(
+            "VersementDirect",
+            common
+            | amounts
+            | {
+                "motif": "AUCUNE_CONVENTION",
+                "faits_retenus": faits_retenus(affiliation, organisme, None),
+            },
+        )
+    return Decision(
+        "VersementDelegue",
+        common
+        | amounts
+        | {
+            "base_legale": [rules.base_alinea, rules.base_organismes],
+            "organisme_id": organisme.organisme_id,
+            "convention_id": convention.convention_id,
+            "faits_retenus": faits_retenus(affiliation, organisme, convention),
+        },
+    )

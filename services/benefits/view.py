@@ -28,8 +28,14 @@ class BenefitsView(VersionedView):
     def __post_init__(self) -> None:
         VersionedView.__init__(self)
 
-    def apply(self, stream_id: str, event_id: str, event_type: str,
-              payload: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def apply(
+        self,
+        stream_id: str,
+        event_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None:
         """Fold one event (input, registry fact, decision or rejection)."""
         self.bump(stream_id)
         if event_type in REGISTRY_EVENT_TYPES:

@@ -1,1 +1,4 @@
-"""Collection service: alinéa 1 of CSS L611-20 (who collects health contributions of the professions libérales)."""
+"""Collection service: alinéa 1 of CSS L611-20.
+
+Who collects the health contributions of the professions libérales, and what follows.
+"""

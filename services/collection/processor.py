@@ -40,8 +40,12 @@ def contribution_stream(cotisation_id: str) -> str:
 class CollectionProcessor:
     """Decides collection inputs over a `CollectionView` (which it keeps folded)."""
 
-    def __init__(self, view: CollectionView | None = None, rules: RuleSet = RULES_2017,
-                 ids: Callable[[UUID, int], UUID] = decision_id) -> None:
+    def __init__(
+        self,
+        view: CollectionView | None = None,
+        rules: RuleSet = RULES_2017,
+        ids: Callable[[UUID, int], UUID] = decision_id,
+    ) -> None:
         self.view = view if view is not None else CollectionView()
         self.rules = rules
         self.ids = ids
@@ -68,19 +72,27 @@ class CollectionProcessor:
         """A second fact under an existing business id: the same is a duplicate (no effect),
         a different one is refused — never silently merged."""
         if kind == "CotisationDue" and p.cotisation_id in self.view.contributions:
-            return same_content("cotisation_id", p.cotisation_id, p,
-                                self.view.contributions[p.cotisation_id].due)
+            return same_content(
+                "cotisation_id", p.cotisation_id, p, self.view.contributions[p.cotisation_id].due
+            )
         if kind == "PaiementRecu" and p.paiement_id in self.view.payments:
-            return same_content("paiement_id", p.paiement_id, p,
-                                self.view.payments[p.paiement_id])
+            return same_content("paiement_id", p.paiement_id, p, self.view.payments[p.paiement_id])
         known = self.view.contributions.get(p.cotisation_id)
         if kind != "CotisationDue" and known is not None and known.due["nir"] != p.nir:
-            return Outcome(refused=f"payload.nir: does not match the nir of cotisation "
-                                   f"{p.cotisation_id}")
+            return Outcome(
+                refused=f"payload.nir: does not match the nir of cotisation {p.cotisation_id}"
+            )
         return None
 
-    def _decide_contribution(self, emitter: Emitter, event_id: UUID, due: CotisationDue,
-                             correlation_id: str, *, parked: bool = False) -> None:
+    def _decide_contribution(
+        self,
+        emitter: Emitter,
+        event_id: UUID,
+        due: CotisationDue,
+        correlation_id: str,
+        *,
+        parked: bool = False,
+    ) -> None:
         decision = decide_contribution(due, self.view.registry, self.rules)
         if decision.parked and parked:
             return  # still waiting; its DecisionEnAttente is already on record
@@ -96,31 +108,63 @@ class CollectionProcessor:
                 # in the other order is refused at input); it stays parked, for a human
                 continue
             model = _FOLLOW_UPS[waiting.event_type].model_validate(waiting.payload)
-            self._decide_follow_up(emitter, UUID(waiting_id), waiting.event_type, model,
-                                   waiting.correlation_id(waiting_id), parked=True)
+            self._decide_follow_up(
+                emitter,
+                UUID(waiting_id),
+                waiting.event_type,
+                model,
+                waiting.correlation_id(waiting_id),
+                parked=True,
+            )
 
-    def _decide_follow_up(self, emitter: Emitter, event_id: UUID, kind: str, p: Any,
-                          correlation_id: str, *, parked: bool = False) -> None:
+    def _decide_follow_up(
+        self,
+        emitter: Emitter,
+        event_id: UUID,
+        kind: str,
+        p: Any,
+        correlation_id: str,
+        *,
+        parked: bool = False,
+    ) -> None:
         state = self.view.contributions.get(p.cotisation_id)
         if state is not None and not state.decided:
-            decision = Decision("DecisionEnAttente", {
-                "nir": p.nir, "caisse_de_base": state.due["caisse_de_base"],
-                "base_legale": [self.rules.base_alinea], "regles_version": self.rules.version,
-                "sujet_id": p.paiement_id if kind == "PaiementRecu" else p.cotisation_id,
-                "motif": "AFFILIATION_INCONNUE",
-            })
+            decision = Decision(
+                "DecisionEnAttente",
+                {
+                    "nir": p.nir,
+                    "caisse_de_base": state.due["caisse_de_base"],
+                    "base_legale": [self.rules.base_alinea],
+                    "regles_version": self.rules.version,
+                    "sujet_id": p.paiement_id if kind == "PaiementRecu" else p.cotisation_id,
+                    "motif": "AFFILIATION_INCONNUE",
+                },
+            )
         else:
-            known = None if state is None else Contribution(
-                cotisation_id=p.cotisation_id, nir=state.due["nir"],
-                caisse_de_base=state.due["caisse_de_base"],
-                montant_cents=state.due["montant_cents"], organisme_id=state.organisme_id,
-                paid_cents=state.paid_cents, faits_retenus=state.faits_retenus)
+            known = (
+                None
+                if state is None
+                else Contribution(
+                    cotisation_id=p.cotisation_id,
+                    nir=state.due["nir"],
+                    caisse_de_base=state.due["caisse_de_base"],
+                    montant_cents=state.due["montant_cents"],
+                    organisme_id=state.organisme_id,
+                    paid_cents=state.paid_cents,
+                    faits_retenus=state.faits_retenus,
+                )
+            )
             decide = decide_payment if kind == "PaiementRecu" else decide_unpaid
             decision = decide(p, known, self.rules)
         if decision.parked and parked:
             return
-        emitter.decision(contribution_stream(p.cotisation_id), decision.event_type,
-                         decision.payload, event_id, correlation_id)
+        emitter.decision(
+            contribution_stream(p.cotisation_id),
+            decision.event_type,
+            decision.payload,
+            event_id,
+            correlation_id,
+        )
 
     def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
         """A new affiliation or organism may unblock contributions parked for it."""
@@ -135,12 +179,12 @@ class CollectionProcessor:
             for waiting_id in parking.waiting_on(key):
                 waiting = parking.undecided[waiting_id]
                 due = CotisationDue.model_validate(waiting.payload)
-                self._decide_contribution(emitter, UUID(waiting_id), due,
-                                          waiting.correlation_id(waiting_id), parked=True)
+                self._decide_contribution(
+                    emitter, UUID(waiting_id), due, waiting.correlation_id(waiting_id), parked=True
+                )
 
 
 _FOLLOW_UPS: dict[str, type[PaiementRecu] | type[CotisationImpayee]] = {
     "PaiementRecu": PaiementRecu,
     "CotisationImpayee": CotisationImpayee,
 }
-

@@ -13,8 +13,12 @@ from services.runtime.processing import VersionedView
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
 CONTRIBUTION_DECISIONS = frozenset({"EncaissementDelegue", "EncaissementNonDelegue"})
 FOLLOW_UP_DECISIONS = frozenset(
-    {"PaiementEncaissePourCompte", "PaiementNonImpute", "ContentieuxDelegue",
-     "ContentieuxSansObjet"}
+    {
+        "PaiementEncaissePourCompte",
+        "PaiementNonImpute",
+        "ContentieuxDelegue",
+        "ContentieuxSansObjet",
+    }
 )
 
 
@@ -49,8 +53,14 @@ class CollectionView(VersionedView):
     def __post_init__(self) -> None:
         VersionedView.__init__(self)
 
-    def apply(self, stream_id: str, event_id: str, event_type: str,
-              payload: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def apply(
+        self,
+        stream_id: str,
+        event_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None:
         """Fold one event (input, registry fact, decision or rejection)."""
         self.bump(stream_id)
         if event_type in REGISTRY_EVENT_TYPES:

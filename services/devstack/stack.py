@@ -25,8 +25,9 @@ POSTGRES_PORT = int(os.environ.get("MANDAT_POSTGRES_PORT", "5432"))
 def up(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Start (or find running) Kafka and PostgreSQL; write and return the endpoints."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    kafka = start_kafka(RUN_DIR / "kafka", port=KAFKA_PORT, controller_port=KAFKA_PORT + 1,
-                        repo_root=REPO_ROOT)
+    kafka = start_kafka(
+        RUN_DIR / "kafka", port=KAFKA_PORT, controller_port=KAFKA_PORT + 1, repo_root=REPO_ROOT
+    )
     postgres = start_postgres(RUN_DIR / "postgres", port=POSTGRES_PORT)
     endpoints = read_endpoints()
     endpoints |= {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "DATABASE_URL": postgres.url}

@@ -42,8 +42,7 @@ def _pid(name: str) -> int | None:
 
 
 def _ports(settings: ServiceSettings) -> dict[str, int]:
-    ports = {"collection": settings.collection_http_port,
-             "benefits": settings.benefits_http_port}
+    ports = {"collection": settings.collection_http_port, "benefits": settings.benefits_http_port}
     if importlib.util.find_spec("services.dashboard") is not None:
         ports["dashboard"] = settings.dashboard_http_port
     return ports
@@ -63,9 +62,15 @@ def _spawn(name: str, env: dict[str, str]) -> int:
     if name in SERVICES:
         command.append("run")
     with _log_file(name).open("ab") as log:
-        process = subprocess.Popen(command, cwd=stack.REPO_ROOT, env=env, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=stack.REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _pid_file(name).write_text(str(process.pid))
     return process.pid
 
@@ -76,8 +81,10 @@ def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
     if not with_services:
         return endpoints
     env = dict(os.environ) | endpoints
-    settings = ServiceSettings(KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
-                               DATABASE_URL=endpoints["DATABASE_URL"])
+    settings = ServiceSettings(
+        KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
+        DATABASE_URL=endpoints["DATABASE_URL"],
+    )
     ports = _ports(settings)
     for name in ports:
         if _pid(name) is None:
@@ -129,8 +136,10 @@ def status() -> dict[str, str]:
             try:
                 with urllib.request.urlopen(f"{address}/ready", timeout=2) as reply:
                     state = json.load(reply)
-                detail = (f" ready={state.get('ready')} head={state.get('store_head')} "
-                          f"published={state.get('relay_published')} parked={state.get('parked')}")
+                detail = (
+                    f" ready={state.get('ready')} head={state.get('store_head')} "
+                    f"published={state.get('relay_published')} parked={state.get('parked')}"
+                )
             except OSError:
                 detail = " (not answering)"
         found[name] = f"pid {pid} at {address}{detail}"
@@ -144,6 +153,9 @@ def log_tails(lines: int) -> dict[str, str]:
     tails = {}
     for path in dict.fromkeys(paths):
         text = path.read_text(errors="replace").splitlines()[-lines:]
-        tails[str(path.relative_to(stack.REPO_ROOT)) if path.is_relative_to(stack.REPO_ROOT)
-              else str(path)] = "\n".join(text)
+        tails[
+            str(path.relative_to(stack.REPO_ROOT))
+            if path.is_relative_to(stack.REPO_ROOT)
+            else str(path)
+        ] = "\n".join(text)
     return tails

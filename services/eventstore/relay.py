@@ -16,6 +16,7 @@ partition" means "published".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
@@ -43,8 +44,6 @@ class Outgoing:
     value: bytes
     headers: list[tuple[str, bytes]]
     position: int
-
-
 
 
 class Router(Protocol):
@@ -97,7 +96,7 @@ class Relay:
                     await asyncio.sleep(self.standby_poll)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - leadership is given up and retaken
+            except Exception as exc:
                 log.warning("relay %s: %r; retrying in %.1fs", self.name, exc, self.backoff)
                 await asyncio.sleep(self.backoff)
                 self.backoff = min(self.backoff * 2, 5.0)
@@ -110,8 +109,12 @@ class Relay:
         wake = asyncio.Event()
         await conn.add_listener(self.store.channel, lambda *_: wake.set())
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, enable_idempotence=True, acks="all",
-            linger_ms=2, max_batch_size=512 * 1024, client_id=f"relay-{self.name}",
+            bootstrap_servers=self.bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            client_id=f"relay-{self.name}",
         )
         await producer.start()
         try:
@@ -122,10 +125,8 @@ class Relay:
                 events = await self.store.read_all(self.published, self.batch)
                 if not events:
                     wake.clear()
-                    try:
+                    with contextlib.suppress(TimeoutError):  # a NOTIFY wakes it sooner
                         await asyncio.wait_for(wake.wait(), self.idle_poll)
-                    except TimeoutError:
-                        pass
                     continue
                 await self._publish(producer, events, on_kafka)
                 self.published = events[-1].position
@@ -134,8 +135,9 @@ class Relay:
         finally:
             await producer.stop()
 
-    async def _publish(self, producer: AIOKafkaProducer, events: list[Any],
-                       on_kafka: dict[tuple[str, int], int]) -> None:
+    async def _publish(
+        self, producer: AIOKafkaProducer, events: list[Any], on_kafka: dict[tuple[str, int], int]
+    ) -> None:
         pending = []
         for event in events:
             out = self.routes.route(event)
@@ -144,8 +146,11 @@ class Relay:
             partition = await self._partition(producer, out)
             if on_kafka.get((out.topic, partition), 0) >= out.position:
                 continue  # published before a crash, not checkpointed: do not repeat it
-            pending.append(await producer.send(out.topic, out.value, key=out.key,
-                                               partition=partition, headers=out.headers))
+            pending.append(
+                await producer.send(
+                    out.topic, out.value, key=out.key, partition=partition, headers=out.headers
+                )
+            )
         for future in pending:
             await future
         self.sent += len(pending)
@@ -175,8 +180,9 @@ class Relay:
 
         Fail-safe: a tail that cannot be read raises (the relay gives up the lead and tries
         again later) rather than being taken as empty, which would republish."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             parts = []
@@ -189,8 +195,9 @@ class Relay:
             await consumer.stop()
 
 
-async def _read_last(consumer: AIOKafkaConsumer, last: dict[TopicPartition, int],
-                     timeout: float = 15.0) -> dict[tuple[str, int], int]:
+async def _read_last(
+    consumer: AIOKafkaConsumer, last: dict[TopicPartition, int], timeout: float = 15.0
+) -> dict[tuple[str, int], int]:
     """The store position carried by the record at offset `last[tp]` of each partition."""
     found: dict[tuple[str, int], int] = {}
     if not last:
@@ -217,5 +224,5 @@ async def _read_last(consumer: AIOKafkaConsumer, last: dict[TopicPartition, int]
 async def _close(conn: asyncpg.Connection) -> None:
     try:
         await asyncio.wait_for(conn.close(), 5)
-    except Exception:  # noqa: BLE001 - a dead connection is closed enough
+    except Exception:
         conn.terminate()

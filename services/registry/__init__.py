@@ -9,4 +9,11 @@ from services.registry.registry import (
     Registry,
 )
 
-__all__ = ["REGISTRY_EVENT_TYPES", "Affiliation", "Convention", "Organisme", "Registry", "faits_retenus"]
+__all__ = [
+    "REGISTRY_EVENT_TYPES",
+    "Affiliation",
+    "Convention",
+    "Organisme",
+    "Registry",
+    "faits_retenus",
+]

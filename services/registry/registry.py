@@ -76,7 +76,9 @@ class Registry:
         history = self._affiliations.get(nir)
         if not history:
             return None
-        index = bisect.bisect_right(history, (jour, 1 << 62), key=lambda a: (a.effet_du, a.sequence))
+        index = bisect.bisect_right(
+            history, (jour, 1 << 62), key=lambda a: (a.effet_du, a.sequence)
+        )
         return history[index - 1] if index else None
 
     def affiliations_of(self, nir: str) -> tuple[Affiliation, ...]:

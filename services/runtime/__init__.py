@@ -1,1 +1,4 @@
-"""What both services share: processing, the batch handler, outbound messages, settings, app wiring."""
+"""What both services share.
+
+Processing, the batch handler, outbound messages, settings and app wiring.
+"""

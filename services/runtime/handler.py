@@ -63,6 +63,7 @@ def origin(record: Record) -> dict[str, Any]:
 
 def rejection_event(record: Record, error: ContractError) -> NewEvent:
     """The record kept as it came (bytes in base64) with why it breaks the contract."""
+
     def b64(data: bytes | None) -> str | None:
         return None if data is None else base64.b64encode(data).decode()
 
@@ -75,8 +76,9 @@ def rejection_event(record: Record, error: ContractError) -> NewEvent:
         "value": b64(record.value),
         "headers": [[k, b64(v)] for k, v in record.headers],
     }
-    return NewEvent(rejection_id(record.topic, record.partition, record.offset), REJECTION,
-                    payload, {})
+    return NewEvent(
+        rejection_id(record.topic, record.partition, record.offset), REJECTION, payload, {}
+    )
 
 
 class BatchHandler:
@@ -106,11 +108,16 @@ class BatchHandler:
                 report = await self._attempt(records)
             except (ContractError, asyncio.CancelledError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure is retried, none skips
+            except Exception as exc:
                 self.processor = self.new_processor()  # its view may hold uncommitted state
                 self.on_retry(exc)
-                log.warning("batch of %d records failed (attempt %d), retrying in %.2fs: %r",
-                            len(records), attempt, delay, exc)
+                log.warning(
+                    "batch of %d records failed (attempt %d), retrying in %.2fs: %r",
+                    len(records),
+                    attempt,
+                    delay,
+                    exc,
+                )
                 await asyncio.sleep(delay)
                 delay, attempt = min(delay * 2, self.backoff_max), attempt + 1
                 continue
@@ -133,10 +140,12 @@ class BatchHandler:
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
             parsed = [self._parse(r) for r in records]
-            ids = [p.event_id if isinstance(p, Input) else
-                   rejection_id(r.topic, r.partition, r.offset) for p, r in zip(parsed, records)]
+            ids = [
+                p.event_id if isinstance(p, Input) else rejection_id(r.topic, r.partition, r.offset)
+                for p, r in zip(parsed, records, strict=True)
+            ]
             seen = await tx.stored_ids(ids)
-            for record, message, event_id in zip(records, parsed, ids):
+            for record, message, event_id in zip(records, parsed, ids, strict=True):
                 if event_id in seen:
                     report.duplicates += 1
                     continue
@@ -160,8 +169,13 @@ class BatchHandler:
         }
         return Input(event.event_id, event.event_type, event.payload, metadata)
 
-    def _decide(self, tx: StoreTransaction, record: Record, message: Input | ContractError,
-                report: BatchReport) -> None:
+    def _decide(
+        self,
+        tx: StoreTransaction,
+        record: Record,
+        message: Input | ContractError,
+        report: BatchReport,
+    ) -> None:
         if isinstance(message, Input):
             outcome = self.processor.process(message)
             if outcome.duplicate:
@@ -187,6 +201,6 @@ class BatchHandler:
     def _record_rejection(self, tx: StoreTransaction, event: NewEvent) -> None:
         view = self.processor.view
         tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
-        view.apply(REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload,
-                   event.metadata)
-
+        view.apply(
+            REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload, event.metadata
+        )

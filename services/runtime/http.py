@@ -17,8 +17,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class StatusApp:
     """Serves what `probe` reports (a dict with `ready`), metrics and the AsyncAPI JSON."""
 
-    def __init__(self, probe: Callable[[], Awaitable[dict[str, Any]]],
-                 metrics: Callable[[], bytes], asyncapi: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        probe: Callable[[], Awaitable[dict[str, Any]]],
+        metrics: Callable[[], bytes],
+        asyncapi: Callable[[], str],
+    ) -> None:
         self.probe = probe
         self.metrics = metrics
         self.asyncapi = asyncapi
@@ -43,9 +47,16 @@ class StatusApp:
 
 
 async def _reply(send: Send, status: int, body: bytes, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

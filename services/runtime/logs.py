@@ -23,8 +23,12 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 def mask_nir(text: str) -> str:
     """Replace every NIR in `text` by a digest."""
-    return _NIR.sub(lambda m: "nir#" + hashlib.blake2b(m.group().encode(), key=_SALT,
-                                                      digest_size=4).hexdigest(), text)
+    return _NIR.sub(
+        lambda m: (
+            "nir#" + hashlib.blake2b(m.group().encode(), key=_SALT, digest_size=4).hexdigest()
+        ),
+        text,
+    )
 
 
 class JsonFormatter(logging.Formatter):

@@ -19,28 +19,38 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         labels = {"service": service}
         r = self.registry
-        self.inputs = Counter("mandat_inputs_total", "Inputs recorded, by event type",
-                              ["event_type"], registry=r).labels
-        self.decisions = Counter("mandat_decisions_total", "Decisions recorded",
-                                 ["event_type", "motif"], registry=r)
-        self.rejections = Counter("mandat_rejections_total", "Messages rejected, by field",
-                                  ["reason"], registry=r)
-        self.duplicates = Counter("mandat_duplicates_total", "Inputs already recorded",
-                                  registry=r)
-        self.retries = Counter("mandat_batch_retries_total",
-                               "Batches retried after a transient failure", registry=r)
+        self.inputs = Counter(
+            "mandat_inputs_total", "Inputs recorded, by event type", ["event_type"], registry=r
+        ).labels
+        self.decisions = Counter(
+            "mandat_decisions_total", "Decisions recorded", ["event_type", "motif"], registry=r
+        )
+        self.rejections = Counter(
+            "mandat_rejections_total", "Messages rejected, by field", ["reason"], registry=r
+        )
+        self.duplicates = Counter("mandat_duplicates_total", "Inputs already recorded", registry=r)
+        self.retries = Counter(
+            "mandat_batch_retries_total", "Batches retried after a transient failure", registry=r
+        )
         self.parked = Gauge("mandat_parked_inputs", "Inputs waiting for a fact", registry=r)
-        self.relay_lag = Gauge("mandat_relay_lag_events",
-                               "Events committed to the store, not yet published", registry=r)
-        self.store_head = Gauge("mandat_store_head_position", "Last committed position",
-                                registry=r)
-        self.append_seconds = Histogram("mandat_append_seconds",
-                                        "Store transaction of one batch (decide + append)",
-                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.relay_lag = Gauge(
+            "mandat_relay_lag_events",
+            "Events committed to the store, not yet published",
+            registry=r,
+        )
+        self.store_head = Gauge("mandat_store_head_position", "Last committed position", registry=r)
+        self.append_seconds = Histogram(
+            "mandat_append_seconds",
+            "Store transaction of one batch (decide + append)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.decision_seconds = Histogram(
             "mandat_decision_latency_seconds",
             "From the input's Kafka timestamp to its decision's store commit",
-            buckets=_LATENCY_BUCKETS, registry=r)
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.info = Gauge("mandat_service_info", "Service identity", list(labels), registry=r)
         self.info.labels(**labels).set(1)
 

@@ -12,6 +12,7 @@ from services.eventstore import StoredEvent
 from services.eventstore.relay import POSITION_HEADER, Outgoing
 from services.runtime.processing import REJECTION
 
+
 def _common_headers(event: StoredEvent) -> list[tuple[str, bytes]]:
     return [
         ("event_type", event.event_type.encode()),
@@ -36,10 +37,12 @@ def decision_envelope(event: StoredEvent, source: str) -> dict[str, Any]:
 
 
 def decision_message(event: StoredEvent, topic: str, source: str) -> Outgoing:
-    value = json.dumps(decision_envelope(event, source), ensure_ascii=False,
-                       separators=(",", ":")).encode()
-    return Outgoing(topic, event.payload["nir"].encode(), value, _common_headers(event),
-                    event.position)
+    value = json.dumps(
+        decision_envelope(event, source), ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    return Outgoing(
+        topic, event.payload["nir"].encode(), value, _common_headers(event), event.position
+    )
 
 
 def rejection_message(event: StoredEvent, topic: str) -> Outgoing:

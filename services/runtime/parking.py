@@ -32,13 +32,15 @@ class Parking:
     undecided: dict[str, Waiting] = field(default_factory=dict)
     by_key: dict[str, list[str]] = field(default_factory=dict)
 
-    def record(self, event_id: str, event_type: str, payload: dict[str, Any],
-               metadata: dict[str, Any]) -> None:
+    def record(
+        self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]
+    ) -> None:
         self.undecided[event_id] = Waiting(event_type, payload, metadata)
 
     def park(self, event_id: str, waits_for: str, motif: str) -> None:
-        self.undecided[event_id] = replace(self.undecided[event_id], waits_for=waits_for,
-                                           motif=motif)
+        self.undecided[event_id] = replace(
+            self.undecided[event_id], waits_for=waits_for, motif=motif
+        )
         self.by_key.setdefault(waits_for, []).append(event_id)
 
     def settle(self, event_id: str) -> Waiting:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -67,8 +66,14 @@ class View(Protocol):
 
     def version(self, stream_id: str) -> int: ...
 
-    def apply(self, stream_id: str, event_id: str, event_type: str,
-              payload: dict[str, Any], metadata: dict[str, Any]) -> None: ...
+    def apply(
+        self,
+        stream_id: str,
+        event_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None: ...
 
 
 class Processor(Protocol):
@@ -82,8 +87,9 @@ class Processor(Protocol):
 
 def fold_stored(view: View, event: StoredEvent) -> None:
     """Fold an event read back from the store into a view."""
-    view.apply(event.stream_id, str(event.event_id), event.event_type, event.payload,
-               event.metadata)
+    view.apply(
+        event.stream_id, str(event.event_id), event.event_type, event.payload, event.metadata
+    )
     view.position = event.position
 
 
@@ -91,8 +97,13 @@ class Emitter:
     """Emits the events caused by one trigger input, folding each into the view at once (so
     the next decision of the same cascade sees it)."""
 
-    def __init__(self, view: View, trigger: UUID, service: str,
-                 ids: Callable[[UUID, int], UUID] = decision_id) -> None:
+    def __init__(
+        self,
+        view: View,
+        trigger: UUID,
+        service: str,
+        ids: Callable[[UUID, int], UUID] = decision_id,
+    ) -> None:
         self.view = view
         self.trigger = trigger
         self.service = service
@@ -101,17 +112,25 @@ class Emitter:
 
     def _emit(self, stream_id: str, event: NewEvent) -> None:
         self.outcome.events.append((stream_id, self.view.version(stream_id) + 1, event))
-        self.view.apply(stream_id, str(event.event_id), event.event_type, event.payload,
-                        event.metadata)
+        self.view.apply(
+            stream_id, str(event.event_id), event.event_type, event.payload, event.metadata
+        )
 
     def input(self, stream_id: str, message: Input) -> None:
         """Record the input itself (normalised payload: what the contract kept of it)."""
         payload = message.payload.model_dump(mode="json")
-        self._emit(stream_id, NewEvent(message.event_id, message.event_type, payload,
-                                       message.metadata))
+        self._emit(
+            stream_id, NewEvent(message.event_id, message.event_type, payload, message.metadata)
+        )
 
-    def decision(self, stream_id: str, event_type: str, payload: dict[str, Any],
-                 cause: Input | UUID, correlation_id: str) -> None:
+    def decision(
+        self,
+        stream_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        cause: Input | UUID,
+        correlation_id: str,
+    ) -> None:
         """Record a decision caused by `cause` (the trigger itself, or a parked input)."""
         cause_id = cause.event_id if isinstance(cause, Input) else cause
         metadata = {

@@ -36,8 +36,9 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
     """Run `service` until SIGTERM/SIGINT, then stop gracefully: the batch in hand is
     committed or abandoned (its offsets are not committed either way), nothing is lost."""
     settings = settings or ServiceSettings()
-    configure_json_logging(service, logging.DEBUG if os.environ.get("MANDAT_DEBUG") else
-                           logging.INFO)
+    configure_json_logging(
+        service, logging.DEBUG if os.environ.get("MANDAT_DEBUG") else logging.INFO
+    )
     runtime = build(service, settings)
 
     async def probe() -> dict[str, object]:
@@ -49,8 +50,14 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
         return runtime.metrics.exposition()
 
     app = StatusApp(probe, metrics, runtime.asyncapi)
-    config = uvicorn.Config(app, host=settings.http_host, port=http_port(service, settings),
-                            log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=http_port(service, settings),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     async with runtime.running():
         log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
@@ -68,5 +75,5 @@ async def _refresh(runtime: ServiceRuntime, every: float = 2.0) -> None:
         await asyncio.sleep(every)
         try:
             runtime.refresh_gauges(await runtime.probe())
-        except Exception:  # noqa: BLE001 - a failed probe is a gauge left as it was
+        except Exception:
             log.debug("probe failed", exc_info=True)

@@ -18,7 +18,6 @@ from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 
 from contracts import InboundEvent, OutboundEvent
-
 from services.eventstore import EventStore
 from services.eventstore.migrations import apply_migrations
 from services.eventstore.pool import SERVICE_ROLE, create_pool
@@ -102,12 +101,16 @@ class ServiceRuntime:
         """Declare the topics the relay writes, so the AsyncAPI document shows them."""
         routes = self.spec.routes
         self.broker.publisher(
-            routes.decisions_topic, title=f"{self.spec.name}/decisions", schema=OutboundEvent,
+            routes.decisions_topic,
+            title=f"{self.spec.name}/decisions",
+            schema=OutboundEvent,
             description="Decisions, in store order (key: nir; headers event_type, event_id, "
             "schema_version, store_position).",
         )
         self.broker.publisher(
-            routes.rejections_topic, title=f"{self.spec.name}/rejections", schema=bytes,
+            routes.rejections_topic,
+            title=f"{self.spec.name}/rejections",
+            schema=bytes,
             description="Messages that break the contract, untouched (original key, value and "
             "headers), with reject_reason, reject_field, source_topic, source_partition and "
             "source_offset headers.",
@@ -115,8 +118,12 @@ class ServiceRuntime:
 
     def asyncapi(self) -> str:
         """This service's AsyncAPI document (JSON), generated from the FastStream app."""
-        spec = AsyncAPI(self.broker, title=f"mandat {self.spec.name}", version="1.0.0",
-                        description=self.spec.description)
+        spec = AsyncAPI(
+            self.broker,
+            title=f"mandat {self.spec.name}",
+            version="1.0.0",
+            description=self.spec.description,
+        )
         return spec.to_specification().to_json()
 
     async def probe(self) -> dict[str, Any]:
@@ -126,11 +133,11 @@ class ServiceRuntime:
             assert self.pool is not None
             head = int(await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
             state["postgres"] = True
-        except Exception:  # noqa: BLE001 - reported, not raised
+        except Exception:
             head, state["postgres"] = -1, False
         try:
             state["kafka"] = bool(await self.broker.ping(timeout=2.0))
-        except Exception:  # noqa: BLE001
+        except Exception:
             state["kafka"] = False
         folded = self.handler is not None
         state["store_head"] = head
@@ -173,8 +180,13 @@ class ServiceRuntime:
         self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()
         log.info("%s: store folded up to position %d", self.spec.name, head)
-        self.relay = Relay(store, self.connect_relay, self.spec.routes,
-                           s.kafka_bootstrap_servers, name=self.spec.name)
+        self.relay = Relay(
+            store,
+            self.connect_relay,
+            self.spec.routes,
+            s.kafka_bootstrap_servers,
+            name=self.spec.name,
+        )
 
     async def close(self) -> None:
         if self.pool is not None:

@@ -56,7 +56,12 @@ class ServiceSettings(BaseSettings):
     def all_topics(self) -> list[str]:
         """Every topic the system reads or writes."""
         return [
-            self.topic_referentiel, self.topic_cotisations, self.topic_prestations,
-            self.topic_reglements_cotisations, self.topic_reglements_prestations,
-            self.topic_rejets_collection, self.topic_rejets_benefits, self.topic_audit_replay,
+            self.topic_referentiel,
+            self.topic_cotisations,
+            self.topic_prestations,
+            self.topic_reglements_cotisations,
+            self.topic_reglements_prestations,
+            self.topic_rejets_collection,
+            self.topic_rejets_benefits,
+            self.topic_audit_replay,
         ]

@@ -23,7 +23,10 @@ def same_content(field: str, value: str, incoming: Any, recorded: dict[str, Any]
     payload = incoming.model_dump(mode="json")
     if payload == recorded:
         return Outcome(duplicate=True)
-    differing = sorted(k for k in payload.keys() | recorded.keys()
-                       if payload.get(k) != recorded.get(k))
-    return Outcome(refused=f"payload.{field}: {value} is already recorded with other content "
-                           f"(differs in {', '.join(differing)})")
+    differing = sorted(
+        k for k in payload.keys() | recorded.keys() if payload.get(k) != recorded.get(k)
+    )
+    return Outcome(
+        refused=f"payload.{field}: {value} is already recorded with other content "
+        f"(differs in {', '.join(differing)})"
+    )

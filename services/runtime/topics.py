@@ -3,6 +3,7 @@ settings, instead of by the broker's auto-creation (which the local broker disab
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -25,13 +26,13 @@ async def ensure_topics(
         missing = sorted(set(names) - existing)
         if not missing:
             return []
-        config = {"retention.ms": str(retention_ms), "min.insync.replicas":
-                  str(min(2, replication_factor))}
+        config = {
+            "retention.ms": str(retention_ms),
+            "min.insync.replicas": str(min(2, replication_factor)),
+        }
         new = [NewTopic(n, partitions, replication_factor, topic_configs=config) for n in missing]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # created meanwhile by another process
         return missing
     finally:
         await admin.close()

@@ -51,7 +51,9 @@ def contributions(count: int, offset: int = 0) -> list[tuple[str, dict[str, obje
 async def seed_registry(feed: Feed, s: ServiceSettings, count: int) -> None:
     await create_topics(s)
     await publish_many(feed, s.topic_referentiel, [organisme("OC-K"), convention("CNV-K", "OC-K")])
-    await publish_many(feed, s.topic_referentiel, [affiliation(nir(i), "OC-K") for i in range(count)])
+    await publish_many(
+        feed, s.topic_referentiel, [affiliation(nir(i), "OC-K") for i in range(count)]
+    )
 
 
 async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
@@ -61,14 +63,17 @@ async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
     by_cause = decisions_by_cause(await store_events(dsn, s.collection_schema), FINAL)
     assert sorted(by_cause) == sorted(ids)
     assert all(len(v) == 1 for v in by_cause.values())
+
     def complete(messages: list) -> bool:
         return sum(m.headers["event_type"].decode() in FINAL for m in messages) >= len(ids)
 
-    await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], complete,
-                      timeout=60)
+    await read_topics(
+        s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], complete, timeout=60
+    )
     await asyncio.sleep(2)  # let a late duplicate arrive, if the relay were to make one
-    got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
-                            complete, timeout=5)
+    got = await read_topics(
+        s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], complete, timeout=5
+    )
     per_event = Counter(m.headers["event_id"] for m in got)
     assert max(per_event.values()) == 1, "a decision was published twice"
     final = [m for m in got if m.headers["event_type"].decode() in FINAL]
@@ -82,7 +87,9 @@ def kill(process: object, how: signal.Signals = signal.SIGKILL) -> None:
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 async def test_a_service_stopped_mid_stream_and_restarted_loses_and_duplicates_nothing(
-    settings: ServiceSettings, tmp_path: Path, how: signal.Signals,
+    settings: ServiceSettings,
+    tmp_path: Path,
+    how: signal.Signals,
 ) -> None:
     """SIGKILL: nothing is finished; SIGTERM: the graceful stop finishes or abandons the
     batch in hand. Either way the restarted service completes the work exactly once."""
@@ -92,8 +99,9 @@ async def test_a_service_stopped_mid_stream_and_restarted_loses_and_duplicates_n
         first = spawn_service("collection", s, log)
         try:
             ids = await publish_many(feed, s.topic_cotisations, contributions(N))
-            await wait_for_store(s.database_url.get_secret_value(), s.collection_schema, FINAL,
-                                 N // 4)
+            await wait_for_store(
+                s.database_url.get_secret_value(), s.collection_schema, FINAL, N // 4
+            )
         finally:
             kill(first, how)
         second = spawn_service("collection", s, log)
@@ -105,7 +113,8 @@ async def test_a_service_stopped_mid_stream_and_restarted_loses_and_duplicates_n
 
 
 async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
-    settings: ServiceSettings, tmp_path: Path,
+    settings: ServiceSettings,
+    tmp_path: Path,
 ) -> None:
     s = settings
     async with Feed(s.kafka_bootstrap_servers) as feed:
@@ -115,8 +124,9 @@ async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
         try:
             await asyncio.sleep(6)  # both join the group and share the partitions
             ids = await publish_many(feed, s.topic_cotisations, contributions(N))
-            await wait_for_store(s.database_url.get_secret_value(), s.collection_schema, FINAL,
-                                 N // 5)
+            await wait_for_store(
+                s.database_url.get_secret_value(), s.collection_schema, FINAL, N // 5
+            )
             kill(a)
             await assert_exactly_once(s, ids)
         finally:
@@ -127,7 +137,8 @@ async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
 
 
 async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
-    settings: ServiceSettings, local_postgres: object,
+    settings: ServiceSettings,
+    local_postgres: object,
 ) -> None:
     s = settings
     async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
@@ -140,6 +151,7 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
         finally:
             local_postgres.start()  # type: ignore[attr-defined]
         await assert_exactly_once(s, ids)
-    rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_collection],
-                                 lambda m: False, timeout=2)
+    rejected = await read_topics(
+        s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: False, timeout=2
+    )
     assert rejected == []

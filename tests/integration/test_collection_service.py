@@ -42,8 +42,9 @@ async def test_a_delegated_contribution_and_its_payment_are_decided_and_publishe
             await feed.send(s.topic_referentiel, fact)
         due_id = await feed.send(s.topic_cotisations, cotisation("COT-1", n))
         await feed.send(s.topic_cotisations, paiement("PAY-1", "COT-1", n, 50000))
-        got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
-                                lambda m: len(m) >= 2)
+        got = await read_topics(
+            s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 2
+        )
     delegated, held = got[0].json, got[1].json
     assert delegated["event_type"] == "EncaissementDelegue"
     assert delegated["causation_id"] == due_id
@@ -63,13 +64,15 @@ async def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
     s, n = settings, nir(2)
     async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         due_id = await feed.send(s.topic_cotisations, cotisation("COT-2", n))
-        parked = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
-                                   lambda m: len(m) >= 1)
+        parked = await read_topics(
+            s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 1
+        )
         assert parked[0].json["payload"]["motif"] == "AFFILIATION_INCONNUE"
         for fact in (organisme("OC-2"), convention("CNV-2", "OC-2"), affiliation(n, "OC-2")):
             await feed.send(s.topic_referentiel, fact)
-        got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
-                                lambda m: len(m) >= 2)
+        got = await read_topics(
+            s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 2
+        )
     assert [m.event_type for m in got] == ["DecisionEnAttente", "EncaissementDelegue"]
     assert got[1].json["causation_id"] == due_id
 
@@ -78,11 +81,15 @@ async def test_the_same_message_delivered_twice_has_one_effect(settings: Service
     s, n = settings, nir(3)
     async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         event_id = await feed.send(s.topic_cotisations, cotisation("COT-3", n, debut="2018-01-01"))
-        await feed.send(s.topic_cotisations, cotisation("COT-3", n, debut="2018-01-01"),
-                        event_id=event_id)
+        await feed.send(
+            s.topic_cotisations, cotisation("COT-3", n, debut="2018-01-01"), event_id=event_id
+        )
         marker = await feed.send(s.topic_cotisations, cotisation("COT-3b", n, debut="2018-01-01"))
-        got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
-                                lambda m: any(x.json["causation_id"] == marker for x in m))
+        got = await read_topics(
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations],
+            lambda m: any(x.json["causation_id"] == marker for x in m),
+        )
     rows = await store_events(s.database_url.get_secret_value(), s.collection_schema)
     assert [m.json["causation_id"] for m in got].count(event_id) == 1
     assert decisions_by_cause(rows, FINAL)[event_id] == ["EncaissementNonDelegue"]
@@ -96,23 +103,44 @@ async def test_a_contract_breach_is_rejected_and_the_messages_behind_it_are_stil
     async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await feed.raw(s.topic_cotisations, b"{not json", key=n.encode())
         bad_key = dict(cotisation("COT-4x", n)[1], nir=n[:13] + "00")
-        await feed.raw(s.topic_cotisations,
-                       json.dumps({"event_id": "4a0f6c1e-2b1a-4c55-9a0e-5b8f5d2f9b10",
-                                   "event_type": "CotisationDue", "schema_version": 1,
-                                   "occurred_at": "2017-01-15T08:00:00Z", "source": "x",
-                                   "payload": bad_key}).encode(), key=n.encode())
+        await feed.raw(
+            s.topic_cotisations,
+            json.dumps(
+                {
+                    "event_id": "4a0f6c1e-2b1a-4c55-9a0e-5b8f5d2f9b10",
+                    "event_type": "CotisationDue",
+                    "schema_version": 1,
+                    "occurred_at": "2017-01-15T08:00:00Z",
+                    "source": "x",
+                    "payload": bad_key,
+                }
+            ).encode(),
+            key=n.encode(),
+        )
         negative = dict(cotisation("COT-4y", n)[1], montant_cents=-5)
-        await feed.raw(s.topic_cotisations, json.dumps({
-            "event_id": "5a0f6c1e-2b1a-4c55-9a0e-5b8f5d2f9b10", "event_type": "CotisationDue",
-            "schema_version": 1, "occurred_at": "2017-01-15T08:00:00Z", "source": "x",
-            "payload": negative}).encode(), key=n.encode())
+        await feed.raw(
+            s.topic_cotisations,
+            json.dumps(
+                {
+                    "event_id": "5a0f6c1e-2b1a-4c55-9a0e-5b8f5d2f9b10",
+                    "event_type": "CotisationDue",
+                    "schema_version": 1,
+                    "occurred_at": "2017-01-15T08:00:00Z",
+                    "source": "x",
+                    "payload": negative,
+                }
+            ).encode(),
+            key=n.encode(),
+        )
         good = await feed.send(s.topic_cotisations, cotisation("COT-4", n, debut="2016-03-01"))
         got = await read_topics(
-            s.kafka_bootstrap_servers, [s.topic_reglements_cotisations, s.topic_rejets_collection],
-            lambda m: len(m) >= 4)
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations, s.topic_rejets_collection],
+            lambda m: len(m) >= 4,
+        )
     rejected = [m for m in got if m.topic == s.topic_rejets_collection]
     decided = [m for m in got if m.topic == s.topic_reglements_cotisations]
-    assert [m.value[:9] for m in rejected][0] == b"{not json"
+    assert rejected[0].value[:9] == b"{not json"
     reasons = [m.headers["reject_reason"].decode() for m in rejected]
     assert "JSON" in reasons[0]
     assert "payload.nir" in reasons[1] and "key" in reasons[1]
@@ -129,10 +157,10 @@ async def test_a_second_contribution_with_the_same_id_and_other_content_is_rejec
     s, n = settings, nir(5)
     async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await feed.send(s.topic_cotisations, cotisation("COT-5", n, debut="2018-01-01"))
-        await feed.send(s.topic_cotisations,
-                        cotisation("COT-5", n, debut="2018-01-01", montant=1))
-        got = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_collection],
-                                lambda m: len(m) >= 1)
+        await feed.send(s.topic_cotisations, cotisation("COT-5", n, debut="2018-01-01", montant=1))
+        got = await read_topics(
+            s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: len(m) >= 1
+        )
     reason = got[0].headers["reject_reason"].decode()
     assert "COT-5" in reason and "montant_cents" in reason
 
@@ -149,15 +177,20 @@ async def test_registry_and_contributions_in_any_order_give_every_decision_once(
             await feed.send(s.topic_cotisations, cotisation(f"COT-{i}", n))
         for fact in (organisme("OC-9"), convention("CNV-9", "OC-9")):
             await feed.send(s.topic_referentiel, fact)
-        await asyncio.gather(*(feed.send(s.topic_referentiel, affiliation(n, "OC-9"))
-                               for n in people))
+        await asyncio.gather(
+            *(feed.send(s.topic_referentiel, affiliation(n, "OC-9")) for n in people)
+        )
         got = await read_topics(
-            s.kafka_bootstrap_servers, [s.topic_reglements_cotisations],
-            lambda m: len(of_type(m, "PaiementEncaissePourCompte")) >= len(people))
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations],
+            lambda m: len(of_type(m, "PaiementEncaissePourCompte")) >= len(people),
+        )
     counts = Counter(m.event_type for m in got)
     assert counts["EncaissementDelegue"] == len(people)
     assert counts["PaiementEncaissePourCompte"] == len(people)
     assert counts["DecisionEnAttente"] == 2 * len(people)
     assert len({m.headers["event_id"] for m in got}) == len(got)
-    assert all(m.json["payload"]["solde_restant_cents"] == 95000
-               for m in of_type(got, "PaiementEncaissePourCompte"))
+    assert all(
+        m.json["payload"]["solde_restant_cents"] == 95000
+        for m in of_type(got, "PaiementEncaissePourCompte")
+    )

@@ -59,10 +59,13 @@ def test_services_get_their_endpoints_from_the_settings_variables(
     for name in ("collection", "benefits"):
         service = compose["services"][name]
         env = service["environment"]
-        settings = ServiceSettings(**{k: v for k, v in env.items()
-                                      if k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")})
+        settings = ServiceSettings(
+            **{k: v for k, v in env.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        )
         assert settings.kafka_bootstrap_servers == "kafka:19092"
-        assert settings.database_url.get_secret_value().endswith(f"@postgres:5432/{db['POSTGRES_DB']}")
+        assert settings.database_url.get_secret_value().endswith(
+            f"@postgres:5432/{db['POSTGRES_DB']}"
+        )
         assert env["MANDAT_HTTP_HOST"] == "0.0.0.0"
         assert service["command"] == ["mandat", name, "run"]
         assert (REPO / "Dockerfile").exists()
