@@ -75,9 +75,33 @@ def _run_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("asyncapi", help="write (or --check) docs/asyncapi/<service>.json")
+    parser.add_argument("--check", action="store_true", help="fail if a committed one is stale")
+    parser.set_defaults(func=_asyncapi)
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    from services.runtime.asyncapi import ASYNCAPI_DIR, render_all
+
+    stale = []
+    for name, text in render_all().items():
+        path = ASYNCAPI_DIR / f"{name}.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print("stale (run `mandat asyncapi`): " + ", ".join(stale))
+    return 1 if stale else 0
+
+
 def _registrations() -> list[Register]:
     """Each package adds its own subcommands (imported lazily: the CLI starts fast)."""
-    found: list[Register] = [_stack_commands, _service_commands]
+    found: list[Register] = [_stack_commands, _service_commands, _asyncapi_commands]
     for module in (
         "services.demo.cli",
         "services.audit.cli",
