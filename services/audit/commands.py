@@ -56,6 +56,8 @@ async def _store(args: argparse.Namespace, service: AuditedService, *, admin: bo
     try:
         pool = await create_pool(_endpoint(args.database_url, "DATABASE_URL"), schema,
                                  min_size=1, max_size=2, as_service_role=not admin)
+    except ValueError as exc:  # a schema name that cannot be one
+        raise CommandError(str(exc)) from exc
     except (OSError, asyncpg.PostgresError) as exc:
         raise CommandError(f"cannot connect to PostgreSQL: {exc}") from exc
     try:

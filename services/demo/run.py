@@ -53,7 +53,7 @@ TITLES = {COLLECTION: "collection (alinéa 1)", BENEFITS: "benefits (alinéa 2)"
 
 def default_timeout(size: int) -> float:
     """Seconds to wait for the decisions once fed: generous for this machine's pace."""
-    return 60.0 + size / 20
+    return 60.0 + size / 100
 
 
 # ---------------------------------------------------------------------------------------
@@ -70,8 +70,9 @@ class Progress:
         self.live = bool(out is not None and out.isatty())
         self.last = 0.0
 
-    def update(self, label: str, done: int, total: int, note: str = "",
-               *, force: bool = False) -> None:
+    def update(
+        self, label: str, done: int, total: int, note: str = "", *, force: bool = False
+    ) -> None:
         if self.out is None or not self.live:
             return
         now = time.monotonic()
@@ -114,8 +115,7 @@ class Collector:
     final: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     pending: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     rejected: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
-    unmatched: list[tuple[str, tuple[str, int, int], dict[str, str]]] = field(
-        default_factory=list)
+    unmatched: list[tuple[str, tuple[str, int, int], dict[str, str]]] = field(default_factory=list)
     foreign: int = 0  # outputs of other runs or other producers (ignored)
     received: int = 0  # outputs of this run
     waiting: dict[tuple[str, int], int] = field(default_factory=dict)  # tracked -> phase
@@ -131,14 +131,22 @@ class Collector:
                     self.untouched.add((service, index))
 
     # -- intake ------------------------------------------------------------------------
-    def record(self, topic: str, key: bytes | None, value: bytes | None,
-               headers: Iterable[tuple[str, bytes]]) -> None:
+    def record(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Iterable[tuple[str, bytes]],
+    ) -> None:
         service, what = self.outputs[topic]
         if what == "rejection":
             found = {k: v.decode("utf-8", "replace") for k, v in headers}
             try:
-                origin = (found["source_topic"], int(found["source_partition"]),
-                          int(found["source_offset"]))
+                origin = (
+                    found["source_topic"],
+                    int(found["source_partition"]),
+                    int(found["source_offset"]),
+                )
             except (KeyError, ValueError):
                 self.foreign += 1
                 return
@@ -161,8 +169,9 @@ class Collector:
             self.final.setdefault(slot, []).append(document)
             self._settled(slot)
 
-    def _rejection(self, service: str, origin: tuple[str, int, int],
-                   headers: dict[str, str]) -> None:
+    def _rejection(
+        self, service: str, origin: tuple[str, int, int], headers: dict[str, str]
+    ) -> None:
         index = self.produced.get(origin)
         if index is None:  # not (yet) known as ours: matched again once produced
             self.unmatched.append((service, origin, headers))
@@ -201,8 +210,7 @@ class Collector:
         """Tracked messages of phases <= `up_to_phase` still without an outcome (a final
         decision or a rejection; or, when `parked_counts`, a DecisionEnAttente)."""
         source: Iterable[tuple[str, int]] = self.untouched if parked_counts else self.waiting
-        return sum(1 for slot in source
-                   if self.scenario.messages[slot[1]].phase <= up_to_phase)
+        return sum(1 for slot in source if self.scenario.messages[slot[1]].phase <= up_to_phase)
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,24 +271,33 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         def by_pair(table: dict[tuple[str, str], list[int]]) -> list[dict[str, Any]]:
-            return [{"organisme_id": o, "caisse_de_base": c, "count": n, "cents": v}
-                    for (o, c), (n, v) in sorted(table.items())]
+            return [
+                {"organisme_id": o, "caisse_de_base": c, "count": n, "cents": v}
+                for (o, c), (n, v) in sorted(table.items())
+            ]
 
         return {
             "run": {"size": self.size, "seed": self.seed, "run_tag": self.run_tag},
             "published": self.published,
             "expected": self.expected,
-            "decisions": {s: [{"event_type": t, "motif": m or None, "count": n, "cents": v}
-                              for (t, m), (n, v) in sorted(table.items())]
-                          for s, table in self.decisions.items()},
-            "delegated_by_organism": {o: {"count": n, "cents": v}
-                                      for o, (n, v) in sorted(self.delegated.items())},
+            "decisions": {
+                s: [
+                    {"event_type": t, "motif": m or None, "count": n, "cents": v}
+                    for (t, m), (n, v) in sorted(table.items())
+                ]
+                for s, table in self.decisions.items()
+            },
+            "delegated_by_organism": {
+                o: {"count": n, "cents": v} for o, (n, v) in sorted(self.delegated.items())
+            },
             "reversements_owed": by_pair(self.reversements),
-            "contentieux_by_organism": {o: {"count": n, "cents": v}
-                                        for o, (n, v) in sorted(self.contentieux.items())},
+            "contentieux_by_organism": {
+                o: {"count": n, "cents": v} for o, (n, v) in sorted(self.contentieux.items())
+            },
             "benefits_paid_on_behalf": by_pair(self.versements_delegues),
-            "benefits_paid_directly": {c: {"count": n, "cents": v}
-                                       for c, (n, v) in sorted(self.versements_directs.items())},
+            "benefits_paid_directly": {
+                c: {"count": n, "cents": v} for c, (n, v) in sorted(self.versements_directs.items())
+            },
             "decided": self.decided,
             "parked": self.parked,
             "still_parked": self.still_parked,
@@ -298,12 +315,21 @@ class Summary:
         lines: list[str] = []
         add = lines.append
         p = self.published
-        kinds = ", ".join(f"{p.get(k, 0):,} {label}" for k, label in (
-            ("input", "inputs"), ("fact", "registry facts"), ("breach", "contract breaches"),
-            ("conflict", "conflicting resends"), ("duplicate", "duplicates"),
-            ("resend", "identical resends")))
-        add(f"Scenario: size {self.size:,}, seed {self.seed} — {p['messages']:,} messages "
-            f"published ({kinds})")
+        kinds = ", ".join(
+            f"{p.get(k, 0):,} {label}"
+            for k, label in (
+                ("input", "inputs"),
+                ("fact", "registry facts"),
+                ("breach", "contract breaches"),
+                ("conflict", "conflicting resends"),
+                ("duplicate", "duplicates"),
+                ("resend", "identical resends"),
+            )
+        )
+        add(
+            f"Scenario: size {self.size:,}, seed {self.seed} — {p['messages']:,} messages "
+            f"published ({kinds})"
+        )
         for service in SERVICES:
             add("")
             add(f"Decisions of {TITLES[service]}, by type and motif")
@@ -313,14 +339,27 @@ class Summary:
                 add(f"  {event_type:<27} {motif or '':<26} {n:>8,} {amount:>18}")
             if not table:
                 add("  (none)")
-        self._pairs(add, "Contributions delegated, by organism (EncaissementDelegue)",
-                    {(o, ""): v for o, v in self.delegated.items()})
-        self._pairs(add, "Reversements owed: money each organism holds for each caisse de base "
-                         "(PaiementEncaissePourCompte)", self.reversements)
-        self._pairs(add, "Litigation delegated, by organism (ContentieuxDelegue, amount still "
-                         "due)", {(o, ""): v for o, v in self.contentieux.items()})
-        self._pairs(add, "Benefits paid by organisms on behalf of each caisse de base "
-                         "(VersementDelegue)", self.versements_delegues)
+        self._pairs(
+            add,
+            "Contributions delegated, by organism (EncaissementDelegue)",
+            {(o, ""): v for o, v in self.delegated.items()},
+        )
+        self._pairs(
+            add,
+            "Reversements owed: money each organism holds for each caisse de base "
+            "(PaiementEncaissePourCompte)",
+            self.reversements,
+        )
+        self._pairs(
+            add,
+            "Litigation delegated, by organism (ContentieuxDelegue, amount still due)",
+            {(o, ""): v for o, v in self.contentieux.items()},
+        )
+        self._pairs(
+            add,
+            "Benefits paid by organisms on behalf of each caisse de base (VersementDelegue)",
+            self.versements_delegues,
+        )
         add("")
         add("Benefits paid directly by the caisse de base (VersementDirect)")
         for caisse, (n, cents) in sorted(self.versements_directs.items()):
@@ -332,8 +371,10 @@ class Summary:
         for service in SERVICES:
             motifs = self.parked.get(service, {})
             detail = ", ".join(f"{m} {n:,}" for m, n in sorted(motifs.items())) or "none"
-            add(f"  {service:<11} {sum(motifs.values()):>6,}  ({detail}); still parked: "
-                f"{self.still_parked.get(service, 0):,}")
+            add(
+                f"  {service:<11} {sum(motifs.values()):>6,}  ({detail}); still parked: "
+                f"{self.still_parked.get(service, 0):,}"
+            )
         add("")
         add("Rejected (to the rejection topics, untouched, reason in headers)")
         for service in SERVICES:
@@ -346,9 +387,11 @@ class Summary:
         for service in SERVICES:
             e = self.expected[service]
             got_rejected = sum(self.rejected.get(service, {}).values())
-            add(f"  {service:<11} {self.decided.get(service, 0):>6,}/{e['decided']:,} inputs "
+            add(
+                f"  {service:<11} {self.decided.get(service, 0):>6,}/{e['decided']:,} inputs "
                 f"decided, {got_rejected:,}/{e['rejected']:,} rejections, parked "
-                f"{sum(self.parked.get(service, {}).values()):,}/{e['parked']:,} as planned")
+                f"{sum(self.parked.get(service, {}).values()):,}/{e['parked']:,} as planned"
+            )
         for text in self.notes:
             add(f"  note: {text}")
         for text in self.unexpected[:10]:
@@ -362,9 +405,11 @@ class Summary:
         else:
             add("  every input got its decision or its rejection")
         add("")
-        add(f"Elapsed {self.elapsed_s:.1f} s: {p['messages']:,} messages in, "
+        add(
+            f"Elapsed {self.elapsed_s:.1f} s: {p['messages']:,} messages in, "
             f"{self.messages_out:,} decisions and rejections out — {self.rate:,.0f} "
-            f"messages/s")
+            f"messages/s"
+        )
         return "\n".join(lines)
 
     def _pairs(self, add: Any, title: str, table: dict[tuple[str, str], list[int]]) -> None:
@@ -379,14 +424,23 @@ class Summary:
 
 
 _NIR_KEY = re.compile(r"(NIR key is) \d+, expected \d+")
-_WHERE = re.compile(r" at line \d+ column \d+")
-"""NIR keys and positions in a message vary with the run tag: not shown in summaries."""
-_WITH_AMOUNT = frozenset({"EncaissementDelegue", "PaiementEncaissePourCompte",
-                          "ContentieuxDelegue", "VersementDelegue", "VersementDirect"})
+_WHERE = re.compile(r" at line \d+ column \d+| \(got [^)]*\)")
+"""Details that vary from message to message (NIR keys and positions vary with the run tag):
+left out of summaries, so that rejections group by reason."""
+_WITH_AMOUNT = frozenset(
+    {
+        "EncaissementDelegue",
+        "PaiementEncaissePourCompte",
+        "ContentieuxDelegue",
+        "VersementDelegue",
+        "VersementDirect",
+    }
+)
 
 
-def summarise(scenario: Scenario, collector: Collector, elapsed: float,
-              notes: list[str] | None = None) -> Summary:
+def summarise(
+    scenario: Scenario, collector: Collector, elapsed: float, notes: list[str] | None = None
+) -> Summary:
     """The figures of a run from what the collector matched."""
     local = scenario.local
     decisions: dict[str, dict[tuple[str, str], list[int]]] = {s: {} for s in SERVICES}
@@ -435,40 +489,59 @@ def summarise(scenario: Scenario, collector: Collector, elapsed: float,
         if message.kind == INPUT:
             decided[service] += 1
         else:
-            unexpected.append(f"{service} decided {_describe(scenario, message)} "
-                              f"({message.kind}): {documents[0].get('event_type')}")
+            unexpected.append(
+                f"{service} decided {_describe(scenario, message)} "
+                f"({message.kind}): {documents[0].get('event_type')}"
+            )
         if len(documents) > 1:
-            unexpected.append(f"{service} decided {_describe(scenario, message)} "
-                              f"{len(documents)} times")
+            unexpected.append(
+                f"{service} decided {_describe(scenario, message)} {len(documents)} times"
+            )
     rejected: dict[str, Counter[str]] = {s: Counter() for s in SERVICES}
     for (service, index), headers in sorted(collector.rejected.items()):
         message = scenario.messages[index]
         text = scenario.untag(headers.get("reject_reason", "?"))
         text = _WHERE.sub("", _NIR_KEY.sub(r"\1 wrong", text))
-        rejected[service][text[:100]] += 1
+        rejected[service][text[:120]] += 1
         if message.kind not in REJECTED_KINDS:
             unexpected.append(f"{service} rejected {_describe(scenario, message)}: {text}")
-    still = Counter(s for (s, _i) in collector.pending if (s, _i) not in collector.final
-                    and (s, _i) not in collector.rejected)
+    still = Counter(
+        s
+        for (s, _i) in collector.pending
+        if (s, _i) not in collector.final and (s, _i) not in collector.rejected
+    )
     missing = []
     for (service, index), _phase in sorted(collector.waiting.items()):
         message = scenario.messages[index]
-        state = "parked " + str(collector.pending[(service, index)][0]["payload"].get("motif")) \
-            if (service, index) in collector.pending else "nothing received"
+        state = (
+            "parked " + str(collector.pending[(service, index)][0]["payload"].get("motif"))
+            if (service, index) in collector.pending
+            else "nothing received"
+        )
         wanted = "rejection" if message.kind in REJECTED_KINDS else "decision"
         missing.append(f"{service}: no {wanted} for {_describe(scenario, message)} ({state})")
     return Summary(
-        size=scenario.size, seed=scenario.seed, run_tag=scenario.run_tag,
-        published=scenario.counts(), expected=scenario.expected(), decisions=decisions,
-        delegated=dict(delegated), reversements=dict(reversements),
-        contentieux=dict(contentieux), versements_delegues=dict(delegues),
-        versements_directs=dict(directs), decided=dict(decided),
+        size=scenario.size,
+        seed=scenario.seed,
+        run_tag=scenario.run_tag,
+        published=scenario.counts(),
+        expected=scenario.expected(),
+        decisions=decisions,
+        delegated=dict(delegated),
+        reversements=dict(reversements),
+        contentieux=dict(contentieux),
+        versements_delegues=dict(delegues),
+        versements_directs=dict(directs),
+        decided=dict(decided),
         parked={s: dict(sorted(c.items())) for s, c in parked.items()},
         still_parked=dict(still),
         rejected={s: dict(sorted(c.items())) for s, c in rejected.items()},
-        missing=missing, unexpected=unexpected,
+        missing=missing,
+        unexpected=unexpected,
         organisms={o.organisme_id: o.nom for o in scenario.organisms},
-        elapsed_s=elapsed, messages_out=collector.received, notes=list(notes or ()),
+        elapsed_s=elapsed,
+        messages_out=collector.received,
+        notes=list(notes or ()),
     )
 
 
@@ -483,15 +556,19 @@ def _describe(scenario: Scenario, message: Message) -> str:
 
 
 class _Player:
-    def __init__(self, scenario: Scenario, settings: ServiceSettings, progress: Progress,
-                 deadline: float) -> None:
+    def __init__(
+        self, scenario: Scenario, settings: ServiceSettings, progress: Progress, deadline: float
+    ) -> None:
         s = settings
         self.scenario = scenario
         self.settings = settings
         self.progress = progress
         self.deadline = deadline
-        self.topics = {REFERENTIEL: s.topic_referentiel, COTISATIONS: s.topic_cotisations,
-                       PRESTATIONS: s.topic_prestations}
+        self.topics = {
+            REFERENTIEL: s.topic_referentiel,
+            COTISATIONS: s.topic_cotisations,
+            PRESTATIONS: s.topic_prestations,
+        }
         outputs = {
             s.topic_reglements_cotisations: (COLLECTION, "decision"),
             s.topic_rejets_collection: (COLLECTION, "rejection"),
@@ -500,12 +577,20 @@ class _Player:
         }
         self.collector = Collector(scenario, outputs)
         bootstrap = s.kafka_bootstrap_servers
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                         group_id=None, auto_offset_reset="earliest",
-                                         max_partition_fetch_bytes=4 * 1024 * 1024)
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                         enable_idempotence=True, linger_ms=5,
-                                         max_batch_size=256 * 1024)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+        )
         self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         self.registry_start: dict[TopicPartition, int] = {}
         self.partitions: dict[str, list[int]] = {}
@@ -513,16 +598,21 @@ class _Player:
 
     async def __aenter__(self) -> _Player:
         s = self.settings
-        await ensure_topics(s.kafka_bootstrap_servers, s.all_topics(),
-                            partitions=s.topic_partitions,
-                            replication_factor=s.topic_replication_factor,
-                            retention_ms=s.topic_retention_ms)
+        await ensure_topics(
+            s.kafka_bootstrap_servers,
+            s.all_topics(),
+            partitions=s.topic_partitions,
+            replication_factor=s.topic_replication_factor,
+            retention_ms=s.topic_retention_ms,
+        )
         await self.admin.start()
         await self.consumer.start()
-        described = await self.admin.describe_topics([*self.collector.outputs,
-                                                      self.topics[REFERENTIEL]])
-        self.partitions = {d["topic"]: sorted(p["partition"] for p in d["partitions"])
-                           for d in described}
+        described = await self.admin.describe_topics(
+            [*self.collector.outputs, self.topics[REFERENTIEL]]
+        )
+        self.partitions = {
+            d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described
+        }
         outputs = [tp for t in self.collector.outputs for tp in self._partitions(t)]
         self.consumer.assign(outputs)
         for tp, offset in (await self.consumer.end_offsets(outputs)).items():
@@ -566,9 +656,10 @@ class _Player:
         batch = self.scenario.phase(phase)
         sent = 0
         for start in range(0, len(batch), 1000):
-            chunk = batch[start:start + 1000]
-            futures = [await self.producer.send(self.topics[m.topic], m.value, key=m.key)
-                       for _, m in chunk]
+            chunk = batch[start : start + 1000]
+            futures = [
+                await self.producer.send(self.topics[m.topic], m.value, key=m.key) for _, m in chunk
+            ]
             for (index, _m), meta in zip(chunk, await asyncio.gather(*futures), strict=True):
                 self.collector.produced_at((meta.topic, meta.partition, meta.offset), index)
             sent += len(chunk)
@@ -587,7 +678,8 @@ class _Player:
             done = total
             for group in groups:
                 committed = await self.admin.list_consumer_group_offsets(
-                    group, partitions=list(ends))
+                    group, partitions=list(ends)
+                )
                 seen = 0
                 for tp, end in ends.items():
                     meta = committed.get(tp)
@@ -634,9 +726,16 @@ def _quiet_services() -> None:
             logger.addFilter(quiet)
 
 
-async def play(size: int, seed: int, settings: ServiceSettings, *, start_services: bool,
-               run_tag: str | None = None, timeout: float | None = None,
-               out: TextIO | None = sys.stdout) -> Summary:
+async def play(
+    size: int,
+    seed: int,
+    settings: ServiceSettings,
+    *,
+    start_services: bool,
+    run_tag: str | None = None,
+    timeout: float | None = None,
+    out: TextIO | None = sys.stdout,
+) -> Summary:
     """Play the scenario of (size, seed) through the services and summarise the outcome.
 
     `start_services`: run both services in this event loop for the time of the run (else
@@ -645,8 +744,10 @@ async def play(size: int, seed: int, settings: ServiceSettings, *, start_service
     """
     progress = Progress(out)
     scenario = generate(size, seed, run_tag or new_run_tag())
-    progress.say(f"run {scenario.run_tag}: {len(scenario.messages):,} messages (size {size:,}, "
-                 f"seed {seed}) to {settings.kafka_bootstrap_servers}")
+    progress.say(
+        f"run {scenario.run_tag}: {len(scenario.messages):,} messages (size {size:,}, "
+        f"seed {seed}) to {settings.kafka_bootstrap_servers}"
+    )
     async with contextlib.AsyncExitStack() as stack:
         if start_services:
             from services.benefits.app import build_runtime as benefits_runtime
@@ -656,8 +757,10 @@ async def play(size: int, seed: int, settings: ServiceSettings, *, start_service
             started = time.monotonic()
             for build in (collection_runtime, benefits_runtime):
                 await stack.enter_async_context(build(settings).running())
-            progress.say(f"services collection and benefits started in-process in "
-                         f"{time.monotonic() - started:.1f} s")
+            progress.say(
+                f"services collection and benefits started in-process in "
+                f"{time.monotonic() - started:.1f} s"
+            )
         begin = time.monotonic()
         deadline = begin + (timeout if timeout is not None else default_timeout(size))
         notes: list[str] = []
@@ -671,9 +774,11 @@ async def play(size: int, seed: int, settings: ServiceSettings, *, start_service
                 await player.wait_outcomes(3, parked_counts=False, label="deciding parked ones")
             else:
                 groups = f"{settings.collection_group}, {settings.benefits_group}"
-                notes.append(f"the registry was not recorded by the services' consumer groups "
-                             f"({groups}) in time: are the services running? Contributions "
-                             f"and benefits were not published")
+                notes.append(
+                    f"the registry was not recorded by the services' consumer groups "
+                    f"({groups}) in time: are the services running? Contributions "
+                    f"and benefits were not published"
+                )
             elapsed = time.monotonic() - begin
             return summarise(scenario, player.collector, elapsed, notes)
     raise AssertionError("unreachable")  # pragma: no cover

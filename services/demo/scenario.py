@@ -73,7 +73,10 @@ AC_CAISSES: Final = tuple(f"AC-{r}" for r in REGIONS)
 CATEGORIES: Final = ("PROFESSION_LIBERALE", "ARTISAN", "COMMERCANT")
 NATURES: Final = ("IJ_MALADIE", "IJ_MATERNITE", "ALLOCATION_REPOS_MATERNEL", "IJ_PATERNITE")
 FORMES: Final = (
-    "MUTUELLE", "SOCIETE_ASSURANCE", "GROUPEMENT_SOCIETES_ASSURANCE", "ORGANISME_SECURITE_SOCIALE"
+    "MUTUELLE",
+    "SOCIETE_ASSURANCE",
+    "GROUPEMENT_SOCIETES_ASSURANCE",
+    "ORGANISME_SECURITE_SOCIALE",
 )
 ENCAISSEMENT: Final = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS"
 VERSEMENT: Final = "VERSEMENT_PRESTATIONS_ESPECES"
@@ -96,11 +99,13 @@ ORGANISMS: Final = (
     Organism("OC-MUT-03", "Mutuelle Santé Indépendants du Sud", "MUTUELLE"),
     Organism("OC-SA-01", "Libéra Assurances", "SOCIETE_ASSURANCE"),
     Organism("OC-SA-02", "Hexagone Prévoyance", "SOCIETE_ASSURANCE"),
-    Organism("OC-GSA-01", "Groupement des Assureurs des Indépendants",
-             "GROUPEMENT_SOCIETES_ASSURANCE"),
+    Organism(
+        "OC-GSA-01", "Groupement des Assureurs des Indépendants", "GROUPEMENT_SOCIETES_ASSURANCE"
+    ),
     Organism("OC-GSA-02", "Union Régionale d'Assureurs Maladie", "GROUPEMENT_SOCIETES_ASSURANCE"),
-    Organism("OC-OSS-01", "Caisse Régionale des Indépendants Île-de-France",
-             "ORGANISME_SECURITE_SOCIALE"),
+    Organism(
+        "OC-OSS-01", "Caisse Régionale des Indépendants Île-de-France", "ORGANISME_SECURITE_SOCIALE"
+    ),
     Organism("OC-OSS-02", "Caisse Maladie Régionale Rhône-Alpes", "ORGANISME_SECURITE_SOCIALE"),
 )
 
@@ -119,40 +124,112 @@ class Convention:
 
 
 CONVENTIONS: Final = (
-    Convention("CNV-2017-001", "OC-MUT-01", ENCAISSEMENT,
-               ("PL-IDF", "PL-PACA", "PL-ARA", "PL-OCC"), date(2017, 1, 1)),
-    Convention("CNV-2017-002", "OC-MUT-01", VERSEMENT,
-               ("PL-IDF", "PL-PACA", "PL-ARA", "PL-OCC", "AC-IDF", "AC-PACA"), date(2017, 1, 1)),
+    Convention(
+        "CNV-2017-001",
+        "OC-MUT-01",
+        ENCAISSEMENT,
+        ("PL-IDF", "PL-PACA", "PL-ARA", "PL-OCC"),
+        date(2017, 1, 1),
+    ),
+    Convention(
+        "CNV-2017-002",
+        "OC-MUT-01",
+        VERSEMENT,
+        ("PL-IDF", "PL-PACA", "PL-ARA", "PL-OCC", "AC-IDF", "AC-PACA"),
+        date(2017, 1, 1),
+    ),
     Convention("CNV-2017-003", "OC-MUT-02", ENCAISSEMENT, ("PL-NAQ", "PL-HDF"), date(2017, 1, 1)),
-    Convention("CNV-2017-004", "OC-MUT-02", VERSEMENT,
-               ("AC-IDF", "AC-ARA", "AC-NAQ", "AC-HDF", "PL-NAQ", "PL-HDF"), date(2017, 1, 1)),
+    Convention(
+        "CNV-2017-004",
+        "OC-MUT-02",
+        VERSEMENT,
+        ("AC-IDF", "AC-ARA", "AC-NAQ", "AC-HDF", "PL-NAQ", "PL-HDF"),
+        date(2017, 1, 1),
+    ),
     Convention("CNV-2017-005", "OC-MUT-03", ENCAISSEMENT, ("PL-PACA", "PL-OCC"), date(2017, 7, 1)),
-    Convention("CNV-2017-006", "OC-SA-01", ENCAISSEMENT,
-               ("PL-IDF", "PL-ARA", "PL-NAQ", "PL-HDF"), date(2017, 1, 1)),
-    Convention("CNV-2017-007", "OC-SA-01", VERSEMENT, ("PL-IDF", "PL-ARA"), date(2017, 1, 1),
-               effet_au=date(2018, 12, 31)),
-    Convention("CNV-2017-008", "OC-SA-02", ENCAISSEMENT, ("PL-IDF", "PL-PACA"), date(2017, 1, 1),
-               resiliee_au=date(2017, 6, 30)),
+    Convention(
+        "CNV-2017-006",
+        "OC-SA-01",
+        ENCAISSEMENT,
+        ("PL-IDF", "PL-ARA", "PL-NAQ", "PL-HDF"),
+        date(2017, 1, 1),
+    ),
+    Convention(
+        "CNV-2017-007",
+        "OC-SA-01",
+        VERSEMENT,
+        ("PL-IDF", "PL-ARA"),
+        date(2017, 1, 1),
+        effet_au=date(2018, 12, 31),
+    ),
+    Convention(
+        "CNV-2017-008",
+        "OC-SA-02",
+        ENCAISSEMENT,
+        ("PL-IDF", "PL-PACA"),
+        date(2017, 1, 1),
+        resiliee_au=date(2017, 6, 30),
+    ),
     Convention("CNV-2017-009", "OC-GSA-01", ENCAISSEMENT, PL_CAISSES, date(2017, 1, 1)),
-    Convention("CNV-2017-010", "OC-GSA-01", VERSEMENT, PL_CAISSES + AC_CAISSES,
-               date(2017, 1, 1)),
+    Convention("CNV-2017-010", "OC-GSA-01", VERSEMENT, PL_CAISSES + AC_CAISSES, date(2017, 1, 1)),
     Convention("CNV-2017-011", "OC-GSA-02", ENCAISSEMENT, ("PL-ARA", "PL-OCC"), date(2017, 1, 1)),
-    Convention("CNV-2017-012", "OC-OSS-01", VERSEMENT, ("AC-IDF", "AC-HDF", "PL-IDF"),
-               date(2017, 1, 1)),
+    Convention(
+        "CNV-2017-012", "OC-OSS-01", VERSEMENT, ("AC-IDF", "AC-HDF", "PL-IDF"), date(2017, 1, 1)
+    ),
 )
 
 # where the insured are affiliated, by category (organism id -> weight)
-_PL_ORGANISMS: Final = {"OC-MUT-01": 20, "OC-MUT-02": 5, "OC-MUT-03": 10, "OC-SA-01": 15,
-                        "OC-SA-02": 10, "OC-GSA-01": 15, "OC-GSA-02": 10, "OC-OSS-01": 10,
-                        "OC-OSS-02": 5}
-_AC_ORGANISMS: Final = {"OC-MUT-01": 10, "OC-MUT-02": 35, "OC-SA-01": 5, "OC-GSA-01": 15,
-                        "OC-OSS-01": 20, "OC-OSS-02": 15}
-_DEPARTEMENTS: Final = ("75", "92", "93", "94", "13", "06", "69", "38", "31", "34", "33", "44",
-                        "59", "62", "67", "35", "2A", "2B", "97")
+_PL_ORGANISMS: Final = {
+    "OC-MUT-01": 20,
+    "OC-MUT-02": 5,
+    "OC-MUT-03": 10,
+    "OC-SA-01": 15,
+    "OC-SA-02": 10,
+    "OC-GSA-01": 15,
+    "OC-GSA-02": 10,
+    "OC-OSS-01": 10,
+    "OC-OSS-02": 5,
+}
+_AC_ORGANISMS: Final = {
+    "OC-MUT-01": 10,
+    "OC-MUT-02": 35,
+    "OC-SA-01": 5,
+    "OC-GSA-01": 15,
+    "OC-OSS-01": 20,
+    "OC-OSS-02": 15,
+}
+_DEPARTEMENTS: Final = (
+    "75",
+    "92",
+    "93",
+    "94",
+    "13",
+    "06",
+    "69",
+    "38",
+    "31",
+    "34",
+    "33",
+    "44",
+    "59",
+    "62",
+    "67",
+    "35",
+    "2A",
+    "2B",
+    "97",
+)
 
 # payment patterns of a contribution: name -> weight
-_PATTERNS: Final = {"FULL": 60, "TWO_PARTS": 10, "EXCESS": 5, "PARTIAL_UNPAID": 8, "UNPAID": 8,
-                    "PAID_THEN_NOTICE": 4, "PENDING": 5}
+_PATTERNS: Final = {
+    "FULL": 60,
+    "TWO_PARTS": 10,
+    "EXCESS": 5,
+    "PARTIAL_UNPAID": 8,
+    "UNPAID": 8,
+    "PAID_THEN_NOTICE": 4,
+    "PENDING": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -209,7 +286,7 @@ class Scenario:
     def local(self, business_id: str) -> str:
         """The id without this run's tag (as shown in summaries)."""
         prefix = f"{self.run_tag}-"
-        return business_id[len(prefix):] if business_id.startswith(prefix) else business_id
+        return business_id[len(prefix) :] if business_id.startswith(prefix) else business_id
 
     def untag(self, text: str) -> str:
         """`text` with every occurrence of this run's tag prefix removed."""
@@ -221,8 +298,11 @@ class Scenario:
 
     def inputs(self, service: str) -> list[tuple[int, Message]]:
         """(index, message) of the inputs `service` must decide."""
-        return [(i, m) for i, m in enumerate(self.messages)
-                if m.needs_decision and service in m.services]
+        return [
+            (i, m)
+            for i, m in enumerate(self.messages)
+            if m.needs_decision and service in m.services
+        ]
 
     def rejections(self, service: str) -> list[tuple[int, Message]]:
         """(index, message) of the messages `service` must reject."""
@@ -246,8 +326,11 @@ class Scenario:
 
     def payloads(self, event_type: str) -> list[dict[str, Any]]:
         """The payloads of the inputs of `event_type` (each once: no duplicates)."""
-        return [m.document()["payload"] for m in self.messages
-                if m.kind == INPUT and m.event_type == event_type]
+        return [
+            m.document()["payload"]
+            for m in self.messages
+            if m.kind == INPUT and m.event_type == event_type
+        ]
 
 
 def generate(size: int, seed: int, run_tag: str) -> Scenario:
@@ -369,8 +452,14 @@ class _Builder:
         middle = f"{year}-" if year is not None else ""
         return f"{prefix}-{middle}{self.counters[prefix]:0{width}d}"
 
-    def envelope(self, event_type: str, payload: dict[str, Any], when: date, source: str,
-                 correlation: str | None) -> dict[str, Any]:
+    def envelope(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        when: date,
+        source: str,
+        correlation: str | None,
+    ) -> dict[str, Any]:
         self.serial += 1
         return {
             "event_id": str(uuid.uuid5(_IDS, f"{self.tag}/{self.seed}/{self.serial}")),
@@ -387,12 +476,30 @@ class _Builder:
     def encode(document: dict[str, Any]) -> bytes:
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def message(self, topic: str, key: str, document: dict[str, Any], *, phase: int = 2,
-                kind: str = INPUT, subject: str | None = None, parks: bool = False,
-                note: str = "") -> Message:
-        return Message(topic, key.encode(), self.encode(document), phase, kind,
-                       str(document.get("event_id")), str(document.get("event_type")),
-                       subject, parks, note)
+    def message(
+        self,
+        topic: str,
+        key: str,
+        document: dict[str, Any],
+        *,
+        phase: int = 2,
+        kind: str = INPUT,
+        subject: str | None = None,
+        parks: bool = False,
+        note: str = "",
+    ) -> Message:
+        return Message(
+            topic,
+            key.encode(),
+            self.encode(document),
+            phase,
+            kind,
+            str(document.get("event_id")),
+            str(document.get("event_type")),
+            subject,
+            parks,
+            note,
+        )
 
     # -- the whole scenario -----------------------------------------------------------
     def build(self) -> Scenario:
@@ -419,53 +526,106 @@ class _Builder:
         caisse_nationale = "caisse-nationale/RSI"
         payload: dict[str, Any]
         for o in ORGANISMS:
-            payload = {"organisme_id": self.t(o.organisme_id), "nom": o.nom,
-                       "forme_juridique": o.forme_juridique}
-            doc = self.envelope("OrganismeDeclare", payload, date(2016, 12, 1), caisse_nationale,
-                                None)
-            self.registry.append(self.message(REFERENTIEL, payload["organisme_id"], doc,
-                                              phase=1, kind=FACT, subject=o.organisme_id))
+            payload = {
+                "organisme_id": self.t(o.organisme_id),
+                "nom": o.nom,
+                "forme_juridique": o.forme_juridique,
+            }
+            doc = self.envelope(
+                "OrganismeDeclare", payload, date(2016, 12, 1), caisse_nationale, None
+            )
+            self.registry.append(
+                self.message(
+                    REFERENTIEL,
+                    payload["organisme_id"],
+                    doc,
+                    phase=1,
+                    kind=FACT,
+                    subject=o.organisme_id,
+                )
+            )
         for c in CONVENTIONS:
-            payload = {"convention_id": self.t(c.convention_id),
-                       "organisme_id": self.t(c.organisme_id), "objet": c.objet,
-                       "caisses_de_base": list(c.caisses_de_base),
-                       "effet_du": c.effet_du.isoformat(),
-                       "effet_au": c.effet_au.isoformat() if c.effet_au else None}
-            doc = self.envelope("ConventionConclue", payload, date(2016, 12, 15),
-                                caisse_nationale, None)
-            self.registry.append(self.message(REFERENTIEL, payload["convention_id"], doc,
-                                              phase=1, kind=FACT, subject=c.convention_id))
+            payload = {
+                "convention_id": self.t(c.convention_id),
+                "organisme_id": self.t(c.organisme_id),
+                "objet": c.objet,
+                "caisses_de_base": list(c.caisses_de_base),
+                "effet_du": c.effet_du.isoformat(),
+                "effet_au": c.effet_au.isoformat() if c.effet_au else None,
+            }
+            doc = self.envelope(
+                "ConventionConclue", payload, date(2016, 12, 15), caisse_nationale, None
+            )
+            self.registry.append(
+                self.message(
+                    REFERENTIEL,
+                    payload["convention_id"],
+                    doc,
+                    phase=1,
+                    kind=FACT,
+                    subject=c.convention_id,
+                )
+            )
         for c in CONVENTIONS:
             if c.resiliee_au is None:
                 continue
-            payload = {"convention_id": self.t(c.convention_id),
-                       "effet_au": c.resiliee_au.isoformat()}
-            doc = self.envelope("ConventionResiliee", payload, c.resiliee_au, caisse_nationale,
-                                None)
-            self.registry.append(self.message(REFERENTIEL, payload["convention_id"], doc,
-                                              phase=1, kind=FACT, subject=c.convention_id))
+            payload = {
+                "convention_id": self.t(c.convention_id),
+                "effet_au": c.resiliee_au.isoformat(),
+            }
+            doc = self.envelope(
+                "ConventionResiliee", payload, c.resiliee_au, caisse_nationale, None
+            )
+            self.registry.append(
+                self.message(
+                    REFERENTIEL,
+                    payload["convention_id"],
+                    doc,
+                    phase=1,
+                    kind=FACT,
+                    subject=c.convention_id,
+                )
+            )
 
     def affiliate(self, person: _Person) -> None:
         steps = [(person.debut, person.organisme, person.mode)]
         if person.change is not None:
             steps.append((person.change[0], person.change[1], "CHOIX"))
         for effet_du, organisme, mode in steps:
-            payload = {"nir": person.nir, "organisme_id": self.t(organisme), "mode": mode,
-                       "effet_du": effet_du.isoformat()}
-            doc = self.envelope("AffiliationEnregistree", payload, effet_du,
-                                f"caisse-de-base/{person.caisse}", None)
+            payload = {
+                "nir": person.nir,
+                "organisme_id": self.t(organisme),
+                "mode": mode,
+                "effet_du": effet_du.isoformat(),
+            }
+            doc = self.envelope(
+                "AffiliationEnregistree", payload, effet_du, f"caisse-de-base/{person.caisse}", None
+            )
             target = self.late if person.late else self.registry
-            target.append(self.message(REFERENTIEL, person.nir, doc, phase=3 if person.late
-                                       else 1, kind=FACT, subject=f"affiliation #{person.index}"))
+            target.append(
+                self.message(
+                    REFERENTIEL,
+                    person.nir,
+                    doc,
+                    phase=3 if person.late else 1,
+                    kind=FACT,
+                    subject=f"affiliation #{person.index}",
+                )
+            )
 
     # -- people and their contributions -----------------------------------------------
     def new_nir(self, female: bool, born: int, month: int) -> str:
         while True:
             dept = self.ids_rng.choice(_DEPARTEMENTS)
-            place = f"{dept}{self.ids_rng.randint(1, 989):03d}" if dept != "97" else \
-                f"97{self.ids_rng.randint(1, 6)}{self.ids_rng.randint(1, 89):02d}"
-            body = f"{2 if female else 1}{born % 100:02d}{month:02d}{place}" \
-                   f"{self.ids_rng.randint(1, 999):03d}"
+            place = (
+                f"{dept}{self.ids_rng.randint(1, 989):03d}"
+                if dept != "97"
+                else f"97{self.ids_rng.randint(1, 6)}{self.ids_rng.randint(1, 89):02d}"
+            )
+            body = (
+                f"{2 if female else 1}{born % 100:02d}{month:02d}{place}"
+                f"{self.ids_rng.randint(1, 999):03d}"
+            )
             nir = make_nir(body)
             if nir not in self.nirs:
                 self.nirs.add(nir)
@@ -496,11 +656,24 @@ class _Builder:
             if fin < debut + timedelta(days=90):
                 fin = None
         base = rng.lognormvariate(10.4, 0.55)  # median about 33,000 €
-        revenus = {y: int(min(max(base * rng.uniform(0.85, 1.2), 6_000), 250_000)) // 100
-                   * 10_000 for y in YEARS}
+        revenus = {
+            y: int(min(max(base * rng.uniform(0.85, 1.2), 6_000), 250_000)) // 100 * 10_000
+            for y in YEARS
+        }
         mode = "OFFICE" if rng.random() < 0.2 else "CHOIX"
-        person = _Person(index, self.new_nir(female, born, rng.randint(1, 12)), female, categorie,
-                         caisse, organisme, mode, debut, fin, semestriel, revenus)
+        person = _Person(
+            index,
+            self.new_nir(female, born, rng.randint(1, 12)),
+            female,
+            categorie,
+            caisse,
+            organisme,
+            mode,
+            debut,
+            fin,
+            semestriel,
+            revenus,
+        )
         if changes:
             weights = _PL_ORGANISMS if categorie == "PROFESSION_LIBERALE" else _AC_ORGANISMS
             others = [o for o in weights if o != organisme]
@@ -525,26 +698,39 @@ class _Builder:
             periods = [(start, middle - timedelta(days=1)), (middle, end)]
         remaining = total
         for n, (debut, fin) in enumerate(periods):
-            due = remaining if n == len(periods) - 1 else _div(total * _days(debut, fin),
-                                                               _days(start, end))
+            due = (
+                remaining
+                if n == len(periods) - 1
+                else _div(total * _days(debut, fin), _days(start, end))
+            )
             remaining -= due
             if due > 0:
                 self.add_contribution(person, year, debut, fin, due)
 
-    def add_contribution(self, person: _Person, year: int, debut: date, fin: date,
-                         due: int) -> None:
+    def add_contribution(
+        self, person: _Person, year: int, debut: date, fin: date, due: int
+    ) -> None:
         rng = self.rng
         cotisation_id = self.t(self.next_id("COT", 6, year))
         exigible = debut + timedelta(days=35)
         parks = person.late and person.categorie == "PROFESSION_LIBERALE" and year == 2017
-        payload = {"cotisation_id": cotisation_id, "nir": person.nir,
-                   "categorie": person.categorie, "caisse_de_base": person.caisse,
-                   "periode": {"debut": debut.isoformat(), "fin": fin.isoformat()},
-                   "montant_cents": due, "exigible_le": exigible.isoformat()}
+        payload = {
+            "cotisation_id": cotisation_id,
+            "nir": person.nir,
+            "categorie": person.categorie,
+            "caisse_de_base": person.caisse,
+            "periode": {"debut": debut.isoformat(), "fin": fin.isoformat()},
+            "montant_cents": due,
+            "exigible_le": exigible.isoformat(),
+        }
         source = f"caisse-de-base/{person.caisse}"
         doc = self.envelope("CotisationDue", payload, debut, source, cotisation_id)
-        self.add(debut, self.message(COTISATIONS, person.nir, doc,
-                                     subject=self.local(cotisation_id), parks=parks))
+        self.add(
+            debut,
+            self.message(
+                COTISATIONS, person.nir, doc, subject=self.local(cotisation_id), parks=parks
+            ),
+        )
         pattern = rng.choices(list(_PATTERNS), list(_PATTERNS.values()))[0]
         payments: list[int] = []
         if pattern in ("FULL", "PAID_THEN_NOTICE"):
@@ -559,22 +745,43 @@ class _Builder:
         recu = exigible + timedelta(days=rng.randint(-25, 20))
         for amount in payments:
             paiement_id = self.t(self.next_id("PAY", 7))
-            p = {"paiement_id": paiement_id, "cotisation_id": cotisation_id,
-                 "nir": person.nir, "montant_cents": amount, "recu_le": recu.isoformat()}
+            p = {
+                "paiement_id": paiement_id,
+                "cotisation_id": cotisation_id,
+                "nir": person.nir,
+                "montant_cents": amount,
+                "recu_le": recu.isoformat(),
+            }
             doc = self.envelope("PaiementRecu", p, recu, source, cotisation_id)
-            self.add(recu, self.message(COTISATIONS, person.nir, doc,
-                                        subject=self.local(paiement_id), parks=parks))
+            self.add(
+                recu,
+                self.message(
+                    COTISATIONS, person.nir, doc, subject=self.local(paiement_id), parks=parks
+                ),
+            )
             recu += timedelta(days=rng.randint(20, 40))
         if pattern in ("PARTIAL_UNPAID", "UNPAID", "PAID_THEN_NOTICE"):
             paid = sum(payments) if pattern == "PARTIAL_UNPAID" else 0
-            constatee = max(exigible + timedelta(days=rng.randint(30, 60)),
-                            recu + timedelta(days=1))
-            i = {"cotisation_id": cotisation_id, "nir": person.nir,
-                 "restant_du_cents": max(1, due - paid), "constatee_le": constatee.isoformat()}
+            constatee = max(
+                exigible + timedelta(days=rng.randint(30, 60)), recu + timedelta(days=1)
+            )
+            i = {
+                "cotisation_id": cotisation_id,
+                "nir": person.nir,
+                "restant_du_cents": max(1, due - paid),
+                "constatee_le": constatee.isoformat(),
+            }
             doc = self.envelope("CotisationImpayee", i, constatee, source, cotisation_id)
-            self.add(constatee, self.message(COTISATIONS, person.nir, doc,
-                                             subject=f"impayé {self.local(cotisation_id)}",
-                                             parks=parks))
+            self.add(
+                constatee,
+                self.message(
+                    COTISATIONS,
+                    person.nir,
+                    doc,
+                    subject=f"impayé {self.local(cotisation_id)}",
+                    parks=parks,
+                ),
+            )
 
     def local(self, business_id: str) -> str:
         return business_id.removeprefix(f"{self.tag}-")
@@ -601,17 +808,22 @@ class _Builder:
     def pick_person(self, categorie: str, nature: str) -> _Person | None:
         candidates = self.by_category.get((categorie, nature in _FEMALE, nature in _MALE))
         if candidates is None:
-            candidates = [p for p in self.people if p.categorie == categorie
-                          and (nature not in _FEMALE or p.female)
-                          and (nature not in _MALE or not p.female)]
+            candidates = [
+                p
+                for p in self.people
+                if p.categorie == categorie
+                and (nature not in _FEMALE or p.female)
+                and (nature not in _MALE or not p.female)
+            ]
             self.by_category[(categorie, nature in _FEMALE, nature in _MALE)] = candidates
         return self.rng.choice(candidates) if candidates else None
 
     def add_benefit(self, person: _Person, nature: str) -> None:
         rng = self.rng
         year = rng.choices(YEARS, (15, 45, 40))[0]
-        active = person.actif(date(year, 1, 1), date(year, 12, 31)) or \
-            person.actif(date(2016, 1, 1), date(2018, 12, 31))
+        active = person.actif(date(year, 1, 1), date(year, 12, 31)) or person.actif(
+            date(2016, 1, 1), date(2018, 12, 31)
+        )
         if active is None:
             return
         start, end = active
@@ -630,34 +842,63 @@ class _Builder:
         else:
             days, montant = 0, PMSS[year]
         if days:
-            periode = {"debut": fait.isoformat(),
-                       "fin": (fait + timedelta(days=days - 1)).isoformat()}
+            periode = {
+                "debut": fait.isoformat(),
+                "fin": (fait + timedelta(days=days - 1)).isoformat(),
+            }
         prestation_id = self.t(self.next_id("PRE", 6, year))
-        payload = {"prestation_id": prestation_id, "nir": person.nir,
-                   "categorie": person.categorie, "caisse_de_base": person.caisse,
-                   "nature": nature, "fait_generateur_le": fait.isoformat(), "periode": periode,
-                   "montant_cents": montant}
+        payload = {
+            "prestation_id": prestation_id,
+            "nir": person.nir,
+            "categorie": person.categorie,
+            "caisse_de_base": person.caisse,
+            "nature": nature,
+            "fait_generateur_le": fait.isoformat(),
+            "periode": periode,
+            "montant_cents": montant,
+        }
         declared = fait + timedelta(days=rng.randint(2, 20))
-        doc = self.envelope("PrestationEspecesDue", payload, declared,
-                            f"caisse-de-base/{person.caisse}", prestation_id)
-        self.add(declared, self.message(PRESTATIONS, person.nir, doc,
-                                        subject=self.local(prestation_id),
-                                        parks=person.late and year >= 2017))
+        doc = self.envelope(
+            "PrestationEspecesDue",
+            payload,
+            declared,
+            f"caisse-de-base/{person.caisse}",
+            prestation_id,
+        )
+        self.add(
+            declared,
+            self.message(
+                PRESTATIONS,
+                person.nir,
+                doc,
+                subject=self.local(prestation_id),
+                parks=person.late and year >= 2017,
+            ),
+        )
 
     # -- disorder, duplicates, breaches -----------------------------------------------
     def add_out_of_order_payments(self) -> None:
         """A few payments published just before their contribution (same key, so they
         reach the service first): parked until the contribution is known."""
-        dues = {e.message.document()["payload"]["cotisation_id"]: e for e in self.feed
-                if e.message.event_type == "CotisationDue" and not e.message.parks}
-        payments = [e for e in self.feed if e.message.event_type == "PaiementRecu"
-                    and not e.message.parks]
-        chosen = [e for e in payments
-                  if e.message.document()["payload"]["cotisation_id"] in dues
-                  and self.rng.random() < 0.02]
+        dues = {
+            e.message.document()["payload"]["cotisation_id"]: e
+            for e in self.feed
+            if e.message.event_type == "CotisationDue" and not e.message.parks
+        }
+        payments = [
+            e for e in self.feed if e.message.event_type == "PaiementRecu" and not e.message.parks
+        ]
+        chosen = [
+            e
+            for e in payments
+            if e.message.document()["payload"]["cotisation_id"] in dues and self.rng.random() < 0.02
+        ]
         if not chosen and payments:  # at least one, on a 2017 contribution when possible
-            in_2017 = [e for e in payments if e.message.document()["payload"]["cotisation_id"]
-                       .startswith(self.t("COT-2017-"))]
+            in_2017 = [
+                e
+                for e in payments
+                if e.message.document()["payload"]["cotisation_id"].startswith(self.t("COT-2017-"))
+            ]
             chosen = [(in_2017 or payments)[0]]
         for entry in chosen:
             due = dues[entry.message.document()["payload"]["cotisation_id"]]
@@ -677,8 +918,12 @@ class _Builder:
         dues = [e for e in plain if e.message.event_type == "CotisationDue"]
         benefits = [e for e in plain if e.message.event_type == "PrestationEspecesDue"]
         payments = [e for e in plain if e.message.event_type == "PaiementRecu"]
-        for source, kind in ((dues, RESEND), (payments, RESEND), (dues, CONFLICT),
-                             (benefits, CONFLICT)):
+        for source, kind in (
+            (dues, RESEND),
+            (payments, RESEND),
+            (dues, CONFLICT),
+            (benefits, CONFLICT),
+        ):
             if not source:
                 continue
             entry = rng.choice(source)
@@ -686,12 +931,20 @@ class _Builder:
             payload = dict(doc["payload"])
             if kind == CONFLICT:
                 payload["montant_cents"] += 10_000
-            again = self.envelope(doc["event_type"], payload, entry.when + timedelta(days=5),
-                                  doc["source"], doc["correlation_id"])
+            again = self.envelope(
+                doc["event_type"],
+                payload,
+                entry.when + timedelta(days=5),
+                doc["source"],
+                doc["correlation_id"],
+            )
             key = entry.message.key.decode() if entry.message.key else ""
-            self.add(entry.when + timedelta(days=5),
-                     self.message(entry.message.topic, key, again, kind=kind,
-                                  subject=entry.message.subject))
+            self.add(
+                entry.when + timedelta(days=5),
+                self.message(
+                    entry.message.topic, key, again, kind=kind, subject=entry.message.subject
+                ),
+            )
 
     def add_breaches(self) -> None:
         """Messages that break contract v1 (each rejected by the services of its topic)."""
@@ -700,25 +953,47 @@ class _Builder:
         benefits = [e for e in self.feed if e.message.event_type == "PrestationEspecesDue"]
         payments = [e for e in self.feed if e.message.event_type == "PaiementRecu"]
         for _ in range(1 + self.size // 5000):
-            for source, breach in ((payments, "bad JSON"), (dues, "unknown event_type"),
-                                   (benefits, "invalid NIR key"), (payments, "negative amount"),
-                                   (benefits, "missing field")):
+            for source, breach in (
+                (payments, "bad JSON"),
+                (dues, "unknown event_type"),
+                (benefits, "invalid NIR key"),
+                (payments, "negative amount"),
+                (benefits, "missing field"),
+            ):
                 entry = rng.choice(source)
                 self.add(entry.when + timedelta(days=1), self.breach(entry.message, breach))
         people = [p for p in self.people if not p.late]
         person = rng.choice(people)
-        payload = {"nir": person.nir, "organisme_id": self.t(person.organisme),
-                   "mode": "AUTOMATIQUE", "effet_du": person.debut.isoformat()}
-        doc = self.envelope("AffiliationEnregistree", payload, person.debut,
-                            f"caisse-de-base/{person.caisse}", None)
-        self.registry.append(self.message(REFERENTIEL, person.nir, doc, phase=1, kind=BREACH,
-                                          subject="affiliation", note="unknown mode"))
+        payload = {
+            "nir": person.nir,
+            "organisme_id": self.t(person.organisme),
+            "mode": "AUTOMATIQUE",
+            "effet_du": person.debut.isoformat(),
+        }
+        doc = self.envelope(
+            "AffiliationEnregistree", payload, person.debut, f"caisse-de-base/{person.caisse}", None
+        )
+        self.registry.append(
+            self.message(
+                REFERENTIEL,
+                person.nir,
+                doc,
+                phase=1,
+                kind=BREACH,
+                subject="affiliation",
+                note="unknown mode",
+            )
+        )
 
     def breach(self, original: Message, what: str) -> Message:
         doc = original.document()
-        copy = self.envelope(doc["event_type"], dict(doc["payload"]),
-                             date.fromisoformat(doc["occurred_at"][:10]), doc["source"],
-                             doc["correlation_id"])
+        copy = self.envelope(
+            doc["event_type"],
+            dict(doc["payload"]),
+            date.fromisoformat(doc["occurred_at"][:10]),
+            doc["source"],
+            doc["correlation_id"],
+        )
         payload = copy["payload"]
         if what == "unknown event_type":
             copy["event_type"] = "CotisationAnnulee"
@@ -732,8 +1007,18 @@ class _Builder:
         value = self.encode(copy)
         if what == "bad JSON":
             value = value[: len(value) * 2 // 3]
-        return Message(original.topic, original.key, value, 2, BREACH, copy["event_id"],
-                       copy["event_type"], original.subject, False, what)
+        return Message(
+            original.topic,
+            original.key,
+            value,
+            2,
+            BREACH,
+            copy["event_id"],
+            copy["event_type"],
+            original.subject,
+            False,
+            what,
+        )
 
 
 _NATURES_OF: Final = {
@@ -741,8 +1026,12 @@ _NATURES_OF: Final = {
     "ARTISAN": NATURES,
     "COMMERCANT": NATURES,
 }
-_NATURE_WEIGHTS: Final = {"IJ_MALADIE": 70, "IJ_MATERNITE": 12, "ALLOCATION_REPOS_MATERNEL": 12,
-                          "IJ_PATERNITE": 8}
+_NATURE_WEIGHTS: Final = {
+    "IJ_MALADIE": 70,
+    "IJ_MATERNITE": 12,
+    "ALLOCATION_REPOS_MATERNEL": 12,
+    "IJ_PATERNITE": 8,
+}
 _FEMALE: Final = frozenset({"IJ_MATERNITE", "ALLOCATION_REPOS_MATERNEL"})
 _MALE: Final = frozenset({"IJ_PATERNITE"})
 _COMBOS: Final = tuple((c, n) for c in CATEGORIES for n in _NATURES_OF[c])

@@ -38,26 +38,34 @@ def _check_figures(summary: Summary, scenario: Scenario) -> None:
         assert summary.still_parked.get(service, 0) == 0
 
     dues = scenario.payloads("CotisationDue")
-    by_year = {y: [d for d in dues if _year(d["periode"]["debut"]) == y] for y in (2016, 2017, 2018)}
+    by_year = {
+        y: [d for d in dues if _year(d["periode"]["debut"]) == y] for y in (2016, 2017, 2018)
+    }
     c = summary.count
     assert c(COLLECTION, "EncaissementNonDelegue", "RECOUVREMENT_URSSAF") == len(by_year[2018])
     assert c(COLLECTION, "EncaissementNonDelegue", "PERIODE_ANTERIEURE_A_2017") == len(
-        by_year[2016])
+        by_year[2016]
+    )
     assert c(COLLECTION, "EncaissementNonDelegue", "CATEGORIE_HORS_CHAMP") == sum(
-        1 for d in by_year[2017] if d["categorie"] != "PROFESSION_LIBERALE")
+        1 for d in by_year[2017] if d["categorie"] != "PROFESSION_LIBERALE"
+    )
     contribution_decisions = sum(
-        n for (t, _m), (n, _v) in summary.decisions[COLLECTION].items()
-        if t in ("EncaissementDelegue", "EncaissementNonDelegue"))
+        n
+        for (t, _m), (n, _v) in summary.decisions[COLLECTION].items()
+        if t in ("EncaissementDelegue", "EncaissementNonDelegue")
+    )
     assert contribution_decisions == len(dues)
     assert c(COLLECTION, "PaiementEncaissePourCompte") + c(
-        COLLECTION, "PaiementNonImpute", "NON_DELEGUE") == len(scenario.payloads("PaiementRecu"))
+        COLLECTION, "PaiementNonImpute", "NON_DELEGUE"
+    ) == len(scenario.payloads("PaiementRecu"))
     # organisms of social security are never entrusted with collection (alinéa 1)
     assert not any(o.startswith("OC-OSS") for o in summary.delegated)
     assert c(COLLECTION, "EncaissementNonDelegue", "ORGANISME_INELIGIBLE") > 0
 
     benefits = scenario.payloads("PrestationEspecesDue")
     assert c(BENEFITS, "PrestationNonTraitee", "PERIODE_ANTERIEURE_A_2017") == sum(
-        1 for b in benefits if _year(b["fait_generateur_le"]) < 2017)
+        1 for b in benefits if _year(b["fait_generateur_le"]) < 2017
+    )
     paid = sum(b["montant_cents"] for b in benefits if _year(b["fait_generateur_le"]) >= 2017)
     on_behalf = sum(v for _n, v in summary.versements_delegues.values())
     directly = sum(v for _n, v in summary.versements_directs.values())
@@ -65,18 +73,22 @@ def _check_figures(summary: Summary, scenario: Scenario) -> None:
     assert on_behalf > 0 and directly > 0
     held = sum(v for _n, v in summary.reversements.values())
     assert held == sum(
-        v for (t, _m), (_n, v) in summary.decisions[COLLECTION].items()
-        if t == "PaiementEncaissePourCompte")
+        v
+        for (t, _m), (_n, v) in summary.decisions[COLLECTION].items()
+        if t == "PaiementEncaissePourCompte"
+    )
 
 
 async def test_a_small_scenario_is_decided_completely_and_the_same_seed_sums_up_the_same(
     settings: ServiceSettings,
 ) -> None:
-    first = await play(SIZE, SEED, settings, start_services=True, run_tag="RFIRST", timeout=60,
-                       out=None)
+    first = await play(
+        SIZE, SEED, settings, start_services=True, run_tag="RFIRST", timeout=60, out=None
+    )
     _check_figures(first, generate(SIZE, SEED, "RFIRST"))
     # a second run on the same topics and stores is independent of the first
-    second = await play(SIZE, SEED, settings, start_services=True, run_tag="RSECOND",
-                        timeout=60, out=None)
+    second = await play(
+        SIZE, SEED, settings, start_services=True, run_tag="RSECOND", timeout=60, out=None
+    )
     assert _stable(second) == _stable(first)
     assert "every input got its decision or its rejection" in second.render()

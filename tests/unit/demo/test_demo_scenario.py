@@ -116,18 +116,25 @@ def test_breaches_break_the_contract_and_everything_else_keeps_it(scenario: Scen
         else:
             event = parse_inbound(m.value, allowed=ALLOWED[m.topic])
             assert str(event.event_id) == m.event_id and event.event_type == m.event_type
-    assert set(breaches) == {"bad JSON", "unknown event_type", "invalid NIR key",
-                             "negative amount", "missing field", "unknown mode"}
+    assert set(breaches) == {
+        "bad JSON",
+        "unknown event_type",
+        "invalid NIR key",
+        "negative amount",
+        "missing field",
+        "unknown mode",
+    }
     assert 5 <= sum(breaches.values()) <= 20
 
 
 def test_keys_are_those_of_the_contract(scenario: Scenario) -> None:
     for m, doc in _valid(scenario):
         p = doc["payload"]
-        expected = {"OrganismeDeclare": p.get("organisme_id"),
-                    "ConventionConclue": p.get("convention_id"),
-                    "ConventionResiliee": p.get("convention_id")}.get(doc["event_type"],
-                                                                       p.get("nir"))
+        expected = {
+            "OrganismeDeclare": p.get("organisme_id"),
+            "ConventionConclue": p.get("convention_id"),
+            "ConventionResiliee": p.get("convention_id"),
+        }.get(doc["event_type"], p.get("nir"))
         assert m.key == expected.encode(), doc["event_type"]
 
 
@@ -139,8 +146,10 @@ def test_the_registry_has_every_legal_form_object_and_mode(scenario: Scenario) -
     formes = Counter(o["forme_juridique"] for o in facts["OrganismeDeclare"])
     assert set(formes) == set(FORMES) and min(formes.values()) >= 2
     conventions = facts["ConventionConclue"]
-    assert {c["objet"] for c in conventions} == {"ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
-                                                 "VERSEMENT_PRESTATIONS_ESPECES"}
+    assert {c["objet"] for c in conventions} == {
+        "ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
+        "VERSEMENT_PRESTATIONS_ESPECES",
+    }
     caisses = {c for conv in conventions for c in conv["caisses_de_base"]}
     assert {"PL-IDF", "PL-PACA", "PL-ARA"} <= caisses
     (terminated,) = facts["ConventionResiliee"]
@@ -160,7 +169,8 @@ def test_contributions_cover_three_years_three_categories_and_every_payment_stor
 ) -> None:
     dues = scenario.payloads("CotisationDue")
     assert {(d["periode"]["debut"][:4], d["categorie"]) for d in dues} == {
-        (str(y), c) for y in (2016, 2017, 2018) for c in CATEGORIES}
+        (str(y), c) for y in (2016, 2017, 2018) for c in CATEGORIES
+    }
     paid = defaultdict(int)
     for p in scenario.payloads("PaiementRecu"):
         paid[p["cotisation_id"]] += p["montant_cents"]
@@ -168,8 +178,15 @@ def test_contributions_cover_three_years_three_categories_and_every_payment_stor
     stories = Counter()
     for d in dues:
         got = paid.get(d["cotisation_id"], 0)
-        stories["full" if got == d["montant_cents"] else "excess" if got > d["montant_cents"]
-                else "partial" if got else "none"] += 1
+        stories[
+            "full"
+            if got == d["montant_cents"]
+            else "excess"
+            if got > d["montant_cents"]
+            else "partial"
+            if got
+            else "none"
+        ] += 1
     assert all(stories[s] > 0 for s in ("full", "excess", "partial", "none"))
     assert len(unpaid) > 0
 
@@ -181,8 +198,11 @@ def test_amounts_follow_the_domain_figures(scenario: Scenario) -> None:
         assert 0 < d["montant_cents"] < 2_000_000  # under 20,000 € a year
     benefits = scenario.payloads("PrestationEspecesDue")
     assert {(b["categorie"], b["nature"]) for b in benefits} >= {
-        (c, n) for c in CATEGORIES for n in NATURES
-        if not (c == "PROFESSION_LIBERALE" and n == "IJ_MALADIE")}
+        (c, n)
+        for c in CATEGORIES
+        for n in NATURES
+        if not (c == "PROFESSION_LIBERALE" and n == "IJ_MALADIE")
+    }
     for b in benefits:
         year = int(b["fait_generateur_le"][:4])
         if b["nature"] == "ALLOCATION_REPOS_MATERNEL":
@@ -241,14 +261,19 @@ def test_expected_outcomes_are_counted_from_the_messages(scenario: Scenario) -> 
     assert expected["benefits"]["decided"] == kinds[(PRESTATIONS, INPUT)]
     referentiel_breaches = kinds[(REFERENTIEL, BREACH)]
     assert expected["collection"]["rejected"] == (
-        kinds[(COTISATIONS, BREACH)] + kinds[(COTISATIONS, CONFLICT)] + referentiel_breaches)
+        kinds[(COTISATIONS, BREACH)] + kinds[(COTISATIONS, CONFLICT)] + referentiel_breaches
+    )
     assert expected["benefits"]["rejected"] == (
-        kinds[(PRESTATIONS, BREACH)] + kinds[(PRESTATIONS, CONFLICT)] + referentiel_breaches)
+        kinds[(PRESTATIONS, BREACH)] + kinds[(PRESTATIONS, CONFLICT)] + referentiel_breaches
+    )
     assert expected["collection"]["parked"] > 0 and expected["benefits"]["parked"] > 0
 
 
 def test_nirs_are_valid_and_unique_per_person(scenario: Scenario) -> None:
-    nirs = {m.document()["payload"]["nir"] for m in scenario.messages
-            if m.kind == FACT and m.event_type == "AffiliationEnregistree"}
+    nirs = {
+        m.document()["payload"]["nir"]
+        for m in scenario.messages
+        if m.kind == FACT and m.event_type == "AffiliationEnregistree"
+    }
     assert len(nirs) > 100
     assert all(re.fullmatch(r"[12][0-9]{4}(?:[0-9]{2}|2A|2B)[0-9]{8}", n) for n in nirs)

@@ -12,13 +12,18 @@ from services.demo.scenario import BENEFITS, COLLECTION, INPUT, Scenario, genera
 
 pytestmark = pytest.mark.unit
 
-OUTPUTS = {"dc": (COLLECTION, "decision"), "rc": (COLLECTION, "rejection"),
-           "db": (BENEFITS, "decision"), "rb": (BENEFITS, "rejection")}
+OUTPUTS = {
+    "dc": (COLLECTION, "decision"),
+    "rc": (COLLECTION, "rejection"),
+    "db": (BENEFITS, "decision"),
+    "rb": (BENEFITS, "rejection"),
+}
 
 
 def _decision(event_type: str, cause: str, **payload: Any) -> bytes:
-    return json.dumps({"event_type": event_type, "causation_id": cause,
-                       "payload": payload}).encode()
+    return json.dumps(
+        {"event_type": event_type, "causation_id": cause, "payload": payload}
+    ).encode()
 
 
 def _play(scenario: Scenario, *, skip: int | None = None) -> Collector:
@@ -31,23 +36,35 @@ def _play(scenario: Scenario, *, skip: int | None = None) -> Collector:
         if index == skip:
             continue
         for service in m.rejected_by:
-            headers = [("reject_reason", b"payload.x: broken"), ("source_topic", m.topic.encode()),
-                       ("source_partition", b"0"), ("source_offset", str(index).encode())]
+            headers = [
+                ("reject_reason", b"payload.x: broken"),
+                ("source_topic", m.topic.encode()),
+                ("source_partition", b"0"),
+                ("source_offset", str(index).encode()),
+            ]
             collector.record("rc" if service == COLLECTION else "rb", m.key, m.value, headers)
         if m.kind != INPUT:
             continue
         topic = "dc" if COLLECTION in m.services else "db"
         if m.parks:
-            collector.record(topic, m.key, _decision("DecisionEnAttente", m.event_id,
-                                                     motif="AFFILIATION_INCONNUE"), [])
+            collector.record(
+                topic,
+                m.key,
+                _decision("DecisionEnAttente", m.event_id, motif="AFFILIATION_INCONNUE"),
+                [],
+            )
         final = {
             "CotisationDue": ("EncaissementDelegue", {"montant_cents": 100}),
             "PaiementRecu": ("PaiementEncaissePourCompte", {"montant_cents": 40}),
             "CotisationImpayee": ("ContentieuxDelegue", {"restant_du_cents": 60}),
             "PrestationEspecesDue": ("VersementDelegue", {"montant_cents": 7}),
         }[str(m.event_type)]
-        collector.record(topic, m.key, _decision(final[0], m.event_id, organisme_id=org,
-                                                 caisse_de_base="PL-IDF", **final[1]), [])
+        collector.record(
+            topic,
+            m.key,
+            _decision(final[0], m.event_id, organisme_id=org, caisse_de_base="PL-IDF", **final[1]),
+            [],
+        )
     return collector
 
 
@@ -74,8 +91,11 @@ def test_a_complete_run_is_summarised() -> None:
 
 def test_what_is_missing_is_named() -> None:
     scenario = generate(150, 5, "RSUM")
-    skipped = next(i for i, m in enumerate(scenario.messages)
-                   if m.kind == INPUT and m.event_type == "PrestationEspecesDue")
+    skipped = next(
+        i
+        for i, m in enumerate(scenario.messages)
+        if m.kind == INPUT and m.event_type == "PrestationEspecesDue"
+    )
     summary = summarise(scenario, _play(scenario, skip=skipped), 2.0)
     assert not summary.complete
     (missing,) = summary.missing
@@ -86,8 +106,12 @@ def test_a_rejection_read_before_its_produce_acknowledgement_is_matched_later() 
     scenario = generate(150, 5, "RSUM")
     collector = Collector(scenario, OUTPUTS)
     index = next(i for i, m in enumerate(scenario.messages) if m.rejected_by == (COLLECTION,))
-    headers = [("source_topic", b"cotisations"), ("source_partition", b"2"),
-               ("source_offset", b"17"), ("reject_reason", b"x")]
+    headers = [
+        ("source_topic", b"cotisations"),
+        ("source_partition", b"2"),
+        ("source_offset", b"17"),
+        ("reject_reason", b"x"),
+    ]
     collector.record("rc", None, b"", headers)
     assert collector.unmatched
     collector.produced_at(("cotisations", 2, 17), index)
@@ -103,7 +127,9 @@ def test_outputs_of_other_runs_are_ignored() -> None:
     assert collector.foreign == 2 and collector.received == 0
 
 
-@pytest.mark.parametrize(("cents", "text"), [(195_000, "1,950.00 €"), (5, "0.05 €"),
-                                             (-12_345, "-123.45 €"), (0, "0.00 €")])
+@pytest.mark.parametrize(
+    ("cents", "text"),
+    [(195_000, "1,950.00 €"), (5, "0.05 €"), (-12_345, "-123.45 €"), (0, "0.00 €")],
+)
 def test_euros(cents: int, text: str) -> None:
     assert euros(cents) == text
