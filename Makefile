@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-N ?= 2000
+N ?= 40000
 SEED ?= 42
 
 .PHONY: all install run test test-unit test-integration up down status logs clean bench lint schemas

@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 from services.audit import commands
+from services.audit.options import CommandError
 
 
 def _instant(text: str, *, end: bool = False) -> datetime:
@@ -112,6 +113,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     try:
         return int(asyncio.run(args.command_impl(args)))
-    except commands.CommandError as exc:
+    except CommandError as exc:
         print(f"mandat {args.command} {args.action}: {exc}", file=sys.stderr)
         return 2

@@ -4,68 +4,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
 from contracts.topics import AUDIT_REPLAY
-from services.audit.catalog import AuditedService, selected
+from services.audit.catalog import selected
 from services.audit.chain import check_chain
+from services.audit.options import (
+    CommandError,
+    endpoint,
+    open_store,
+    selection_of,
+    settings_of,
+)
 from services.audit.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
-from services.audit.reading import Selection
 from services.audit.replay import Mismatch, ReplaySummary, replay
 from services.audit.republish import LiveTopicError, new_replay_id, republish
 from services.audit.trail import trail
 from services.cli import print_json
-from services.devstack.stack import read_endpoints
-from services.eventstore import EventStore
-from services.eventstore.pool import create_pool
 from services.runtime.settings import ServiceSettings
-
-
-class CommandError(Exception):
-    """The command cannot run (exit code 2)."""
-
-
-def _endpoint(given: str | None, name: str) -> str:
-    found = given or os.environ.get(name) or read_endpoints().get(name)
-    if not found:
-        raise CommandError(f"no {name}: pass it, export it, or start the stack (`mandat up`)")
-    return found
-
-
-def _settings(args: argparse.Namespace) -> ServiceSettings:
-    overrides = {k: v for k, v in (("collection_schema", args.collection_schema),
-                                   ("benefits_schema", args.benefits_schema)) if v}
-    return ServiceSettings(**overrides)
-
-
-def _selection(args: argparse.Namespace) -> Selection:
-    return Selection(args.from_position, args.to_position, args.since, args.until,
-                     getattr(args, "subject", None))
-
-
-@asynccontextmanager
-async def _store(args: argparse.Namespace, service: AuditedService, *, admin: bool = False
-                 ) -> AsyncIterator[EventStore]:
-    """The store of `service`, read as the services' role (it may not change the record)."""
-    schema = service.schema(_settings(args))
-    try:
-        pool = await create_pool(_endpoint(args.database_url, "DATABASE_URL"), schema,
-                                 min_size=1, max_size=2, as_service_role=not admin)
-    except ValueError as exc:  # a schema name that cannot be one
-        raise CommandError(str(exc)) from exc
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise CommandError(f"cannot connect to PostgreSQL: {exc}") from exc
-    try:
-        if await pool.fetchval("SELECT to_regclass('events')") is None:
-            raise CommandError(f"no event store in schema {schema!r} ({service.name})")
-        yield EventStore(pool, schema)
-    finally:
-        await pool.close()
 
 
 def _mismatch_lines(m: Mismatch) -> list[str]:
@@ -89,12 +47,12 @@ async def verify(args: argparse.Namespace) -> int:
     """`mandat replay verify`: every recorded decision recomputed and compared."""
     results = []
     for service in selected(args.service):
-        async with _store(args, service) as store:
+        async with open_store(args, service) as store:
             results.append((store.schema, await replay(store, service,
-                                                       selection=_selection(args))))
+                                                       selection=selection_of(args))))
     ok = all(s.ok for _, s in results)
     if args.json:
-        print_json({"command": "replay verify", "selection": _selection(args).describe(),
+        print_json({"command": "replay verify", "selection": selection_of(args).describe(),
                     "services": [s.as_dict() for _, s in results], "ok": ok})
         return 0 if ok else 1
     for schema, s in results:
@@ -126,13 +84,13 @@ async def what_if(args: argparse.Namespace) -> int:
     results = []
     for service in selected(args.service):
         rules = candidate if candidate is not None else service.current
-        async with _store(args, service) as store:
+        async with open_store(args, service) as store:
             summary = await replay(store, service, mode="what-if", rules=rules,
-                                   selection=_selection(args))
+                                   selection=selection_of(args))
         results.append((store.schema, rules.version, summary))
     changed = sum(len(s.mismatches) for _, _, s in results)
     if args.json:
-        print_json({"command": "replay what-if", "selection": _selection(args).describe(),
+        print_json({"command": "replay what-if", "selection": selection_of(args).describe(),
                     "services": [s.as_dict() | {"rules_version": v} for _, v, s in results],
                     "changed": changed})
         return 1 if changed else 0
@@ -151,7 +109,7 @@ async def chain(args: argparse.Namespace) -> int:
     """`mandat audit chain`: the hash chain of each store."""
     results = []
     for service in selected(args.service):
-        async with _store(args, service) as store:
+        async with open_store(args, service) as store:
             results.append(await check_chain(store, service.name))
     ok = all(r.ok for r in results)
     if args.json:
@@ -180,7 +138,7 @@ async def trail_cmd(args: argparse.Namespace) -> int:
     """`mandat audit trail SUBJECT`: the subject's history, service by service."""
     trails = []
     for service in selected(args.service):
-        async with _store(args, service) as store:
+        async with open_store(args, service) as store:
             found = await trail(store, service.name, args.subject)
         if found.entries:
             trails.append(found)
@@ -197,21 +155,21 @@ async def trail_cmd(args: argparse.Namespace) -> int:
 
 async def republish_cmd(args: argparse.Namespace) -> int:
     """`mandat replay republish`: a range of stored events to the audit topic."""
-    settings = _settings(args)
+    settings = settings_of(args)
     topic = args.topic or settings.topic_audit_replay
     defaults = ServiceSettings.model_fields
     live = {getattr(settings, name) for name in defaults if name.startswith("topic_")}
     live |= {f.default for name, f in defaults.items() if name.startswith("topic_")}
     live -= {settings.topic_audit_replay, AUDIT_REPLAY}  # both the configured and default
-    bootstrap = _endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+    bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     replay_id = args.replay_id or new_replay_id()
     results = []
     for service in selected(args.service):
-        async with _store(args, service) as store:
+        async with open_store(args, service) as store:
             try:
                 results.append(await republish(
                     store, service, bootstrap, topic=topic, live_topics=live,
-                    replay_id=replay_id, selection=_selection(args),
+                    replay_id=replay_id, selection=selection_of(args),
                     include_inputs=args.include_inputs,
                     partitions=settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
@@ -233,7 +191,7 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
     """`mandat projections rebuild`: fold from position 0 and compare with the live tables."""
     results: list[tuple[str, str, ProjectionCheck]] = []
     for service in selected(args.service):
-        async with _store(args, service, admin=args.repair) as store:
+        async with open_store(args, service, admin=args.repair) as store:
             try:
                 checks = await rebuild(store, projections=PROJECTIONS_OF[service.name],
                                        repair=args.repair)

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-DEFAULT_SIZE = 30_000
+DEFAULT_SIZE = 40_000
 """About a minute end to end on a 2-core machine, Kafka and PostgreSQL cold start included
 (about 20 s of it; the services decide about 1,000 to 2,000 messages/s here)."""
 DEFAULT_SEED = 42
