@@ -105,10 +105,12 @@ class StoreTransaction:
         """The last position taken, counting this transaction's own appends."""
         return self._position
 
-    async def read_since(self, position: int) -> list[StoredEvent]:
-        """Every committed event after `position`, in store order."""
+    async def read_since(self, position: int, limit: int | None = None) -> list[StoredEvent]:
+        """The committed events after `position` (at most `limit`), in store order."""
         rows = await self.conn.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position", position
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            position,
+            limit,
         )
         return [_stored(r) for r in rows]
 

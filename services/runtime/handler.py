@@ -27,6 +27,7 @@ from services.runtime.processing import (
     fold_stored,
     rejection_id,
 )
+from services.runtime.snapshots import SnapshotStore
 from services.runtime.streams import REJECTIONS_STREAM
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,19 @@ class BatchHandler:
     def __init__(
         self,
         store: EventStore,
-        new_processor: Callable[[], Processor],
+        new_processor: Callable[..., Processor],
         allowed: Mapping[str, frozenset[str]],
         *,
         backoff_max: float = 5.0,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.store = store
-        self.new_processor = new_processor
+        self.new_processor = new_processor  # new_processor() or new_processor(view)
         self.allowed = allowed  # event types each topic may carry
         self.backoff_max = backoff_max
+        self.snapshots = snapshots
         self.processor = new_processor()
+        self._stale = False  # the view may hold uncommitted state: restore before use
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
 
     async def handle(self, records: Sequence[Record]) -> BatchReport:
@@ -109,7 +113,7 @@ class BatchHandler:
             except (ContractError, asyncio.CancelledError):
                 raise
             except Exception as exc:
-                self.processor = self.new_processor()  # its view may hold uncommitted state
+                self._stale = True
                 self.on_retry(exc)
                 log.warning(
                     "batch of %d records failed (attempt %d), retrying in %.2fs: %r",
@@ -122,21 +126,43 @@ class BatchHandler:
                 delay, attempt = min(delay * 2, self.backoff_max), attempt + 1
                 continue
             report.attempts, report.seconds = attempt, time.perf_counter() - started
+            await self._snapshot()
             return report
 
     async def catch_up(self) -> int:
-        """Fold what the store holds beyond the view (all of it at start); returns the head."""
+        """Restore the latest snapshot, fold what the store holds beyond it; returns the head."""
+        await self._restore()
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
         return self.processor.view.position
 
-    async def _fold_new(self, tx: StoreTransaction) -> None:
+    async def _restore(self) -> None:
+        view = await self.snapshots.load() if self.snapshots is not None else None
+        self.processor = self.new_processor(view) if view is not None else self.new_processor()
+        self._stale = False
+        if view is not None:
+            log.info("view restored from the snapshot at position %d", view.position)
+
+    async def _snapshot(self) -> None:
+        if self.snapshots is None:
+            return
+        try:
+            await self.snapshots.maybe_save(self.processor.view)
+        except Exception:  # a snapshot is an optimisation: never fail a batch for it
+            log.warning("snapshot failed", exc_info=True)
+
+    async def _fold_new(self, tx: StoreTransaction, batch: int = 20_000) -> None:
         view = self.processor.view
-        for event in await tx.read_since(view.position):
-            fold_stored(view, event)
+        while events := await tx.read_since(view.position, batch):
+            for event in events:
+                fold_stored(view, event)
+            if len(events) < batch:
+                return
 
     async def _attempt(self, records: Sequence[Record]) -> BatchReport:
         report = BatchReport()
+        if self._stale:
+            await self._restore()
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
             parsed = [self._parse(r) for r in records]

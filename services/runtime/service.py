@@ -27,6 +27,7 @@ from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbound import Routes
 from services.runtime.processing import Processor
 from services.runtime.settings import ServiceSettings
+from services.runtime.snapshots import SnapshotStore
 from services.runtime.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class ServiceSpec:
     group_id: str
     inputs: Mapping[str, frozenset[str]]  # topic -> event types it may carry
     routes: Routes
-    new_processor: Callable[[], Processor]
+    new_processor: Callable[..., Processor]  # () for a fresh view, (view) to resume one
     description: str = ""
 
 
@@ -177,7 +178,10 @@ class ServiceRuntime:
         )
         self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size)
         store = EventStore(self.pool, self.spec.schema)
-        self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
+        snapshots = SnapshotStore(self.pool, self.spec.name, every=s.snapshot_every)
+        self.handler = BatchHandler(
+            store, self.spec.new_processor, self.spec.inputs, snapshots=snapshots
+        )
         head = await self.handler.catch_up()
         log.info("%s: store folded up to position %d", self.spec.name, head)
         self.relay = Relay(
