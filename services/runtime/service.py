@@ -9,7 +9,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from faststream import FastStream
@@ -28,6 +28,9 @@ from services.runtime.outbound import Routes
 from services.runtime.processing import Processor
 from services.runtime.settings import ServiceSettings
 from services.runtime.snapshots import SnapshotStore
+
+if TYPE_CHECKING:
+    from services.audit.projections import Projector
 from services.runtime.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.handler: BatchHandler | None = None
         self.relay: Relay | None = None
+        self.projector: Projector | None = None
         self.last_report: BatchReport | None = None
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
@@ -184,6 +188,10 @@ class ServiceRuntime:
         )
         head = await self.handler.catch_up()
         log.info("%s: store folded up to position %d", self.spec.name, head)
+        # the balances operations and auditors read (services/audit/projections.py)
+        from services.audit.projections import PROJECTIONS_OF, Projector
+
+        self.projector = Projector(store, projections=PROJECTIONS_OF[self.spec.name])
         self.relay = Relay(
             store,
             self.connect_relay,
@@ -199,14 +207,19 @@ class ServiceRuntime:
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         await self.start()
-        assert self.relay is not None
-        relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.spec.name}")
+        assert self.relay is not None and self.projector is not None
+        tasks = [
+            asyncio.create_task(self.relay.run(), name=f"relay-{self.spec.name}"),
+            asyncio.create_task(self.projector.run(), name=f"projector-{self.spec.name}"),
+        ]
         try:
             yield
         finally:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.close()
 
     @contextlib.asynccontextmanager

@@ -146,6 +146,9 @@ async def test_the_same_benefit_message_delivered_twice_has_one_effect(
         fact = prestation("PRE-5", n, jour="2016-06-01")
         event_id = await feed.send(s.topic_prestations, fact)
         await feed.send(s.topic_prestations, fact, event_id=event_id)
+        registry_id = await feed.send(s.topic_referentiel, organisme("OC-5"))
+        await feed.send(s.topic_referentiel, organisme("OC-5"), event_id=registry_id)
+        await registry_recorded(s, 1)
         marker = await feed.send(s.topic_prestations, prestation("PRE-5b", n, jour="2016-06-01"))
         got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
                                 lambda m: any(x.json["causation_id"] == marker for x in m))
@@ -155,6 +158,7 @@ async def test_the_same_benefit_message_delivered_twice_has_one_effect(
     assert [m.json["causation_id"] for m in got].count(event_id) == 1
     assert decisions_by_cause(rows, FINAL)[event_id] == ["PrestationNonTraitee"]
     assert sum(1 for r in rows if str(r["event_id"]) == event_id) == 1
+    assert sum(1 for r in rows if str(r["event_id"]) == registry_id) == 1
     assert rejected == []
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections import Counter
 
+import asyncpg
 import pytest
 from support import (
     Feed,
@@ -45,6 +46,7 @@ async def test_a_delegated_contribution_and_its_payment_are_decided_and_publishe
         got = await read_topics(
             s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 2
         )
+        assert await wait_for_balance(s, "OC-1", 50000), "the live projection holds the payment"
     delegated, held = got[0].json, got[1].json
     assert delegated["event_type"] == "EncaissementDelegue"
     assert delegated["causation_id"] == due_id
@@ -56,6 +58,24 @@ async def test_a_delegated_contribution_and_its_payment_are_decided_and_publishe
     assert {"event_type", "event_id", "schema_version"} <= set(got[0].headers)
     assert held["event_type"] == "PaiementEncaissePourCompte"
     assert held["payload"]["solde_restant_cents"] == 145000
+
+
+async def wait_for_balance(s: ServiceSettings, organisme_id: str, cents: int) -> bool:
+    """The running service keeps the money-held projection current (in a few seconds)."""
+    conn = await asyncpg.connect(s.database_url.get_secret_value())
+    try:
+        for _ in range(50):
+            held = await conn.fetchval(
+                f'SELECT montant_cents FROM "{s.collection_schema}".projection_sommes_detenues'
+                " WHERE organisme_id = $1 AND caisse_de_base = 'PL-IDF'",
+                organisme_id,
+            )
+            if held == cents:
+                return True
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        await conn.close()
 
 
 async def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
