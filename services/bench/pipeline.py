@@ -587,6 +587,11 @@ async def passthrough(bootstrap: str, source: str, target: str, group: str, coun
 # --- the run -------------------------------------------------------------------------------
 
 
+def _load() -> list[float]:
+    """The 1, 5 and 15-minute load averages: other work on the machine skews every figure."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 async def _server(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -627,7 +632,8 @@ async def measure(bootstrap: str, dsn: str, *, services: Iterable[str] = SERVICE
     names = [*s.all_topics(), *(t for pair in through.values() for t in pair)]
     report: dict[str, Any] = {
         "suffix": suffix, "kept": keep, "events": events,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_before": _load()},
         "kafka": bootstrap, "postgres": await _server(dsn),
         "partitions": s.topic_partitions, "batch_max_records": s.batch_max_records,
         "services": {},
@@ -668,6 +674,7 @@ async def measure(bootstrap: str, dsn: str, *, services: Iterable[str] = SERVICE
                                     / result["passthrough"]["events_per_second"], 3)
             result["schema"] = kind.schema(s)
             report["services"][kind.name] = result
+        report["machine"]["load_average_after"] = _load()
     finally:
         if not keep:
             await _cleanup(bootstrap, dsn, [s.collection_schema, s.benefits_schema], names)
@@ -688,7 +695,7 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         f"{'service':11} {'path':44} {'events':>7} {'seconds':>8} {'events/s':>9}",
     ]
-    for name, r in report["services"].items():
+    for name, r in _in_order(report["services"]):
         sv, pt = r["service"], r["passthrough"]
         lines.append(f"{name:11} {'service: topic → store → relay → topic':44} "
                      f"{sv['events']:>7} {sv['seconds']:>8.2f} {sv['events_per_second']:>9,.0f}")
@@ -699,13 +706,13 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", "latency, paced (send → decision read back from the settlement topic)",
               f"{'service':11} {'target/s':>8} {'achieved/s':>10} {'sent':>6} {'decided':>7} "
               f"{'median ms':>9} {'p99 ms':>8} {'max ms':>8}"]
-    for name, r in report["services"].items():
+    for name, r in _in_order(report["services"]):
         lt = r["latency"]
         lines.append(f"{name:11} {lt['target_rate']:>8.0f} {lt['achieved_rate']:>10.1f} "
                      f"{lt['sent']:>6} {lt['decided']:>7} {_fmt(lt['median_ms']):>9} "
                      f"{_fmt(lt['p99_ms']):>8} {_fmt(lt['max_ms']):>8}")
     lines += ["", "details"]
-    for name, r in report["services"].items():
+    for name, r in _in_order(report["services"]):
         sv, reg, pub = r["service"], r["registry"], r["publish"]
         busy = sv["handler_seconds"] / sv["seconds"] if sv["seconds"] else 0
         lines += [
@@ -719,9 +726,16 @@ def format_report(report: dict[str, Any]) -> str:
             f"{sv['relay_tail_seconds']:.2f} s after the last commit",
             f"  {name}: decisions {', '.join(f'{k} {v}' for k, v in sv['decisions'].items())}",
         ]
+    machine = report["machine"]
     state = "kept" if report["kept"] else "dropped"
-    lines.append(f"topics and schemas of {report['suffix']}: {state}")
+    lines += [f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
+              f"{machine.get('load_average_after')}",
+              f"topics and schemas of {report['suffix']}: {state}"]
     return "\n".join(lines)
+
+
+def _in_order(services: dict[str, Any]) -> list[tuple[str, Any]]:
+    return sorted(services.items(), key=lambda item: SERVICES.index(item[0]))
 
 
 def _fmt(value: float | None) -> str:

@@ -10,9 +10,11 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 from support import (
     Feed,
@@ -93,15 +95,37 @@ async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
         "VersementDelegue": len(ids) - before_2017, "PrestationNonTraitee": before_2017}
 
 
+async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 40) -> int:
+    """Poll the store closely (one connection, every 20 ms) until `count` final decisions,
+    so the caller can kill the service while it is still deciding."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline, found = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            try:
+                found = int(await conn.fetchval(
+                    f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
+                    list(FINAL)))
+            except asyncpg.UndefinedTableError:
+                found = 0  # the service has not created its store yet
+            if found >= count:
+                break
+            await asyncio.sleep(0.02)
+        return found
+    finally:
+        await conn.close()
+
+
 def kill(process: subprocess.Popen[bytes]) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(10)
 
 
 async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
-    settings: ServiceSettings, tmp_path: Path,
+    settings: ServiceSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s, log = settings, tmp_path / "benefits.log"
+    monkeypatch.setenv("MANDAT_BATCH_MAX_RECORDS", "50")  # many commits: killed between two
     dsn = s.database_url.get_secret_value()
     async with Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
@@ -109,10 +133,12 @@ async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_dupl
         try:
             await registry_recorded(s, N + 2)
             ids = await publish_many(feed, s.topic_prestations, benefits(N))
-            decided = await wait_for_store(dsn, s.benefits_schema, FINAL, N // 4, timeout=40)
-            assert decided >= N // 4, f"the first instance decided {decided} benefits"
+            decided = await decided_at_least(dsn, s.benefits_schema, N // 10)
+            assert decided >= N // 10, f"the first instance decided {decided} benefits"
         finally:
             kill(first)
+        when_killed = await wait_for_store(dsn, s.benefits_schema, FINAL, N, timeout=0.01)
+        assert when_killed < N, "killed after it decided everything: nothing was tested"
         second = spawn_service("benefits", s, log)
         try:
             await assert_exactly_once(s, ids)

@@ -1,0 +1,91 @@
+"""Smoke test of the pipeline benchmark (`mandat bench pipeline`): with tiny counts, it runs
+both services and the passthrough, decides every input, and cleans up; no timing asserted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.bench import cli as bench_cli
+from services.bench import pipeline
+
+pytestmark = pytest.mark.integration
+
+EVENTS, RATE, SECONDS = 200, 100, 3
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mandat")
+    bench_cli.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+async def leftovers(bootstrap: str, database_url: str, suffix: str) -> tuple[int, list[str]]:
+    """Schemas and topics of the run still present."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        schemas = int(await conn.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", f"{suffix}%"))
+    finally:
+        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(suffix)]
+    finally:
+        await admin.close()
+    return schemas, names
+
+
+def test_the_pipeline_benchmark_decides_every_input_of_both_services_and_cleans_up(
+    kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = bench_parser().parse_args([
+        "bench", "pipeline", "--events", str(EVENTS), "--rate", str(RATE),
+        "--latency-seconds", str(SECONDS), "--timeout", "60", "--json",
+        "--bootstrap", kafka_bootstrap, "--database-url", database_url,
+    ])
+
+    assert args.func(args) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["services"]) == {"collection", "benefits"}
+    assert report["events"] == EVENTS and not report["kept"]
+    assert report["postgres"]["fsync"] in ("on", "off")
+    for name, result in report["services"].items():
+        service, through, latency = result["service"], result["passthrough"], result["latency"]
+        assert result["registry"]["facts"] > EVENTS
+        assert service["events"] == service["decided"] == EVENTS, name
+        assert service["duplicates_read"] == 0 and service["parked"] == 0
+        assert service["rejected"] == 0 and service["batches"] >= 1
+        assert sum(service["decisions"].values()) == EVENTS
+        assert through["copied"] == through["read_back"] == EVENTS
+        assert latency["sent"] == latency["decided"] == RATE * SECONDS
+        assert latency["achieved_rate"] > 0
+        assert 0 < latency["median_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        for rate in (service["events_per_second"], through["events_per_second"],
+                     result["publish"]["events_per_second"], result["ratio"]):
+            assert rate > 0
+    collection, benefits = (report["services"][n]["service"]["decisions"]
+                            for n in ("collection", "benefits"))
+    assert set(collection) == {"EncaissementDelegue", "EncaissementNonDelegue"}
+    assert set(benefits) == {"VersementDelegue", "VersementDirect"}
+
+    table = pipeline.format_report(report)
+    for text in ("events/s", "raw aiokafka", "ratio service / passthrough", "median ms"):
+        assert text in table
+    assert asyncio.run(leftovers(kafka_bootstrap, database_url, report["suffix"])) == (0, [])
+
+
+def test_the_pipeline_benchmark_needs_a_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setattr("services.devstack.stack.read_endpoints", lambda: {})
+
+    with pytest.raises(SystemExit, match="no broker"):
+        pipeline.resolve_bootstrap(None)
+    assert pipeline.resolve_bootstrap("h:1") == "h:1"
