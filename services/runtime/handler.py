@@ -202,18 +202,20 @@ class BatchHandler:
         message: Input | ContractError,
         report: BatchReport,
     ) -> None:
+        input_id = None
         if isinstance(message, Input):
+            input_id = message.event_id
             outcome = self.processor.process(message)
             if outcome.duplicate:
                 report.duplicates += 1
+                log.info("same content already recorded", extra={"event_id": str(input_id)})
                 return
             if outcome.refused is None:
                 report.inputs[message.event_type] = report.inputs.get(message.event_type, 0) + 1
                 for stream_id, version, event in outcome.events:
                     tx.append_at(stream_id, version, event)
                     if event.event_id != message.event_id:
-                        key = (event.event_type, str(event.payload.get("motif") or ""))
-                        report.decisions[key] = report.decisions.get(key, 0) + 1
+                        self._count_decision(event, report)
                 report.appended += len(outcome.events)
                 return
             field_name, _, reason = outcome.refused.partition(": ")
@@ -223,6 +225,22 @@ class BatchHandler:
         reason = message.field or "message"
         report.rejected[reason] = report.rejected.get(reason, 0) + 1
         report.appended += 1
+        log.info(
+            "rejected: %s",
+            message,
+            extra={"event_id": str(input_id) if input_id else None, **origin(record)},
+        )
+
+    @staticmethod
+    def _count_decision(event: NewEvent, report: BatchReport) -> None:
+        key = (event.event_type, str(event.payload.get("motif") or ""))
+        report.decisions[key] = report.decisions.get(key, 0) + 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "decided %s",
+                event.event_type,
+                extra={"event_id": str(event.event_id), **event.metadata},
+            )
 
     def _record_rejection(self, tx: StoreTransaction, event: NewEvent) -> None:
         view = self.processor.view
