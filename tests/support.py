@@ -325,3 +325,19 @@ async def create_topics(s: ServiceSettings) -> None:
         replication_factor=s.topic_replication_factor,
         retention_ms=s.topic_retention_ms,
     )
+
+
+REGISTRY_TYPES = frozenset(
+    {"OrganismeDeclare", "ConventionConclue", "ConventionResiliee", "AffiliationEnregistree"}
+)
+
+
+async def send_registry(feed: Feed, s: ServiceSettings, schema: str, *facts: Any) -> None:
+    """Publish registry facts and wait until the service has recorded them: facts with
+    different keys travel on different partitions, in no guaranteed order."""
+    dsn = s.database_url.get_secret_value()
+    before = await wait_for_store(dsn, schema, REGISTRY_TYPES, 0, timeout=0.1)
+    for fact in facts:
+        await feed.send(s.topic_referentiel, fact)
+    found = await wait_for_store(dsn, schema, REGISTRY_TYPES, max(before, 0) + len(facts))
+    assert found >= max(before, 0) + len(facts), "the registry facts were not recorded"

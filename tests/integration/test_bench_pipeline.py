@@ -68,6 +68,8 @@ def test_the_pipeline_benchmark_decides_every_input_of_both_services_and_cleans_
         assert latency["sent"] == latency["decided"] == RATE * SECONDS
         assert latency["achieved_rate"] > 0
         assert 0 < latency["median_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+        for part in ("send_to_recorded_ms", "recorded_to_read_back_ms"):
+            assert latency[part]["median"] <= latency[part]["p99"] <= latency[part]["max"]
         for rate in (service["events_per_second"], through["events_per_second"],
                      result["publish"]["events_per_second"], result["ratio"]):
             assert rate > 0

@@ -17,6 +17,7 @@ from support import (
     organisme,
     prestation,
     read_topics,
+    send_registry,
     store_events,
     wait_for_store,
 )
@@ -126,9 +127,9 @@ async def test_a_parked_benefit_is_decided_when_its_affiliation_arrives(
         assert parked[0].json["payload"]["motif"] == "AFFILIATION_INCONNUE"
         assert parked[0].json["payload"]["sujet_id"] == "PRE-4"
         assert parked[0].json["causation_id"] == due_id
-        for fact in (organisme("OC-4"), convention("CNV-4", "OC-4", objet=VERSEMENT),
-                     affiliation(n, "OC-4")):
-            await feed.send(s.topic_referentiel, fact)
+        await send_registry(feed, s, s.benefits_schema, organisme("OC-4"),
+                            convention("CNV-4", "OC-4", objet=VERSEMENT))
+        await feed.send(s.topic_referentiel, affiliation(n, "OC-4"))
         got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
                                 lambda m: len(m) >= 2)
     assert [m.event_type for m in got] == ["DecisionEnAttente", "VersementDelegue"]
@@ -240,6 +241,7 @@ async def test_registry_and_benefits_in_any_order_give_every_decision_once(
                           lambda m: len(m) >= len(people))  # all parked: no affiliation yet
         for fact in (organisme("OC-9"), convention("CNV-9", "OC-9", objet=VERSEMENT)):
             await feed.send(s.topic_referentiel, fact)
+        await registry_recorded(s, 2)  # else a benefit may be decided before the convention
         await asyncio.gather(*(feed.send(s.topic_referentiel, affiliation(n, "OC-9"))
                                for n in people))
         got = await read_topics(

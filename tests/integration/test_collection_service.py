@@ -18,6 +18,7 @@ from support import (
     organisme,
     paiement,
     read_topics,
+    send_registry,
     store_events,
 )
 
@@ -39,23 +40,34 @@ async def test_a_delegated_contribution_and_its_payment_are_decided_and_publishe
 ) -> None:
     s, n = settings, nir(1)
     async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
-        for fact in (organisme("OC-1"), convention("CNV-1", "OC-1"), affiliation(n, "OC-1")):
-            await feed.send(s.topic_referentiel, fact)
+        await send_registry(
+            feed,
+            s,
+            s.collection_schema,
+            organisme("OC-1"),
+            convention("CNV-1", "OC-1"),
+            affiliation(n, "OC-1"),
+        )
         due_id = await feed.send(s.topic_cotisations, cotisation("COT-1", n))
         await feed.send(s.topic_cotisations, paiement("PAY-1", "COT-1", n, 50000))
+        # the registry topic has partitions of its own: the contribution may be read before
+        # its affiliation and parked first; what matters is its final decision
         got = await read_topics(
-            s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 2
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations],
+            lambda m: len(of_type(m, "PaiementEncaissePourCompte")) >= 1,
         )
         assert await wait_for_balance(s, "OC-1", 50000), "the live projection holds the payment"
-    delegated, held = got[0].json, got[1].json
+    final = [m for m in got if m.event_type != "DecisionEnAttente"]
+    delegated, held = final[0].json, final[1].json
     assert delegated["event_type"] == "EncaissementDelegue"
     assert delegated["causation_id"] == due_id
     assert delegated["payload"]["organisme_id"] == "OC-1"
     assert delegated["payload"]["convention_id"] == "CNV-1"
     assert delegated["payload"]["montant_cents"] == 195000
     assert delegated["payload"]["base_legale"] == ["CSS L611-20 al.1 (v. 2017-01-01)"]
-    assert got[0].key == n.encode()
-    assert {"event_type", "event_id", "schema_version"} <= set(got[0].headers)
+    assert final[0].key == n.encode()
+    assert {"event_type", "event_id", "schema_version"} <= set(final[0].headers)
     assert held["event_type"] == "PaiementEncaissePourCompte"
     assert held["payload"]["solde_restant_cents"] == 145000
 
@@ -88,8 +100,10 @@ async def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
             s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 1
         )
         assert parked[0].json["payload"]["motif"] == "AFFILIATION_INCONNUE"
-        for fact in (organisme("OC-2"), convention("CNV-2", "OC-2"), affiliation(n, "OC-2")):
-            await feed.send(s.topic_referentiel, fact)
+        await send_registry(
+            feed, s, s.collection_schema, organisme("OC-2"), convention("CNV-2", "OC-2")
+        )
+        await feed.send(s.topic_referentiel, affiliation(n, "OC-2"))
         got = await read_topics(
             s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 2
         )
@@ -195,8 +209,14 @@ async def test_registry_and_contributions_in_any_order_give_every_decision_once(
         for i, n in enumerate(people):
             await feed.send(s.topic_cotisations, paiement(f"PAY-{i}", f"COT-{i}", n, 100000))
             await feed.send(s.topic_cotisations, cotisation(f"COT-{i}", n))
-        for fact in (organisme("OC-9"), convention("CNV-9", "OC-9")):
-            await feed.send(s.topic_referentiel, fact)
+        await read_topics(  # every payment and every contribution is parked first
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations],
+            lambda m: len(of_type(m, "DecisionEnAttente")) >= 2 * len(people),
+        )
+        await send_registry(  # the convention is known before the affiliations unpark them
+            feed, s, s.collection_schema, organisme("OC-9"), convention("CNV-9", "OC-9")
+        )
         await asyncio.gather(
             *(feed.send(s.topic_referentiel, affiliation(n, "OC-9")) for n in people)
         )
