@@ -16,7 +16,10 @@ the service running in this process as `mandat <service> run` runs it (minus HTT
                AIOKafkaConsumer (group) → AIOKafkaProducer (acks=all, idempotent, like the
                relay) → commit loop; from its first fetch to the last copy read back.
   latency      the service running, inputs paced at `--rate` for `--latency-seconds`; per
-               input, from its send to its decision read back: median, p99, max.
+               input, from its send to its decision read back: median, p99, max; split at
+               the decision's `occurred_at` (when the store recorded it) into send → recorded
+               (broker, fetch, batch, parse, decide) and recorded → read back (COPY, COMMIT,
+               NOTIFY, relay, broker).
 
 Everything (service, producers, readers) shares one event loop: the readers only note the
 arrival of each message (matched by the decision's `event_id` header), the cost of which
@@ -289,7 +292,8 @@ class Watcher:
 
     With `expect`ed decision ids (the `event_id` header: decision ids are derived from the
     input's), each arrival is matched to its input without parsing the message; an
-    unexpected final decision is matched by its `causation_id`."""
+    unexpected final decision is matched by its `causation_id`. For `stamped` inputs the
+    decision is parsed too, for when the store recorded it (its `occurred_at`)."""
 
     def __init__(self, bootstrap: str, topic: str, final_types: frozenset[str] | None = None):
         self.topic = topic
@@ -299,6 +303,8 @@ class Watcher:
             enable_auto_commit=False)
         self.expected: dict[bytes, str] = {}
         self.arrived: dict[str, float] = {}
+        self.stamped: set[str] = set()
+        self.recorded: dict[str, tuple[float, float]] = {}  # input -> (recorded, read), epoch
         self.count = 0
         self.parked = 0
         self.duplicates = 0
@@ -325,12 +331,12 @@ class Watcher:
     async def _read(self) -> None:
         while True:
             batch = await self.consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             for records in batch.values():
                 for record in records:
-                    self._seen(record, now)
+                    self._seen(record, now, wall)
 
-    def _seen(self, record: Any, now: float) -> None:
+    def _seen(self, record: Any, now: float, wall: float) -> None:
         self.count += 1
         self.last = now
         if self.final_types is None:
@@ -346,8 +352,11 @@ class Watcher:
             cause = str(json.loads(record.value).get("causation_id"))
         if cause in self.arrived:
             self.duplicates += 1
-        else:
-            self.arrived[cause] = now
+            return
+        self.arrived[cause] = now
+        if cause in self.stamped:
+            recorded = datetime.fromisoformat(json.loads(record.value)["occurred_at"])
+            self.recorded[cause] = (recorded.timestamp(), wall)
 
     def decided(self, messages: Iterable[Message]) -> int:
         return sum(1 for m in messages if m.event_id in self.arrived)
@@ -482,6 +491,7 @@ async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seco
     count = max(1, round(rate * seconds))
     topic = kind.input_topic(s)
     sent: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}
     messages: list[Message] = []
     producer = _producer(s.kafka_bootstrap_servers, linger_ms=0)
     await producer.start()
@@ -497,8 +507,9 @@ async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seco
             message = Message(payload["nir"].encode(), envelope(
                 event_type, payload, event_id, occurred_at=_now_instant()), event_id)
             w.expect([message])
+            w.stamped.add(event_id)
             messages.append(message)
-            sent[event_id] = time.monotonic()
+            sent[event_id], sent_wall[event_id] = time.monotonic(), time.time()
             futures.append(await producer.send(
                 topic, message.value, key=message.key,
                 headers=[("bench_sent_ns", str(time.time_ns()).encode())]))
@@ -512,6 +523,13 @@ async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seco
     latencies = sorted(w.arrived[m.event_id] - sent[m.event_id]
                        for m in messages if m.event_id in w.arrived)
     span = last_sent - start
+    # where it goes: send → decision appended in the handler (the store's recorded_at, the
+    # decision's occurred_at), then → read back (COPY, COMMIT, NOTIFY, relay, broker)
+    split = [(w.recorded[m.event_id][0] - sent_wall[m.event_id],
+              w.recorded[m.event_id][1] - w.recorded[m.event_id][0])
+             for m in messages if m.event_id in w.recorded]
+    to_store = sorted(a for a, _ in split)
+    to_read = sorted(b for _, b in split)
     return {
         "target_rate": rate,
         "sent": count,
@@ -523,7 +541,16 @@ async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seco
         "p99_ms": _ms(_percentile(latencies, 0.99)) if latencies else None,
         "max_ms": _ms(latencies[-1]) if latencies else None,
         "min_ms": _ms(latencies[0]) if latencies else None,
+        "send_to_recorded_ms": _spread(to_store),
+        "recorded_to_read_back_ms": _spread(to_read),
     }
+
+
+def _spread(ordered: list[float]) -> dict[str, float] | None:
+    if not ordered:
+        return None
+    return {"median": _ms(statistics.median(ordered)), "p99": _ms(_percentile(ordered, 0.99)),
+            "max": _ms(ordered[-1])}
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -715,6 +742,14 @@ def format_report(report: dict[str, Any]) -> str:
     for name, r in _in_order(report["services"]):
         sv, reg, pub = r["service"], r["registry"], r["publish"]
         busy = sv["handler_seconds"] / sv["seconds"] if sv["seconds"] else 0
+        lt = r["latency"]
+        split = ""
+        if lt.get("send_to_recorded_ms") and lt.get("recorded_to_read_back_ms"):
+            a, b = lt["send_to_recorded_ms"], lt["recorded_to_read_back_ms"]
+            split = (f"  {name}: latency split, send → decision recorded median {a['median']:.1f}"
+                     f" / p99 {a['p99']:.1f} ms; recorded → read back median "
+                     f"{b['median']:.1f} / p99 {b['p99']:.1f} ms "
+                     f"({lt['batches']} batches of {lt['mean_batch']:.0f})")
         lines += [
             f"  {name}: registry of {reg['facts']} facts recorded at "
             f"{reg['events_per_second']:,.0f}/s; inputs published at "
@@ -725,6 +760,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"handler busy {sv['handler_seconds']:.2f} s ({busy:.0%}); last decision read "
             f"{sv['relay_tail_seconds']:.2f} s after the last commit",
             f"  {name}: decisions {', '.join(f'{k} {v}' for k, v in sv['decisions'].items())}",
+            *([split] if split else []),
         ]
     machine = report["machine"]
     state = "kept" if report["kept"] else "dropped"
