@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
+import orjson
 
 from services.eventstore.migrations import check_schema_name
 
 SERVICE_ROLE = "mandat_service"
 
 
+class Encoded(bytes):
+    """JSON already encoded (UTF-8): written to a jsonb column as it is."""
+
+
 def _encode_jsonb(value: object) -> bytes:
     # jsonb's binary wire format is a version byte (1) and the JSON text; binary is what
     # COPY needs, and it spares the server a text round trip.
-    return b"\x01" + json.dumps(value, ensure_ascii=False).encode("utf-8")
+    if isinstance(value, Encoded):
+        return b"\x01" + value
+    return b"\x01" + orjson.dumps(value)
 
 
 def _decode_jsonb(data: bytes) -> object:
-    return json.loads(data[1:])
+    return orjson.loads(data[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -50,6 +50,9 @@ class Router(Protocol):
     @property
     def topics(self) -> tuple[str, ...]: ...
 
+    @property
+    def event_types(self) -> frozenset[str]: ...
+
     def route(self, event: Any) -> Outgoing | None: ...
 
 
@@ -122,14 +125,16 @@ class Relay:
             on_kafka = await self._tails(producer)
             while True:
                 await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
-                events = await self.store.read_all(self.published, self.batch)
-                if not events:
+                events, complete_to = await self.store.read_types(
+                    self.published, self.routes.event_types, self.batch
+                )
+                if complete_to <= self.published:
                     wake.clear()
                     with contextlib.suppress(TimeoutError):  # a NOTIFY wakes it sooner
                         await asyncio.wait_for(wake.wait(), self.idle_poll)
                     continue
                 await self._publish(producer, events, on_kafka)
-                self.published = events[-1].position
+                self.published = complete_to
                 await self._save_checkpoint(self.published)
                 self.backoff = 0.2
         finally:

@@ -22,10 +22,12 @@ from uuid import UUID
 import asyncpg
 
 from services.eventstore.errors import ConcurrencyError, DuplicateEventError
+from services.eventstore.pool import Encoded
 from services.eventstore.records import (
     GENESIS_HASH,
     NewEvent,
     StoredEvent,
+    canonical_bytes,
     chain_hash,
     expected_hash,
 )
@@ -177,6 +179,8 @@ class StoreTransaction:
             version += 1
             self._position += 1
             recorded_at = self._clock()
+            payload_json = canonical_bytes(event.payload)
+            metadata_json = canonical_bytes(event.metadata)
             self._hash = chain_hash(
                 self._hash,
                 position=self._position,
@@ -185,8 +189,8 @@ class StoreTransaction:
                 event_id=event.event_id,
                 event_type=event.event_type,
                 schema_version=event.schema_version,
-                payload=event.payload,
-                metadata=event.metadata,
+                payload_json=payload_json,
+                metadata_json=metadata_json,
                 recorded_at=recorded_at,
             )
             self._rows.append(
@@ -197,8 +201,8 @@ class StoreTransaction:
                     event.event_id,
                     event.event_type,
                     event.schema_version,
-                    event.payload,
-                    event.metadata,
+                    Encoded(payload_json),  # the bytes just hashed are the bytes written
+                    Encoded(metadata_json),
                     recorded_at,
                     self._hash,
                 )
@@ -291,6 +295,26 @@ class EventStore:
             limit,
         )
         return [_stored(r) for r in rows]
+
+    async def read_types(
+        self, after: int, event_types: Iterable[str], limit: int = 1000
+    ) -> tuple[list[StoredEvent], int]:
+        """Up to `limit` events of `event_types` after `after`, in store order, and the
+        position up to which that answer is complete: the last event returned when the limit
+        was reached, else the head of the store in the same snapshot (one statement)."""
+        rows = await self.pool.fetch(
+            "WITH head AS (SELECT coalesce(max(position), 0) AS head FROM events)"
+            f" SELECT head.head, e.* FROM head LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events"
+            "  WHERE position > $1 AND event_type = ANY($2::text[]) ORDER BY position LIMIT $3"
+            " ) e ON true",
+            after,
+            list(event_types),
+            limit,
+        )
+        events = [_stored(r) for r in rows if r["position"] is not None]
+        if len(events) == limit:
+            return events, events[-1].position
+        return events, max(int(rows[0]["head"]), after)
 
     async def iter_all(
         self, after: int = 0, *, batch: int = 5000, until: int | None = None

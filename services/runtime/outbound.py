@@ -4,9 +4,10 @@ untouched copy of a rejected message with its reason in headers."""
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from services.eventstore import StoredEvent
 from services.eventstore.relay import POSITION_HEADER, Outgoing
@@ -37,9 +38,7 @@ def decision_envelope(event: StoredEvent, source: str) -> dict[str, Any]:
 
 
 def decision_message(event: StoredEvent, topic: str, source: str) -> Outgoing:
-    value = json.dumps(
-        decision_envelope(event, source), ensure_ascii=False, separators=(",", ":")
-    ).encode()
+    value = orjson.dumps(decision_envelope(event, source))
     return Outgoing(
         topic, event.payload["nir"].encode(), value, _common_headers(event), event.position
     )
@@ -80,6 +79,11 @@ class Routes:
         if event.event_type == REJECTION:
             return rejection_message(event, self.rejections_topic)
         return None  # inputs and registry facts are not republished
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """What the relay reads from the store: the rest is never published."""
+        return self.decision_types | {REJECTION}
 
     @property
     def topics(self) -> tuple[str, str]:

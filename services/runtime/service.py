@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ class ServiceRuntime:
             batch=True,
             max_records=self.settings.batch_max_records,
             batch_timeout_ms=100,
+            # an idle input topic (the registry, most of the time) must not hold a fetch for
+            # the busy one: aiokafka waits up to this long for data on the partitions it asks
+            fetch_max_wait_ms=50,
             auto_offset_reset="earliest",
             # offsets are committed after the store commit; on an unexpected error the batch
             # is sought back and redelivered (never ACK_FIRST, which is at-most-once)
@@ -188,6 +192,12 @@ class ServiceRuntime:
         )
         head = await self.handler.catch_up()
         log.info("%s: store folded up to position %d", self.spec.name, head)
+        if s.gc_freeze:
+            # the folded view is long-lived: keep it out of every later collection, and
+            # collect the young generation less often (batches allocate in bursts)
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
         # the balances operations and auditors read (services/audit/projections.py)
         from services.audit.projections import PROJECTIONS_OF, Projector
 
