@@ -32,13 +32,14 @@ class Target:
     http_port: int
 
 
-def targets(settings: ServiceSettings, http_host: str = "127.0.0.1") -> list[Target]:
+def targets(settings: ServiceSettings, http_host: str | None = None) -> list[Target]:
+    """The services to watch; their HTTP hosts come from the settings unless one is given."""
     s = settings
     return [
         Target("collection", s.collection_group, (s.topic_referentiel, s.topic_cotisations),
-               http_host, s.collection_http_port),
+               http_host or s.collection_http_host, s.collection_http_port),
         Target("benefits", s.benefits_group, (s.topic_referentiel, s.topic_prestations),
-               http_host, s.benefits_http_port),
+               http_host or s.benefits_http_host, s.benefits_http_port),
     ]
 
 
@@ -65,7 +66,7 @@ async def http_json(host: str, port: int, path: str, timeout: float = 1.5) -> tu
 class LagProbe:
     """Measures the lags of the services on demand (one admin client, one consumer)."""
 
-    def __init__(self, settings: ServiceSettings, http_host: str = "127.0.0.1") -> None:
+    def __init__(self, settings: ServiceSettings, http_host: str | None = None) -> None:
         self.bootstrap = settings.kafka_bootstrap_servers
         self.targets = targets(settings, http_host)
         self.admin: AIOKafkaAdminClient | None = None

@@ -37,7 +37,7 @@ class Dashboard:
     """The live state: what was read from the four topics, and the last measured lags."""
 
     def __init__(self, settings: ServiceSettings, *, from_now: bool = False,
-                 http_host: str = "127.0.0.1") -> None:
+                 http_host: str | None = None) -> None:
         self.settings = settings
         self.from_now = from_now
         self.board = Board()

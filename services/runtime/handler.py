@@ -163,9 +163,9 @@ class BatchHandler:
         report = BatchReport()
         if self._stale:
             await self._restore()
+        parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
-            parsed = [self._parse(r) for r in records]
             ids = [
                 p.event_id if isinstance(p, Input) else rejection_id(r.topic, r.partition, r.offset)
                 for p, r in zip(parsed, records, strict=True)

@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     snapshot_every: int = Field(50_000, ge=1)  # events between two snapshots of a view
     gc_freeze: bool = True  # freeze the folded view out of the garbage collector at start
     http_host: str = "127.0.0.1"  # 0.0.0.0 in a container
+    collection_http_host: str = "127.0.0.1"  # where the dashboard finds each service
+    benefits_http_host: str = "127.0.0.1"
     collection_http_port: int = 8081
     benefits_http_port: int = 8082
     dashboard_http_port: int = 8080

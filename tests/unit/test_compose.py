@@ -26,7 +26,8 @@ def host_ports(service: dict[str, Any]) -> set[int]:
 
 
 def test_the_compose_file_has_kafka_postgres_and_both_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "postgres", "collection", "benefits"}
+    assert set(compose["services"]) == {"kafka", "postgres", "collection", "benefits",
+                                        "dashboard"}
 
 
 def test_kafka_is_the_same_line_as_the_local_broker_in_kraft_mode(
@@ -49,6 +50,18 @@ def test_host_ports_are_the_project_defaults(compose: dict[str, Any]) -> None:
     assert host_ports(services["postgres"]) == {stack.POSTGRES_PORT}
     assert host_ports(services["collection"]) == {defaults["collection_http_port"].default}
     assert host_ports(services["benefits"]) == {defaults["benefits_http_port"].default}
+    assert host_ports(services["dashboard"]) == {defaults["dashboard_http_port"].default}
+
+
+def test_the_dashboard_finds_each_service_by_its_compose_name(compose: dict[str, Any]) -> None:
+    env = compose["services"]["dashboard"]["environment"]
+    settings = ServiceSettings(
+        **{k: v for k, v in env.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    )
+    assert settings.kafka_bootstrap_servers == "kafka:19092"
+    assert env["MANDAT_COLLECTION_HTTP_HOST"] == "collection"
+    assert env["MANDAT_BENEFITS_HTTP_HOST"] == "benefits"
+    assert compose["services"]["dashboard"]["command"][:2] == ["mandat", "dashboard"]
 
 
 def test_services_get_their_endpoints_from_the_settings_variables(
