@@ -295,8 +295,10 @@ class Watcher:
     unexpected final decision is matched by its `causation_id`. For `stamped` inputs the
     decision is parsed too, for when the store recorded it (its `occurred_at`)."""
 
-    def __init__(self, bootstrap: str, topic: str, final_types: frozenset[str] | None = None):
+    def __init__(self, bootstrap: str, topic: str, final_types: frozenset[str] | None = None,
+                 service: str = ""):
         self.topic = topic
+        self.service = service
         self.final_types = final_types
         self.consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
@@ -314,7 +316,8 @@ class Watcher:
 
     def expect(self, messages: Iterable[Message]) -> None:
         for m in messages:
-            self.expected[str(decision_id(uuid.UUID(m.event_id), 1)).encode()] = m.event_id
+            decision = decision_id(uuid.UUID(m.event_id), 1, self.service)
+            self.expected[str(decision).encode()] = m.event_id
 
     async def __aenter__(self) -> Watcher:
         await self.consumer.start()
@@ -449,7 +452,8 @@ async def throughput_and_latency(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start the service on the pre-published inputs; time them to the last decision read
     back; then, still running, the paced latency run."""
-    async with Watcher(s.kafka_bootstrap_servers, kind.output_topic(s), kind.final_types) as w:
+    async with Watcher(s.kafka_bootstrap_servers, kind.output_topic(s), kind.final_types,
+                       service=kind.name) as w:
         w.expect(work)
         runtime = kind.runtime(s)
         batches = Batches(runtime)

@@ -27,11 +27,12 @@ class BenefitsProcessor:
         self,
         view: BenefitsView | None = None,
         rules: RuleSet = RULES_2017,
-        ids: Callable[[UUID, int], UUID] = decision_id,
+        ids: Callable[[UUID, int, str], UUID] = decision_id,
     ) -> None:
         self.view = view if view is not None else BenefitsView()
         self.rules = rules
         self.ids = ids
+        self.service = SERVICE
 
     def process(self, message: Input) -> Outcome:
         """The events one input causes (or why it is refused)."""

@@ -44,11 +44,12 @@ class CollectionProcessor:
         self,
         view: CollectionView | None = None,
         rules: RuleSet = RULES_2017,
-        ids: Callable[[UUID, int], UUID] = decision_id,
+        ids: Callable[[UUID, int, str], UUID] = decision_id,
     ) -> None:
         self.view = view if view is not None else CollectionView()
         self.rules = rules
         self.ids = ids
+        self.service = SERVICE
 
     def process(self, message: Input) -> Outcome:
         """The events one input causes (or why it is refused)."""

@@ -62,7 +62,7 @@ def origin(record: Record) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
-def rejection_event(record: Record, error: ContractError) -> NewEvent:
+def rejection_event(record: Record, error: ContractError, service: str) -> NewEvent:
     """The record kept as it came (bytes in base64) with why it breaks the contract."""
 
     def b64(data: bytes | None) -> str | None:
@@ -78,7 +78,10 @@ def rejection_event(record: Record, error: ContractError) -> NewEvent:
         "headers": [[k, b64(v)] for k, v in record.headers],
     }
     return NewEvent(
-        rejection_id(record.topic, record.partition, record.offset), REJECTION, payload, {}
+        rejection_id(service, record.topic, record.partition, record.offset),
+        REJECTION,
+        payload,
+        {},
     )
 
 
@@ -167,7 +170,9 @@ class BatchHandler:
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
             ids = [
-                p.event_id if isinstance(p, Input) else rejection_id(r.topic, r.partition, r.offset)
+                p.event_id
+                if isinstance(p, Input)
+                else rejection_id(self.processor.service, r.topic, r.partition, r.offset)
                 for p, r in zip(parsed, records, strict=True)
             ]
             seen = await tx.stored_ids(ids)
@@ -220,7 +225,7 @@ class BatchHandler:
                 return
             field_name, _, reason = outcome.refused.partition(": ")
             message = ContractError(reason, field_name)
-        event = rejection_event(record, message)
+        event = rejection_event(record, message, self.processor.service)
         self._record_rejection(tx, event)
         reason = message.field or "message"
         report.rejected[reason] = report.rejected.get(reason, 0) + 1

@@ -24,15 +24,16 @@ REJECTION = "MessageRejete"
 """Event type of a contract breach kept in the store (and relayed to the rejection topic)."""
 
 
-def decision_id(trigger: UUID, n: int) -> UUID:
-    """The id of the n-th event emitted while processing input `trigger` (deterministic, so a
-    re-run of the same input cannot mint a second decision)."""
-    return uuid.uuid5(DECISION_IDS, f"{trigger}/{n}")
+def decision_id(trigger: UUID, n: int, service: str) -> UUID:
+    """The id of the n-th event `service` emitted while processing input `trigger`:
+    deterministic (a re-run of the same input cannot mint a second decision) and unique
+    across services (both decide on the same registry facts)."""
+    return uuid.uuid5(DECISION_IDS, f"{service}/{trigger}/{n}")
 
 
-def rejection_id(topic: str, partition: int, offset: int) -> UUID:
-    """The id of the rejection of the message at (topic, partition, offset)."""
-    return uuid.uuid5(DECISION_IDS, f"reject/{topic}/{partition}/{offset}")
+def rejection_id(service: str, topic: str, partition: int, offset: int) -> UUID:
+    """The id of `service`'s rejection of the message at (topic, partition, offset)."""
+    return uuid.uuid5(DECISION_IDS, f"{service}/reject/{topic}/{partition}/{offset}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Processor(Protocol):
     @property
     def view(self) -> View: ...
 
+    @property
+    def service(self) -> str: ...
+
     def process(self, message: Input) -> Outcome: ...
 
 
@@ -102,7 +106,7 @@ class Emitter:
         view: View,
         trigger: UUID,
         service: str,
-        ids: Callable[[UUID, int], UUID] = decision_id,
+        ids: Callable[[UUID, int, str], UUID] = decision_id,
     ) -> None:
         self.view = view
         self.trigger = trigger
@@ -140,7 +144,7 @@ class Emitter:
         }
         if cause_id != self.trigger:
             metadata["decided_on"] = str(self.trigger)  # a parked input, decided later
-        event_id = self.ids(self.trigger, len(self.outcome.events))
+        event_id = self.ids(self.trigger, len(self.outcome.events), self.service)
         self._emit(stream_id, NewEvent(event_id, event_type, payload, metadata))
 
 

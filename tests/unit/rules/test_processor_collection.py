@@ -306,7 +306,7 @@ def test_decision_ids_derive_from_the_trigger_and_rank(b, collection):
         if event.event_id in inputs:
             trigger, start = event.event_id, rank
         else:
-            assert event.event_id == decision_id(trigger, rank - start)
+            assert event.event_id == decision_id(trigger, rank - start, "collection")
 
 
 def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts(b, collection):
