@@ -8,7 +8,7 @@ from uuid import UUID
 
 from contracts.inbound import PrestationEspecesDue
 from services.benefits.rules import RULES_2017, RuleSet, decide_benefit
-from services.benefits.view import BenefitsView, waits_for_affiliation
+from services.benefits.view import BenefitsView
 from services.registry import REGISTRY_EVENT_TYPES
 from services.runtime.processing import Emitter, Input, Outcome, decision_id
 from services.runtime.streams import registry_stream, same_content
@@ -72,21 +72,8 @@ class BenefitsProcessor:
 
     def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
         """A new affiliation or organism may unblock benefits parked for it."""
-        parking = self.view.parking
-        if kind == "AffiliationEnregistree":
-            keys = [waits_for_affiliation(p.nir)]
-        elif kind == "OrganismeDeclare":
-            keys = [k for k in parking.by_key if k.startswith(waits_for_affiliation(""))]
-        else:
-            return
-        for key in keys:
-            for waiting_id in parking.waiting_on(key):
-                waiting = parking.undecided[waiting_id]
-                benefit = PrestationEspecesDue.model_validate(waiting.payload)
-                self._decide(
-                    emitter,
-                    UUID(waiting_id),
-                    benefit,
-                    waiting.correlation_id(waiting_id),
-                    parked=True,
-                )
+        for waiting_id, waiting in list(self.view.parking.unblocked_by(kind, p)):
+            benefit = PrestationEspecesDue.model_validate(waiting.payload)
+            self._decide(
+                emitter, UUID(waiting_id), benefit, waiting.correlation_id(waiting_id), parked=True
+            )

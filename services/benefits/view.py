@@ -7,14 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.registry import REGISTRY_EVENT_TYPES, Registry
-from services.runtime.parking import Parking
+from services.runtime.parking import Parking, waits_for_affiliation
 from services.runtime.processing import VersionedView
 
 BENEFIT_DECISIONS = frozenset({"VersementDelegue", "VersementDirect", "PrestationNonTraitee"})
-
-
-def waits_for_affiliation(nir: str) -> str:
-    return f"nir/{nir}"
 
 
 @dataclass(slots=True)

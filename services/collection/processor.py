@@ -22,7 +22,6 @@ from services.collection.rules import (
 )
 from services.collection.view import (
     CollectionView,
-    waits_for_affiliation,
     waits_for_contribution,
 )
 from services.registry import REGISTRY_EVENT_TYPES
@@ -169,20 +168,11 @@ class CollectionProcessor:
 
     def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
         """A new affiliation or organism may unblock contributions parked for it."""
-        parking = self.view.parking
-        if kind == "AffiliationEnregistree":
-            keys = [waits_for_affiliation(p.nir)]
-        elif kind == "OrganismeDeclare":
-            keys = [k for k in parking.by_key if k.startswith(waits_for_affiliation(""))]
-        else:
-            return
-        for key in keys:
-            for waiting_id in parking.waiting_on(key):
-                waiting = parking.undecided[waiting_id]
-                due = CotisationDue.model_validate(waiting.payload)
-                self._decide_contribution(
-                    emitter, UUID(waiting_id), due, waiting.correlation_id(waiting_id), parked=True
-                )
+        for waiting_id, waiting in list(self.view.parking.unblocked_by(kind, p)):
+            due = CotisationDue.model_validate(waiting.payload)
+            self._decide_contribution(
+                emitter, UUID(waiting_id), due, waiting.correlation_id(waiting_id), parked=True
+            )
 
 
 _FOLLOW_UPS: dict[str, type[PaiementRecu] | type[CotisationImpayee]] = {

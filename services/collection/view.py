@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.registry import REGISTRY_EVENT_TYPES, Registry
-from services.runtime.parking import Parking
+from services.runtime.parking import Parking, waits_for_affiliation
 from services.runtime.processing import VersionedView
 
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
@@ -20,10 +20,6 @@ FOLLOW_UP_DECISIONS = frozenset(
         "ContentieuxSansObjet",
     }
 )
-
-
-def waits_for_affiliation(nir: str) -> str:
-    return f"nir/{nir}"
 
 
 def waits_for_contribution(cotisation_id: str) -> str:

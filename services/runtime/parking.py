@@ -7,8 +7,14 @@ waits for, until the fact arrives and its ordinary decision is taken.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+
+def waits_for_affiliation(nir: str) -> str:
+    """The key of inputs waiting for an affiliation of `nir` (both services park on it)."""
+    return f"nir/{nir}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,20 @@ class Parking:
     def waiting_on(self, key: str) -> list[str]:
         """Event ids parked under `key`, in the order they were parked (a copy)."""
         return list(self.by_key.get(key, ()))
+
+    def unblocked_by(self, event_type: str, payload: Any) -> Iterator[tuple[str, Waiting]]:
+        """The inputs a new registry fact may unblock, in the order they were parked: an
+        affiliation, those waiting for that NIR; an organism (an affiliation may point to
+        it), every one waiting for an affiliation."""
+        if event_type == "AffiliationEnregistree":
+            keys = [waits_for_affiliation(payload.nir)]
+        elif event_type == "OrganismeDeclare":
+            keys = [k for k in self.by_key if k.startswith(waits_for_affiliation(""))]
+        else:
+            return
+        for key in keys:
+            for event_id in self.waiting_on(key):
+                yield event_id, self.undecided[event_id]
 
     def parked(self) -> dict[str, Waiting]:
         """Every parked input by event id."""
