@@ -50,25 +50,57 @@ class LocalPostgres:
         stop_postgres(self.run_dir)
 
 
+class LocalKafka:
+    """The suite's own broker, which fault tests may stop and start again (same ports, same
+    data: clients reconnect to the same address)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.port = 0
+        self.controller_port = 0
+
+    def start(self) -> str:
+        from services.devstack.kafka import start_kafka
+
+        node = start_kafka(self.run_dir, port=self.port, controller_port=self.controller_port)
+        if not self.port:
+            self.port = int(node.bootstrap.rsplit(":", 1)[1])
+            self.controller_port = _controller_port(self.run_dir)
+        return node.bootstrap
+
+    def stop(self) -> None:
+        from services.devstack.kafka import stop_kafka
+
+        stop_kafka(self.run_dir)
+
+
+def _controller_port(run_dir: Path) -> int:
+    for line in (run_dir / "server.properties").read_text().splitlines():
+        if line.startswith("listeners="):
+            return int(line.split("CONTROLLER://", 1)[1].split(":")[1].split(",")[0])
+    raise RuntimeError("no controller listener in server.properties")
+
+
 LOCAL_POSTGRES: LocalPostgres | None = None
+LOCAL_KAFKA: LocalKafka | None = None
 
 
 @contextlib.contextmanager
 def _local_stack() -> Iterator[tuple[str, str]]:
-    global LOCAL_POSTGRES
-    from services.devstack.kafka import start_kafka, stop_kafka
+    global LOCAL_POSTGRES, LOCAL_KAFKA
 
     run_dir = Path(tempfile.mkdtemp(prefix="mandat-test-"))
     try:
-        kafka = start_kafka(run_dir / "kafka", port=0, controller_port=0)
+        LOCAL_KAFKA = LocalKafka(run_dir / "kafka")
+        bootstrap = LOCAL_KAFKA.start()
         try:
             LOCAL_POSTGRES = LocalPostgres(run_dir / "postgres")
             try:
-                yield kafka.bootstrap, LOCAL_POSTGRES.start()
+                yield bootstrap, LOCAL_POSTGRES.start()
             finally:
                 LOCAL_POSTGRES.stop()
         finally:
-            stop_kafka(run_dir / "kafka")
+            LOCAL_KAFKA.stop()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -111,6 +143,14 @@ def local_postgres(stack: tuple[str, str]) -> LocalPostgres:
             "(unset DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS, no Docker)"
         )
     return LOCAL_POSTGRES
+
+
+@pytest.fixture
+def local_kafka(stack: tuple[str, str]) -> LocalKafka:
+    """Control of the suite's own broker (fault tests need the local stack)."""
+    if LOCAL_KAFKA is None:
+        pytest.fail("this fault test stops Kafka: run it on the local stack")
+    return LOCAL_KAFKA
 
 
 @pytest.fixture(scope="session")

@@ -155,3 +155,28 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
         s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: False, timeout=2
     )
     assert rejected == []
+
+
+async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
+    settings: ServiceSettings,
+    local_kafka: object,
+) -> None:
+    """The broker stops and comes back on the same address: the consumer and the relay
+    reconnect; every decision is recorded and published once."""
+    s = settings
+    async with build_runtime(s).running():
+        async with Feed(s.kafka_bootstrap_servers) as feed:
+            await seed_registry(feed, s, N)
+            ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))
+        local_kafka.stop()  # type: ignore[attr-defined]
+        try:
+            await asyncio.sleep(4)
+        finally:
+            local_kafka.start()  # type: ignore[attr-defined]
+        async with Feed(s.kafka_bootstrap_servers) as feed:
+            ids += await publish_many(feed, s.topic_cotisations, contributions(N // 2, N // 2))
+        await assert_exactly_once(s, ids)
+    rejected = await read_topics(
+        s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: False, timeout=2
+    )
+    assert rejected == []
