@@ -67,7 +67,7 @@ class Registry:
         self.conventions: dict[str, Convention] = {}
         self._by_organisme: dict[str, list[str]] = {}
         self._affiliations: dict[str, list[Affiliation]] = {}
-        self._early_terminations: dict[str, date] = {}
+        self._terminations: dict[str, date] = {}  # last day in force, as terminated
         self._sequence = 0
 
     # -- reading -------------------------------------------------------------------------
@@ -127,9 +127,11 @@ class Registry:
             effet_au=date.fromisoformat(effet_au) if effet_au else None,
         )
         # a termination recorded before the convention itself (no order is assumed)
-        early = self._early_terminations.pop(convention.convention_id, None)
-        if early is not None:
-            convention = replace(convention, effet_au=early)
+        # a termination stands whatever the order: recorded before the convention (no order
+        # is assumed), or before the same conclusion is sent again
+        ended = self._terminations.get(convention.convention_id)
+        if ended is not None and (convention.effet_au is None or ended < convention.effet_au):
+            convention = replace(convention, effet_au=ended)
         previous = self.conventions.get(convention.convention_id)
         if previous is not None:
             self._by_organisme[previous.organisme_id].remove(previous.convention_id)
@@ -137,10 +139,9 @@ class Registry:
         self._by_organisme.setdefault(convention.organisme_id, []).append(convention.convention_id)
 
     def _terminate(self, convention_id: str, effet_au: date) -> None:
+        self._terminations[convention_id] = effet_au
         convention = self.conventions.get(convention_id)
-        if convention is None:
-            self._early_terminations[convention_id] = effet_au
-        else:
+        if convention is not None:
             self.conventions[convention_id] = replace(convention, effet_au=effet_au)
 
     def _affiliate(self, p: dict[str, Any]) -> None:

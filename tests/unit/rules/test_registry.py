@@ -106,6 +106,12 @@ def test_a_termination_applies_whether_recorded_before_or_after_its_conclusion(
     assert registry.convention_for(b.OC, ENC, b.CAISSE, D("2017-07-01")) is None
 
 
+def test_a_termination_stands_when_its_convention_is_concluded_again(b):
+    registry = b.registry(b.convention(), b.resiliation(au="2017-06-30"), b.convention())
+    assert registry.conventions[b.CNV].effet_au == D("2017-06-30")
+    assert registry.convention_for(b.OC, ENC, b.CAISSE, D("2017-07-01")) is None
+
+
 def test_a_convention_concluded_again_under_its_id_is_replaced_not_doubled(b):
     registry = b.registry(b.org(), b.org(oid="OC-B"), b.convention(),
                           b.convention(oid="OC-B"))
