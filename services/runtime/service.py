@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,26 @@ class ServiceSpec:
     routes: Routes
     new_processor: Callable[..., Processor]  # () for a fresh view, (view) to resume one
     description: str = ""
+
+
+async def _parse_any_headers(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream decodes every header as UTF-8 and fails the whole batch on one that is
+    not: a poison pill that would block the partition. Hand it copies with readable headers,
+    then put the untouched records back (the rejection path keeps them as they came)."""
+    readable = tuple(_readable(r) for r in records)
+    message = await original(readable)
+    message.raw_message = records
+    return message
+
+
+def _readable(record: Any) -> Any:
+    try:
+        for _, value in record.headers:
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers]
+        return dataclasses.replace(record, headers=headers)
+    return record
 
 
 async def _records(message: Any) -> Any:
@@ -95,6 +116,7 @@ class ServiceRuntime:
             # offsets are committed after the store commit; on an unexpected error the batch
             # is sought back and redelivered (never ACK_FIRST, which is at-most-once)
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            parser=_parse_any_headers,
             decoder=_records,
             title=f"{self.spec.name}/inputs",
             description=f"Inputs of the {self.spec.name} service (contract v1).",

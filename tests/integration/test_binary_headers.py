@@ -1,0 +1,34 @@
+"""A message whose headers are not UTF-8 is judged by its value like any other: the
+consumer does not get stuck on it, and the messages behind it are decided."""
+
+from __future__ import annotations
+
+import pytest
+from support import Feed, cotisation, envelope, nir, read_topics
+
+from services.collection.app import build_runtime
+from services.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_binary_headers_do_not_stop_the_consumer(settings: ServiceSettings) -> None:
+    s, n = settings, nir(77)
+    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+        await feed.producer.send_and_wait(
+            s.topic_cotisations, b"{broken", key=n.encode(), headers=[("trace", b"\xff\xfe")]
+        )
+        fact = cotisation("COT-B1", n, debut="2018-01-01")
+        await feed.producer.send_and_wait(
+            s.topic_cotisations, envelope(*fact), key=n.encode(), headers=[("x", b"\x80")]
+        )
+        await feed.send(s.topic_cotisations, cotisation("COT-B2", n, debut="2018-01-01"))
+        got = await read_topics(
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations, s.topic_rejets_collection],
+            lambda m: len(m) >= 3,
+        )
+    rejected = [m for m in got if m.topic == s.topic_rejets_collection]
+    decided = [m for m in got if m.topic == s.topic_reglements_cotisations]
+    assert len(rejected) == 1 and rejected[0].headers["trace"] == b"\xff\xfe"  # untouched
+    assert sorted(m.json["payload"]["cotisation_id"] for m in decided) == ["COT-B1", "COT-B2"]
