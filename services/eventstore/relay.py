@@ -41,7 +41,7 @@ class Outgoing:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # a rejected tombstone stays a tombstone
     headers: list[tuple[str, bytes]]
     position: int
 

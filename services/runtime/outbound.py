@@ -61,7 +61,7 @@ def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
     if p.get("field"):
         headers.append(("reject_field", p["field"].encode()))
     headers += _common_headers(event)
-    return Outgoing(topic, raw(p["key"]), raw(p["value"]) or b"", headers, event.position)
+    return Outgoing(topic, raw(p["key"]), raw(p["value"]), headers, event.position)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""A message whose headers are not UTF-8 is judged by its value like any other: the
-consumer does not get stuck on it, and the messages behind it are decided."""
+"""A message whose headers are not UTF-8, or that has no value at all, is judged like any
+other: the consumer does not get stuck on it, and the messages behind it are decided."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ async def test_binary_headers_do_not_stop_the_consumer(settings: ServiceSettings
         await feed.producer.send_and_wait(
             s.topic_cotisations, b"{broken", key=n.encode(), headers=[("trace", b"\xff\xfe")]
         )
+        await feed.producer.send_and_wait(s.topic_cotisations, None, key=n.encode())  # tombstone
         fact = cotisation("COT-B1", n, debut="2018-01-01")
         await feed.producer.send_and_wait(
             s.topic_cotisations, envelope(*fact), key=n.encode(), headers=[("x", b"\x80")]
@@ -26,9 +27,10 @@ async def test_binary_headers_do_not_stop_the_consumer(settings: ServiceSettings
         got = await read_topics(
             s.kafka_bootstrap_servers,
             [s.topic_reglements_cotisations, s.topic_rejets_collection],
-            lambda m: len(m) >= 3,
+            lambda m: len(m) >= 4,
         )
     rejected = [m for m in got if m.topic == s.topic_rejets_collection]
     decided = [m for m in got if m.topic == s.topic_reglements_cotisations]
-    assert len(rejected) == 1 and rejected[0].headers["trace"] == b"\xff\xfe"  # untouched
+    assert len(rejected) == 2 and rejected[0].headers["trace"] == b"\xff\xfe"  # untouched
+    assert rejected[1].value is None  # a tombstone stays a tombstone
     assert sorted(m.json["payload"]["cotisation_id"] for m in decided) == ["COT-B1", "COT-B2"]
