@@ -121,7 +121,7 @@ class Relay:
         )
         await producer.start()
         try:
-            self.published = await self._checkpoint()
+            self.published = await self._checkpoint(conn)
             on_kafka = await self._tails(producer)
             while True:
                 await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
@@ -135,7 +135,7 @@ class Relay:
                     continue
                 await self._publish(producer, events, on_kafka)
                 self.published = complete_to
-                await self._save_checkpoint(self.published)
+                await self._save_checkpoint(conn, self.published)
                 self.backoff = 0.2
         finally:
             await producer.stop()
@@ -166,16 +166,21 @@ class Relay:
             return partitions[out.position % len(partitions)]
         return int(_partitioner(out.key, partitions, partitions))
 
-    async def _checkpoint(self) -> int:
-        value = await self.store.pool.fetchval(
-            "SELECT position FROM relay_checkpoints WHERE relay = $1", self.name
+    async def _checkpoint(self, conn: asyncpg.Connection) -> int:
+        value = await conn.fetchval(
+            f'SELECT position FROM "{self.store.schema}".relay_checkpoints WHERE relay = $1',
+            self.name,
         )
         return int(value or 0)
 
-    async def _save_checkpoint(self, position: int) -> None:
-        await self.store.pool.execute(
-            "INSERT INTO relay_checkpoints (relay, position) VALUES ($1, $2)"
-            " ON CONFLICT (relay) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+    async def _save_checkpoint(self, conn: asyncpg.Connection, position: int) -> None:
+        """On the connection that holds the lead (a leader that lost it cannot write), and
+        never backwards (a deposed leader's late write cannot undo a newer one)."""
+        await conn.execute(
+            f'INSERT INTO "{self.store.schema}".relay_checkpoints AS c (relay, position)'
+            " VALUES ($1, $2) ON CONFLICT (relay) DO UPDATE"
+            " SET position = EXCLUDED.position, updated_at = now()"
+            " WHERE c.position < EXCLUDED.position",
             self.name,
             position,
         )

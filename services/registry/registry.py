@@ -68,6 +68,7 @@ class Registry:
         self._by_organisme: dict[str, list[str]] = {}
         self._affiliations: dict[str, list[Affiliation]] = {}
         self._terminations: dict[str, date] = {}  # last day in force, as terminated
+        self._concluded_until: dict[str, date | None] = {}  # effet_au of the conclusion
         self._sequence = 0
 
     # -- reading -------------------------------------------------------------------------
@@ -126,12 +127,8 @@ class Registry:
             effet_du=date.fromisoformat(p["effet_du"]),
             effet_au=date.fromisoformat(effet_au) if effet_au else None,
         )
-        # a termination recorded before the convention itself (no order is assumed)
-        # a termination stands whatever the order: recorded before the convention (no order
-        # is assumed), or before the same conclusion is sent again
-        ended = self._terminations.get(convention.convention_id)
-        if ended is not None and (convention.effet_au is None or ended < convention.effet_au):
-            convention = replace(convention, effet_au=ended)
+        self._concluded_until[convention.convention_id] = convention.effet_au
+        convention = replace(convention, effet_au=self._last_day(convention.convention_id))
         previous = self.conventions.get(convention.convention_id)
         if previous is not None:
             self._by_organisme[previous.organisme_id].remove(previous.convention_id)
@@ -139,10 +136,25 @@ class Registry:
         self._by_organisme.setdefault(convention.organisme_id, []).append(convention.convention_id)
 
     def _terminate(self, convention_id: str, effet_au: date) -> None:
-        self._terminations[convention_id] = effet_au
+        self._terminations[convention_id] = effet_au  # a later termination corrects it
         convention = self.conventions.get(convention_id)
         if convention is not None:
-            self.conventions[convention_id] = replace(convention, effet_au=effet_au)
+            self.conventions[convention_id] = replace(
+                convention, effet_au=self._last_day(convention_id)
+            )
+
+    def _last_day(self, convention_id: str) -> date | None:
+        """The earlier of the conclusion's end and the termination: the same whichever was
+        recorded first (no order is assumed), and kept when a conclusion is sent again."""
+        ends = [
+            d
+            for d in (
+                self._concluded_until.get(convention_id),
+                self._terminations.get(convention_id),
+            )
+            if d is not None
+        ]
+        return min(ends, default=None)
 
     def _affiliate(self, p: dict[str, Any]) -> None:
         self._sequence += 1

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from uuid import UUID
 
 from contracts.parsing import ContractError, parse_inbound
 from services.eventstore import EventStore, NewEvent, StoreTransaction
@@ -114,6 +115,7 @@ class BatchHandler:
             try:
                 report = await self._attempt(records)
             except (ContractError, asyncio.CancelledError):
+                self._stale = True  # the view may hold what the rolled-back batch decided
                 raise
             except Exception as exc:
                 self._stale = True
@@ -169,21 +171,25 @@ class BatchHandler:
         parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
-            ids = [
-                p.event_id
-                if isinstance(p, Input)
-                else rejection_id(self.processor.service, r.topic, r.partition, r.offset)
-                for p, r in zip(parsed, records, strict=True)
-            ]
-            seen = await tx.stored_ids(ids)
-            for record, message, event_id in zip(records, parsed, ids, strict=True):
-                if event_id in seen:
+            # a record is handled once it is recorded: as its input (event id) or as its
+            # rejection (by offset) — a refused input is stored only as the latter
+            keys = [self._keys(r, p) for r, p in zip(records, parsed, strict=True)]
+            seen = await tx.stored_ids([k for pair in keys for k in pair])
+            for record, message, pair in zip(records, parsed, keys, strict=True):
+                if seen.intersection(pair):
                     report.duplicates += 1
                     continue
-                seen.add(event_id)
+                seen.update(pair)
                 self._decide(tx, record, message, report)
         self.processor.view.position = tx.head_position
         return report
+
+    def _keys(self, record: Record, message: Input | ContractError) -> tuple[UUID, ...]:
+        """The ids under which this record would be on record."""
+        rejection = rejection_id(
+            self.processor.service, record.topic, record.partition, record.offset
+        )
+        return (message.event_id, rejection) if isinstance(message, Input) else (rejection,)
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:

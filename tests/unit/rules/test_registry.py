@@ -106,6 +106,13 @@ def test_a_termination_applies_whether_recorded_before_or_after_its_conclusion(
     assert registry.convention_for(b.OC, ENC, b.CAISSE, D("2017-07-01")) is None
 
 
+@pytest.mark.parametrize("termination_first", [False, True])
+def test_a_termination_later_than_the_concluded_end_does_not_extend_it(b, termination_first):
+    facts = [b.convention(au="2017-06-30"), b.resiliation(au="2017-09-30")]
+    registry = b.registry(*(reversed(facts) if termination_first else facts))
+    assert registry.conventions[b.CNV].effet_au == D("2017-06-30")
+
+
 def test_a_termination_stands_when_its_convention_is_concluded_again(b):
     registry = b.registry(b.convention(), b.resiliation(au="2017-06-30"), b.convention())
     assert registry.conventions[b.CNV].effet_au == D("2017-06-30")
