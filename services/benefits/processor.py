@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 from contracts.inbound import PrestationEspecesDue
 from services.benefits.rules import RULES_2017, RuleSet, decide_benefit
 from services.benefits.view import BenefitsView
-from services.registry import REGISTRY_EVENT_TYPES
+from services.runtime.decider import RegistryAwareProcessor
+from services.runtime.parking import Waiting
 from services.runtime.processing import Emitter, Input, Outcome, decision_id
-from services.runtime.streams import registry_stream, same_content
+from services.runtime.streams import same_content
 
 SERVICE = "benefits"
 
@@ -20,8 +20,10 @@ def benefit_stream(prestation_id: str) -> str:
     return f"prestation-{prestation_id}"
 
 
-class BenefitsProcessor:
+class BenefitsProcessor(RegistryAwareProcessor[BenefitsView, RuleSet]):
     """Decides benefits inputs over a `BenefitsView` (which it keeps folded)."""
+
+    service = SERVICE
 
     def __init__(
         self,
@@ -29,19 +31,10 @@ class BenefitsProcessor:
         rules: RuleSet = RULES_2017,
         ids: Callable[[UUID, int, str], UUID] = decision_id,
     ) -> None:
-        self.view = view if view is not None else BenefitsView()
-        self.rules = rules
-        self.ids = ids
-        self.service = SERVICE
+        super().__init__(view if view is not None else BenefitsView(), rules, ids)
 
-    def process(self, message: Input) -> Outcome:
-        """The events one input causes (or why it is refused)."""
-        emitter = Emitter(self.view, message.event_id, SERVICE, self.ids)
-        kind, p = message.event_type, message.payload
-        if kind in REGISTRY_EVENT_TYPES:
-            emitter.input(registry_stream(kind, p), message)
-            self._after_registry_fact(emitter, kind, p)
-            return emitter.outcome
+    def process_input(self, emitter: Emitter, message: Input) -> Outcome:
+        p = message.payload
         if p.prestation_id in self.view.benefits:
             return same_content(
                 "prestation_id", p.prestation_id, p, self.view.benefits[p.prestation_id]
@@ -70,10 +63,6 @@ class BenefitsProcessor:
             correlation_id,
         )
 
-    def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
-        """A new affiliation or organism may unblock benefits parked for it."""
-        for waiting_id, waiting in list(self.view.parking.unblocked_by(kind, p)):
-            benefit = PrestationEspecesDue.model_validate(waiting.payload)
-            self._decide(
-                emitter, UUID(waiting_id), benefit, waiting.correlation_id(waiting_id), parked=True
-            )
+    def decide_parked(self, emitter: Emitter, event_id: UUID, waiting: Waiting) -> None:
+        benefit = PrestationEspecesDue.model_validate(waiting.payload)
+        self._decide(emitter, event_id, benefit, waiting.correlation_id(str(event_id)), parked=True)

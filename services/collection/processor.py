@@ -24,10 +24,11 @@ from services.collection.view import (
     CollectionView,
     waits_for_contribution,
 )
-from services.registry import REGISTRY_EVENT_TYPES
+from services.runtime.decider import RegistryAwareProcessor
 from services.runtime.decisions import Decision
+from services.runtime.parking import Waiting
 from services.runtime.processing import Emitter, Input, Outcome, decision_id
-from services.runtime.streams import registry_stream, same_content
+from services.runtime.streams import same_content
 
 SERVICE = "collection"
 
@@ -36,8 +37,10 @@ def contribution_stream(cotisation_id: str) -> str:
     return f"cotisation-{cotisation_id}"
 
 
-class CollectionProcessor:
+class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
     """Decides collection inputs over a `CollectionView` (which it keeps folded)."""
+
+    service = SERVICE
 
     def __init__(
         self,
@@ -45,19 +48,10 @@ class CollectionProcessor:
         rules: RuleSet = RULES_2017,
         ids: Callable[[UUID, int, str], UUID] = decision_id,
     ) -> None:
-        self.view = view if view is not None else CollectionView()
-        self.rules = rules
-        self.ids = ids
-        self.service = SERVICE
+        super().__init__(view if view is not None else CollectionView(), rules, ids)
 
-    def process(self, message: Input) -> Outcome:
-        """The events one input causes (or why it is refused)."""
-        emitter = Emitter(self.view, message.event_id, SERVICE, self.ids)
+    def process_input(self, emitter: Emitter, message: Input) -> Outcome:
         kind, p = message.event_type, message.payload
-        if kind in REGISTRY_EVENT_TYPES:
-            emitter.input(registry_stream(kind, p), message)
-            self._after_registry_fact(emitter, kind, p)
-            return emitter.outcome
         refused = self._contradiction(kind, p)
         if refused is not None:
             return refused
@@ -166,13 +160,11 @@ class CollectionProcessor:
             correlation_id,
         )
 
-    def _after_registry_fact(self, emitter: Emitter, kind: str, p: Any) -> None:
-        """A new affiliation or organism may unblock contributions parked for it."""
-        for waiting_id, waiting in list(self.view.parking.unblocked_by(kind, p)):
-            due = CotisationDue.model_validate(waiting.payload)
-            self._decide_contribution(
-                emitter, UUID(waiting_id), due, waiting.correlation_id(waiting_id), parked=True
-            )
+    def decide_parked(self, emitter: Emitter, event_id: UUID, waiting: Waiting) -> None:
+        due = CotisationDue.model_validate(waiting.payload)
+        self._decide_contribution(
+            emitter, event_id, due, waiting.correlation_id(str(event_id)), parked=True
+        )
 
 
 _FOLLOW_UPS: dict[str, type[PaiementRecu] | type[CotisationImpayee]] = {
