@@ -218,11 +218,6 @@ class StoreTransaction:
         self._versions[stream_id] = stream_version - 1
         return self._append_rows(stream_id, stream_version - 1, [event])[0]
 
-    @property
-    def pending(self) -> list[tuple[Any, ...]]:
-        """Rows appended in this transaction and not yet written."""
-        return self._rows
-
     async def flush(self, channel: str) -> None:
         """Write the pending rows (one COPY) and notify listeners of the new head."""
         if not self._rows:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from services.eventstore import NewEvent, StoredEvent
+from services.registry import REGISTRY_EVENT_TYPES, Registry
 from services.runtime.parking import Parking
 
 DECISION_IDS = uuid.UUID("5f0b7a52-1b9e-4f3e-9d8e-4c611200a1f2")
@@ -148,15 +149,36 @@ class Emitter:
         self._emit(stream_id, NewEvent(event_id, event_type, payload, metadata))
 
 
-class VersionedView:
-    """Stream versions and position: the part of a view every service needs."""
+@dataclass(slots=True)
+class ServiceView:
+    """What every service's view folds: its position, its streams' versions, the registry as
+    recorded, and the inputs waiting for a decision. A service folds the rest (`fold`)."""
 
-    def __init__(self) -> None:
-        self.position = 0
-        self._versions: dict[str, int] = {}
+    position: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    registry: Registry = field(default_factory=Registry)
+    parking: Parking = field(default_factory=Parking)
 
     def version(self, stream_id: str) -> int:
-        return self._versions.get(stream_id, 0)
+        return self.versions.get(stream_id, 0)
 
-    def bump(self, stream_id: str) -> None:
-        self._versions[stream_id] = self._versions.get(stream_id, 0) + 1
+    def apply(
+        self,
+        stream_id: str,
+        event_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None:
+        """Fold one event (input, registry fact, decision or rejection)."""
+        self.versions[stream_id] = self.versions.get(stream_id, 0) + 1
+        if event_type in REGISTRY_EVENT_TYPES:
+            self.registry.apply(event_type, payload)
+        else:
+            self.fold(event_id, event_type, payload, metadata)
+
+    def fold(
+        self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]
+    ) -> None:
+        """Fold one of the service's own events (inputs, decisions, rejections)."""
+        raise NotImplementedError

@@ -149,7 +149,7 @@ def state(view: BenefitsView) -> dict[str, Any]:
         "undecided": sorted(view.parking.undecided),
         "by_key": view.parking.by_key,
         "benefits": view.benefits,
-        "versions": view._versions,
+        "versions": view.versions,
     }
 
 

@@ -346,7 +346,7 @@ def state(view: CollectionView) -> dict[str, Any]:
         "by_key": view.parking.by_key,
         "contributions": view.contributions,
         "payments": view.payments,
-        "versions": view._versions,
+        "versions": view.versions,
     }
 
 
