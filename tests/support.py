@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,3 +343,34 @@ async def send_registry(feed: Feed, s: ServiceSettings, schema: str, *facts: Any
         await feed.send(s.topic_referentiel, fact)
     found = await wait_for_store(dsn, schema, REGISTRY_TYPES, max(before, 0) + len(facts))
     assert found >= max(before, 0) + len(facts), "the registry facts were not recorded"
+
+
+async def assert_decided_exactly_once(
+    s: ServiceSettings, schema: str, topic: str, final: frozenset[str], ids: list[str]
+) -> tuple[list[asyncpg.Record], list[Received]]:
+    """Every input has exactly one final decision in the store and on the settlement topic,
+    and no message is on the topic twice; returns the store's rows and the topic's messages."""
+    dsn = s.database_url.get_secret_value()
+    found = await wait_for_store(dsn, schema, final, len(ids))
+    assert found == len(ids), f"{found} final decisions in the store for {len(ids)} inputs"
+    rows = await store_events(dsn, schema)
+    by_cause = decisions_by_cause(rows, final)
+    assert sorted(by_cause) == sorted(ids)
+    assert all(len(v) == 1 for v in by_cause.values())
+
+    def complete(messages: list[Received]) -> bool:
+        return sum(m.event_type in final for m in messages) >= len(ids)
+
+    await read_topics(s.kafka_bootstrap_servers, [topic], complete, timeout=60)
+    await asyncio.sleep(2)  # let a late duplicate arrive, if the relay were to make one
+    got = await read_topics(s.kafka_bootstrap_servers, [topic], complete, timeout=5)
+    per_event = Counter(m.headers["event_id"] for m in got)
+    assert max(per_event.values()) == 1, "a decision was published twice"
+    assert sorted(m.json["causation_id"] for m in got if m.event_type in final) == sorted(ids)
+    return rows, got
+
+
+def kill(process: subprocess.Popen[bytes], how: signal.Signals = signal.SIGKILL) -> None:
+    """Signal a spawned service's whole process group and wait for it to end."""
+    os.killpg(process.pid, how)
+    process.wait(40)

@@ -7,9 +7,6 @@ store and exactly once on the settlement topic, and nothing valid is rejected.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,16 +16,16 @@ import pytest
 from support import (
     Feed,
     affiliation,
+    assert_decided_exactly_once,
     convention,
     create_topics,
-    decisions_by_cause,
+    kill,
     nir,
     organisme,
     prestation,
     publish_many,
     read_topics,
     spawn_service,
-    store_events,
     wait_for_store,
 )
 
@@ -71,25 +68,12 @@ async def registry_recorded(s: ServiceSettings, count: int) -> None:
 async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
     """One final decision per input in the store and on the topic; no message twice (a
     benefit read before its affiliation may also have a DecisionEnAttente: once, too)."""
-    dsn = s.database_url.get_secret_value()
-    found = await wait_for_store(dsn, s.benefits_schema, FINAL, len(ids), timeout=40)
-    assert found == len(ids), f"{found} final decisions in the store for {len(ids)} inputs"
-    rows = await store_events(dsn, s.benefits_schema)
-    by_cause = decisions_by_cause(rows, FINAL)
-    assert sorted(by_cause) == sorted(ids)
-    assert all(len(v) == 1 for v in by_cause.values())
+    rows, got = await assert_decided_exactly_once(
+        s, s.benefits_schema, s.topic_reglements_prestations, FINAL, ids
+    )
     expected = Counter(r["event_type"] for r in rows if r["event_type"] in BENEFITS_DECISION_TYPES)
-    expected_total = sum(expected.values())
-    await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
-                      lambda m: len(m) >= expected_total, timeout=30)
-    await asyncio.sleep(2)  # let a late duplicate arrive, if the relay were to make one
-    got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
-                            lambda m: len(m) >= expected_total, timeout=5)
-    per_event = Counter(m.headers["event_id"] for m in got)
-    assert max(per_event.values()) == 1, "a decision was published twice"
     assert Counter(m.event_type for m in got) == expected
     final = [m for m in got if m.event_type in FINAL]
-    assert sorted(m.json["causation_id"] for m in final) == sorted(ids)
     before_2017 = sum(1 for k in range(len(ids)) if k % 3 == 0)
     assert Counter(m.event_type for m in final) == {
         "VersementDelegue": len(ids) - before_2017, "PrestationNonTraitee": before_2017}
@@ -114,11 +98,6 @@ async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 4
         return found
     finally:
         await conn.close()
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(10)
 
 
 async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(

@@ -7,25 +7,23 @@ store and exactly once on the settlement topic, and nothing valid is rejected.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from support import (
     Feed,
     affiliation,
+    assert_decided_exactly_once,
     convention,
     cotisation,
     create_topics,
-    decisions_by_cause,
+    kill,
     nir,
     organisme,
     publish_many,
     read_topics,
     spawn_service,
-    store_events,
     wait_for_store,
 )
 
@@ -57,32 +55,9 @@ async def seed_registry(feed: Feed, s: ServiceSettings, count: int) -> None:
 
 
 async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
-    dsn = s.database_url.get_secret_value()
-    found = await wait_for_store(dsn, s.collection_schema, FINAL, len(ids))
-    assert found == len(ids), f"{found} final decisions in the store for {len(ids)} inputs"
-    by_cause = decisions_by_cause(await store_events(dsn, s.collection_schema), FINAL)
-    assert sorted(by_cause) == sorted(ids)
-    assert all(len(v) == 1 for v in by_cause.values())
-
-    def complete(messages: list) -> bool:
-        return sum(m.headers["event_type"].decode() in FINAL for m in messages) >= len(ids)
-
-    await read_topics(
-        s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], complete, timeout=60
+    await assert_decided_exactly_once(
+        s, s.collection_schema, s.topic_reglements_cotisations, FINAL, ids
     )
-    await asyncio.sleep(2)  # let a late duplicate arrive, if the relay were to make one
-    got = await read_topics(
-        s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], complete, timeout=5
-    )
-    per_event = Counter(m.headers["event_id"] for m in got)
-    assert max(per_event.values()) == 1, "a decision was published twice"
-    final = [m for m in got if m.headers["event_type"].decode() in FINAL]
-    assert sorted(m.json["causation_id"] for m in final) == sorted(ids)
-
-
-def kill(process: object, how: signal.Signals = signal.SIGKILL) -> None:
-    os.killpg(process.pid, how)  # type: ignore[attr-defined]
-    process.wait(40)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
