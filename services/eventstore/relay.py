@@ -82,7 +82,6 @@ class Relay:
         self.lock_key = zlib.crc32(f"mandat-relay:{store.schema}:{name}".encode())
         self.leader = False
         self.published = 0  # store position up to which everything routable is on Kafka
-        self.sent = 0
         self.backoff = 0.2  # grows while publishing fails, back to 0.2 after a success
 
     async def run(self) -> None:
@@ -158,7 +157,6 @@ class Relay:
             )
         for future in pending:
             await future
-        self.sent += len(pending)
 
     async def _partition(self, producer: AIOKafkaProducer, out: Outgoing) -> int:
         partitions: list[int] = sorted(await producer.partitions_for(out.topic))

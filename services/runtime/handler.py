@@ -54,7 +54,6 @@ class BatchReport:
     decisions: dict[tuple[str, str], int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
-    appended: int = 0
     attempts: int = 1
     seconds: float = 0.0
 
@@ -227,7 +226,6 @@ class BatchHandler:
                     tx.append_at(stream_id, version, event)
                     if event.event_id != message.event_id:
                         self._count_decision(event, report)
-                report.appended += len(outcome.events)
                 return
             field_name, _, reason = outcome.refused.partition(": ")
             message = ContractError(reason, field_name)
@@ -235,7 +233,6 @@ class BatchHandler:
         self._record_rejection(tx, event)
         reason = message.field or "message"
         report.rejected[reason] = report.rejected.get(reason, 0) + 1
-        report.appended += 1
         log.info(
             "rejected: %s",
             message,

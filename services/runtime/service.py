@@ -88,7 +88,6 @@ class ServiceRuntime:
         self.handler: BatchHandler | None = None
         self.relay: Relay | None = None
         self.projector: Projector | None = None
-        self.last_report: BatchReport | None = None
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
         self.broker = KafkaBroker(
@@ -124,7 +123,6 @@ class ServiceRuntime:
         async def consume(records: list[InboundEvent]) -> None:
             assert self.handler is not None
             report = await self.handler.handle(records)  # type: ignore[arg-type]
-            self.last_report = report
             self.metrics.observe(report, records)  # type: ignore[arg-type]
             self.on_report(report)
 
