@@ -143,11 +143,12 @@ class Relay:
         self, producer: AIOKafkaProducer, events: list[Any], on_kafka: dict[tuple[str, int], int]
     ) -> None:
         pending = []
+        partitions = {t: sorted(await producer.partitions_for(t)) for t in self.routes.topics}
         for event in events:
             out = self.routes.route(event)
             if out is None:
                 continue
-            partition = await self._partition(producer, out)
+            partition = _partition(out, partitions[out.topic])
             if on_kafka.get((out.topic, partition), 0) >= out.position:
                 continue  # published before a crash, not checkpointed: do not repeat it
             pending.append(
@@ -157,12 +158,6 @@ class Relay:
             )
         for future in pending:
             await future
-
-    async def _partition(self, producer: AIOKafkaProducer, out: Outgoing) -> int:
-        partitions: list[int] = sorted(await producer.partitions_for(out.topic))
-        if out.key is None:
-            return partitions[out.position % len(partitions)]
-        return int(_partitioner(out.key, partitions, partitions))
 
     async def _checkpoint(self, conn: asyncpg.Connection) -> int:
         value = await conn.fetchval(
@@ -227,6 +222,14 @@ async def _read_last(
                     found[(tp.topic, tp.partition)] = int(position)
                     pending.discard(tp)
     return found
+
+
+def _partition(out: Outgoing, partitions: list[int]) -> int:
+    """Kafka's default partition for the key (murmur2), computed here so the relay knows
+    where each message lands; a keyless message goes by its store position."""
+    if out.key is None:
+        return partitions[out.position % len(partitions)]
+    return int(_partitioner(out.key, partitions, partitions))
 
 
 async def _close(conn: asyncpg.Connection) -> None:
