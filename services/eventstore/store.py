@@ -123,6 +123,13 @@ class StoreTransaction:
         )
         return {r["event_id"] for r in rows}
 
+    async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
+        """The events the store already holds under these ids (one indexed lookup)."""
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[])", list(event_ids)
+        )
+        return {r["event_id"]: _stored(r) for r in rows}
+
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version (0 when it has no event), this transaction included."""
         if stream_id not in self._versions:
@@ -324,6 +331,13 @@ class EventStore:
             if len(events) < batch:
                 return
             after = events[-1].position
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        """Whether the database answers a trivial query now (a dependency check)."""
+        try:
+            return bool(await self.pool.fetchval("SELECT 1", timeout=timeout) == 1)
+        except Exception:
+            return False
 
     async def head(self) -> int:
         """The last committed position (0 for an empty store)."""

@@ -1,11 +1,21 @@
-"""The consuming side both services share: a batch of Kafka records in, one store commit out.
+"""The consuming side both services share: a batch of Kafka records in, store commits out.
 
 For each batch, under the store's lock: fold what other instances committed since, drop what
-is already recorded (same event id: Kafka redelivery, upstream retry), turn each record into
-an input or a rejection, let the service's processor decide, and append it all in one
-transaction. Only then may the consumer commit its offsets. A transient failure (PostgreSQL
-down, a conflict) is retried with backoff for as long as it lasts: a valid message is never
-rejected nor skipped because a dependency was unavailable.
+is already recorded (the same record redelivered, the same input sent again), turn each record
+into an input or a rejection, let the service's processor decide, and append it all in one
+transaction. Only then may the consumer commit its offsets.
+
+Every record ends in exactly one of: its input and decisions, or its rejection -- nothing
+escapes to the consumer framework, whatever the record holds. Failures come in two classes:
+
+- **transient** (PostgreSQL or Kafka unreachable, a conflict with another writer, the
+  database refusing for a reason of its own): retried with backoff for as long as it lasts; a
+  valid record is never rejected nor skipped because a dependency was down;
+- **caused by a record** (an exception of the pure rules on its content, a value the database
+  refuses -- class 22 data exception, 23 constraint, 54 program limit -- while the database
+  answers): the batch is split into single records, and the record that fails alone again is
+  rejected with reason ``processing_error`` (the error class only, never its content), so its
+  partition goes on. `mandat rejections redrive` re-submits it after a fix.
 """
 
 from __future__ import annotations
@@ -19,19 +29,32 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+import asyncpg
+
 from contracts.parsing import ContractError, parse_inbound
 from services.eventstore import EventStore, NewEvent, StoreTransaction
+from services.eventstore.errors import StoreError
 from services.runtime.processing import (
     REJECTION,
     Input,
     Processor,
     fold_stored,
+    input_content,
     rejection_id,
 )
-from services.runtime.snapshots import SnapshotStore
 from services.runtime.streams import REJECTIONS_STREAM
 
 log = logging.getLogger(__name__)
+
+REDRIVE_HEADER = "mandat_redrive_of"
+"""Header naming the rejection a re-driven record comes from (set by `rejections redrive`)."""
+
+PROCESSING_ERROR = "processing_error"
+"""Reason class of a record isolated because processing it failed deterministically."""
+
+_RECORD_CAUSED_SQLSTATES = frozenset({"22", "23", "54"})
+"""SQLSTATE classes a record's content can cause: data exception, integrity constraint
+violation, program limit exceeded. Any other database error is about the database."""
 
 
 class Record(Protocol):
@@ -42,8 +65,10 @@ class Record(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
     timestamp: int
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 @dataclass(slots=True)
@@ -57,32 +82,102 @@ class BatchReport:
     attempts: int = 1
     seconds: float = 0.0
 
+    def add(self, other: BatchReport) -> None:
+        for mine, theirs in (
+            (self.inputs, other.inputs),
+            (self.rejected, other.rejected),
+        ):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
+        for key, count in other.decisions.items():
+            self.decisions[key] = self.decisions.get(key, 0) + count
+        self.duplicates += other.duplicates
+
+
+class RecordFailure(Exception):
+    """Processing the record at `index` of the batch raised: deterministic (pure code)."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(f"record {index}: {type(cause).__name__}")
+        self.index = index
+        self.error_class = type(cause).__name__
+
 
 def origin(record: Record) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
-def rejection_event(record: Record, error: ContractError, service: str) -> NewEvent:
-    """The record kept as it came (bytes in base64) with why it breaks the contract."""
+def redriven_from(record: Record) -> str | None:
+    """The rejection id a re-driven record names (the last such header), if any."""
+    found = None
+    for name, value in record.headers:
+        if name == REDRIVE_HEADER and value is not None:
+            found = value.decode("utf-8", "replace")[:64]
+    return found
 
-    def b64(data: bytes | None) -> str | None:
-        return None if data is None else base64.b64encode(data).decode()
 
-    payload = {
-        "reason": str(error),
-        "field": error.field,
+def record_rejection_id(service: str, record: Record) -> UUID:
+    """Where the record came from and what it holds: a re-driven record is identified by
+    the rejection it re-drives (a second re-drive of it is the same record again)."""
+    redrive = redriven_from(record)
+    if redrive is not None:
+        place = f"redrive/{redrive}"
+        headers = [(k, v) for k, v in record.headers if k != REDRIVE_HEADER]
+    else:
+        place = f"{record.topic}/{record.partition}/{record.offset}/{record.timestamp}"
+        headers = list(record.headers)
+    return rejection_id(service, place, record.key, record.value, headers)
+
+
+def _text(value: str) -> str:
+    """A string PostgreSQL can keep in jsonb (which refuses the NUL character)."""
+    return value.replace("\x00", "\\x00")
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _header(name: str, value: bytes | None) -> list[str | None]:
+    """A header as stored: [name, value in base64], or with the name in base64 too when it
+    holds a character jsonb cannot ([name, value, "b64"])."""
+    if "\x00" in name:
+        return [_b64(name.encode("utf-8", "surrogatepass")), _b64(value), "b64"]
+    return [name, _b64(value)]
+
+
+def rejection_event(
+    record: Record, error: ContractError, service: str, kind: str, *, whole: bool = True
+) -> NewEvent:
+    """The record kept as it came (bytes in base64) with why it was refused. Without
+    `whole` (its copy could not be stored either) it is quarantined by reference: where it
+    is in Kafka and the digest of what it holds, for a re-drive from the topic."""
+    payload: dict[str, Any] = {
+        "reason": _text(str(error)),
+        "field": None if error.field is None else _text(error.field),
+        "kind": kind,
         **origin(record),
         "timestamp": record.timestamp,
-        "key": b64(record.key),
-        "value": b64(record.value),
-        "headers": [[k, b64(v)] for k, v in record.headers],
     }
-    return NewEvent(
-        rejection_id(service, record.topic, record.partition, record.offset),
-        REJECTION,
-        payload,
-        {},
-    )
+    event_id = record_rejection_id(service, record)
+    if whole:
+        payload["key"] = _b64(record.key)
+        payload["value"] = _b64(record.value)
+        payload["headers"] = [_header(k, v) for k, v in record.headers]
+    else:
+        payload.update(key=None, value=None, headers=[], digest=event_id.hex)
+    redrive = redriven_from(record)
+    metadata = {"redrive_of": _text(redrive)} if redrive is not None else {}
+    return NewEvent(event_id, REJECTION, payload, metadata)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` says something about a dependency rather than about a record."""
+    if isinstance(exc, StoreError):  # another writer got there first: refold and retry
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] not in _RECORD_CAUSED_SQLSTATES
+    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | ConnectionError)
 
 
 class BatchHandler:
@@ -91,69 +186,50 @@ class BatchHandler:
     def __init__(
         self,
         store: EventStore,
-        new_processor: Callable[..., Processor],
+        new_processor: Callable[[], Processor],
         allowed: Mapping[str, frozenset[str]],
         *,
         backoff_max: float = 5.0,
-        snapshots: SnapshotStore | None = None,
+        strikes: int = 2,
     ) -> None:
         self.store = store
-        self.new_processor = new_processor  # new_processor() or new_processor(view)
+        self.new_processor = new_processor
         self.allowed = allowed  # event types each topic may carry
         self.backoff_max = backoff_max
-        self.snapshots = snapshots
+        self.strikes = strikes  # failures of a record alone before it is isolated
         self.processor = new_processor()
-        self._stale = False  # the view may hold uncommitted state: restore before use
+        self._stale = False  # the view may hold uncommitted state: refold before use
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
+        self.busy_since: float | None = None  # monotonic time the batch in hand started
+        self.stall_reason: str | None = None  # the last failure of the batch in hand
+
+    def stalled_seconds(self) -> float:
+        """How long the batch in hand has been failing (0 when the last attempt did not)."""
+        if self.busy_since is None or self.stall_reason is None:
+            return 0.0
+        return time.monotonic() - self.busy_since
 
     async def handle(self, records: Sequence[Record]) -> BatchReport:
-        """Record and decide `records`; returns once they are committed to the store."""
-        delay, attempt = 0.05, 1
-        while True:
-            started = time.perf_counter()
-            try:
-                report = await self._attempt(records)
-            except (ContractError, asyncio.CancelledError):
-                self._stale = True  # the view may hold what the rolled-back batch decided
-                raise
-            except Exception as exc:
-                self._stale = True
-                self.on_retry(exc)
-                log.warning(
-                    "batch of %d records failed (attempt %d), retrying in %.2fs: %r",
-                    len(records),
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay, attempt = min(delay * 2, self.backoff_max), attempt + 1
-                continue
-            report.attempts, report.seconds = attempt, time.perf_counter() - started
-            await self._snapshot()
-            return report
+        """Record and decide `records`; returns once each is committed to the store."""
+        started = time.perf_counter()
+        self.busy_since, self.stall_reason = time.monotonic(), None
+        try:
+            report = await self._record_all(records)
+        finally:
+            self.busy_since, self.stall_reason = None, None
+        report.seconds = time.perf_counter() - started
+        return report
 
     async def catch_up(self) -> int:
-        """Restore the latest snapshot, fold what the store holds beyond it; returns the head."""
-        await self._restore()
-        async with self.store.transaction() as tx:
-            await self._fold_new(tx)
+        """Fold what the store holds; returns the head."""
+        await self._refold()
         return self.processor.view.position
 
-    async def _restore(self) -> None:
-        view = await self.snapshots.load() if self.snapshots is not None else None
-        self.processor = self.new_processor(view) if view is not None else self.new_processor()
+    async def _refold(self) -> None:
+        self.processor = self.new_processor()
         self._stale = False
-        if view is not None:
-            log.info("view restored from the snapshot at position %d", view.position)
-
-    async def _snapshot(self) -> None:
-        if self.snapshots is None:
-            return
-        try:
-            await self.snapshots.maybe_save(self.processor.view)
-        except Exception:  # a snapshot is an optimisation: never fail a batch for it
-            log.warning("snapshot failed", exc_info=True)
+        async with self.store.transaction() as tx:
+            await self._fold_new(tx)
 
     async def _fold_new(self, tx: StoreTransaction, batch: int = 20_000) -> None:
         view = self.processor.view
@@ -163,47 +239,123 @@ class BatchHandler:
             if len(events) < batch:
                 return
 
-    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+    async def _record_all(self, records: Sequence[Record]) -> BatchReport:
+        """Commit `records` in order: whole when it works, one by one around a failure."""
         report = BatchReport()
-        if self._stale:
-            await self._restore()
         parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
-        async with self.store.transaction() as tx:
-            await self._fold_new(tx)
-            # a record is handled once it is recorded: as its input (event id) or as its
-            # rejection (by offset) — a refused input is stored only as the latter
-            keys = [self._keys(r, p) for r, p in zip(records, parsed, strict=True)]
-            seen = await tx.stored_ids([k for pair in keys for k in pair])
-            for record, message, pair in zip(records, parsed, keys, strict=True):
-                if seen.intersection(pair):
-                    report.duplicates += 1
-                    continue
-                seen.update(pair)
-                self._decide(tx, record, message, report)
-        self.processor.view.position = tx.head_position
+        queue: list[list[int]] = [list(range(len(records)))] if records else []
+        poisoned: dict[int, str] = {}  # index -> error class, for records isolated
+        strikes: dict[int, int] = {}
+        quarantined: set[int] = set()
+        delay = 0.05
+        while queue:
+            chunk = queue[0]
+            try:
+                report.add(await self._attempt(records, parsed, chunk, poisoned, quarantined))
+            except asyncio.CancelledError:
+                self._stale = True  # the view may hold what the rolled-back batch decided
+                raise
+            except RecordFailure as failure:
+                self._stale, report.attempts = True, report.attempts + 1
+                poisoned[failure.index] = failure.error_class
+                self._note_failure(failure, records[failure.index])
+                continue
+            except Exception as exc:
+                self._stale, report.attempts = True, report.attempts + 1
+                self._note_failure(exc, None)
+                if is_transient(exc) or not await self.store.ping():
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.backoff_max)
+                elif len(chunk) > 1:
+                    queue[0:1] = [[i] for i in chunk]  # find the record: one at a time
+                else:
+                    index = chunk[0]
+                    strikes[index] = strikes.get(index, 0) + 1
+                    if strikes[index] >= self.strikes + 1:
+                        quarantined.add(index)  # even its rejection could not be stored
+                    elif strikes[index] >= self.strikes:
+                        poisoned[index] = type(exc).__name__
+                continue
+            queue.pop(0)
+            delay, self.stall_reason = 0.05, None
         return report
 
-    def _keys(self, record: Record, message: Input | ContractError) -> tuple[UUID, ...]:
-        """The ids under which this record would be on record."""
-        rejection = rejection_id(
-            self.processor.service, record.topic, record.partition, record.offset
-        )
-        return (message.event_id, rejection) if isinstance(message, Input) else (rejection,)
+    def _note_failure(self, exc: BaseException, record: Record | None) -> None:
+        self.stall_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        self.on_retry(exc)
+        where = origin(record) if record is not None else {}
+        log.warning("batch attempt failed: %s", type(exc).__name__, extra=where)
+
+    async def _attempt(
+        self,
+        records: Sequence[Record],
+        parsed: Sequence[Input | ContractError],
+        chunk: Sequence[int],
+        poisoned: Mapping[int, str],
+        quarantined: set[int],
+    ) -> BatchReport:
+        report = BatchReport()
+        if self._stale:
+            await self._refold()
+        service = self.processor.service
+        async with self.store.transaction() as tx:
+            await self._fold_new(tx)
+            rejections = {i: record_rejection_id(service, records[i]) for i in chunk}
+            inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
+            stored = await tx.stored_events([*rejections.values(), *inputs.values()])
+            handled = set(stored)  # ids on record: rejections by record, inputs by event id
+            batch_inputs: dict[UUID, tuple[Any, ...]] = {}  # content of inputs seen
+            for index in chunk:
+                record, message = records[index], parsed[index]
+                if rejections[index] in handled:
+                    report.duplicates += 1  # this very record was refused before
+                    continue
+                handled.add(rejections[index])
+                if index in poisoned:
+                    error = ContractError(f"{PROCESSING_ERROR}: {poisoned[index]}")
+                    whole = index not in quarantined
+                    self._reject(tx, record, error, report, PROCESSING_ERROR, whole=whole)
+                    continue
+                if isinstance(message, Input):
+                    before = stored.get(message.event_id)
+                    known = (
+                        input_content(before.event_type, before.payload, before.metadata)
+                        if before is not None
+                        else batch_inputs.get(message.event_id)
+                    )
+                    if known is None:
+                        batch_inputs[message.event_id] = message.content()
+                    elif known == message.content():
+                        report.duplicates += 1
+                        continue
+                    else:
+                        message = ContractError("already recorded with other content", "event_id")
+                try:
+                    self._decide(tx, record, message, report)
+                except Exception as exc:  # pure code: the record causes it, every time
+                    raise RecordFailure(index, exc) from exc
+        self.processor.view.position = tx.head_position
+        return report
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:
             event = parse_inbound(record.value, allowed=self.allowed.get(record.topic))
+            metadata = {
+                "correlation_id": event.correlation_id,
+                "causation_id": event.causation_id,
+                "source": event.source,
+                "occurred_at": event.occurred_at.isoformat(),
+                "schema_version": event.schema_version,
+                "origin": origin(record),
+            }
+            redrive = redriven_from(record)
+            if redrive is not None:
+                metadata["redrive_of"] = redrive
+            return Input(event.event_id, event.event_type, event.payload, metadata)
         except ContractError as error:
             return error
-        metadata = {
-            "correlation_id": event.correlation_id,
-            "causation_id": event.causation_id,
-            "source": event.source,
-            "occurred_at": event.occurred_at.isoformat(),
-            "schema_version": event.schema_version,
-            "origin": origin(record),
-        }
-        return Input(event.event_id, event.event_type, event.payload, metadata)
+        except Exception as exc:  # parsing is the contract's job; a bug there is ours
+            return ContractError(f"{PROCESSING_ERROR}: {type(exc).__name__} while parsing")
 
     def _decide(
         self,
@@ -212,13 +364,11 @@ class BatchHandler:
         message: Input | ContractError,
         report: BatchReport,
     ) -> None:
-        input_id = None
         if isinstance(message, Input):
-            input_id = message.event_id
             outcome = self.processor.process(message)
             if outcome.duplicate:
                 report.duplicates += 1
-                log.info("same content already recorded", extra={"event_id": str(input_id)})
+                log.info("same content already recorded", extra={"event_id": str(message.event_id)})
                 return
             if outcome.refused is None:
                 report.inputs[message.event_type] = report.inputs.get(message.event_type, 0) + 1
@@ -229,15 +379,28 @@ class BatchHandler:
                 return
             field_name, _, reason = outcome.refused.partition(": ")
             message = ContractError(reason, field_name)
-        event = rejection_event(record, message, self.processor.service)
-        self._record_rejection(tx, event)
-        reason = message.field or "message"
-        report.rejected[reason] = report.rejected.get(reason, 0) + 1
-        log.info(
-            "rejected: %s",
-            message,
-            extra={"event_id": str(input_id) if input_id else None, **origin(record)},
+        kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
+        self._reject(tx, record, message, report, kind)
+
+    def _reject(
+        self,
+        tx: StoreTransaction,
+        record: Record,
+        error: ContractError,
+        report: BatchReport,
+        kind: str,
+        *,
+        whole: bool = True,
+    ) -> None:
+        event = rejection_event(record, error, self.processor.service, kind, whole=whole)
+        view = self.processor.view
+        tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
+        view.apply(
+            REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload, event.metadata
         )
+        reason = PROCESSING_ERROR if kind == PROCESSING_ERROR else (error.field or "message")
+        report.rejected[reason] = report.rejected.get(reason, 0) + 1
+        log.info("rejected: %s", error, extra={"event_id": str(event.event_id), **origin(record)})
 
     @staticmethod
     def _count_decision(event: NewEvent, report: BatchReport) -> None:
@@ -249,10 +412,3 @@ class BatchHandler:
                 event.event_type,
                 extra={"event_id": str(event.event_id), **event.metadata},
             )
-
-    def _record_rejection(self, tx: StoreTransaction, event: NewEvent) -> None:
-        view = self.processor.view
-        tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
-        view.apply(
-            REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload, event.metadata
-        )

@@ -39,6 +39,12 @@ class ServiceMetrics:
             registry=r,
         )
         self.store_head = Gauge("mandat_store_head_position", "Last committed position", registry=r)
+        self.stalled = Gauge(
+            "mandat_stalled_seconds",
+            "Seconds a component (consumer, relay) has made no progress with work in hand",
+            ["component"],
+            registry=r,
+        )
         self.append_seconds = Histogram(
             "mandat_append_seconds",
             "Store transaction of one batch (decide + append)",

@@ -44,6 +44,23 @@ def decision_message(event: StoredEvent, topic: str, source: str) -> Outgoing:
     )
 
 
+REJECTION_HEADERS = frozenset(
+    {"reject_reason", "reject_field", "reject_kind", "source_topic", "source_partition"}
+    | {"source_offset", "event_type", "event_id", "schema_version", POSITION_HEADER}
+)
+"""Headers the system sets on a rejection: same-named upstream headers are dropped, so a
+reader can trust that these are ours."""
+
+
+def _stored_header(entry: list[str | None]) -> tuple[str, bytes | None]:
+    """A header as the handler stored it: [name, value] in base64, the name too when the
+    entry says so ("b64")."""
+    name, value = entry[0] or "", entry[1]
+    if len(entry) > 2 and entry[2] == "b64":
+        name = base64.b64decode(name).decode("utf-8", "surrogatepass")
+    return name, None if value is None else base64.b64decode(value)
+
+
 def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
     """The refused message as it came (key, value, headers), plus why and from where."""
     p = event.payload
@@ -51,9 +68,13 @@ def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
     def raw(text: str | None) -> bytes | None:
         return None if text is None else base64.b64decode(text)
 
-    headers = [(k, raw(v) or b"") for k, v in p["headers"]]
+    upstream = [_stored_header(entry) for entry in p["headers"]]
+    headers: list[tuple[str, bytes | None]] = [
+        (k, v) for k, v in upstream if k not in REJECTION_HEADERS
+    ]
     headers += [
         ("reject_reason", p["reason"].encode()),
+        ("reject_kind", str(p.get("kind") or "contract").encode()),
         ("source_topic", p["topic"].encode()),
         ("source_partition", str(p["partition"]).encode()),
         ("source_offset", str(p["offset"]).encode()),

@@ -8,8 +8,9 @@ makes a recorded decision reproducible byte for byte.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -32,9 +33,24 @@ def decision_id(trigger: UUID, n: int, service: str) -> UUID:
     return uuid.uuid5(DECISION_IDS, f"{service}/{trigger}/{n}")
 
 
-def rejection_id(service: str, topic: str, partition: int, offset: int) -> UUID:
-    """The id of `service`'s rejection of the message at (topic, partition, offset)."""
-    return uuid.uuid5(DECISION_IDS, f"{service}/reject/{topic}/{partition}/{offset}")
+def rejection_id(
+    service: str,
+    origin: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+) -> UUID:
+    """The id of `service`'s rejection of one record: derived from where it came from
+    (`origin`: topic, partition, offset and broker timestamp, or the rejection it re-drives)
+    and from every byte it carried, so a redelivery of the same record maps to the same id
+    while a new record at a reused offset (a topic recreated) cannot collide with it."""
+    digest = hashlib.sha256()
+    for part in (origin.encode(), key, value, *(p for h in headers for p in (h[0].encode(), h[1]))):
+        if part is None:
+            digest.update(b"\xff")  # null, distinct from any length prefix
+        else:
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return uuid.uuid5(DECISION_IDS, f"{service}/reject/{digest.hexdigest()}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +65,19 @@ class Input:
     @property
     def correlation_id(self) -> str:
         return str(self.metadata.get("correlation_id") or self.event_id)
+
+    def content(self) -> tuple[Any, ...]:
+        """What makes two inputs under one event id the same input: its type, payload (as
+        stored) and envelope, not where it came from."""
+        return input_content(self.event_type, self.payload.model_dump(mode="json"), self.metadata)
+
+
+_ENVELOPE_KEYS = ("correlation_id", "causation_id", "source", "occurred_at", "schema_version")
+
+
+def input_content(event_type: str, payload: Any, metadata: Mapping[str, Any]) -> tuple[Any, ...]:
+    """See `Input.content`; also computed from a stored input's columns."""
+    return (event_type, payload, tuple(metadata.get(k) for k in _ENVELOPE_KEYS))
 
 
 @dataclass(slots=True)

@@ -29,7 +29,6 @@ from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbound import Routes
 from services.runtime.processing import Processor
 from services.runtime.settings import ServiceSettings
-from services.runtime.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from services.audit.projections import Projector
@@ -56,17 +55,26 @@ async def _parse_any_headers(records: Any, original: Callable[[Any], Awaitable[A
     not: a poison pill that would block the partition. Hand it copies with readable headers,
     then put the untouched records back (the rejection path keeps them as they came)."""
     readable = tuple(_readable(r) for r in records)
-    message = await original(readable)
+    try:
+        message = await original(readable)
+    except Exception:  # never fail a batch here: the handler judges each record itself
+        log.exception("FastStream could not parse a batch: handing it over without headers")
+        message = await original(tuple(dataclasses.replace(r, headers=[]) for r in records))
     message.raw_message = records
     return message
 
 
 def _readable(record: Any) -> Any:
+    """The record, or a copy whose header values FastStream can decode: a null value (Kafka
+    allows it) becomes empty, bytes that are not UTF-8 are replaced."""
     try:
         for _, value in record.headers:
             value.decode("utf-8")
-    except UnicodeDecodeError:
-        headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers]
+    except (UnicodeDecodeError, AttributeError):
+        headers = [
+            (k, b"" if v is None else bytes(v).decode("utf-8", "replace").encode())
+            for k, v in record.headers
+        ]
         return dataclasses.replace(record, headers=headers)
     return record
 
@@ -175,8 +183,34 @@ class ServiceRuntime:
             state["relay_published"] = self.relay.published
         if self.handler is not None:
             state["parked"] = len(self.handler.processor.view.parking.parked())
-        state["ready"] = bool(state["postgres"] and state["kafka"] and folded)
+        stalled, reasons = self.stalls()
+        state["stalled"], state["reasons"] = stalled, reasons
+        state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)
         return state
+
+    def stalls(self) -> tuple[dict[str, float], list[str]]:
+        """How long each component has made no progress with work in hand (0 when it does),
+        and why, for those stalled beyond `stall_after_seconds`: readiness tells the truth."""
+        relay = self.relay
+        stalled = {
+            "consumer": self.handler.stalled_seconds() if self.handler else 0.0,
+            "relay": relay.stalled_seconds() if relay is not None else 0.0,  # TODO-MERGE
+        }
+        reasons = {
+            "consumer": self.handler.stall_reason if self.handler else None,
+            "relay": relay.stall_reason if relay is not None else None,  # TODO-MERGE
+        }
+        limit = self.settings.stall_after_seconds
+        found = [
+            f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress'}"
+            for name, seconds in stalled.items()
+            if seconds > limit
+        ]
+        for name, seconds in stalled.items():
+            self.metrics.stalled.labels(component=name).set(seconds)
+        for line in found:
+            log.error("%s: %s", self.spec.name, line)
+        return {k: round(v, 3) for k, v in stalled.items()}, found
 
     def refresh_gauges(self, state: dict[str, Any]) -> None:
         if state.get("store_head", -1) >= 0:
@@ -206,10 +240,7 @@ class ServiceRuntime:
         )
         self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size)
         store = EventStore(self.pool, self.spec.schema)
-        snapshots = SnapshotStore(self.pool, self.spec.name, every=s.snapshot_every)
-        self.handler = BatchHandler(
-            store, self.spec.new_processor, self.spec.inputs, snapshots=snapshots
-        )
+        self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()
         log.info("%s: store folded up to position %d", self.spec.name, head)
         if s.gc_freeze:

@@ -1,0 +1,107 @@
+"""A record whose processing fails every time is isolated, not retried forever: it is
+rejected with reason processing_error (its class, never its content), and the records around
+it, before and after on the same partition, are decided exactly once. A dependency that is
+down is not such a failure (the fault tests show nothing valid is then rejected)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from support import (
+    Feed,
+    affiliation,
+    assert_decided_exactly_once,
+    convention,
+    cotisation,
+    nir,
+    organisme,
+    publish_many,
+    read_topics,
+    send_registry,
+    store_events,
+)
+
+from services.collection.app import collection_spec
+from services.collection.processor import CollectionProcessor
+from services.runtime.handler import PROCESSING_ERROR
+from services.runtime.processing import Input, Outcome
+from services.runtime.service import ServiceRuntime
+from services.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+FINAL = frozenset({"EncaissementDelegue", "EncaissementNonDelegue"})
+
+
+class FaultyProcessor(CollectionProcessor):
+    """The real processor, with two bugs its content triggers: one in the rules (an
+    exception), one the database refuses at commit (a NUL character in jsonb)."""
+
+    def process(self, message: Input) -> Outcome:
+        cotisation_id = getattr(message.payload, "cotisation_id", "")
+        if cotisation_id.startswith("BOOM-RULES"):
+            raise ZeroDivisionError("a bug in the rules")
+        outcome = super().process(message)
+        if cotisation_id.startswith("BOOM-COMMIT") and outcome.events:
+            outcome.events[0][2].payload["cotisation_id"] += "\x00"
+        return outcome
+
+
+async def test_a_poison_record_is_isolated_and_its_partition_goes_on(
+    settings: ServiceSettings,
+) -> None:
+    s = settings.model_copy(update={"topic_partitions": 1})  # all on one partition
+    spec = dataclasses.replace(collection_spec(s), new_processor=FaultyProcessor)
+    runtime = ServiceRuntime(spec, s)
+    people = [nir(900 + i) for i in range(40)]
+    facts = [cotisation(f"COT-P{i}", n) for i, n in enumerate(people)]
+    facts[10] = cotisation("BOOM-RULES-1", people[10])
+    facts[25] = cotisation("BOOM-COMMIT-1", people[25])
+    failures: list[str] = []
+    async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
+        assert runtime.handler is not None
+        runtime.handler.on_retry = lambda exc: failures.append(type(exc).__name__)
+        await send_registry(
+            feed, s, s.collection_schema, organisme("OC-P"), convention("CNV-P", "OC-P")
+        )
+        for n in people:
+            await feed.send(s.topic_referentiel, affiliation(n, "OC-P"))
+        started = time.monotonic()
+        ids = await publish_many(feed, s.topic_cotisations, facts)
+        valid = [event_id for i, event_id in enumerate(ids) if i not in (10, 25)]
+        await assert_decided_exactly_once(
+            s, s.collection_schema, s.topic_reglements_cotisations, FINAL, valid
+        )
+        rejected = await read_topics(
+            s.kafka_bootstrap_servers,
+            [s.topic_rejets_collection],
+            lambda m: len(m) >= 2,
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+        assert runtime.handler is not None
+        assert runtime.handler.stalled_seconds() == 0.0
+        assert (await runtime.probe())["ready"]
+
+    assert len(rejected) == 2, [m.headers for m in rejected]
+    # isolated by the path each takes: the rules' bug at once, the commit's after it failed
+    # in its batch and twice alone
+    assert "RecordFailure" in failures
+    assert failures.count("UntranslatableCharacterError") >= 2
+    by_id = {m.json["payload"]["cotisation_id"]: m for m in rejected}
+    assert set(by_id) == {"BOOM-RULES-1", "BOOM-COMMIT-1"}
+    assert by_id["BOOM-RULES-1"].headers["reject_reason"] == (
+        f"{PROCESSING_ERROR}: ZeroDivisionError".encode()
+    )
+    assert (
+        by_id["BOOM-COMMIT-1"].headers["reject_reason"].startswith(f"{PROCESSING_ERROR}: ".encode())
+    )
+    for message in rejected:
+        assert message.headers["reject_kind"] == PROCESSING_ERROR.encode()
+        assert message.json["event_id"] in (ids[10], ids[25])  # the record as it came
+    rows = await store_events(s.database_url.get_secret_value(), s.collection_schema)
+    inputs = [r for r in rows if r["event_type"] == "CotisationDue"]
+    assert len(inputs) == 38  # the two poison records are not inputs: they are rejections
+    assert elapsed < 60
