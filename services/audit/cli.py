@@ -100,6 +100,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(trail)
     trail.set_defaults(func=_run, command_impl=commands.trail_cmd)
 
+    rejections = sub.add_parser("rejections", help="records the services refused")
+    rejection_actions = rejections.add_subparsers(dest="action", required=True)
+    redrive = rejection_actions.add_parser(
+        "redrive", help="submit rejected records again, after a fix (each decided or rejected "
+        "again exactly once, with its provenance)")
+    _common(redrive)
+    redrive.add_argument("--kind", choices=("processing_error", "contract", "all"),
+                         default="processing_error",
+                         help="which rejections (default: processing_error, the records a bug "
+                         "isolated)")
+    redrive.add_argument("--id", action="append", default=[], metavar="UUID",
+                         help="only this rejection (repeatable)")
+    redrive.add_argument("--from-position", type=int, metavar="N", help="first store position")
+    redrive.add_argument("--to-position", type=int, metavar="N", help="last store position")
+    redrive.add_argument("--dry-run", action="store_true", help="list, send nothing")
+    redrive.add_argument("--bootstrap-servers", help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, "
+                         "else .run/endpoints.env)")
+    redrive.set_defaults(func=_run, command_impl=commands.redrive_cmd)
+
     projections = sub.add_parser("projections", help="balances folded from the record")
     kinds = projections.add_subparsers(dest="action", required=True)
     rebuild = kinds.add_parser(

@@ -27,20 +27,27 @@ from services.runtime.settings import ServiceSettings
 
 
 def _mismatch_lines(m: Mismatch) -> list[str]:
-    change = m.event_type if m.replayed_type in (None, m.event_type) \
+    change = (
+        m.event_type
+        if m.replayed_type in (None, m.event_type)
         else f"{m.event_type} -> {m.replayed_type}"
+    )
     where = f"#{m.position}" if m.position is not None else "(not recorded)"
-    lines = [f"  {where} {change} (input #{m.input_position}): {m.kind}"
-             + (f" — {m.note}" if m.note else "")]
+    lines = [
+        f"  {where} {change} (input #{m.input_position}): {m.kind}"
+        + (f" — {m.note}" if m.note else "")
+    ]
     return lines + [f"      {d}" for d in m.diffs]
 
 
 def _summary_line(s: ReplaySummary, schema: str) -> str:
-    return (f"{s.service} (schema {schema}): {s.events_read:,} events read up to "
-            f"#{s.last_position} — {s.inputs:,} inputs, {s.rejections:,} rejections; "
-            f"{s.decisions_checked:,} decisions checked, {s.matched:,} matched, "
-            f"{len(s.mismatches):,} {'mismatches' if s.mode == 'verify' else 'would change'}"
-            f" ({s.seconds:.2f} s, {s.events_per_second:,.0f} events/s)")
+    return (
+        f"{s.service} (schema {schema}): {s.events_read:,} events read up to "
+        f"#{s.last_position} — {s.inputs:,} inputs, {s.rejections:,} rejections; "
+        f"{s.decisions_checked:,} decisions checked, {s.matched:,} matched, "
+        f"{len(s.mismatches):,} {'mismatches' if s.mode == 'verify' else 'would change'}"
+        f" ({s.seconds:.2f} s, {s.events_per_second:,.0f} events/s)"
+    )
 
 
 async def verify(args: argparse.Namespace) -> int:
@@ -48,16 +55,23 @@ async def verify(args: argparse.Namespace) -> int:
     results = []
     for service in selected(args.service):
         async with open_store(args, service) as store:
-            results.append((store.schema, await replay(store, service,
-                                                       selection=selection_of(args))))
+            results.append(
+                (store.schema, await replay(store, service, selection=selection_of(args)))
+            )
     ok = all(s.ok for _, s in results)
     if args.json:
-        print_json({"command": "replay verify", "selection": selection_of(args).describe(),
-                    "services": [s.as_dict() for _, s in results], "ok": ok})
+        print_json(
+            {
+                "command": "replay verify",
+                "selection": selection_of(args).describe(),
+                "services": [s.as_dict() for _, s in results],
+                "ok": ok,
+            }
+        )
         return 0 if ok else 1
     for schema, s in results:
         print(_summary_line(s, schema))
-        for m in s.mismatches[:args.show]:
+        for m in s.mismatches[: args.show]:
             print("\n".join(_mismatch_lines(m)))
         if len(s.mismatches) > args.show:
             print(f"  … {len(s.mismatches) - args.show} more (--show, --json)")
@@ -85,23 +99,32 @@ async def what_if(args: argparse.Namespace) -> int:
     for service in selected(args.service):
         rules = candidate if candidate is not None else service.current
         async with open_store(args, service) as store:
-            summary = await replay(store, service, mode="what-if", rules=rules,
-                                   selection=selection_of(args))
+            summary = await replay(
+                store, service, mode="what-if", rules=rules, selection=selection_of(args)
+            )
         results.append((store.schema, rules.version, summary))
     changed = sum(len(s.mismatches) for _, _, s in results)
     if args.json:
-        print_json({"command": "replay what-if", "selection": selection_of(args).describe(),
-                    "services": [s.as_dict() | {"rules_version": v} for _, v, s in results],
-                    "changed": changed})
+        print_json(
+            {
+                "command": "replay what-if",
+                "selection": selection_of(args).describe(),
+                "services": [s.as_dict() | {"rules_version": v} for _, v, s in results],
+                "changed": changed,
+            }
+        )
         return 1 if changed else 0
     for schema, version, s in results:
         print(f"rules {version}: " + _summary_line(s, schema))
-        for m in s.mismatches[:args.show]:
+        for m in s.mismatches[: args.show]:
             print("\n".join(_mismatch_lines(m)))
         if len(s.mismatches) > args.show:
             print(f"  … {len(s.mismatches) - args.show} more (--show, --json)")
-    print(f"replay what-if: {changed} decision(s) would change" if changed
-          else "replay what-if: no decision would change")
+    print(
+        f"replay what-if: {changed} decision(s) would change"
+        if changed
+        else "replay what-if: no decision would change"
+    )
     return 1 if changed else 0
 
 
@@ -113,23 +136,28 @@ async def chain(args: argparse.Namespace) -> int:
             results.append(await check_chain(store, service.name))
     ok = all(r.ok for r in results)
     if args.json:
-        print_json({"command": "audit chain", "services": [r.as_dict() for r in results],
-                    "ok": ok})
+        print_json({"command": "audit chain", "services": [r.as_dict() for r in results], "ok": ok})
         return 0 if ok else 1
     for r in results:
         if r.ok:
-            print(f"{r.service} (schema {r.schema}): chain OK over {r.checked:,} rows "
-                  f"(head #{r.head}, {r.seconds:.2f} s)")
+            print(
+                f"{r.service} (schema {r.schema}): chain OK over {r.checked:,} rows "
+                f"(head #{r.head}, {r.seconds:.2f} s)"
+            )
             continue
         d = r.detail or {}
-        what = ", ".join(f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id")
-                         if k in d)
-        print(f"{r.service} (schema {r.schema}): chain BROKEN at position {r.first_broken} — "
-              f"{d.get('problem')}" + (f" ({what})" if what else "")
-              + f"; the {r.checked:,} rows before it hold")
+        what = ", ".join(f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id") if k in d)
+        print(
+            f"{r.service} (schema {r.schema}): chain BROKEN at position {r.first_broken} — "
+            f"{d.get('problem')}"
+            + (f" ({what})" if what else "")
+            + f"; the {r.checked:,} rows before it hold"
+        )
         if "stored_hash" in d:
-            print(f"    stored hash     {d['stored_hash']}\n"
-                  f"    recomputed hash {d['recomputed_hash']}")
+            print(
+                f"    stored hash     {d['stored_hash']}\n"
+                f"    recomputed hash {d['recomputed_hash']}"
+            )
     print("audit chain: " + ("OK" if ok else "BROKEN"))
     return 0 if ok else 1
 
@@ -143,8 +171,13 @@ async def trail_cmd(args: argparse.Namespace) -> int:
         if found.entries:
             trails.append(found)
     if args.json:
-        print_json({"command": "audit trail", "subject": args.subject,
-                    "services": [t.as_dict() for t in trails]})
+        print_json(
+            {
+                "command": "audit trail",
+                "subject": args.subject,
+                "services": [t.as_dict() for t in trails],
+            }
+        )
     else:
         for found in trails:
             print("\n".join(found.lines()))
@@ -167,24 +200,86 @@ async def republish_cmd(args: argparse.Namespace) -> int:
     for service in selected(args.service):
         async with open_store(args, service) as store:
             try:
-                results.append(await republish(
-                    store, service, bootstrap, topic=topic, live_topics=live,
-                    replay_id=replay_id, selection=selection_of(args),
-                    include_inputs=args.include_inputs,
-                    partitions=settings.topic_partitions,
-                    replication_factor=settings.topic_replication_factor,
-                    retention_ms=settings.topic_retention_ms))
+                results.append(
+                    await republish(
+                        store,
+                        service,
+                        bootstrap,
+                        topic=topic,
+                        live_topics=live,
+                        replay_id=replay_id,
+                        selection=selection_of(args),
+                        include_inputs=args.include_inputs,
+                        partitions=settings.topic_partitions,
+                        replication_factor=settings.topic_replication_factor,
+                        retention_ms=settings.topic_retention_ms,
+                    )
+                )
             except LiveTopicError as exc:
                 raise CommandError(str(exc)) from exc
     if args.json:
-        print_json({"command": "replay republish", "replay_id": replay_id, "topic": topic,
-                    "services": [r.as_dict() for r in results]})
+        print_json(
+            {
+                "command": "replay republish",
+                "replay_id": replay_id,
+                "topic": topic,
+                "services": [r.as_dict() for r in results],
+            }
+        )
         return 0
     for r in results:
-        print(f"{r.service}: {r.sent:,} events republished to {r.topic} "
-              f"(read up to #{r.last_position}, {r.seconds:.2f} s)")
+        print(
+            f"{r.service}: {r.sent:,} events republished to {r.topic} "
+            f"(read up to #{r.last_position}, {r.seconds:.2f} s)"
+        )
     print(f"replay republish: replay_id {replay_id}")
     return 0
+
+
+async def redrive_cmd(args: argparse.Namespace) -> int:
+    """`mandat rejections redrive`: rejected records to their source topics again."""
+    from uuid import UUID
+
+    from services.audit.redrive import redrive
+
+    bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+    try:
+        ids = frozenset(UUID(i) for i in args.id) or None
+    except ValueError as exc:
+        raise CommandError(f"not a rejection id: {exc}") from exc
+    kinds = None if args.kind == "all" else frozenset({args.kind})
+    results = []
+    for service in selected(args.service):
+        async with open_store(args, service) as store:
+            results.append(
+                await redrive(
+                    store,
+                    service.name,
+                    bootstrap,
+                    kinds=kinds,
+                    ids=ids,
+                    from_position=args.from_position,
+                    to_position=args.to_position,
+                    dry_run=args.dry_run,
+                )
+            )
+    if args.json:
+        print_json(
+            {
+                "command": "rejections redrive",
+                "dry_run": args.dry_run,
+                "services": [r.as_dict() for r in results],
+            }
+        )
+    else:
+        for r in results:
+            verb = "would re-drive" if args.dry_run else "re-drove"
+            print(f"{r.service}: {verb} {len(r.selected)} rejected records ({r.seconds:.2f} s)")
+            for o in r.selected:
+                print(f"    #{o.position} {o.rejection_id} -> {o.topic}: {o.reason}")
+            for missing in r.missing:
+                print(f"    {missing}: not found on its topic (or not sendable): not re-driven")
+    return 1 if any(r.missing for r in results) else 0
 
 
 async def rebuild_cmd(args: argparse.Namespace) -> int:
@@ -193,27 +288,36 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
     for service in selected(args.service):
         async with open_store(args, service, admin=args.repair) as store:
             try:
-                checks = await rebuild(store, projections=PROJECTIONS_OF[service.name],
-                                       repair=args.repair)
+                checks = await rebuild(
+                    store, projections=PROJECTIONS_OF[service.name], repair=args.repair
+                )
             except asyncpg.UndefinedTableError as exc:
                 raise CommandError(f"no projection tables in {store.schema}: {exc}") from exc
         results.extend((service.name, store.schema, c) for c in checks)
     ok = all(c.ok for _, _, c in results)
     if args.json:
-        print_json({"command": "projections rebuild", "repaired": bool(args.repair and not ok),
-                    "projections": [c.as_dict() | {"service": n, "schema": s}
-                                    for n, s, c in results], "ok": ok})
+        print_json(
+            {
+                "command": "projections rebuild",
+                "repaired": bool(args.repair and not ok),
+                "projections": [c.as_dict() | {"service": n, "schema": s} for n, s, c in results],
+                "ok": ok,
+            }
+        )
         return 0 if ok else 1
     for name, schema, c in results:
         verdict = "equal to live" if c.ok else f"{len(c.differences)} rows DIFFER from live"
-        print(f"{name} (schema {schema}): {c.projection} rebuilt from position 0 up to "
-              f"#{c.position} (head #{c.head}): {len(c.rebuilt)} rows, {verdict}")
+        print(
+            f"{name} (schema {schema}): {c.projection} rebuilt from position 0 up to "
+            f"#{c.position} (head #{c.head}): {len(c.rebuilt)} rows, {verdict}"
+        )
         for (organisme, caisse), (cents, count) in sorted(c.rebuilt.items()):
             print(f"    {organisme:<20} {caisse:<10} {cents / 100:>16,.2f} €  ({count:,})")
         for d in c.differences:
-            print(f"    DIFF {d['organisme_id']} {d['caisse_de_base']}: live {d['live']}"
-                  f" rebuilt {d['rebuilt']}")
+            print(
+                f"    DIFF {d['organisme_id']} {d['caisse_de_base']}: live {d['live']}"
+                f" rebuilt {d['rebuilt']}"
+            )
     repaired = " (live rows replaced by the rebuilt ones)" if args.repair and not ok else ""
     print("projections rebuild: " + ("OK" if ok else "DIFFERENT" + repaired))
     return 0 if ok else 1
-

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,8 @@ _EVENTS = ("SELECT position, event_type, CASE WHEN event_type = ANY($2::text[]) 
 async def _read_live(conn: asyncpg.Connection, projection: Projection) -> Balances:
     rows = await conn.fetch(f"SELECT organisme_id, caisse_de_base, montant_cents,"
                             f" {projection.count_column} AS n FROM {projection.table}")
-    return {(r["organisme_id"], r["caisse_de_base"]): (r["montant_cents"], r["n"]) for r in rows}
+    return {(r["organisme_id"], r["caisse_de_base"]): (int(r["montant_cents"]), int(r["n"]))
+            for r in rows}
 
 
 class Projector:
@@ -88,18 +90,28 @@ class Projector:
         self.batch = batch
         self.idle_poll = idle_poll
         self.position = 0  # the lowest checkpoint after the last step
+        self.failing_since: float | None = None  # monotonic time of the first failure in a row
+        self.stall_reason: str | None = None
+
+    def stalled_seconds(self) -> float:
+        """How long the projector has failed in a row (0 when its last step worked)."""
+        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
 
     async def run(self) -> None:
-        """Follow the store until cancelled; failures are logged and retried."""
+        """Follow the store until cancelled; failures are logged, retried and reported as a
+        stall (readiness says so), never skipped."""
         delay = 0.2
         while True:
             try:
                 if await self.catch_up() == 0:
                     await asyncio.sleep(self.idle_poll)
-                delay = 0.2
+                delay, self.failing_since, self.stall_reason = 0.2, None, None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a projection lags, it never stops
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                self.stall_reason = type(exc).__name__
                 log.warning("projector %s: %r; retrying in %.1fs", self.store.schema, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -31,6 +31,9 @@ from services.runtime.processing import Emitter, Input, Outcome, decision_id
 from services.runtime.streams import same_content
 
 SERVICE = "collection"
+MAX_PAID_CENTS = 10**15
+"""The most that payments recorded on one contribution may add up to (10^13 euros): far
+beyond any real contribution, far below the 64-bit limit of every sum made from it."""
 
 
 def contribution_stream(cotisation_id: str) -> str:
@@ -75,6 +78,15 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
         if kind != "CotisationDue" and known is not None and known.due["nir"] != p.nir:
             return Outcome(
                 refused=f"payload.nir: does not match the nir of cotisation {p.cotisation_id}"
+            )
+        if (
+            kind == "PaiementRecu"
+            and known is not None
+            and known.paid_cents + p.montant_cents > MAX_PAID_CENTS
+        ):  # sums are checked where they are made: a balance stays a 64-bit integer
+            return Outcome(
+                refused=f"payload.montant_cents: the payments on cotisation {p.cotisation_id}"
+                f" would exceed {MAX_PAID_CENTS} cents"
             )
         return None
 

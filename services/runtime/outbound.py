@@ -52,7 +52,7 @@ REJECTION_HEADERS = frozenset(
 reader can trust that these are ours."""
 
 
-def _stored_header(entry: list[str | None]) -> tuple[str, bytes | None]:
+def stored_header(entry: list[str | None]) -> tuple[str, bytes | None]:
     """A header as the handler stored it: [name, value] in base64, the name too when the
     entry says so ("b64")."""
     name, value = entry[0] or "", entry[1]
@@ -68,7 +68,7 @@ def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
     def raw(text: str | None) -> bytes | None:
         return None if text is None else base64.b64decode(text)
 
-    upstream = [_stored_header(entry) for entry in p["headers"]]
+    upstream = [stored_header(entry) for entry in p["headers"]]
     headers: list[tuple[str, bytes | None]] = [
         (k, v) for k, v in upstream if k not in REJECTION_HEADERS
     ]

@@ -191,15 +191,13 @@ class ServiceRuntime:
     def stalls(self) -> tuple[dict[str, float], list[str]]:
         """How long each component has made no progress with work in hand (0 when it does),
         and why, for those stalled beyond `stall_after_seconds`: readiness tells the truth."""
-        relay = self.relay
-        stalled = {
-            "consumer": self.handler.stalled_seconds() if self.handler else 0.0,
-            "relay": relay.stalled_seconds() if relay is not None else 0.0,  # TODO-MERGE
+        parts: dict[str, Any] = {
+            "consumer": self.handler,
+            "relay": self.relay,  # TODO-MERGE
+            "projector": self.projector,
         }
-        reasons = {
-            "consumer": self.handler.stall_reason if self.handler else None,
-            "relay": relay.stall_reason if relay is not None else None,  # TODO-MERGE
-        }
+        stalled = {k: part.stalled_seconds() if part else 0.0 for k, part in parts.items()}
+        reasons = {k: part.stall_reason if part else None for k, part in parts.items()}
         limit = self.settings.stall_after_seconds
         found = [
             f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress'}"

@@ -6,6 +6,7 @@ down is not such a failure (the fault tests show nothing valid is then rejected)
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import pytest
@@ -23,8 +24,11 @@ from support import (
     store_events,
 )
 
-from services.collection.app import collection_spec
+from services.audit.redrive import redrive
+from services.collection.app import build_runtime, collection_spec
 from services.collection.processor import CollectionProcessor
+from services.eventstore import EventStore
+from services.eventstore.pool import create_pool
 from services.runtime.handler import PROCESSING_ERROR
 from services.runtime.processing import Input, Outcome
 from services.runtime.service import ServiceRuntime
@@ -105,3 +109,25 @@ async def test_a_poison_record_is_isolated_and_its_partition_goes_on(
     inputs = [r for r in rows if r["event_type"] == "CotisationDue"]
     assert len(inputs) == 38  # the two poison records are not inputs: they are rejections
     assert elapsed < 60
+
+    # the bug fixed (the real processor), the two are re-driven -- twice: each is decided
+    # exactly once, and its input names the rejection it came from
+    dsn = s.database_url.get_secret_value()
+    pool = await create_pool(dsn, s.collection_schema, min_size=1, max_size=2)
+    try:
+        store = EventStore(pool, s.collection_schema)
+        async with build_runtime(s).running():
+            first = await redrive(store, "collection", s.kafka_bootstrap_servers)
+            again = await redrive(store, "collection", s.kafka_bootstrap_servers)
+            assert (first.sent, again.sent) == (2, 2)
+            await assert_decided_exactly_once(
+                s, s.collection_schema, s.topic_reglements_cotisations, FINAL, ids
+            )
+    finally:
+        await pool.close()
+    rows = await store_events(dsn, s.collection_schema)
+    redriven = [json.loads(r["metadata"]) for r in rows if r["event_type"] == "CotisationDue"]
+    provenance = {m["redrive_of"] for m in redriven if "redrive_of" in m}
+    rejection_ids = {str(r["event_id"]) for r in rows if r["event_type"] == "MessageRejete"}
+    assert len(provenance) == 2 and provenance <= rejection_ids
+    assert len(redriven) == 40

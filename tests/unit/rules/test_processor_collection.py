@@ -368,3 +368,19 @@ def test_the_refolded_view_decides_the_next_input_like_the_live_one(b, collectio
     assert live.events == again.events
     assert kinds(collection.decisions(live)) == [
         "EncaissementDelegue", "PaiementEncaissePourCompte", "PaiementEncaissePourCompte"]
+
+
+def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(
+        b, collection):
+    """Each amount is within the contract, but their sum on one contribution is bounded too:
+    the payment that would pass the bound is refused, the balance never overflows."""
+    from services.collection.processor import MAX_PAID_CENTS
+
+    collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=1))
+    big = 10**11  # the largest amount the contract allows
+    for n in range(MAX_PAID_CENTS // big):
+        [d] = collection.decisions(collection.send(b.paiement(pid=f"PAY-{n}", montant=big)))
+    assert d.payload["solde_restant_cents"] == 1 - MAX_PAID_CENTS
+    outcome = collection.send(b.paiement(pid="PAY-OVER", montant=1))
+    assert outcome.refused is not None and outcome.refused.startswith("payload.montant_cents:")
+    assert outcome.events == []
