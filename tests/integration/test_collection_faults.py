@@ -115,17 +115,24 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
     settings: ServiceSettings,
     local_postgres: object,
 ) -> None:
-    s = settings
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    s = settings.model_copy(update={"stall_after_seconds": 1.0})
+    runtime = build_runtime(s)
+    async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
         ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))
         local_postgres.stop()  # type: ignore[attr-defined]
         try:
             ids += await publish_many(feed, s.topic_cotisations, contributions(N // 2, N // 2))
             await asyncio.sleep(4)
+            # work in hand and no progress: readiness says so, with the reason
+            during = await runtime.probe()
         finally:
             local_postgres.start()  # type: ignore[attr-defined]
         await assert_exactly_once(s, ids)
+        after = await runtime.probe()
+    assert not during["ready"] and during["stalled"]["consumer"] > 1.0
+    assert any(r.startswith("consumer stalled") for r in during["reasons"]), during
+    assert after["ready"] and after["reasons"] == [] and after["stalled"]["consumer"] == 0.0
     rejected = await read_topics(
         s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: False, timeout=2
     )
