@@ -57,6 +57,12 @@ class ServiceSettings(BaseSettings):
     benefits_http_port: int = 8082
     dashboard_http_port: int = 8080
 
+    # signed anchors of each store (services/audit/anchorer.py, docs/trust.md)
+    anchor_key_file: str | None = None  # Ed25519 private key (PEM, mode 0600); None: none
+    anchor_every_events: int = Field(1000, ge=1)  # an anchor every N new rows...
+    anchor_every_seconds: float = Field(10.0, gt=0)  # ...or every T seconds, if the head moved
+    topic_audit_anchors: str = "rsi.audit.ancrages.v1"  # kept forever, key = service name
+
     def all_topics(self) -> list[str]:
         """Every topic the system reads or writes."""
         return [

@@ -45,7 +45,7 @@ def flip(data: bytes, at: int, mask: int = 1) -> bytes:
 
 
 def test_leaves_and_nodes_are_hashed_with_distinct_prefixes() -> None:
-    assert EMPTY_ROOT == sha(b"")
+    assert sha(b"") == EMPTY_ROOT
     assert leaf_hash(b"abc") == sha(b"\x00abc")
     assert node_hash(b"L" * 32, b"R" * 32) == sha(b"\x01" + b"L" * 32 + b"R" * 32)
     # a leaf whose data is two hashes is not the node over them
