@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.audit.merkle import Frontier
@@ -248,9 +249,17 @@ class _Reader:
         await self.consumer.stop()
 
     async def partitions(self) -> list[TopicPartition]:
-        if self.topic not in await self.consumer.topics():
-            return []
-        ids = self.consumer.partitions_for_topic(self.topic) or set()
+        """The topic's partitions (none when it does not exist). Asked of the cluster's
+        metadata for every topic, which never creates one."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                                    **dict(self.client_options))
+        await admin.start()
+        try:
+            topics = await admin.describe_topics(None)
+        finally:
+            await admin.close()
+        ids = {p["partition"] for t in topics if t["topic"] == self.topic
+               for p in t["partitions"]}
         return [TopicPartition(self.topic, p) for p in sorted(ids)]
 
     async def read(self, ranges: Mapping[TopicPartition, tuple[int, int]]

@@ -90,8 +90,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     audit = sub.add_parser("audit", help="the hash chain, a subject's trail")
     audits = audit.add_subparsers(dest="action", required=True)
-    chain = audits.add_parser("chain", help="verify the hash chain; report the first break")
+    chain = audits.add_parser("chain", help="verify the hash chain; report the first break; "
+                              "with --public-key, the store against its signed anchors")
     _common(chain)
+    _anchors_options(chain)
     chain.set_defaults(func=_run, command_impl=commands.chain)
     trail = audits.add_parser(
         "trail", help="every input, decision, registry fact relied on, legal basis and "
@@ -99,6 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     trail.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
     _common(trail)
     trail.set_defaults(func=_run, command_impl=commands.trail_cmd)
+    _trust_commands(audits)
 
     rejections = sub.add_parser("rejections", help="records the services refused")
     rejection_actions = rejections.add_subparsers(dest="action", required=True)
@@ -127,6 +130,60 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rebuild.add_argument("--repair", action="store_true",
                          help="replace live rows that differ by the rebuilt ones (admin)")
     rebuild.set_defaults(func=_run, command_impl=commands.rebuild_cmd)
+
+
+def _anchors_options(parser: argparse.ArgumentParser, *, key_required: bool = False) -> None:
+    parser.add_argument("--public-key", action="append", default=[], metavar="FILE",
+                        required=key_required,
+                        help="the anchors' public key (PEM; repeatable, e.g. across a key "
+                        "rotation)" + ("" if key_required else
+                                       "; checks the store against its signed anchors"))
+    parser.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
+    parser.add_argument("--bootstrap-servers", help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, "
+                        "else .run/endpoints.env)")
+
+
+def _trust_commands(audits: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`audit keygen`, `anchor`, `prove`, `consistency`, `check-proof` (docs/trust.md)."""
+    keygen = audits.add_parser("keygen", help="a new anchor key pair: FILE (private, 0600) "
+                               "and FILE.pub (public)")
+    keygen.add_argument("--out", required=True, metavar="FILE")
+    keygen.set_defaults(func=_run, command_impl=commands.keygen_cmd)
+
+    anchor = audits.add_parser("anchor", help="sign and publish an anchor of each store now")
+    _common(anchor)
+    anchor.add_argument("--key", required=True, metavar="FILE", help="the private key (PEM)")
+    anchor.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
+    anchor.add_argument("--bootstrap-servers", help="Kafka (default: "
+                        "$KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)")
+    anchor.set_defaults(func=_run, command_impl=commands.anchor_cmd)
+
+    prove = audits.add_parser(
+        "prove", help="a subject's events with Merkle inclusion proofs under the latest signed "
+        "anchor (JSON on stdout: `> proof.json`)")
+    prove.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
+    _common(prove)
+    _anchors_options(prove)
+    prove.add_argument("--extends", type=int, metavar="SIZE",
+                       help="add a consistency proof from the anchor of this size")
+    prove.set_defaults(func=_run, command_impl=commands.prove_cmd)
+
+    consistency = audits.add_parser(
+        "consistency", help="a consistency proof that the latest anchor (or --to-size) extends "
+        "the anchor of --from-size (JSON on stdout, checked by check-proof)")
+    _common(consistency)
+    _anchors_options(consistency)
+    consistency.add_argument("--from-size", type=int, required=True, metavar="SIZE")
+    consistency.add_argument("--to-size", type=int, metavar="SIZE")
+    consistency.set_defaults(func=_run, command_impl=commands.consistency_cmd)
+
+    check = audits.add_parser(
+        "check-proof", help="verify a proof with the public key alone (no database, no Kafka)")
+    check.add_argument("proof", help="the proof file (- for stdin)")
+    check.add_argument("--public-key", action="append", required=True, metavar="FILE",
+                       help="the anchors' public key (PEM; repeatable)")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(func=_run, command_impl=commands.check_proof_cmd)
 
 
 def _run(args: argparse.Namespace) -> int:

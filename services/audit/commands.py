@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.topics import AUDIT_REPLAY
+from services.audit.anchored import AnchorCheck, check_anchors
+from services.audit.anchors import Anchor, AnchorReadError, AnchorRecord, read_anchors
 from services.audit.catalog import selected
-from services.audit.chain import check_chain
+from services.audit.chain import ChainResult, check_chain
 from services.audit.options import (
     CommandError,
     endpoint,
@@ -19,8 +24,23 @@ from services.audit.options import (
     settings_of,
 )
 from services.audit.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
+from services.audit.proofs import (
+    ProofError,
+    check_proof,
+    digest_of,
+    masked,
+    proof_bytes,
+    prove_service,
+)
 from services.audit.replay import Mismatch, ReplaySummary, replay
 from services.audit.republish import LiveTopicError, new_replay_id, republish
+from services.audit.signing import (
+    KeyFileError,
+    key_id,
+    load_private_key,
+    load_public_key,
+    write_key_pair,
+)
 from services.audit.trail import trail
 from services.cli import print_json
 from services.runtime.settings import ServiceSettings
@@ -129,35 +149,45 @@ async def what_if(args: argparse.Namespace) -> int:
 
 
 async def chain(args: argparse.Namespace) -> int:
-    """`mandat audit chain`: the hash chain of each store."""
-    results = []
+    """`mandat audit chain`: the hash chain of each store; with `--public-key`, each store
+    against its signed anchors too (services/audit/anchored.py)."""
+    keys = _public_keys(args)
+    records = await _anchor_records(args) if keys else []
+    results: list[tuple[ChainResult, AnchorCheck | None]] = []
     for service in selected(args.service):
         async with open_store(args, service) as store:
-            results.append(await check_chain(store, service.name))
-    ok = all(r.ok for r in results)
+            result = await check_chain(store, service.name)
+            anchors = await check_anchors(store, service.name, records, keys) if keys else None
+        results.append((result, anchors))
+    ok = all(r.ok and (a is None or a.ok) for r, a in results)
     if args.json:
-        print_json({"command": "audit chain", "services": [r.as_dict() for r in results], "ok": ok})
+        print_json({"command": "audit chain", "ok": ok, "services": [
+            r.as_dict() | ({"anchors": a.as_dict()} if a is not None else {})
+            for r, a in results]})
         return 0 if ok else 1
-    for r in results:
+    for r, anchors in results:
         if r.ok:
             print(
                 f"{r.service} (schema {r.schema}): chain OK over {r.checked:,} rows "
                 f"(head #{r.head}, {r.seconds:.2f} s)"
             )
-            continue
-        d = r.detail or {}
-        what = ", ".join(f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id") if k in d)
-        print(
-            f"{r.service} (schema {r.schema}): chain BROKEN at position {r.first_broken} — "
-            f"{d.get('problem')}"
-            + (f" ({what})" if what else "")
-            + f"; the {r.checked:,} rows before it hold"
-        )
-        if "stored_hash" in d:
+        else:
+            d = r.detail or {}
+            what = ", ".join(f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id")
+                             if k in d)
             print(
-                f"    stored hash     {d['stored_hash']}\n"
-                f"    recomputed hash {d['recomputed_hash']}"
+                f"{r.service} (schema {r.schema}): chain BROKEN at position {r.first_broken} — "
+                f"{d.get('problem')}"
+                + (f" ({what})" if what else "")
+                + f"; the {r.checked:,} rows before it hold"
             )
+            if "stored_hash" in d:
+                print(
+                    f"    stored hash     {d['stored_hash']}\n"
+                    f"    recomputed hash {d['recomputed_hash']}"
+                )
+        if anchors is not None:
+            print("\n".join(anchors.lines()))
     print("audit chain: " + ("OK" if ok else "BROKEN"))
     return 0 if ok else 1
 
@@ -321,3 +351,158 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
     repaired = " (live rows replaced by the rebuilt ones)" if args.repair and not ok else ""
     print("projections rebuild: " + ("OK" if ok else "DIFFERENT" + repaired))
     return 0 if ok else 1
+
+
+# --- signed anchors and proofs (docs/trust.md) ----------------------------------------------
+
+
+def _public_keys(args: argparse.Namespace) -> list[Ed25519PublicKey]:
+    try:
+        return [load_public_key(path) for path in args.public_key or []]
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _anchors_topic(args: argparse.Namespace) -> str:
+    return str(args.anchors_topic or settings_of(args).topic_audit_anchors)
+
+
+async def _anchor_records(args: argparse.Namespace) -> list[AnchorRecord]:
+    """Every record of the anchors topic (the second, independent system)."""
+    bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+    try:
+        return await read_anchors(bootstrap, _anchors_topic(args))
+    except AnchorReadError as exc:
+        raise CommandError(str(exc)) from exc
+    except Exception as exc:  # the broker cannot be reached: the check cannot run
+        raise CommandError(f"cannot read the anchors topic: {type(exc).__name__}: "
+                           f"{str(exc)[:200]}") from exc
+
+
+def _anchors_of(records: list[AnchorRecord], service: str, schema: str,
+                keys: list[Ed25519PublicKey]) -> list[Anchor]:
+    """The anchors of one store, by size (signed by `keys` when given)."""
+    found = [r.anchor for r in records if r.anchor is not None and r.about(service, schema)
+             and (not keys or r.anchor.signed_by(keys))]
+    return sorted(found, key=lambda a: (a.size, a.anchored_at))
+
+
+async def keygen_cmd(args: argparse.Namespace) -> int:
+    """`mandat audit keygen --out FILE`: a new anchor key pair."""
+    try:
+        private, public = write_key_pair(Path(args.out))
+        ident = key_id(load_public_key(public))
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"private key {private} (mode 600: give it to the services only, never to the "
+          f"database)\npublic key  {public} (give it to auditors)\nkey id      {ident}")
+    return 0
+
+
+async def anchor_cmd(args: argparse.Namespace) -> int:
+    """`mandat audit anchor --key FILE`: sign and publish an anchor of each store now."""
+    from services.audit.anchorer import Anchorer, AnchorRefused
+
+    try:
+        key = load_private_key(args.key)
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from exc
+    bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+    refused = False
+    for service in selected(args.service):
+        async with open_store(args, service) as store, Anchorer(
+            store, service=service.name, key=key, bootstrap_servers=bootstrap,
+            topic=_anchors_topic(args)) as anchorer:
+            try:
+                anchor = await anchorer.anchor_now()
+            except AnchorRefused as exc:
+                print(f"{service.name} (schema {store.schema}): REFUSED: {exc}")
+                refused = True
+                continue
+        if anchor is None:
+            print(f"{service.name} (schema {store.schema}): nothing new since the "
+                  f"{anchorer.last.describe() if anchorer.last else 'empty store'}")
+        else:
+            print(f"{service.name} (schema {store.schema}): {anchor.describe()} published")
+    return 1 if refused else 0
+
+
+async def prove_cmd(args: argparse.Namespace) -> int:
+    """`mandat audit prove SUBJECT`: the proof on stdout, what could not be proven on
+    stderr."""
+    if args.extends is not None and args.service is None:
+        raise CommandError("--extends needs --service (anchor sizes are per store)")
+    return await _prove(args, args.subject, extends=args.extends, to_size=None)
+
+
+async def consistency_cmd(args: argparse.Namespace) -> int:
+    """`mandat audit consistency --from-size M`: that a later anchor extends an earlier one."""
+    if args.service is None:
+        raise CommandError("--service is needed (anchors are per store)")
+    return await _prove(args, None, extends=args.from_size, to_size=args.to_size)
+
+
+async def _prove(args: argparse.Namespace, subject: str | None, *, extends: int | None,
+                 to_size: int | None) -> int:
+    keys = _public_keys(args)
+    records = await _anchor_records(args)
+    parts, proven = [], 0
+    for service in selected(args.service):
+        async with open_store(args, service) as store:
+            every = _anchors_of(records, service.name, store.schema, keys)
+            anchors = [a for a in every if to_size is None or a.size == to_size]
+            if not anchors:
+                _note(f"{service.name}: no signed anchor" + (f" of size {to_size}" if to_size
+                      else "") + ": nothing can be proven")
+                continue
+            earlier = None
+            if extends is not None:
+                earlier = next((a for a in every if a.size == extends), None)
+                if earlier is None:
+                    raise CommandError(f"{service.name}: no anchor of size {extends}")
+            try:
+                made = await prove_service(store, service.name, subject, anchors[-1], earlier)
+            except ProofError as exc:
+                _note(f"{service.name}: {exc}")
+                return 1
+        if subject is not None and made.proven == 0:
+            if made.after_anchor:
+                _note(f"{service.name}: {made.after_anchor} events about {masked(subject)}, "
+                      "all recorded after the latest anchor: not provable yet")
+            continue
+        if made.after_anchor:
+            _note(f"{service.name}: {made.after_anchor} later events about {masked(subject)} "
+                  f"are after the latest anchor (#{anchors[-1].size}): not in this proof")
+        parts.append(made.part)
+        proven += made.proven
+    if not parts:
+        _note(f"audit prove: nothing recorded and anchored about {masked(subject)}")
+        return 1
+    sys.stdout.buffer.write(proof_bytes(subject, parts))
+    sys.stdout.flush()
+    return 0
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+async def check_proof_cmd(args: argparse.Namespace) -> int:
+    """`mandat audit check-proof FILE --public-key KEY`: offline; 0 holds, 1 does not."""
+    keys = _public_keys(args)
+    try:
+        data = sys.stdin.buffer.read() if args.proof == "-" else Path(args.proof).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.proof}: {exc.strerror}") from exc
+    report = check_proof(data, keys)
+    if args.json:
+        print_json({"command": "audit check-proof", "sha256": digest_of(data)}
+                   | report.as_dict())
+        return 0 if report.ok else 1
+    print("\n".join(report.lines))
+    if report.ok:
+        print(f"check-proof: OK — {report.events} events in the signed record, unaltered "
+              f"(proof sha256 {digest_of(data)[:16]}…)")
+        return 0
+    print(f"check-proof: FAILED — {report.failure}")
+    return 1
