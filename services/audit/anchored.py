@@ -34,8 +34,10 @@ from services.audit.merkle import Frontier
 from services.audit.storetree import chain_hashes
 from services.eventstore import EventStore
 
-_TIMES = ("SELECT position, recorded_at FROM events WHERE position > $1 AND position <= $2"
-          " ORDER BY position LIMIT $3")
+_TIMES = (
+    "SELECT position, recorded_at FROM events WHERE position > $1 AND position <= $2"
+    " ORDER BY position LIMIT $3"
+)
 
 
 @dataclass
@@ -63,19 +65,27 @@ class AnchorCheck:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "records": self.records, "verified": self.verified, "holding": self.holding,
+            "records": self.records,
+            "verified": self.verified,
+            "holding": self.holding,
             "latest": self.latest.as_dict() if self.latest else None,
-            "unanchored": self.unanchored, "findings": self.findings,
-            "seconds": round(self.seconds, 3), "ok": self.ok,
+            "unanchored": self.unanchored,
+            "findings": self.findings,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
         }
 
     def lines(self) -> list[str]:
         """The check for a person."""
-        head = (f"{self.service} (schema {self.schema}): {self.verified} signed anchors "
-                f"checked, {self.holding} hold")
+        head = (
+            f"{self.service} (schema {self.schema}): {self.verified} signed anchors "
+            f"checked, {self.holding} hold"
+        )
         if self.latest is not None:
-            head += (f"; anchored up to #{self.latest.size} at {self.latest.anchored_at}, "
-                     f"{self.unanchored:,} rows after it")
+            head += (
+                f"; anchored up to #{self.latest.size} at {self.latest.anchored_at}, "
+                f"{self.unanchored:,} rows after it"
+            )
         return [head, *(f"    {f['problem'].upper()}: {f['message']}" for f in self.findings)]
 
 
@@ -83,8 +93,12 @@ def _add(check: AnchorCheck, problem: str, message: str, **detail: Any) -> None:
     check.findings.append({"problem": problem, "message": message} | detail)
 
 
-async def check_anchors(store: EventStore, service: str, records: Sequence[AnchorRecord],
-                        keys: Sequence[Ed25519PublicKey]) -> AnchorCheck:
+async def check_anchors(
+    store: EventStore,
+    service: str,
+    records: Sequence[AnchorRecord],
+    keys: Sequence[Ed25519PublicKey],
+) -> AnchorCheck:
     """Compare `store` with the anchors about it among `records` (the anchors topic)."""
     started = time.perf_counter()
     check = AnchorCheck(service, store.schema, await store.head())
@@ -95,35 +109,50 @@ async def check_anchors(store: EventStore, service: str, records: Sequence[Ancho
         check.holding = sum(agrees.values())
         await _name(store, check, anchors, agrees)
     elif check.head > 0:
-        _add(check, "no anchor", f"no anchor of this store signed by the given key(s): "
-             f"nothing to check its {check.head:,} rows against")
+        _add(
+            check,
+            "no anchor",
+            f"no anchor of this store signed by the given key(s): "
+            f"nothing to check its {check.head:,} rows against",
+        )
     check.seconds = time.perf_counter() - started
     return check
 
 
-def _signed(check: AnchorCheck, mine: list[AnchorRecord],
-            keys: Sequence[Ed25519PublicKey]) -> list[Anchor]:
+def _signed(
+    check: AnchorCheck, mine: list[AnchorRecord], keys: Sequence[Ed25519PublicKey]
+) -> list[Anchor]:
     """The anchors that verify, by size; the others named."""
     check.records = len(mine)
     valid: dict[tuple[int, bytes, bytes], Anchor] = {}
     for record in mine:
         anchor = record.anchor
         if anchor is None:
-            _add(check, "unreadable anchor", f"{record.where}: {record.problem}",
-                 partition=record.partition, offset=record.offset)
+            _add(
+                check,
+                "unreadable anchor",
+                f"{record.where}: {record.problem}",
+                partition=record.partition,
+                offset=record.offset,
+            )
         elif not anchor.signed_by(keys):
-            _add(check, "bad signature", f"{record.where}: the {anchor.describe()} is not "
-                 "signed by the given key(s); it is not relied upon",
-                 partition=record.partition, offset=record.offset, size=anchor.size,
-                 key_id=anchor.key_id)
+            _add(
+                check,
+                "bad signature",
+                f"{record.where}: the {anchor.describe()} is not "
+                "signed by the given key(s); it is not relied upon",
+                partition=record.partition,
+                offset=record.offset,
+                size=anchor.size,
+                key_id=anchor.key_id,
+            )
         else:
             check.verified += 1
             valid.setdefault((anchor.size, anchor.chain_hash, anchor.root), anchor)
     return sorted(valid.values(), key=lambda a: (a.size, a.anchored_at))
 
 
-async def _compare(store: EventStore, anchors: list[Anchor], head: int
-                   ) -> dict[Anchor, bool]:
+async def _compare(store: EventStore, anchors: list[Anchor], head: int) -> dict[Anchor, bool]:
     """Whether the store agrees with each anchor it reaches (chain hash at its size and
     root over 1..size), in one pass over the chain hashes."""
     agrees: dict[Anchor, bool] = {}
@@ -142,39 +171,62 @@ async def _compare(store: EventStore, anchors: list[Anchor], head: int
     return agrees
 
 
-async def _name(store: EventStore, check: AnchorCheck, anchors: list[Anchor],
-                agrees: dict[Anchor, bool]) -> None:
+async def _name(
+    store: EventStore, check: AnchorCheck, anchors: list[Anchor], agrees: dict[Anchor, bool]
+) -> None:
     """Say what the disagreements are: truncation, reuse, rewrite."""
     failing = [a for a in anchors if a in agrees and not agrees[a]]
     first_bad = failing[0] if failing else None
-    holding_below = [a.size for a in anchors if agrees.get(a)
-                     and (first_bad is None or a.size < first_bad.size)]
+    holding_below = [
+        a.size for a in anchors if agrees.get(a) and (first_bad is None or a.size < first_bad.size)
+    ]
     since = max(holding_below, default=0)
     top = anchors[-1]
     if top.size > check.head:
-        _add(check, "truncated", f"the store ends at #{check.head} but the {top.describe()} "
-             f"covered #{top.size}: rows #{check.head + 1} to #{top.size} were deleted",
-             head=check.head, anchored_size=top.size, anchored_at=top.anchored_at)
+        _add(
+            check,
+            "truncated",
+            f"the store ends at #{check.head} but the {top.describe()} "
+            f"covered #{top.size}: rows #{check.head + 1} to #{top.size} were deleted",
+            head=check.head,
+            anchored_size=top.size,
+            anchored_at=top.anchored_at,
+        )
     upper = min(check.head, first_bad.size if first_bad else top.size)
     reused = await _reused(store, anchors, since, upper)
     if reused:
         position, recorded_at, anchor = reused[0]
-        _add(check, "reused", f"positions reused after a truncation: row #{position} was "
-             f"recorded at {recorded_at.isoformat()}, after the {anchor.describe()} that "
-             f"already covered position #{position} ({len(reused)} such rows up to "
-             f"#{reused[-1][0]})", first_position=position, rows=len(reused),
-             anchored_at=anchor.anchored_at, anchored_size=anchor.size)
+        _add(
+            check,
+            "reused",
+            f"positions reused after a truncation: row #{position} was "
+            f"recorded at {recorded_at.isoformat()}, after the {anchor.describe()} that "
+            f"already covered position #{position} ({len(reused)} such rows up to "
+            f"#{reused[-1][0]})",
+            first_position=position,
+            rows=len(reused),
+            anchored_at=anchor.anchored_at,
+            anchored_size=anchor.size,
+        )
     elif first_bad is not None:
-        _add(check, "rewritten", f"the record up to #{first_bad.size} is not what the "
-             f"{first_bad.describe()} signed: a row from #{since + 1} to #{first_bad.size} "
-             "was changed and the chain hashes after it recomputed "
-             f"({len(failing)} anchor(s) disagree; the last one that holds is at "
-             f"#{since})", from_position=since + 1, to_position=first_bad.size,
-             anchored_at=first_bad.anchored_at, disagreeing=len(failing))
+        _add(
+            check,
+            "rewritten",
+            f"the record up to #{first_bad.size} is not what the "
+            f"{first_bad.describe()} signed: a row from #{since + 1} to #{first_bad.size} "
+            "was changed and the chain hashes after it recomputed "
+            f"({len(failing)} anchor(s) disagree; the last one that holds is at "
+            f"#{since})",
+            from_position=since + 1,
+            to_position=first_bad.size,
+            anchored_at=first_bad.anchored_at,
+            disagreeing=len(failing),
+        )
 
 
-async def _reused(store: EventStore, anchors: list[Anchor], since: int, upper: int
-                  ) -> list[tuple[int, datetime, Anchor]]:
+async def _reused(
+    store: EventStore, anchors: list[Anchor], since: int, upper: int
+) -> list[tuple[int, datetime, Anchor]]:
     """Rows in (since, upper] recorded after the first anchor that covered their position:
     that anchor read another row there."""
     if upper <= since:

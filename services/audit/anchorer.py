@@ -100,8 +100,9 @@ class Anchorer:
         self._lock = asyncio.Lock()  # one anchor at a time (the task, a direct call)
 
     @classmethod
-    def from_settings(cls, store: EventStore, service: str, settings: ServiceSettings,
-                      **options: Any) -> Anchorer:
+    def from_settings(
+        cls, store: EventStore, service: str, settings: ServiceSettings, **options: Any
+    ) -> Anchorer:
         """The anchorer the settings describe: key file, cadence, topic, Kafka, replication
         (`options` override or add constructor arguments, e.g. `connect`)."""
         if not settings.anchor_key_file:
@@ -142,8 +143,9 @@ class Anchorer:
                         continue
                     if self.connect is not None:
                         conn = await self.connect()
-                        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)",
-                                                   self.lock_key):
+                        if not await conn.fetchval(
+                            "SELECT pg_try_advisory_lock($1)", self.lock_key
+                        ):
                             await asyncio.sleep(max(self.poll_seconds, 1.0))
                             continue
                     self.leader = True
@@ -191,8 +193,7 @@ class Anchorer:
         self.stall_reason = f"refuses to anchor: {reason}"
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-        log.error("anchorer %s (schema %s) %s", self.service, self.store.schema,
-                  self.stall_reason)
+        log.error("anchorer %s (schema %s) %s", self.service, self.store.schema, self.stall_reason)
 
     # --- one anchor -------------------------------------------------------------------------
 
@@ -214,11 +215,16 @@ class Anchorer:
             raise
         if frontier.size <= self.anchored:
             return None
-        anchor = sign(self.key, service=self.service, schema=self.store.schema,
-                      frontier=frontier, chain_hash=self._head_hash, anchored_at=self.clock())
+        anchor = sign(
+            self.key,
+            service=self.service,
+            schema=self.store.schema,
+            frontier=frontier,
+            chain_hash=self._head_hash,
+            anchored_at=self.clock(),
+        )
         producer = await self._open_producer()
-        await producer.send_and_wait(self.topic, anchor.to_bytes(),
-                                     key=self.service.encode())
+        await producer.send_and_wait(self.topic, anchor.to_bytes(), key=self.service.encode())
         self.last, self._since = anchor, time.monotonic()
         log.info("anchorer %s: anchored size %d", self.service, anchor.size)
         return anchor
@@ -229,9 +235,14 @@ class Anchorer:
         if self._frontier is not None:
             return self._frontier
         await self._ensure_topic()
-        last = await last_anchor(self.bootstrap_servers, self.topic, service=self.service,
-                                 schema=self.store.schema, keys=[self.key.public_key()],
-                                 client_options=self.client_options)
+        last = await last_anchor(
+            self.bootstrap_servers,
+            self.topic,
+            service=self.service,
+            schema=self.store.schema,
+            keys=[self.key.public_key()],
+            client_options=self.client_options,
+        )
         frontier, head_hash = Frontier(), GENESIS_HASH
         if last is not None:
             await self._still_holds(last.size, last.chain_hash, f"the {last.describe()}")
@@ -241,24 +252,26 @@ class Anchorer:
 
     async def _still_holds(self, size: int, chain_hash: bytes, what: str) -> None:
         """Refuse unless the row at `size` is there with the chain hash it had in `what`."""
-        stored = await self.store.pool.fetchval("SELECT hash FROM events WHERE position = $1",
-                                                size)
+        stored = await self.store.pool.fetchval("SELECT hash FROM events WHERE position = $1", size)
         if stored is None:
             head = await self.store.head()
-            raise AnchorRefused(f"the store ends at #{head}, below {what}: its tail was "
-                                "deleted")
+            raise AnchorRefused(f"the store ends at #{head}, below {what}: its tail was deleted")
         if bytes(stored) != chain_hash:
-            raise AnchorRefused(f"row #{size} no longer has the chain hash of {what}: the "
-                                "record was rewritten, or its positions reused")
+            raise AnchorRefused(
+                f"row #{size} no longer has the chain hash of {what}: the "
+                "record was rewritten, or its positions reused"
+            )
 
     async def _extend(self, frontier: Frontier) -> None:
         """Fold the rows after the frontier into it (their chain hashes), having checked
         that the store still holds its last leaf."""
         if frontier.size:
-            await self._still_holds(frontier.size, self._head_hash,
-                                    f"the tree the anchorer folded up to #{frontier.size}")
-        async for position, digest in chain_hashes(self.store, frontier.size,
-                                                   batch=self.batch):
+            await self._still_holds(
+                frontier.size,
+                self._head_hash,
+                f"the tree the anchorer folded up to #{frontier.size}",
+            )
+        async for position, digest in chain_hashes(self.store, frontier.size, batch=self.batch):
             if position != frontier.size + 1:
                 raise AnchorRefused(f"position #{frontier.size + 1} is missing from the store")
             self._head_hash = digest
@@ -266,15 +279,24 @@ class Anchorer:
 
     async def _ensure_topic(self) -> None:
         if not self._topic_ready:
-            await ensure_topics(self.bootstrap_servers, [self.topic], partitions=1,
-                                replication_factor=self.replication_factor, retention_ms=-1)
+            await ensure_topics(
+                self.bootstrap_servers,
+                [self.topic],
+                partitions=1,
+                replication_factor=self.replication_factor,
+                retention_ms=-1,
+            )
             self._topic_ready = True
 
     async def _open_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers, enable_idempotence=True,
-                acks="all", client_id=f"anchorer-{self.service}", **self.client_options)
+                bootstrap_servers=self.bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                client_id=f"anchorer-{self.service}",
+                **self.client_options,
+            )
             await producer.start()
             self._producer = producer
         return self._producer

@@ -41,8 +41,19 @@ _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{128}$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_FIELDS = frozenset({"format", "service", "schema", "chain_head", "tree_head", "frontier",
-                     "anchored_at", "key_id", "signature"})
+_FIELDS = frozenset(
+    {
+        "format",
+        "service",
+        "schema",
+        "chain_head",
+        "tree_head",
+        "frontier",
+        "anchored_at",
+        "key_id",
+        "signature",
+    }
+)
 
 
 class AnchorFormatError(ValueError):
@@ -89,21 +100,39 @@ class Anchor:
 
     def signed_by(self, keys: Sequence[Ed25519PublicKey]) -> bool:
         """Whether one of `keys` signed this anchor."""
-        return any(key_id(k) == self.key_id and verify(k, self.signature, self.signed_bytes())
-                   for k in keys)
+        return any(
+            key_id(k) == self.key_id and verify(k, self.signature, self.signed_bytes())
+            for k in keys
+        )
 
     def describe(self) -> str:
         """One line for reports (no personal data in an anchor)."""
-        return (f"anchor of {self.anchored_at} (size {self.size}, root {self.root.hex()[:16]}…,"
-                f" key {self.key_id})")
+        return (
+            f"anchor of {self.anchored_at} (size {self.size}, root {self.root.hex()[:16]}…,"
+            f" key {self.key_id})"
+        )
 
 
-def sign(private: Ed25519PrivateKey, *, service: str, schema: str, frontier: Frontier,
-         chain_hash: bytes, anchored_at: datetime) -> Anchor:
+def sign(
+    private: Ed25519PrivateKey,
+    *,
+    service: str,
+    schema: str,
+    frontier: Frontier,
+    chain_hash: bytes,
+    anchored_at: datetime,
+) -> Anchor:
     """The anchor of a tree (its frontier) whose last row has `chain_hash`, signed."""
-    unsigned = Anchor(service, schema, frontier.size, chain_hash, frontier.root(),
-                      tuple(frontier.subtree_hashes()), anchored_at.isoformat(),
-                      key_id(private.public_key()))
+    unsigned = Anchor(
+        service,
+        schema,
+        frontier.size,
+        chain_hash,
+        frontier.root(),
+        tuple(frontier.subtree_hashes()),
+        anchored_at.isoformat(),
+        key_id(private.public_key()),
+    )
     return replace(unsigned, signature=private.sign(unsigned.signed_bytes()))
 
 
@@ -131,8 +160,12 @@ def anchor_from_dict(document: Any) -> Anchor:
     if document["format"] != ANCHOR_FORMAT:
         raise AnchorFormatError("unknown anchor format")
     chain_head, tree_head = document["chain_head"], document["tree_head"]
-    if not (isinstance(chain_head, dict) and set(chain_head) == {"position", "hash"}
-            and isinstance(tree_head, dict) and set(tree_head) == {"size", "root"}):
+    if not (
+        isinstance(chain_head, dict)
+        and set(chain_head) == {"position", "hash"}
+        and isinstance(tree_head, dict)
+        and set(tree_head) == {"size", "root"}
+    ):
         raise AnchorFormatError("malformed chain or tree head")
     size = _count(tree_head["size"])
     if _count(chain_head["position"]) != size or size < 1:
@@ -221,8 +254,7 @@ class AnchorRecord:
         return self.key == service.encode()
 
 
-def record_of(partition: int, offset: int, key: bytes | None, value: bytes | None
-              ) -> AnchorRecord:
+def record_of(partition: int, offset: int, key: bytes | None, value: bytes | None) -> AnchorRecord:
     try:
         return AnchorRecord(partition, offset, key, parse_anchor(value))
     except AnchorFormatError as exc:
@@ -240,8 +272,11 @@ class _Reader:
 
     async def __aenter__(self) -> _Reader:
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
-            auto_offset_reset="earliest", **dict(self.client_options))
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **dict(self.client_options),
+        )
         await self.consumer.start()
         return self
 
@@ -251,19 +286,18 @@ class _Reader:
     async def partitions(self) -> list[TopicPartition]:
         """The topic's partitions (none when it does not exist). Asked of the cluster's
         metadata for every topic, which never creates one."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
-                                    **dict(self.client_options))
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, **dict(self.client_options)
+        )
         await admin.start()
         try:
             topics = await admin.describe_topics(None)
         finally:
             await admin.close()
-        ids = {p["partition"] for t in topics if t["topic"] == self.topic
-               for p in t["partitions"]}
+        ids = {p["partition"] for t in topics if t["topic"] == self.topic for p in t["partitions"]}
         return [TopicPartition(self.topic, p) for p in sorted(ids)]
 
-    async def read(self, ranges: Mapping[TopicPartition, tuple[int, int]]
-                   ) -> list[AnchorRecord]:
+    async def read(self, ranges: Mapping[TopicPartition, tuple[int, int]]) -> list[AnchorRecord]:
         """The records at offsets [start, end) of each partition."""
         ranges = {tp: r for tp, r in ranges.items() if r[0] < r[1]}
         if not ranges:
@@ -277,8 +311,9 @@ class _Reader:
         deadline = loop.time() + self.timeout
         while pending:
             if loop.time() > deadline:
-                raise AnchorReadError(f"{self.topic}: not read to its end within "
-                                      f"{self.timeout:.0f}s")
+                raise AnchorReadError(
+                    f"{self.topic}: not read to its end within {self.timeout:.0f}s"
+                )
             batch = await self.consumer.getmany(*pending, timeout_ms=500)
             for tp, records in batch.items():
                 end = ranges[tp][1]
@@ -293,9 +328,13 @@ class _Reader:
         return sorted(found, key=lambda r: (r.partition, r.offset))
 
 
-async def read_anchors(bootstrap_servers: str, topic: str, *,
-                       client_options: Mapping[str, Any] | None = None,
-                       timeout: float = 120.0) -> list[AnchorRecord]:
+async def read_anchors(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+    timeout: float = 120.0,
+) -> list[AnchorRecord]:
     """Every record of the anchors topic, up to its end now (none if it does not exist)."""
     async with _Reader(bootstrap_servers, topic, client_options or {}, timeout) as reader:
         parts = await reader.partitions()
@@ -306,10 +345,17 @@ async def read_anchors(bootstrap_servers: str, topic: str, *,
         return await reader.read({tp: (starts[tp], ends[tp]) for tp in parts})
 
 
-async def last_anchor(bootstrap_servers: str, topic: str, *, service: str, schema: str,
-                      keys: Sequence[Ed25519PublicKey],
-                      client_options: Mapping[str, Any] | None = None,
-                      window: int = 500, timeout: float = 60.0) -> Anchor | None:
+async def last_anchor(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    service: str,
+    schema: str,
+    keys: Sequence[Ed25519PublicKey],
+    client_options: Mapping[str, Any] | None = None,
+    window: int = 500,
+    timeout: float = 60.0,
+) -> Anchor | None:
     """The largest anchor of the store of `service` in `schema` signed by one of `keys`,
     looking back from the end of each partition a window at a time until one is found (an
     anchorer resumes from it without reading the whole topic)."""
@@ -324,9 +370,13 @@ async def last_anchor(bootstrap_servers: str, topic: str, *, service: str, schem
             end = ends[tp]
             while end > starts[tp]:
                 start = max(starts[tp], end - window)
-                mine = [r.anchor for r in await reader.read({tp: (start, end)})
-                        if r.anchor is not None and r.about(service, schema)
-                        and r.anchor.signed_by(keys)]
+                mine = [
+                    r.anchor
+                    for r in await reader.read({tp: (start, end)})
+                    if r.anchor is not None
+                    and r.about(service, schema)
+                    and r.anchor.signed_by(keys)
+                ]
                 if mine:
                     top = max(mine, key=lambda a: a.size)
                     best = top if best is None or top.size > best.size else best

@@ -161,9 +161,16 @@ async def chain(args: argparse.Namespace) -> int:
         results.append((result, anchors))
     ok = all(r.ok and (a is None or a.ok) for r, a in results)
     if args.json:
-        print_json({"command": "audit chain", "ok": ok, "services": [
-            r.as_dict() | ({"anchors": a.as_dict()} if a is not None else {})
-            for r, a in results]})
+        print_json(
+            {
+                "command": "audit chain",
+                "ok": ok,
+                "services": [
+                    r.as_dict() | ({"anchors": a.as_dict()} if a is not None else {})
+                    for r, a in results
+                ],
+            }
+        )
         return 0 if ok else 1
     for r, anchors in results:
         if r.ok:
@@ -173,8 +180,9 @@ async def chain(args: argparse.Namespace) -> int:
             )
         else:
             d = r.detail or {}
-            what = ", ".join(f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id")
-                             if k in d)
+            what = ", ".join(
+                f"{k} {d[k]}" for k in ("event_type", "stream_id", "event_id") if k in d
+            )
             print(
                 f"{r.service} (schema {r.schema}): chain BROKEN at position {r.first_broken} — "
                 f"{d.get('problem')}"
@@ -375,15 +383,22 @@ async def _anchor_records(args: argparse.Namespace) -> list[AnchorRecord]:
     except AnchorReadError as exc:
         raise CommandError(str(exc)) from exc
     except Exception as exc:  # the broker cannot be reached: the check cannot run
-        raise CommandError(f"cannot read the anchors topic: {type(exc).__name__}: "
-                           f"{str(exc)[:200]}") from exc
+        raise CommandError(
+            f"cannot read the anchors topic: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
-def _anchors_of(records: list[AnchorRecord], service: str, schema: str,
-                keys: list[Ed25519PublicKey]) -> list[Anchor]:
+def _anchors_of(
+    records: list[AnchorRecord], service: str, schema: str, keys: list[Ed25519PublicKey]
+) -> list[Anchor]:
     """The anchors of one store, by size (signed by `keys` when given)."""
-    found = [r.anchor for r in records if r.anchor is not None and r.about(service, schema)
-             and (not keys or r.anchor.signed_by(keys))]
+    found = [
+        r.anchor
+        for r in records
+        if r.anchor is not None
+        and r.about(service, schema)
+        and (not keys or r.anchor.signed_by(keys))
+    ]
     return sorted(found, key=lambda a: (a.size, a.anchored_at))
 
 
@@ -394,8 +409,10 @@ async def keygen_cmd(args: argparse.Namespace) -> int:
         ident = key_id(load_public_key(public))
     except KeyFileError as exc:
         raise CommandError(str(exc)) from exc
-    print(f"private key {private} (mode 600: give it to the services only, never to the "
-          f"database)\npublic key  {public} (give it to auditors)\nkey id      {ident}")
+    print(
+        f"private key {private} (mode 600: give it to the services only, never to the "
+        f"database)\npublic key  {public} (give it to auditors)\nkey id      {ident}"
+    )
     return 0
 
 
@@ -410,9 +427,16 @@ async def anchor_cmd(args: argparse.Namespace) -> int:
     bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     refused = False
     for service in selected(args.service):
-        async with open_store(args, service) as store, Anchorer(
-            store, service=service.name, key=key, bootstrap_servers=bootstrap,
-            topic=_anchors_topic(args)) as anchorer:
+        async with (
+            open_store(args, service) as store,
+            Anchorer(
+                store,
+                service=service.name,
+                key=key,
+                bootstrap_servers=bootstrap,
+                topic=_anchors_topic(args),
+            ) as anchorer,
+        ):
             try:
                 anchor = await anchorer.anchor_now()
             except AnchorRefused as exc:
@@ -420,8 +444,10 @@ async def anchor_cmd(args: argparse.Namespace) -> int:
                 refused = True
                 continue
         if anchor is None:
-            print(f"{service.name} (schema {store.schema}): nothing new since the "
-                  f"{anchorer.last.describe() if anchorer.last else 'empty store'}")
+            print(
+                f"{service.name} (schema {store.schema}): nothing new since the "
+                f"{anchorer.last.describe() if anchorer.last else 'empty store'}"
+            )
         else:
             print(f"{service.name} (schema {store.schema}): {anchor.describe()} published")
     return 1 if refused else 0
@@ -442,8 +468,9 @@ async def consistency_cmd(args: argparse.Namespace) -> int:
     return await _prove(args, None, extends=args.from_size, to_size=args.to_size)
 
 
-async def _prove(args: argparse.Namespace, subject: str | None, *, extends: int | None,
-                 to_size: int | None) -> int:
+async def _prove(
+    args: argparse.Namespace, subject: str | None, *, extends: int | None, to_size: int | None
+) -> int:
     keys = _public_keys(args)
     records = await _anchor_records(args)
     parts, proven = [], 0
@@ -452,8 +479,11 @@ async def _prove(args: argparse.Namespace, subject: str | None, *, extends: int 
             every = _anchors_of(records, service.name, store.schema, keys)
             anchors = [a for a in every if to_size is None or a.size == to_size]
             if not anchors:
-                _note(f"{service.name}: no signed anchor" + (f" of size {to_size}" if to_size
-                      else "") + ": nothing can be proven")
+                _note(
+                    f"{service.name}: no signed anchor"
+                    + (f" of size {to_size}" if to_size else "")
+                    + ": nothing can be proven"
+                )
                 continue
             earlier = None
             if extends is not None:
@@ -467,12 +497,16 @@ async def _prove(args: argparse.Namespace, subject: str | None, *, extends: int 
                 return 1
         if subject is not None and made.proven == 0:
             if made.after_anchor:
-                _note(f"{service.name}: {made.after_anchor} events about {masked(subject)}, "
-                      "all recorded after the latest anchor: not provable yet")
+                _note(
+                    f"{service.name}: {made.after_anchor} events about {masked(subject)}, "
+                    "all recorded after the latest anchor: not provable yet"
+                )
             continue
         if made.after_anchor:
-            _note(f"{service.name}: {made.after_anchor} later events about {masked(subject)} "
-                  f"are after the latest anchor (#{anchors[-1].size}): not in this proof")
+            _note(
+                f"{service.name}: {made.after_anchor} later events about {masked(subject)} "
+                f"are after the latest anchor (#{anchors[-1].size}): not in this proof"
+            )
         parts.append(made.part)
         proven += made.proven
     if not parts:
@@ -496,13 +530,14 @@ async def check_proof_cmd(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read {args.proof}: {exc.strerror}") from exc
     report = check_proof(data, keys)
     if args.json:
-        print_json({"command": "audit check-proof", "sha256": digest_of(data)}
-                   | report.as_dict())
+        print_json({"command": "audit check-proof", "sha256": digest_of(data)} | report.as_dict())
         return 0 if report.ok else 1
     print("\n".join(report.lines))
     if report.ok:
-        print(f"check-proof: OK — {report.events} events in the signed record, unaltered "
-              f"(proof sha256 {digest_of(data)[:16]}…)")
+        print(
+            f"check-proof: OK — {report.events} events in the signed record, unaltered "
+            f"(proof sha256 {digest_of(data)[:16]}…)"
+        )
         return 0
     print(f"check-proof: FAILED — {report.failure}")
     return 1

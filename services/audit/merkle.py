@@ -174,8 +174,9 @@ class Frontier:
         (what `subtree_hashes` gives, what an anchor carries)."""
         sizes = frontier_sizes(size)
         if len(sizes) != len(hashes):
-            raise ValueError(f"a tree of {size} leaves has {len(sizes)} frontier subtrees, "
-                             f"not {len(hashes)}")
+            raise ValueError(
+                f"a tree of {size} leaves has {len(sizes)} frontier subtrees, not {len(hashes)}"
+            )
         frontier = cls()
         start = 0
         for width, digest in zip(sizes, hashes, strict=True):
@@ -278,14 +279,16 @@ def root_from_path(index: int, size: int, leaf: bytes, path: Sequence[bytes]) ->
     return digest
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes],
-                     root: bytes) -> bool:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, path: Sequence[bytes], root: bytes
+) -> bool:
     """Whether `leaf` is leaf `index` of the tree of `size` leaves whose root is `root`."""
     return root_from_path(index, size, leaf, path) == root
 
 
-def verify_consistency(m: int, n: int, old_root: bytes, new_root: bytes,
-                       path: Sequence[bytes]) -> bool:
+def verify_consistency(
+    m: int, n: int, old_root: bytes, new_root: bytes, path: Sequence[bytes]
+) -> bool:
     """Whether the tree of m leaves with `old_root` is a prefix of the tree of n leaves with
     `new_root`, given PROOF(m, D[n]).
 

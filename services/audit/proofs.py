@@ -55,9 +55,21 @@ from services.runtime.logs import mask_nir
 
 PROOF_FORMAT = "mandat-proof/1"
 MAX_PROOF_BYTES = 256 * 1024 * 1024
-_EVENT_FIELDS = frozenset({"position", "stream_id", "stream_version", "event_id", "event_type",
-                           "schema_version", "payload", "metadata", "recorded_at",
-                           "previous_hash", "path"})
+_EVENT_FIELDS = frozenset(
+    {
+        "position",
+        "stream_id",
+        "stream_version",
+        "event_id",
+        "event_type",
+        "schema_version",
+        "payload",
+        "metadata",
+        "recorded_at",
+        "previous_hash",
+        "path",
+    }
+)
 
 
 class ProofError(Exception):
@@ -67,23 +79,29 @@ class ProofError(Exception):
 # --- making a proof -------------------------------------------------------------------------
 
 
-def event_entry(event: StoredEvent, previous_hash: bytes, path: Sequence[bytes]
-                ) -> dict[str, Any]:
+def event_entry(event: StoredEvent, previous_hash: bytes, path: Sequence[bytes]) -> dict[str, Any]:
     """An event of a proof: the row as stored, the hash before it, its audit path."""
     return {
-        "position": event.position, "stream_id": event.stream_id,
-        "stream_version": event.stream_version, "event_id": str(event.event_id),
-        "event_type": event.event_type, "schema_version": event.schema_version,
-        "payload": event.payload, "metadata": event.metadata,
-        "recorded_at": event.recorded_at.isoformat(), "previous_hash": previous_hash.hex(),
+        "position": event.position,
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "payload": event.payload,
+        "metadata": event.metadata,
+        "recorded_at": event.recorded_at.isoformat(),
+        "previous_hash": previous_hash.hex(),
         "path": [h.hex() for h in path],
     }
 
 
 def proof_bytes(subject: str | None, parts: Sequence[dict[str, Any]]) -> bytes:
     """The proof document, in its one canonical form."""
-    return canonical_bytes({"format": PROOF_FORMAT, "subject": subject,
-                            "services": list(parts)}) + b"\n"
+    return (
+        canonical_bytes({"format": PROOF_FORMAT, "subject": subject, "services": list(parts)})
+        + b"\n"
+    )
 
 
 @dataclass
@@ -95,15 +113,21 @@ class ServiceProof:
     after_anchor: int  # events about the subject recorded after the anchor (not provable)
 
 
-async def prove_service(store: EventStore, service: str, subject: str | None, anchor: Anchor,
-                        earlier: Anchor | None = None) -> ServiceProof:
+async def prove_service(
+    store: EventStore,
+    service: str,
+    subject: str | None,
+    anchor: Anchor,
+    earlier: Anchor | None = None,
+) -> ServiceProof:
     """Prove `subject`'s events in `store` under `anchor` (and, with `earlier`, that the
     anchor extends it). One pass over the chain hashes up to the anchor's size gives every
     audit path and the root, which must be the anchor's: a store that does not hold what
     was signed cannot prove anything."""
     if anchor.service != service or anchor.schema != store.schema:
-        raise ProofError(f"the anchor is of {anchor.service}/{anchor.schema}, not of "
-                         f"{service}/{store.schema}")
+        raise ProofError(
+            f"the anchor is of {anchor.service}/{anchor.schema}, not of {service}/{store.schema}"
+        )
     events: list[StoredEvent] = []
     if subject is not None:
         events = [entry.event for entry in (await trail(store, service, subject)).entries]
@@ -111,41 +135,52 @@ async def prove_service(store: EventStore, service: str, subject: str | None, an
     wanted = {r for e in proven for r in inclusion_nodes(e.position - 1, anchor.size)}
     if earlier is not None:
         if earlier.size > anchor.size:
-            raise ProofError(f"the earlier anchor (size {earlier.size}) is larger than the "
-                             f"later one ({anchor.size})")
+            raise ProofError(
+                f"the earlier anchor (size {earlier.size}) is larger than the "
+                f"later one ({anchor.size})"
+            )
         wanted |= set(consistency_nodes(earlier.size, anchor.size))
     try:
         tree = await tree_of(store, anchor.size, wanted)
     except GapError as exc:
-        raise ProofError(f"the store does not hold the rows the {anchor.describe()} signed: "
-                         f"{exc}; run `mandat audit chain`") from exc
-    head_hash = await store.pool.fetchval("SELECT hash FROM events WHERE position = $1",
-                                          anchor.size)
+        raise ProofError(
+            f"the store does not hold the rows the {anchor.describe()} signed: "
+            f"{exc}; run `mandat audit chain`"
+        ) from exc
+    head_hash = await store.pool.fetchval(
+        "SELECT hash FROM events WHERE position = $1", anchor.size
+    )
     if tree.root() != anchor.root or bytes(head_hash) != anchor.chain_hash:
-        raise ProofError(f"the store does not hold what the {anchor.describe()} signed; "
-                         "run `mandat audit chain`")
+        raise ProofError(
+            f"the store does not hold what the {anchor.describe()} signed; run `mandat audit chain`"
+        )
     nodes = tree.hashes()
     previous = await _previous_hashes(store, [e.position for e in proven])
     entries = []
     for event in proven:
         before = previous[event.position - 1]
         if expected_hash(before, event) != event.hash:
-            raise ProofError(f"row #{event.position}'s content does not match its chain "
-                             "hash; run `mandat audit chain`")
+            raise ProofError(
+                f"row #{event.position}'s content does not match its chain "
+                "hash; run `mandat audit chain`"
+            )
         path = [nodes[r] for r in inclusion_nodes(event.position - 1, anchor.size)]
         entries.append(event_entry(event, before, path))
     consistency = None
     if earlier is not None:
-        consistency = {"anchor": earlier.as_dict(), "path": [
-            nodes[r].hex() for r in consistency_nodes(earlier.size, anchor.size)]}
+        consistency = {
+            "anchor": earlier.as_dict(),
+            "path": [nodes[r].hex() for r in consistency_nodes(earlier.size, anchor.size)],
+        }
     part = {"anchor": anchor.as_dict(), "events": entries, "consistency": consistency}
     return ServiceProof(part, len(proven), len(events) - len(proven))
 
 
 async def _previous_hashes(store: EventStore, positions: Sequence[int]) -> dict[int, bytes]:
     wanted = [p - 1 for p in positions if p > 1]
-    rows = await store.pool.fetch("SELECT position, hash FROM events WHERE position ="
-                                  " ANY($1::bigint[])", wanted)
+    rows = await store.pool.fetch(
+        "SELECT position, hash FROM events WHERE position = ANY($1::bigint[])", wanted
+    )
     found = {0: GENESIS_HASH} | {r["position"]: bytes(r["hash"]) for r in rows}
     missing = [p for p in wanted if p not in found]
     if missing:
@@ -174,8 +209,12 @@ class ProofReport:
         return self.failure is None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "failure": self.failure, "events": self.events,
-                "services": self.services}
+        return {
+            "ok": self.ok,
+            "failure": self.failure,
+            "events": self.events,
+            "services": self.services,
+        }
 
 
 def check_proof(data: bytes, keys: Sequence[Ed25519PublicKey]) -> ProofReport:
@@ -222,13 +261,15 @@ def _anchor(document: Any, keys: Sequence[Ed25519PublicKey], what: str) -> Ancho
     except AnchorFormatError as exc:
         raise Invalid(f"{what}: {exc}") from exc
     if not anchor.signed_by(keys):
-        raise Invalid(f"{what}: bad signature (the {anchor.describe()} is not signed by the "
-                      "given key)")
+        raise Invalid(
+            f"{what}: bad signature (the {anchor.describe()} is not signed by the given key)"
+        )
     return anchor
 
 
-def _check_part(part: Any, subject: str | None, keys: Sequence[Ed25519PublicKey],
-                report: ProofReport) -> Anchor:
+def _check_part(
+    part: Any, subject: str | None, keys: Sequence[Ed25519PublicKey], report: ProofReport
+) -> Anchor:
     if not isinstance(part, dict) or set(part) != {"anchor", "events", "consistency"}:
         raise Invalid("malformed service part")
     anchor = _anchor(part["anchor"], keys, "anchor")
@@ -242,14 +283,20 @@ def _check_part(part: Any, subject: str | None, keys: Sequence[Ed25519PublicKey]
     relied = relied_on_positions(events)
     for event in events:
         facts = ", ".join(f"#{p}" for p in relied.get(event.position, ()))
-        report.lines.append(f"    #{event.position:<8} {event.event_type:<27} "
-                            f"{event.recorded_at.isoformat()}  included"
-                            + (f" (relies on {facts})" if facts else ""))
+        report.lines.append(
+            f"    #{event.position:<8} {event.event_type:<27} "
+            f"{event.recorded_at.isoformat()}  included"
+            + (f" (relies on {facts})" if facts else "")
+        )
     report.events += len(events)
-    summary: dict[str, Any] = {"service": anchor.service, "schema": anchor.schema,
-                               "anchor_size": anchor.size, "anchored_at": anchor.anchored_at,
-                               "key_id": anchor.key_id,
-                               "positions": [e.position for e in events]}
+    summary: dict[str, Any] = {
+        "service": anchor.service,
+        "schema": anchor.schema,
+        "anchor_size": anchor.size,
+        "anchored_at": anchor.anchored_at,
+        "key_id": anchor.key_id,
+        "positions": [e.position for e in events],
+    }
     if part["consistency"] is not None:
         earlier = _check_consistency(part["consistency"], anchor, keys, where)
         summary["extends"] = {"size": earlier.size, "anchored_at": earlier.anchored_at}
@@ -268,8 +315,7 @@ def _check_events(entries: Any, anchor: Anchor, where: str) -> list[StoredEvent]
         if events and event.position <= events[-1].position:
             raise Invalid(f"{where}: events out of order at #{event.position}")
         if event.position > anchor.size:
-            raise Invalid(f"{where}: #{event.position} is after the anchor (size "
-                          f"{anchor.size})")
+            raise Invalid(f"{where}: #{event.position} is after the anchor (size {anchor.size})")
         if event.position == 1 and previous != GENESIS_HASH:
             raise Invalid(f"{where}: #1 does not chain to the genesis hash")
         if events and events[-1].position == event.position - 1 and previous != events[-1].hash:
@@ -278,8 +324,10 @@ def _check_events(entries: Any, anchor: Anchor, where: str) -> list[StoredEvent]
             raise Invalid(f"{where}: #{event.position} is not the chain head the anchor signed")
         root = root_from_path(event.position - 1, anchor.size, leaf_hash(event.hash), path)
         if root != anchor.root:
-            raise Invalid(f"{where}: #{event.position} ({event.event_type}) is not in the "
-                          "signed tree: its content, position or audit path was altered")
+            raise Invalid(
+                f"{where}: #{event.position} ({event.event_type}) is not in the "
+                "signed tree: its content, position or audit path was altered"
+            )
         events.append(event)
     return events
 
@@ -299,21 +347,42 @@ def _event(entry: Any, where: str) -> tuple[StoredEvent, bytes, list[bytes]]:
             str(event_id) == entry["event_id"]
             and recorded_at.isoformat() == entry["recorded_at"]
             and recorded_at.tzinfo is not None
-            and isinstance(entry["stream_id"], str) and isinstance(entry["event_type"], str)
-            and isinstance(entry["payload"], dict) and isinstance(entry["metadata"], dict)
-            and _natural(entry["stream_version"]) > 0 and position > 0
+            and isinstance(entry["stream_id"], str)
+            and isinstance(entry["event_type"], str)
+            and isinstance(entry["payload"], dict)
+            and isinstance(entry["metadata"], dict)
+            and _natural(entry["stream_version"]) > 0
+            and position > 0
         )
         schema_version = _natural(entry["schema_version"])
     except (TypeError, ValueError, AttributeError) as exc:
         raise Invalid(f"{where}: malformed event ({type(exc).__name__})") from exc
     if not fields_ok:
         raise Invalid(f"{where}: malformed event at #{entry.get('position')}")
-    unhashed = StoredEvent(position, entry["stream_id"], entry["stream_version"], event_id,
-                           entry["event_type"], schema_version, entry["payload"],
-                           entry["metadata"], recorded_at, b"")
-    event = StoredEvent(position, unhashed.stream_id, unhashed.stream_version, event_id,
-                        unhashed.event_type, schema_version, unhashed.payload,
-                        unhashed.metadata, recorded_at, expected_hash(previous, unhashed))
+    unhashed = StoredEvent(
+        position,
+        entry["stream_id"],
+        entry["stream_version"],
+        event_id,
+        entry["event_type"],
+        schema_version,
+        entry["payload"],
+        entry["metadata"],
+        recorded_at,
+        b"",
+    )
+    event = StoredEvent(
+        position,
+        unhashed.stream_id,
+        unhashed.stream_version,
+        event_id,
+        unhashed.event_type,
+        schema_version,
+        unhashed.payload,
+        unhashed.metadata,
+        recorded_at,
+        expected_hash(previous, unhashed),
+    )
     return event, previous, path
 
 
@@ -335,18 +404,21 @@ def _check_about(events: list[StoredEvent], subject: str, where: str) -> None:
     naming = {e.position for e in events if subject in subjects_of(e.payload)}
     if not naming:
         raise Invalid(f"{where}: no event names the subject")
-    inputs = {str(e.event_id) for e in events
-              if e.position in naming and e.event_type in INPUT_TYPES}
+    inputs = {
+        str(e.event_id) for e in events if e.position in naming and e.event_type in INPUT_TYPES
+    }
     for event in events:
         if event.position in naming or event.event_type in REGISTRY_EVENT_TYPES:
             continue
         if str(event.metadata.get("causation_id")) not in inputs:
-            raise Invalid(f"{where}: #{event.position} ({event.event_type}) is not about the "
-                          "subject")
+            raise Invalid(
+                f"{where}: #{event.position} ({event.event_type}) is not about the subject"
+            )
 
 
-def _check_consistency(document: Any, anchor: Anchor, keys: Sequence[Ed25519PublicKey],
-                       where: str) -> Anchor:
+def _check_consistency(
+    document: Any, anchor: Anchor, keys: Sequence[Ed25519PublicKey], where: str
+) -> Anchor:
     if not isinstance(document, dict) or set(document) != {"anchor", "path"}:
         raise Invalid(f"{where}: malformed consistency proof")
     earlier = _anchor(document["anchor"], keys, "earlier anchor")
@@ -357,9 +429,11 @@ def _check_consistency(document: Any, anchor: Anchor, keys: Sequence[Ed25519Publ
     except (TypeError, ValueError) as exc:
         raise Invalid(f"{where}: malformed consistency path") from exc
     if not verify_consistency(earlier.size, anchor.size, earlier.root, anchor.root, path):
-        raise Invalid(f"{where}: the {anchor.describe()} does not extend the "
-                      f"{earlier.describe()}: the record was rewritten between them, or the "
-                      "proof altered")
+        raise Invalid(
+            f"{where}: the {anchor.describe()} does not extend the "
+            f"{earlier.describe()}: the record was rewritten between them, or the "
+            "proof altered"
+        )
     return earlier
 
 

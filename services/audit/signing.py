@@ -30,8 +30,9 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 
 def public_pem(public: Ed25519PublicKey) -> bytes:
-    return public.public_bytes(serialization.Encoding.PEM,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def write_key_pair(out: Path) -> tuple[Path, Path]:
@@ -42,8 +43,9 @@ def write_key_pair(out: Path) -> tuple[Path, Path]:
         if path.exists():
             raise KeyFileError(f"{path} exists: a key is never overwritten")
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
@@ -64,8 +66,9 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     except OSError as exc:
         raise KeyFileError(f"cannot read the anchor key {path}: {exc.strerror}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"the anchor key {path} is open to others (mode "
-                           f"{stat.S_IMODE(mode):o}): chmod 600 it")
+        raise KeyFileError(
+            f"the anchor key {path} is open to others (mode {stat.S_IMODE(mode):o}): chmod 600 it"
+        )
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:

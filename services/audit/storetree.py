@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator, Iterable
 from services.audit.merkle import Frontier, Range
 from services.eventstore import EventStore
 
-_HASHES = ("SELECT position, hash FROM events WHERE position > $1 AND position <= $2"
-           " ORDER BY position LIMIT $3")
+_HASHES = (
+    "SELECT position, hash FROM events WHERE position > $1 AND position <= $2"
+    " ORDER BY position LIMIT $3"
+)
 
 
-async def chain_hashes(store: EventStore, after: int = 0, until: int | None = None, *,
-                       batch: int = 50_000) -> AsyncIterator[tuple[int, bytes]]:
+async def chain_hashes(
+    store: EventStore, after: int = 0, until: int | None = None, *, batch: int = 50_000
+) -> AsyncIterator[tuple[int, bytes]]:
     """(position, chain hash) of every row after `after` up to `until` (inclusive), in
     order. Positions are yielded as stored: a caller checks they have no gap."""
     last = until if until is not None else 2**63 - 1

@@ -54,8 +54,14 @@ class Signed:
     def anchorer(self, store: EventStore | None = None, **options: Any) -> Anchorer:
         store = store or self.collection
         service = "collection" if store is self.collection else "benefits"
-        return Anchorer(store, service=service, key=self.key, bootstrap_servers=self.bootstrap,
-                        topic=self.topic, **options)
+        return Anchorer(
+            store,
+            service=service,
+            key=self.key,
+            bootstrap_servers=self.bootstrap,
+            topic=self.topic,
+            **options,
+        )
 
     async def anchor(self, store: EventStore | None = None) -> int:
         async with self.anchorer(store) as anchorer:
@@ -72,8 +78,9 @@ class Signed:
 
 
 @pytest.fixture
-async def signed(settings: ServiceSettings, database_url: str, kafka_bootstrap: str,
-                 unique: str, tmp_path: Path) -> AsyncIterator[Signed]:
+async def signed(
+    settings: ServiceSettings, database_url: str, kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> AsyncIterator[Signed]:
     collection = await prepare_store(database_url, settings.collection_schema)
     benefits = await prepare_store(database_url, settings.benefits_schema)
     write_key_pair(tmp_path / "anchor.pem")
@@ -82,12 +89,26 @@ async def signed(settings: ServiceSettings, database_url: str, kafka_bootstrap: 
         sample = await record_sample(feeder, Feeder(benefits, BENEFITS, settings))
         topic = f"t{unique}.anchors"
         yield Signed(
-            collection, benefits, feeder, sample, load_private_key(tmp_path / "anchor.pem"),
-            tmp_path / "anchor.pem", tmp_path / "anchor.pem.pub", topic, kafka_bootstrap,
+            collection,
+            benefits,
+            feeder,
+            sample,
+            load_private_key(tmp_path / "anchor.pem"),
+            tmp_path / "anchor.pem",
+            tmp_path / "anchor.pem.pub",
+            topic,
+            kafka_bootstrap,
             database_url,
-            ["--database-url", database_url, "--collection-schema",
-             settings.collection_schema, "--benefits-schema", settings.benefits_schema],
-            ["--anchors-topic", topic, "--bootstrap-servers", kafka_bootstrap])
+            [
+                "--database-url",
+                database_url,
+                "--collection-schema",
+                settings.collection_schema,
+                "--benefits-schema",
+                settings.benefits_schema,
+            ],
+            ["--anchors-topic", topic, "--bootstrap-servers", kafka_bootstrap],
+        )
     finally:
         await collection.pool.close()
         await benefits.pool.close()
@@ -98,12 +119,14 @@ async def mandat(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, s
     return code, capsys.readouterr().out
 
 
-async def chain(s: Signed, capsys: pytest.CaptureFixture[str], *, keys: bool = True
-                ) -> tuple[int, dict[str, Any]]:
+async def chain(
+    s: Signed, capsys: pytest.CaptureFixture[str], *, keys: bool = True
+) -> tuple[int, dict[str, Any]]:
     """`audit chain --json` on the collection store (with the anchors when `keys`)."""
     extra = ["--public-key", str(s.public_file), *s.kafka_argv] if keys else []
-    code, out = await mandat(capsys, "audit", "chain", *s.argv, "--service", "collection",
-                             "--json", *extra)
+    code, out = await mandat(
+        capsys, "audit", "chain", *s.argv, "--service", "collection", "--json", *extra
+    )
     [report] = json.loads(out)["services"]
     return code, report
 
@@ -129,26 +152,34 @@ async def recompute_hashes(conn: asyncpg.Connection, since: int) -> int:
     many rows were re-hashed."""
     previous = await conn.fetchval("SELECT hash FROM events WHERE position = $1", since - 1)
     previous = bytes(previous) if previous is not None else GENESIS_HASH
-    rows = await conn.fetch("SELECT position, stream_id, stream_version, event_id, event_type,"
-                            " schema_version, payload, metadata, recorded_at, hash FROM events"
-                            " WHERE position >= $1 ORDER BY position", since)
+    rows = await conn.fetch(
+        "SELECT position, stream_id, stream_version, event_id, event_type,"
+        " schema_version, payload, metadata, recorded_at, hash FROM events"
+        " WHERE position >= $1 ORDER BY position",
+        since,
+    )
     for row in rows:
         event = StoredEvent(*row)
         previous = expected_hash(previous, event)
-        await conn.execute("UPDATE events SET hash = $1 WHERE position = $2", previous,
-                           event.position)
+        await conn.execute(
+            "UPDATE events SET hash = $1 WHERE position = $2", previous, event.position
+        )
     return len(rows)
 
 
 async def rewrite_payment(s: Signed, paiement_id: str, cents: int) -> int:
     """Change a recorded payment's amount and re-chain everything after it."""
-    [row] = [e for e in await s.collection.read_all(0, 10_000)
-             if e.payload.get("paiement_id") == paiement_id and e.event_type == "PaiementRecu"]
+    [row] = [
+        e
+        for e in await s.collection.read_all(0, 10_000)
+        if e.payload.get("paiement_id") == paiement_id and e.event_type == "PaiementRecu"
+    ]
 
     async def edit(conn: asyncpg.Connection) -> None:
         payload = dict(row.payload, montant_cents=cents)
-        await conn.execute("UPDATE events SET payload = $1 WHERE position = $2", payload,
-                           row.position)
+        await conn.execute(
+            "UPDATE events SET payload = $1 WHERE position = $2", payload, row.position
+        )
         assert await recompute_hashes(conn, row.position) > 1
 
     await as_superuser(s, edit)
@@ -158,8 +189,9 @@ async def rewrite_payment(s: Signed, paiement_id: str, cents: int) -> int:
 async def truncate(s: Signed, rows: int) -> int:
     """Delete the last `rows` rows; returns the new head."""
     head = await s.collection.head()
-    await as_superuser(s, lambda conn: conn.execute("DELETE FROM events WHERE position > $1",
-                                                    head - rows))
+    await as_superuser(
+        s, lambda conn: conn.execute("DELETE FROM events WHERE position > $1", head - rows)
+    )
     assert await s.collection.head() == head - rows
     return head - rows
 
@@ -167,42 +199,62 @@ async def truncate(s: Signed, rows: int) -> int:
 async def append_directly(s: Signed, count: int) -> None:
     """Rows appended by the store's own appender (what a service does after a truncation)."""
     for i in range(count):
-        await s.collection.append(f"reuse-{i}", ANY_VERSION, [NewEvent(
-            uuid.uuid4(), "CotisationDue", {"cotisation_id": f"COT-R-{i}", "nir": NIR_B})])
+        await s.collection.append(
+            f"reuse-{i}",
+            ANY_VERSION,
+            [
+                NewEvent(
+                    uuid.uuid4(), "CotisationDue", {"cotisation_id": f"COT-R-{i}", "nir": NIR_B}
+                )
+            ],
+        )
 
 
 # --- the tests --------------------------------------------------------------------------------
 
 
 async def test_keygen_anchor_and_an_untouched_store_holds(
-        signed: Signed, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    signed: Signed, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     s = signed
     code, out = await mandat(capsys, "audit", "keygen", "--out", str(tmp_path / "new.pem"))
     assert stat.S_IMODE(os.stat(tmp_path / "new.pem").st_mode) == 0o600
     assert code == 0 and key_id(load_public_key(tmp_path / "new.pem.pub")) in out
     code, _ = await mandat(capsys, "audit", "keygen", "--out", str(tmp_path / "new.pem"))
     assert code == 2  # never overwritten
-    code, out = await mandat(capsys, "audit", "anchor", "--key", str(s.key_file), *s.argv,
-                             *s.kafka_argv)
+    code, out = await mandat(
+        capsys, "audit", "anchor", "--key", str(s.key_file), *s.argv, *s.kafka_argv
+    )
     assert code == 0 and out.count("published") == 2
-    code, out = await mandat(capsys, "audit", "anchor", "--key", str(s.key_file), *s.argv,
-                             *s.kafka_argv)
+    code, out = await mandat(
+        capsys, "audit", "anchor", "--key", str(s.key_file), *s.argv, *s.kafka_argv
+    )
     assert code == 0 and out.count("nothing new since") == 2  # only when the head moved
-    code, out = await mandat(capsys, "audit", "chain", *s.argv, "--json", "--public-key",
-                             str(s.public_file), *s.kafka_argv)
+    code, out = await mandat(
+        capsys,
+        "audit",
+        "chain",
+        *s.argv,
+        "--json",
+        "--public-key",
+        str(s.public_file),
+        *s.kafka_argv,
+    )
     report = json.loads(out)
     assert code == 0 and report["ok"]
     for service, store in zip(report["services"], (s.collection, s.benefits), strict=True):
         anchors = service["anchors"]
         assert anchors["verified"] == anchors["holding"] == 1 and not anchors["findings"]
         assert anchors["latest"]["tree_head"]["size"] == await store.head()
-    code, out = await mandat(capsys, "audit", "chain", *s.argv, "--public-key",
-                             str(s.public_file), *s.kafka_argv)
+    code, out = await mandat(
+        capsys, "audit", "chain", *s.argv, "--public-key", str(s.public_file), *s.kafka_argv
+    )
     assert code == 0 and "1 signed anchors checked, 1 hold" in out and "audit chain: OK" in out
 
 
 async def test_a_rewrite_with_recomputed_hashes_is_named_with_where_it_lies(
-        signed: Signed, capsys: pytest.CaptureFixture[str]) -> None:
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = signed
     first = await s.anchor()
     await s.more("M1")
@@ -220,14 +272,24 @@ async def test_a_rewrite_with_recomputed_hashes_is_named_with_where_it_lies(
     assert finding["problem"] == "rewritten"
     assert (finding["from_position"], finding["to_position"]) == (first + 1, second)
     assert finding["disagreeing"] == 2 and report["anchors"]["holding"] == 1
-    code, out = await mandat(capsys, "audit", "chain", *s.argv, "--service", "collection",
-                             "--public-key", str(s.public_file), *s.kafka_argv)
+    code, out = await mandat(
+        capsys,
+        "audit",
+        "chain",
+        *s.argv,
+        "--service",
+        "collection",
+        "--public-key",
+        str(s.public_file),
+        *s.kafka_argv,
+    )
     assert code == 1 and "REWRITTEN: the record up to #" in out and "audit chain: BROKEN" in out
     assert third > second
 
 
-async def test_a_truncated_tail_is_named(signed: Signed,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+async def test_a_truncated_tail_is_named(
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = signed
     await s.anchor()
     await s.more("T")
@@ -245,7 +307,8 @@ async def test_a_truncated_tail_is_named(signed: Signed,
 
 
 async def test_positions_reused_after_a_truncation_are_named(
-        signed: Signed, capsys: pytest.CaptureFixture[str]) -> None:
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = signed
     before = await s.anchor()
     await s.more("R")
@@ -274,19 +337,24 @@ async def test_positions_reused_after_a_truncation_are_named(
 
 
 async def test_a_bad_signature_and_junk_on_the_topic_are_named_and_not_relied_upon(
-        signed: Signed, capsys: pytest.CaptureFixture[str]) -> None:
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = signed
     await s.anchor()
     await rewrite_payment(s, "PAY-A-2", 1)
-    forger = Anchorer(s.collection, service="collection", key=Ed25519PrivateKey.generate(),
-                      bootstrap_servers=s.bootstrap, topic=s.topic)
+    forger = Anchorer(
+        s.collection,
+        service="collection",
+        key=Ed25519PrivateKey.generate(),
+        bootstrap_servers=s.bootstrap,
+        topic=s.topic,
+    )
     async with forger:  # someone without the key anchors the rewritten store
         forged = await forger.anchor_now()
         assert forged is not None
         producer = await forger._open_producer()
         await producer.send_and_wait(s.topic, b"\x00\xffnot an anchor", key=b"collection")
-        await producer.send_and_wait(s.topic, forged.to_bytes()[:-3] + b"}}}",
-                                     key=b"collection")
+        await producer.send_and_wait(s.topic, forged.to_bytes()[:-3] + b"}}}", key=b"collection")
     code, report = await chain(s, capsys)
     problems = sorted(f["problem"] for f in report["anchors"]["findings"])
     assert code == 1
@@ -295,7 +363,8 @@ async def test_a_bad_signature_and_junk_on_the_topic_are_named_and_not_relied_up
 
 
 async def test_the_anchorer_task_keeps_its_cadence_and_anchors_only_when_the_head_moves(
-        signed: Signed) -> None:
+    signed: Signed,
+) -> None:
     s = signed
     by_count = s.anchorer(every_events=6, every_seconds=3600, poll_seconds=0.05)
     task = asyncio.create_task(by_count.run())
@@ -340,7 +409,8 @@ async def until(condition: Callable[[], bool], seconds: float) -> None:
 
 
 async def test_the_anchorer_refuses_to_sign_over_a_store_that_contradicts_it(
-        signed: Signed, capsys: pytest.CaptureFixture[str]) -> None:
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = signed
     anchorer = s.anchorer()
     async with anchorer:
@@ -357,8 +427,17 @@ async def test_the_anchorer_refuses_to_sign_over_a_store_that_contradicts_it(
     async with restarted:
         with pytest.raises(AnchorRefused, match="no longer has the chain hash"):
             await restarted.anchor_now()
-    code, out = await mandat(capsys, "audit", "anchor", "--key", str(s.key_file), *s.argv,
-                             "--service", "collection", *s.kafka_argv)
+    code, out = await mandat(
+        capsys,
+        "audit",
+        "anchor",
+        "--key",
+        str(s.key_file),
+        *s.argv,
+        "--service",
+        "collection",
+        *s.kafka_argv,
+    )
     assert code == 1 and "REFUSED" in out
     await truncate(s, 10)
     with pytest.raises(AnchorRefused, match="its tail was deleted"):
@@ -369,14 +448,21 @@ async def test_the_anchorer_refuses_to_sign_over_a_store_that_contradicts_it(
 
 
 async def test_a_restarted_anchorer_extends_its_last_anchor_without_refolding(
-        signed: Signed, capsys: pytest.CaptureFixture[str]) -> None:
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = signed
     first = await s.anchor()
     await s.more("X", 3)
     counting = CountingPool(s.collection.pool)
     store = EventStore(counting, s.collection.schema)  # type: ignore[arg-type]
-    async with Anchorer(store, service="collection", key=s.key, bootstrap_servers=s.bootstrap,
-                        topic=s.topic, batch=4) as anchorer:
+    async with Anchorer(
+        store,
+        service="collection",
+        key=s.key,
+        bootstrap_servers=s.bootstrap,
+        topic=s.topic,
+        batch=4,
+    ) as anchorer:
         anchor = await anchorer.anchor_now()
     reads = counting.hash_reads
     assert anchor is not None and anchor.size == await s.collection.head() > first
@@ -401,8 +487,7 @@ class CountingPool:
         return await self.pool.fetch(query, *args, **kwargs)
 
 
-async def run(capsysbinary: pytest.CaptureFixture[bytes], *argv: str
-              ) -> tuple[int, bytes, str]:
+async def run(capsysbinary: pytest.CaptureFixture[bytes], *argv: str) -> tuple[int, bytes, str]:
     """`mandat` with its stdout as bytes (a proof) and its stderr as text."""
     capsysbinary.readouterr()
     code = await asyncio.to_thread(main, list(argv))
@@ -411,20 +496,31 @@ async def run(capsysbinary: pytest.CaptureFixture[bytes], *argv: str
 
 
 async def test_a_proof_verifies_offline_and_fails_on_any_altered_byte(
-        signed: Signed, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    signed: Signed, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
     s = signed
     await s.anchor()
     await s.anchor(s.benefits)
     await s.more("P", 1)
-    code, proof, err = await run(capsysbinary, "audit", "prove", NIR_A, *s.argv,
-                                 "--public-key", str(s.public_file), *s.kafka_argv)
+    code, proof, err = await run(
+        capsysbinary,
+        "audit",
+        "prove",
+        NIR_A,
+        *s.argv,
+        "--public-key",
+        str(s.public_file),
+        *s.kafka_argv,
+    )
     assert code == 0, err
     assert "after the latest anchor" in err and NIR_A not in err  # COT-P-0 is not anchored
     document = json.loads(proof)
-    assert {p["anchor"]["service"] for p in document["services"]} == {"collection",
-                                                                       "benefits"}
-    assert all(e["payload"].get("cotisation_id") != "COT-P-0"
-               for p in document["services"] for e in p["events"])
+    assert {p["anchor"]["service"] for p in document["services"]} == {"collection", "benefits"}
+    assert all(
+        e["payload"].get("cotisation_id") != "COT-P-0"
+        for p in document["services"]
+        for e in p["events"]
+    )
 
     path = tmp_path / "proof.json"
     path.write_bytes(proof)
@@ -433,46 +529,87 @@ async def test_a_proof_verifies_offline_and_fails_on_any_altered_byte(
     assert code == 0 and b"check-proof: OK" in out
     assert NIR_A.encode() not in out
     for at in range(0, len(proof), max(len(proof) // 40, 1)):  # bytes across the whole file
-        path.write_bytes(proof[:at] + bytes([proof[at] ^ 0x20]) + proof[at + 1:])
+        path.write_bytes(proof[:at] + bytes([proof[at] ^ 0x20]) + proof[at + 1 :])
         code, out, _ = await run(capsysbinary, *check)
         assert code == 1 and b"check-proof: FAILED" in out, at
     write_key_pair(tmp_path / "other.pem")
     path.write_bytes(proof)
-    code, out, _ = await run(capsysbinary, "audit", "check-proof", str(path), "--public-key",
-                             str(tmp_path / "other.pem.pub"))
+    code, out, _ = await run(
+        capsysbinary,
+        "audit",
+        "check-proof",
+        str(path),
+        "--public-key",
+        str(tmp_path / "other.pem.pub"),
+    )
     assert code == 1 and b"bad signature" in out
 
 
 async def test_a_proof_with_a_consistency_proof_and_a_store_that_no_longer_proves(
-        signed: Signed, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
+    signed: Signed, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
     s = signed
     first = await s.anchor()
     await s.more("K")
     await s.anchor()
-    code, proof, err = await run(capsysbinary, "audit", "prove", "COT-K-0", *s.argv,
-                                 "--service", "collection", "--extends", str(first),
-                                 *s.kafka_argv)
+    code, proof, err = await run(
+        capsysbinary,
+        "audit",
+        "prove",
+        "COT-K-0",
+        *s.argv,
+        "--service",
+        "collection",
+        "--extends",
+        str(first),
+        *s.kafka_argv,
+    )
     assert code == 0, err
     [part] = json.loads(proof)["services"]
     assert part["consistency"]["anchor"]["tree_head"]["size"] == first
     assert [e["event_type"] for e in part["events"] if e["position"] > first] == [
-        "CotisationDue", "EncaissementDelegue", "PaiementRecu", "PaiementEncaissePourCompte"]
+        "CotisationDue",
+        "EncaissementDelegue",
+        "PaiementRecu",
+        "PaiementEncaissePourCompte",
+    ]
     (tmp_path / "p.json").write_bytes(proof)
-    code, out, _ = await run(capsysbinary, "audit", "check-proof", str(tmp_path / "p.json"),
-                             "--public-key", str(s.public_file))
+    code, out, _ = await run(
+        capsysbinary,
+        "audit",
+        "check-proof",
+        str(tmp_path / "p.json"),
+        "--public-key",
+        str(s.public_file),
+    )
     assert code == 0 and b"consistency OK" in out
 
-    code, consistency, err = await run(capsysbinary, "audit", "consistency", *s.argv,
-                                       "--service", "collection", "--from-size", str(first),
-                                       *s.kafka_argv)
+    code, consistency, err = await run(
+        capsysbinary,
+        "audit",
+        "consistency",
+        *s.argv,
+        "--service",
+        "collection",
+        "--from-size",
+        str(first),
+        *s.kafka_argv,
+    )
     assert code == 0, err
     assert json.loads(consistency)["services"][0]["events"] == []
     (tmp_path / "c.json").write_bytes(consistency)
-    code, out, _ = await run(capsysbinary, "audit", "check-proof", str(tmp_path / "c.json"),
-                             "--public-key", str(s.public_file))
+    code, out, _ = await run(
+        capsysbinary,
+        "audit",
+        "check-proof",
+        str(tmp_path / "c.json"),
+        "--public-key",
+        str(s.public_file),
+    )
     assert code == 0 and b"consistency OK" in out
 
     await rewrite_payment(s, "PAY-K-0", 1)
-    code, _, err = await run(capsysbinary, "audit", "prove", "COT-K-0", *s.argv, "--service",
-                             "collection", *s.kafka_argv)
+    code, _, err = await run(
+        capsysbinary, "audit", "prove", "COT-K-0", *s.argv, "--service", "collection", *s.kafka_argv
+    )
     assert code == 1 and "does not hold what the anchor" in err

@@ -111,8 +111,9 @@ def test_the_degenerate_cases() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 70), st.data())
-def test_every_inclusion_proof_verifies_and_any_altered_byte_fails(n: int,
-                                                                   data: st.DataObject) -> None:
+def test_every_inclusion_proof_verifies_and_any_altered_byte_fails(
+    n: int, data: st.DataObject
+) -> None:
     tree = leaves(n)
     root = mth(tree)
     for index in range(n):
@@ -144,7 +145,7 @@ def test_consistency_between_every_pair_of_sizes_up_to_24() -> None:
             assert verify_consistency(m, n, roots[m], roots[n], proof), (m, n)
             if 0 < m < n:
                 for which in range(len(proof)):
-                    altered = [*proof[:which], flip(proof[which], which % 32), *proof[which + 1:]]
+                    altered = [*proof[:which], flip(proof[which], which % 32), *proof[which + 1 :]]
                     assert not verify_consistency(m, n, roots[m], roots[n], altered), (m, n)
                 assert not verify_consistency(m, n, flip(roots[m], 0), roots[n], proof)
                 assert not verify_consistency(m, n, roots[m], flip(roots[n], 31), proof)
@@ -161,15 +162,16 @@ def test_a_tree_that_differs_in_one_leaf_is_not_consistent(n: int, data: st.Data
     tree = leaves(n, b"x")
     m = data.draw(st.integers(1, n - 1))
     changed = data.draw(st.integers(0, m - 1))
-    forked = [*tree[:changed], leaf_hash(b"forged"), *tree[changed + 1:]]
+    forked = [*tree[:changed], leaf_hash(b"forged"), *tree[changed + 1 :]]
     for proof in (consistency_path(tree, m), consistency_path(forked, m)):
         assert not verify_consistency(m, n, mth(tree[:m]), mth(forked), proof)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 200), st.data())
-def test_the_streaming_frontier_gives_the_nodes_the_definitions_give(n: int,
-                                                                   data: st.DataObject) -> None:
+def test_the_streaming_frontier_gives_the_nodes_the_definitions_give(
+    n: int, data: st.DataObject
+) -> None:
     tree = leaves(n, b"s")
     indices = data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=5)) if n else []
     m = data.draw(st.integers(0, n))
@@ -198,15 +200,24 @@ def test_a_frontier_resumed_from_its_hashes_folds_on_identically(m: int, more: i
         resumed.push(leaf)
     assert resumed.size == m + more and resumed.root() == mth(tree)
     with pytest.raises(ValueError):
-        Frontier.resume(m + 1 if bin(m + 1).count("1") != bin(m).count("1") else m + 2,
-                        first.subtree_hashes())
+        Frontier.resume(
+            m + 1 if bin(m + 1).count("1") != bin(m).count("1") else m + 2, first.subtree_hashes()
+        )
 
 
 def test_the_roots_of_the_certificate_transparency_reference_leaves() -> None:
     """Interoperability: the eight leaves of the CT reference test data, and the root each
     prefix of them has there."""
-    data = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-            "606162636465666768696a6b6c6d6e6f"]
+    data = [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ]
     expected = [
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",

@@ -41,8 +41,14 @@ PROOF = proof_of(KEY, EVENTS, SUBJECT, POSITIONS, earlier=9)
 def test_the_store_s_chain_hash_is_what_the_leaves_hold() -> None:
     assert len(EVENTS) == 18 and POSITIONS == [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 17, 18]
     assert {EVENTS[p - 1].event_type for p in POSITIONS} >= {
-        "CotisationDue", "EncaissementDelegue", "PaiementRecu", "PaiementEncaissePourCompte",
-        "CotisationImpayee", "ContentieuxDelegue", "OrganismeDeclare"}
+        "CotisationDue",
+        "EncaissementDelegue",
+        "PaiementRecu",
+        "PaiementEncaissePourCompte",
+        "CotisationImpayee",
+        "ContentieuxDelegue",
+        "OrganismeDeclare",
+    }
 
 
 def test_a_proof_verifies_with_the_public_key_alone() -> None:
@@ -92,9 +98,11 @@ def test_what_the_checker_names() -> None:
     payment = document["services"][0]["events"][POSITIONS.index(10)]
     assert payment["event_type"] == "PaiementRecu"
     payment["payload"]["montant_cents"] += 1
-    assert check(document) == ("collection (schema collection): #10 (PaiementRecu) is not in "
-                               "the signed tree: its content, position or audit path was "
-                               "altered")
+    assert check(document) == (
+        "collection (schema collection): #10 (PaiementRecu) is not in "
+        "the signed tree: its content, position or audit path was "
+        "altered"
+    )
     document = orjson.loads(PROOF)
     document["services"][0]["events"][POSITIONS.index(6)]["position"] = 7  # claimed elsewhere
     assert "#7 (AffiliationEnregistree) is not in the signed tree" in check(document)
@@ -108,7 +116,8 @@ def test_what_the_checker_names() -> None:
     assert check(document).endswith("no event names the subject")
     stray = proof_of(KEY, EVENTS, SUBJECT, [8, 14])  # another contribution's decision
     assert (check_proof(stray, keys).failure or "").endswith(
-        "#14 (DecisionEnAttente) is not about the subject")
+        "#14 (DecisionEnAttente) is not about the subject"
+    )
     document = orjson.loads(PROOF)
     document["services"][0]["consistency"]["path"].pop()
     assert "does not extend the anchor" in check(document)
@@ -120,8 +129,7 @@ def test_what_the_checker_names() -> None:
 
 
 def test_a_later_anchor_over_a_rewritten_prefix_does_not_extend_the_earlier_one() -> None:
-    forged = [*EVENTS[:5], dataclasses.replace(EVENTS[5], payload={"forged": True}),
-              *EVENTS[6:]]
+    forged = [*EVENTS[:5], dataclasses.replace(EVENTS[5], payload={"forged": True}), *EVENTS[6:]]
     from trust_memory import chained
 
     rewritten = chained(forged)
@@ -144,8 +152,11 @@ def test_an_anchor_round_trips_and_its_signature_covers_every_field() -> None:
     body = orjson.loads(raw)
     assert body["chain_head"] == {"position": 12, "hash": EVENTS[11].hash.hex()}
     assert body["tree_head"]["size"] == 12
-    for name, value in (("service", "benefits"), ("schema", "other"),
-                        ("anchored_at", "2018-07-01T12:00:00+00:00")):
+    for name, value in (
+        ("service", "benefits"),
+        ("schema", "other"),
+        ("anchored_at", "2018-07-01T12:00:00+00:00"),
+    ):
         changed = dataclasses.replace(anchor, **{name: value})
         assert not changed.signed_by([KEY.public_key()])
     frontier = Frontier.resume(anchor.size, anchor.frontier)
@@ -153,10 +164,15 @@ def test_an_anchor_round_trips_and_its_signature_covers_every_field() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=3000) | st.builds(lambda raw, at, v: raw[:at] + bytes([v]) +
-                                               raw[at + 1:],
-                                               st.just(anchor_of(KEY, EVENTS, 12).to_bytes()),
-                                               st.integers(0, 1500), st.integers(0, 255)))
+@given(
+    st.binary(max_size=3000)
+    | st.builds(
+        lambda raw, at, v: raw[:at] + bytes([v]) + raw[at + 1 :],
+        st.just(anchor_of(KEY, EVENTS, 12).to_bytes()),
+        st.integers(0, 1500),
+        st.integers(0, 255),
+    )
+)
 def test_anything_on_the_topic_is_an_anchor_or_named_unreadable(raw: bytes) -> None:
     record = record_of(0, 1, b"collection", raw)
     if record.anchor is None:
@@ -201,5 +217,5 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path: Path) -> Non
 def test_an_empty_proof_of_a_subject_is_refused() -> None:
     document = orjson.loads(proof_of(KEY, EVENTS, SUBJECT, []))
     assert "names the subject" in (
-        check_proof(proof_bytes(SUBJECT, document["services"]), [KEY.public_key()]).failure
-        or "")
+        check_proof(proof_bytes(SUBJECT, document["services"]), [KEY.public_key()]).failure or ""
+    )

@@ -45,29 +45,58 @@ def history() -> list[StoredEvent]:
     return chained(record.events)
 
 
-def anchor_of(key: Ed25519PrivateKey, events: list[StoredEvent], size: int, *,
-              schema: str = "collection", at: datetime = ANCHORED_AT) -> Anchor:
+def anchor_of(
+    key: Ed25519PrivateKey,
+    events: list[StoredEvent],
+    size: int,
+    *,
+    schema: str = "collection",
+    at: datetime = ANCHORED_AT,
+) -> Anchor:
     frontier = Frontier()
     for event in events[:size]:
         frontier.push_data(event.hash)
-    return sign(key, service="collection", schema=schema, frontier=frontier,
-                chain_hash=events[size - 1].hash, anchored_at=at)
+    return sign(
+        key,
+        service="collection",
+        schema=schema,
+        frontier=frontier,
+        chain_hash=events[size - 1].hash,
+        anchored_at=at,
+    )
 
 
-def proof_of(key: Ed25519PrivateKey, events: list[StoredEvent], subject: str | None,
-             positions: list[int], *, size: int | None = None,
-             earlier: int | None = None) -> bytes:
+def proof_of(
+    key: Ed25519PrivateKey,
+    events: list[StoredEvent],
+    subject: str | None,
+    positions: list[int],
+    *,
+    size: int | None = None,
+    earlier: int | None = None,
+) -> bytes:
     """A proof of the events at `positions` under an anchor of `size` rows."""
     size = size or len(events)
     leaves = [leaf_hash(e.hash) for e in events[:size]]
-    entries = [event_entry(events[p - 1], events[p - 2].hash if p > 1 else GENESIS_HASH,
-                           inclusion_path(leaves, p - 1)) for p in positions]
+    entries = [
+        event_entry(
+            events[p - 1],
+            events[p - 2].hash if p > 1 else GENESIS_HASH,
+            inclusion_path(leaves, p - 1),
+        )
+        for p in positions
+    ]
     consistency: dict[str, Any] | None = None
     if earlier is not None:
-        consistency = {"anchor": anchor_of(key, events, earlier).as_dict(),
-                       "path": [h.hex() for h in consistency_path(leaves, earlier)]}
-    part = {"anchor": anchor_of(key, events, size).as_dict(), "events": entries,
-            "consistency": consistency}
+        consistency = {
+            "anchor": anchor_of(key, events, earlier).as_dict(),
+            "path": [h.hex() for h in consistency_path(leaves, earlier)],
+        }
+    part = {
+        "anchor": anchor_of(key, events, size).as_dict(),
+        "events": entries,
+        "consistency": consistency,
+    }
     return proof_bytes(subject, [part])
 
 
@@ -77,7 +106,10 @@ def about(events: list[StoredEvent], subject: str) -> list[int]:
     named = [e for e in events if subject in {str(v) for v in e.payload.values()}]
     inputs = {str(e.event_id) for e in named}
     caused = [e for e in events if str(e.metadata.get("causation_id")) in inputs]
-    facts = [e for e in events if e.event_type in ("OrganismeDeclare", "ConventionConclue",
-                                                   "AffiliationEnregistree")
-             and e.payload.get("nir", NIR_A) == NIR_A]
+    facts = [
+        e
+        for e in events
+        if e.event_type in ("OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree")
+        and e.payload.get("nir", NIR_A) == NIR_A
+    ]
     return sorted({e.position for e in [*named, *caused, *facts]})
