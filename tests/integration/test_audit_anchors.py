@@ -613,3 +613,50 @@ async def test_a_proof_with_a_consistency_proof_and_a_store_that_no_longer_prove
         capsysbinary, "audit", "prove", "COT-K-0", *s.argv, "--service", "collection", *s.kafka_argv
     )
     assert code == 1 and "does not hold what the anchor" in err
+
+
+async def test_one_anchorer_leads_per_store_and_a_failing_one_reports_its_stall(
+    signed: Signed, database_url: str
+) -> None:
+    s = signed
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(database_url)
+
+    pair = [
+        s.anchorer(every_events=1, every_seconds=3600, poll_seconds=0.05, connect=connect)
+        for _ in range(2)
+    ]
+    tasks = [asyncio.create_task(a.run()) for a in pair]
+    try:
+        head = await s.collection.head()
+        await until(lambda: any(a.anchored == head for a in pair), 30)
+        await s.more("L", 1)
+        head = await s.collection.head()
+        await until(lambda: any(a.anchored == head for a in pair), 30)
+        assert [a.leader for a in pair].count(True) == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    sizes = [r.anchor.size for r in await read_anchors(s.bootstrap, s.topic) if r.anchor]
+    assert sizes == sorted(set(sizes)) and sizes[-1] == head  # no anchor made twice
+
+    unreachable = Anchorer(
+        s.collection,
+        service="collection",
+        key=s.key,
+        bootstrap_servers="127.0.0.1:1",
+        topic=s.topic,
+        every_events=1,
+        poll_seconds=0.05,
+    )
+    assert unreachable.stalled_seconds() == 0.0
+    task = asyncio.create_task(unreachable.run())
+    try:
+        await until(lambda: unreachable.stall_reason is not None, 60)
+        await asyncio.sleep(0.1)
+        assert unreachable.stalled_seconds() > 0 and unreachable.refused is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
