@@ -131,8 +131,11 @@ class ServiceRuntime:
         async def consume(records: list[InboundEvent]) -> None:
             assert self.handler is not None
             report = await self.handler.handle(records)  # type: ignore[arg-type]
-            self.metrics.observe(report, records)  # type: ignore[arg-type]
-            self.on_report(report)
+            try:  # recorded: what follows must not send the batch back for redelivery
+                self.metrics.observe(report, records)  # type: ignore[arg-type]
+                self.on_report(report)
+            except Exception:
+                log.exception("after a recorded batch")
 
     def _document_outputs(self) -> None:
         """Declare the topics the relay writes, so the AsyncAPI document shows them."""
