@@ -21,9 +21,9 @@ from faststream.specification import AsyncAPI
 
 from contracts import InboundEvent, OutboundEvent
 from services.eventstore import EventStore
-from services.eventstore.migrations import apply_migrations
-from services.eventstore.pool import SERVICE_ROLE, create_pool
+from services.eventstore.pool import create_pool
 from services.eventstore.relay import Relay
+from services.eventstore.roles import check_migrated
 from services.runtime.handler import BatchHandler, BatchReport
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbound import Routes
@@ -222,16 +222,25 @@ class ServiceRuntime:
             self.metrics.parked.set(state["parked"])
 
     async def connect_relay(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, server_settings={"role": SERVICE_ROLE})
+        user, password = self.settings.login(self.spec.name)
+        return await asyncpg.connect(
+            self.dsn,
+            user=user,
+            password=password,
+            server_settings={"search_path": self.spec.schema},
+        )
 
     async def start(self) -> None:
         """Prepare everything the subscriber needs before it consumes."""
-        conn = await asyncpg.connect(self.dsn)
+        s = self.settings
+        login = s.login(self.spec.name)
+        # the service never migrates (nor could: its role owns nothing); the owner does, with
+        # `mandat migrate`, before the service starts
+        conn = await self.connect_relay()
         try:
-            await apply_migrations(conn, self.spec.schema)
+            await check_migrated(conn)
         finally:
             await conn.close()
-        s = self.settings
         await ensure_topics(
             s.kafka_bootstrap_servers,
             [*self.spec.inputs, *self.spec.routes.topics],
@@ -239,7 +248,7 @@ class ServiceRuntime:
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
         )
-        self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size)
+        self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size, login=login)
         store = EventStore(self.pool, self.spec.schema)
         self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()
