@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -21,6 +20,7 @@ from starlette.routing import Route
 
 from services.dashboard.board import Board
 from services.dashboard.lag import LagProbe
+from services.dashboard.shown import render_json, shown
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_topics
 
@@ -46,6 +46,9 @@ class Dashboard:
         self.lag_version = 0
         self.kafka_connected = False
         self.kafka_error: str | None = None
+        self.positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self.records_read = 0
+        self.reader_failures = 0
         self.started_at = time.time()
         self.stopping = asyncio.Event()
         self.exiting: Callable[[], bool] = lambda: False  # the HTTP server is shutting down
@@ -69,7 +72,8 @@ class Dashboard:
         s = self.settings
         state["kafka"] = {"bootstrap": s.kafka_bootstrap_servers,
                           "connected": self.kafka_connected, "error": self.kafka_error,
-                          "from_now": self.from_now}
+                          "from_now": self.from_now, "records_read": self.records_read,
+                          "reader_failures": self.reader_failures}
         state["topics"] = {topic: {"service": service, "role": role}
                            for topic, (service, role) in self.roles.items()}
         state["generated_at"] = time.time()
@@ -92,16 +96,21 @@ class Dashboard:
                     await task
 
     async def _read(self) -> None:
-        """Read the four topics forever, reconnecting after a failure."""
+        """Read the four topics forever; after a failure, reconnect and go on from where
+        the reader was (never from the beginning again)."""
         delay = 1.0
         while True:
+            read_before = self.records_read
             try:
                 await self._read_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # shown on the page, then retried
+                if self.records_read > read_before:
+                    delay = 1.0  # it was working: this is a new failure, not the same one
                 self.kafka_connected = False
-                self.kafka_error = f"{type(exc).__name__}: {exc}"
+                self.kafka_error = shown(f"{type(exc).__name__}: {exc}")
+                self.reader_failures += 1
                 log.warning("dashboard reader: %s (retrying in %.0f s)", self.kafka_error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -116,25 +125,46 @@ class Dashboard:
             *self.roles, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
             enable_auto_commit=False, metadata_max_age_ms=10_000,
             auto_offset_reset="latest" if self.from_now else "earliest",
-            client_id="mandat-dashboard")
+            isolation_level="read_committed", client_id="mandat-dashboard")
         await consumer.start()
         try:
             self.kafka_connected, self.kafka_error = True, None
+            resumed: set[TopicPartition] = set()
             while True:
+                await self._resume(consumer, resumed)
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 if consumer.assignment():
                     self.subscribed.set()
                 for tp, records in batches.items():
-                    service, role = self.roles[tp.topic]
-                    for r in records:
-                        if role == "decision":
-                            self.board.on_decision(service, r.value or b"", r.timestamp)
-                        else:
-                            self.board.on_rejection(service, list(r.headers), r.value or b"",
-                                                    r.timestamp)
+                    self._take(tp, records)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _resume(self, consumer: AIOKafkaConsumer, resumed: set[TopicPartition]) -> None:
+        """Put each newly assigned partition back where this dashboard left it, unless its
+        log is now shorter than that (the topic was recreated: it is read anew)."""
+        new = [tp for tp in consumer.assignment() if tp not in resumed]
+        if not new:
+            return
+        known = [tp for tp in new if tp in self.positions]
+        ends = await consumer.end_offsets(known) if known else {}
+        for tp in known:
+            if self.positions[tp] <= ends[tp]:
+                consumer.seek(tp, self.positions[tp])
+            else:
+                del self.positions[tp]
+        resumed.update(new)
+
+    def _take(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        """Feed the board the records it has not read yet, and remember the position."""
+        service, role = self.roles[tp.topic]
+        for r in records:
+            if r.offset < self.positions.get(tp, 0):
+                continue  # read before a reconnection
+            self.board.ingest(service, role, r.value, r.headers, r.timestamp)
+            self.positions[tp] = r.offset + 1
+            self.records_read += 1
 
     async def _measure(self) -> None:
         """Measure the lags every LAG_EVERY seconds (reconnecting the probe if needed)."""
@@ -170,7 +200,7 @@ class Dashboard:
             if self.version != sent:
                 sent = self.version
                 quiet_since = time.monotonic()
-                data = json.dumps(self.snapshot(), separators=(",", ":"))
+                data = render_json(self.snapshot())
                 yield f"event: state\ndata: {data}\n\n"
             elif time.monotonic() - quiet_since > KEEPALIVE_EVERY:
                 quiet_since = time.monotonic()
@@ -185,7 +215,7 @@ def build_app(dashboard: Dashboard) -> Starlette:
                             headers={"Cache-Control": "no-cache"})
 
     async def state(request: Request) -> Response:
-        return JSONResponse(dashboard.snapshot())
+        return Response(render_json(dashboard.snapshot()), media_type="application/json")
 
     async def events(request: Request) -> Response:
         return StreamingResponse(dashboard.stream(), media_type="text/event-stream",
