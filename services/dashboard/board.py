@@ -21,7 +21,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -30,8 +30,15 @@ from services.dashboard.shown import shown
 SERVICES = ("collection", "benefits")
 PARKED = "DecisionEnAttente"
 DECISION_ORDER = {
-    "collection": ("EncaissementDelegue", "EncaissementNonDelegue", "PaiementEncaissePourCompte",
-                   "PaiementNonImpute", "ContentieuxDelegue", "ContentieuxSansObjet", PARKED),
+    "collection": (
+        "EncaissementDelegue",
+        "EncaissementNonDelegue",
+        "PaiementEncaissePourCompte",
+        "PaiementNonImpute",
+        "ContentieuxDelegue",
+        "ContentieuxSansObjet",
+        PARKED,
+    ),
     "benefits": ("VersementDelegue", "VersementDirect", "PrestationNonTraitee", PARKED),
 }
 """Display order of decision types (unknown types come after, alphabetically)."""
@@ -70,6 +77,8 @@ _DIGITS: Final = re.compile(rb"[0-9]{1,12}")
 """A partition or offset header: plain digits, short enough never to look like a NIR."""
 
 Headers = Iterable[tuple[str, bytes | None]]
+Outcome = Literal["counted", "duplicate", "unreadable"]
+"""What became of a record: counted, already counted (same `event_id`), or unreadable."""
 
 
 @dataclass
@@ -124,8 +133,7 @@ class Board:
     def __init__(self, *, max_rejections: int = 50, max_parked_listed: int = 100) -> None:
         self.max_parked_listed = max_parked_listed
         self.decisions: dict[str, Counter[tuple[str, str]]] = {s: Counter() for s in SERVICES}
-        self.decision_cents: dict[str, Counter[tuple[str, str]]] = {
-            s: Counter() for s in SERVICES}
+        self.decision_cents: dict[str, Counter[tuple[str, str]]] = {s: Counter() for s in SERVICES}
         self.organisms: dict[tuple[str, str], OrganismLine] = {}
         self.direct_cents: Counter[str] = Counter()  # per caisse de base: paid by itself
         self.parked: dict[str, Parked] = {}
@@ -139,11 +147,16 @@ class Board:
 
     # -- feeding ------------------------------------------------------------------------
 
-    def ingest(self, service: str, role: str, value: bytes | None, headers: Headers = (),
-               timestamp_ms: int | None = None) -> bool:
+    def ingest(
+        self,
+        service: str,
+        role: str,
+        value: bytes | None,
+        headers: Headers = (),
+        timestamp_ms: int | None = None,
+    ) -> Outcome:
         """Count one record of a decision (`role` "decision") or rejection topic; never
-        raises, whatever the record holds: what cannot be read is counted as unreadable.
-        True when the record was counted as a decision or rejection."""
+        raises, whatever the record holds: what cannot be read is counted as unreadable."""
         try:
             if role == "decision":
                 return self.on_decision(service, value, timestamp_ms)
@@ -151,23 +164,24 @@ class Board:
         except Exception:  # a bug of ours on some content: count it, never stop reading
             self.unreadable[service] += 1
             self._touch()
-            return False
+            return "unreadable"
 
-    def on_decision(self, service: str, value: bytes | None,
-                    timestamp_ms: int | None = None) -> bool:
-        """Count one decision message; False when it was a duplicate or unreadable."""
+    def on_decision(
+        self, service: str, value: bytes | None, timestamp_ms: int | None = None
+    ) -> Outcome:
+        """Count one decision message (once per `event_id`)."""
         decision = _read_decision(value)
         if decision is None:
             self.unreadable[service] += 1
             self._touch()
-            return False
+            return "unreadable"
         if decision.event_id:
             if decision.event_id in self.seen:
-                return False
+                return "duplicate"
             self.seen.add(decision.event_id)
         self._count(service, decision, timestamp_ms)
         self._touch()
-        return True
+        return "counted"
 
     def _count(self, service: str, d: _Decision, timestamp_ms: int | None) -> None:
         rows = self.decisions[service]
@@ -191,15 +205,17 @@ class Board:
             if key not in self.decided:
                 previous = self.parked.get(key)
                 since = previous.since if previous else _when(d.occurred_at, timestamp_ms)
-                self.parked[key] = Parked(service, shown(d.cause) or "?", d.sujet_id,
-                                          d.motif, d.caisse, since)
+                self.parked[key] = Parked(
+                    service, shown(d.cause) or "?", d.sujet_id, d.motif, d.caisse, since
+                )
         else:
             self.decided.add(key)
             self.parked.pop(key, None)
 
-    def on_rejection(self, service: str, headers: Headers, value: bytes | None,
-                     timestamp_ms: int | None = None) -> bool:
-        """Count one rejected message (its headers say why); False for a duplicate.
+    def on_rejection(
+        self, service: str, headers: Headers, value: bytes | None, timestamp_ms: int | None = None
+    ) -> Outcome:
+        """Count one rejected message (its headers say why), once per `event_id`.
 
         A header the system sets comes after any same-named one from upstream, so the
         last occurrence of each is the one shown."""
@@ -209,23 +225,28 @@ class Board:
         event_id = _kept_id(h.get("event_id"))
         if event_id:
             if event_id in self.seen:
-                return False
+                return "duplicate"
             self.seen.add(event_id)
         document = _document(value)
         event_type = document.get("event_type") if document is not None else None
-        self.rejections.appendleft(Rejection(
-            service=service, at=_epoch(timestamp_ms) or time.time(),
-            reason=shown(h.get("reject_reason")) or "(no reason given)",
-            field=shown(h.get("reject_field")) or None,
-            source_topic=shown(h.get("source_topic")),
-            source_partition=_int(h.get("source_partition")),
-            source_offset=_int(h.get("source_offset")),
-            event_type=shown(event_type) if isinstance(event_type, str) else None,
-            event_id=shown(event_id) if event_id else None,
-            value=shown(value), value_bytes=None if value is None else len(value)))
+        self.rejections.appendleft(
+            Rejection(
+                service=service,
+                at=_epoch(timestamp_ms) or time.time(),
+                reason=shown(h.get("reject_reason")) or "(no reason given)",
+                field=shown(h.get("reject_field")) or None,
+                source_topic=shown(h.get("source_topic")),
+                source_partition=_int(h.get("source_partition")),
+                source_offset=_int(h.get("source_offset")),
+                event_type=shown(event_type) if isinstance(event_type, str) else None,
+                event_id=shown(event_id) if event_id else None,
+                value=shown(value),
+                value_bytes=None if value is None else len(value),
+            )
+        )
         self.rejected[service] += 1
         self._touch()
-        return True
+        return "counted"
 
     def _touch(self) -> None:
         self.version += 1
@@ -242,9 +263,15 @@ class Board:
             order = {t: i for i, t in enumerate(DECISION_ORDER[s])}
             rows = sorted(counts, key=lambda k: (order.get(k[0], len(order)), k[0], k[1]))
             services[s] = {
-                "decisions": [{"event_type": t, "motif": m, "count": counts[(t, m)],
-                               "amount_cents": self.decision_cents[s][(t, m)]}
-                              for t, m in rows],
+                "decisions": [
+                    {
+                        "event_type": t,
+                        "motif": m,
+                        "count": counts[(t, m)],
+                        "amount_cents": self.decision_cents[s][(t, m)],
+                    }
+                    for t, m in rows
+                ],
                 "final": sum(n for (t, _), n in counts.items() if t != PARKED),
                 "parked_events": sum(n for (t, _), n in counts.items() if t == PARKED),
                 "parked_now": sum(1 for p in self.parked.values() if p.service == s),
@@ -252,21 +279,27 @@ class Board:
                 "unreadable": self.unreadable[s],
             }
         organisms = [
-            {"organisme_id": o, "caisse_de_base": c,
-             **{f"{col}_count": line.counts[col] for col in ORGANISM_COLUMN.values()},
-             **{f"{col}_cents": line.cents[col] for col in ORGANISM_COLUMN.values()}}
+            {
+                "organisme_id": o,
+                "caisse_de_base": c,
+                **{f"{col}_count": line.counts[col] for col in ORGANISM_COLUMN.values()},
+                **{f"{col}_cents": line.cents[col] for col in ORGANISM_COLUMN.values()},
+            }
             for (o, c), line in sorted(self.organisms.items())
         ]
-        parked = heapq.nsmallest(self.max_parked_listed, self.parked.values(),
-                                 key=lambda p: (p.since, p.sujet_id))
+        parked = heapq.nsmallest(
+            self.max_parked_listed, self.parked.values(), key=lambda p: (p.since, p.sujet_id)
+        )
         totals = {
             "decisions": sum(v["final"] for v in services.values()),
             "parked_now": len(self.parked),
             "parked_events": sum(v["parked_events"] for v in services.values()),
             "rejected": sum(self.rejected.values()),
             "unreadable": sum(self.unreadable.values()),
-            **{f"{col}_cents": sum(line.cents[col] for line in self.organisms.values())
-               for col in ORGANISM_COLUMN.values()},
+            **{
+                f"{col}_cents": sum(line.cents[col] for line in self.organisms.values())
+                for col in ORGANISM_COLUMN.values()
+            },
             "direct_cents": sum(self.direct_cents.values()),
         }
         return {
@@ -275,19 +308,37 @@ class Board:
             "totals": totals,
             "services": services,
             "organisms": organisms,
-            "direct": [{"caisse_de_base": c, "cents": n}
-                       for c, n in sorted(self.direct_cents.items())],
-            "parked": [{"service": p.service, "sujet_id": p.sujet_id, "motif": p.motif,
-                        "caisse_de_base": p.caisse_de_base, "causation_id": p.causation_id,
-                        "since": _iso(p.since), "age_s": max(0.0, round(now - p.since, 1))}
-                       for p in parked],
-            "rejections": [{"service": r.service, "at": _iso(r.at), "reason": r.reason,
-                            "field": r.field, "source_topic": r.source_topic,
-                            "source_partition": r.source_partition,
-                            "source_offset": r.source_offset, "event_type": r.event_type,
-                            "event_id": r.event_id, "value": r.value,
-                            "value_bytes": r.value_bytes}
-                           for r in self.rejections],
+            "direct": [
+                {"caisse_de_base": c, "cents": n} for c, n in sorted(self.direct_cents.items())
+            ],
+            "parked": [
+                {
+                    "service": p.service,
+                    "sujet_id": p.sujet_id,
+                    "motif": p.motif,
+                    "caisse_de_base": p.caisse_de_base,
+                    "causation_id": p.causation_id,
+                    "since": _iso(p.since),
+                    "age_s": max(0.0, round(now - p.since, 1)),
+                }
+                for p in parked
+            ],
+            "rejections": [
+                {
+                    "service": r.service,
+                    "at": _iso(r.at),
+                    "reason": r.reason,
+                    "field": r.field,
+                    "source_topic": r.source_topic,
+                    "source_partition": r.source_partition,
+                    "source_offset": r.source_offset,
+                    "event_type": r.event_type,
+                    "event_id": r.event_id,
+                    "value": r.value,
+                    "value_bytes": r.value_bytes,
+                }
+                for r in self.rejections
+            ],
         }
 
 
@@ -324,14 +375,25 @@ def _read_decision(value: bytes | None) -> _Decision | None:
             return None
         cents = amount
     event_id = _kept_id(envelope.get("event_id"))
-    cause = next((_kept_id(v) for v in (envelope.get("causation_id"),
-                                        payload.get("sujet_id")) if _kept_id(v)), event_id)
+    cause = next(
+        (
+            _kept_id(v)
+            for v in (envelope.get("causation_id"), payload.get("sujet_id"))
+            if _kept_id(v)
+        ),
+        event_id,
+    )
     return _Decision(
-        event_id=event_id, event_type=_label(event_type, "?"),
-        motif=_label(payload.get("motif"), ""), cents=cents,
+        event_id=event_id,
+        event_type=_label(event_type, "?"),
+        motif=_label(payload.get("motif"), ""),
+        cents=cents,
         organisme_id=_label(payload.get("organisme_id"), "?"),
-        caisse=_label(payload.get("caisse_de_base"), "?"), cause=cause,
-        sujet_id=_label(payload.get("sujet_id"), "?"), occurred_at=envelope.get("occurred_at"))
+        caisse=_label(payload.get("caisse_de_base"), "?"),
+        cause=cause,
+        sujet_id=_label(payload.get("sujet_id"), "?"),
+        occurred_at=envelope.get("occurred_at"),
+    )
 
 
 def _kept_id(value: object) -> str:

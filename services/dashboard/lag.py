@@ -41,10 +41,20 @@ def targets(settings: ServiceSettings, http_host: str | None = None) -> list[Tar
     """The services to watch; their HTTP hosts come from the settings unless one is given."""
     s = settings
     return [
-        Target("collection", s.collection_group, (s.topic_referentiel, s.topic_cotisations),
-               http_host or s.collection_http_host, s.collection_http_port),
-        Target("benefits", s.benefits_group, (s.topic_referentiel, s.topic_prestations),
-               http_host or s.benefits_http_host, s.benefits_http_port),
+        Target(
+            "collection",
+            s.collection_group,
+            (s.topic_referentiel, s.topic_cotisations),
+            http_host or s.collection_http_host,
+            s.collection_http_port,
+        ),
+        Target(
+            "benefits",
+            s.benefits_group,
+            (s.topic_referentiel, s.topic_prestations),
+            http_host or s.benefits_http_host,
+            s.benefits_http_port,
+        ),
     ]
 
 
@@ -68,8 +78,9 @@ class Reply:
     body: bytes | None  # None: larger than MAX_REPLY (not read further)
 
 
-async def http_get(host: str, port: int, path: str, timeout: float = 2.0,
-                   limit: int = MAX_REPLY) -> Reply:
+async def http_get(
+    host: str, port: int, path: str, timeout: float = 2.0, limit: int = MAX_REPLY
+) -> Reply:
     """GET `path` over plain HTTP/1.0 and read the whole reply, however the server cuts it
     in packets: until the body has its Content-Length, the chunked body ends, or the
     server closes. Bounded by `timeout` (raises TimeoutError) and `limit`; raises OSError
@@ -78,8 +89,10 @@ async def http_get(host: str, port: int, path: str, timeout: float = 2.0,
     async def get() -> Reply:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
-                         f"Accept: application/json\r\nConnection: close\r\n\r\n".encode())
+            writer.write(
+                f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+                f"Accept: application/json\r\nConnection: close\r\n\r\n".encode()
+            )
             await writer.drain()
             return await _read_reply(reader, limit)
         finally:
@@ -119,8 +132,11 @@ def _parse_head(head: bytes) -> tuple[int, dict[bytes, bytes]]:
     """Status and headers (lower-cased names) of a reply head; NoHttpReply if not HTTP."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not re.fullmatch(
-            rb"[1-5][0-9]{2}", parts[1]):
+    if (
+        len(parts) < 2
+        or not parts[0].startswith(b"HTTP/")
+        or not re.fullmatch(rb"[1-5][0-9]{2}", parts[1])
+    ):
         raise NoHttpReply("not an HTTP status line")
     headers: dict[bytes, bytes] = {}
     for line in lines[1:]:
@@ -189,8 +205,12 @@ def _stalled(value: object) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for name, seconds in list(value.items())[: 4 * MAX_LISTED]:
         if type(seconds) in (int, float) and seconds == seconds and seconds > 0:
-            found.append({"component": shown(name, 40) or "?",
-                          "seconds": round(min(float(seconds), MAX_SECONDS), 1)})
+            found.append(
+                {
+                    "component": shown(name, 40) or "?",
+                    "seconds": round(min(float(seconds), MAX_SECONDS), 1),
+                }
+            )
     found.sort(key=lambda c: -c["seconds"])
     return found[:MAX_LISTED]
 
@@ -213,13 +233,22 @@ def readiness(reply: Reply) -> dict[str, Any]:
     ready = reply.status == 200 and bool(doc.get("ready", True))
     head, published = _count(doc.get("store_head")), _count(doc.get("relay_published"))
     leader = _flag(doc.get("relay_leader"))
-    lag = head - published if head is not None and published is not None and leader \
-        else None
-    return {"up": True, "ready": ready, "http_status": reply.status, "store_head": head,
-            "relay_published": published, "relay_leader": leader, "relay_lag": lag,
-            "service_parked": _count(doc.get("parked")), "kafka": _flag(doc.get("kafka")),
-            "postgres": _flag(doc.get("postgres")), "stalled": _stalled(doc.get("stalled")),
-            "reasons": _reasons(doc.get("reasons")), "reply_problem": problem}
+    lag = head - published if head is not None and published is not None and leader else None
+    return {
+        "up": True,
+        "ready": ready,
+        "http_status": reply.status,
+        "store_head": head,
+        "relay_published": published,
+        "relay_leader": leader,
+        "relay_lag": lag,
+        "service_parked": _count(doc.get("parked")),
+        "kafka": _flag(doc.get("kafka")),
+        "postgres": _flag(doc.get("postgres")),
+        "stalled": _stalled(doc.get("stalled")),
+        "reasons": _reasons(doc.get("reasons")),
+        "reply_problem": problem,
+    }
 
 
 class LagProbe:
@@ -232,16 +261,21 @@ class LagProbe:
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         request_timeout_ms=5000)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
         await self.admin.start()
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                         enable_auto_commit=False, request_timeout_ms=5000)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=5000,
+        )
         await self.consumer.start()
 
     async def close(self) -> None:
-        for closing in (self.consumer.stop() if self.consumer else None,
-                        self.admin.close() if self.admin else None):
+        for closing in (
+            self.consumer.stop() if self.consumer else None,
+            self.admin.close() if self.admin else None,
+        ):
             if closing is not None:
                 with contextlib.suppress(Exception):  # closing is best effort
                     await closing
@@ -253,9 +287,12 @@ class LagProbe:
         return {t.name: state for t, state in zip(self.targets, found, strict=True)}
 
     async def _one(self, target: Target) -> dict[str, Any]:
-        state: dict[str, Any] = {"group": target.group, "inputs": list(target.inputs),
-                                 "http": f"{target.http_host}:{target.http_port}",
-                                 "checked_at": time.time()}
+        state: dict[str, Any] = {
+            "group": target.group,
+            "inputs": list(target.inputs),
+            "http": f"{target.http_host}:{target.http_port}",
+            "checked_at": time.time(),
+        }
         state.update(await self._relay(target))
         state.update(await self._consumer_lag(target))
         return state
@@ -264,8 +301,7 @@ class LagProbe:
         try:
             reply = await http_get(target.http_host, target.http_port, "/ready")
         except (OSError, TimeoutError, ValueError):
-            return {"up": False, "ready": False, "relay_lag": None, "stalled": [],
-                    "reasons": []}
+            return {"up": False, "ready": False, "relay_lag": None, "stalled": [], "reasons": []}
         return readiness(reply)
 
     async def _consumer_lag(self, target: Target) -> dict[str, Any]:
@@ -273,22 +309,26 @@ class LagProbe:
             return {"consumer_lag": None, "consumer_error": "not connected to Kafka"}
         try:
             described = await self.admin.describe_topics(list(target.inputs))
-            parts = [TopicPartition(d["topic"], p["partition"])
-                     for d in described if not d.get("error_code")
-                     for p in d["partitions"]]
+            parts = [
+                TopicPartition(d["topic"], p["partition"])
+                for d in described
+                if not d.get("error_code")
+                for p in d["partitions"]
+            ]
             if not parts:
                 return {"consumer_lag": None, "consumer_error": "input topics not found"}
             ends = await self.consumer.end_offsets(parts)
             starts = await self.consumer.beginning_offsets(parts)
-            committed = await self.admin.list_consumer_group_offsets(target.group,
-                                                                     partitions=parts)
+            committed = await self.admin.list_consumer_group_offsets(target.group, partitions=parts)
             lag = 0
             for tp in parts:
                 meta = committed.get(tp)
                 offset = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
                 lag += max(0, ends[tp] - max(offset, starts[tp]))
-            return {"consumer_lag": lag, "input_messages": sum(ends.values()),
-                    "consumer_error": None}
+            return {
+                "consumer_lag": lag,
+                "input_messages": sum(ends.values()),
+                "consumer_error": None,
+            }
         except Exception as exc:  # shown on the page, measured again next time
-            return {"consumer_lag": None,
-                    "consumer_error": shown(f"{type(exc).__name__}: {exc}")}
+            return {"consumer_lag": None, "consumer_error": shown(f"{type(exc).__name__}: {exc}")}

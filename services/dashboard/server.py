@@ -36,8 +36,9 @@ LAG_EVERY = 2.0
 class Dashboard:
     """The live state: what was read from the four topics, and the last measured lags."""
 
-    def __init__(self, settings: ServiceSettings, *, from_now: bool = False,
-                 http_host: str | None = None) -> None:
+    def __init__(
+        self, settings: ServiceSettings, *, from_now: bool = False, http_host: str | None = None
+    ) -> None:
         self.settings = settings
         self.from_now = from_now
         self.board = Board()
@@ -70,12 +71,18 @@ class Dashboard:
         for name, service in state["services"].items():
             service["lag"] = self.lags.get(name)
         s = self.settings
-        state["kafka"] = {"bootstrap": s.kafka_bootstrap_servers,
-                          "connected": self.kafka_connected, "error": self.kafka_error,
-                          "from_now": self.from_now, "records_read": self.records_read,
-                          "reader_failures": self.reader_failures}
-        state["topics"] = {topic: {"service": service, "role": role}
-                           for topic, (service, role) in self.roles.items()}
+        state["kafka"] = {
+            "bootstrap": s.kafka_bootstrap_servers,
+            "connected": self.kafka_connected,
+            "error": self.kafka_error,
+            "from_now": self.from_now,
+            "records_read": self.records_read,
+            "reader_failures": self.reader_failures,
+        }
+        state["topics"] = {
+            topic: {"service": service, "role": role}
+            for topic, (service, role) in self.roles.items()
+        }
         state["generated_at"] = time.time()
         return state
 
@@ -83,8 +90,10 @@ class Dashboard:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Dashboard]:
-        tasks = [asyncio.create_task(self._read(), name="dashboard-reader"),
-                 asyncio.create_task(self._measure(), name="dashboard-lag")]
+        tasks = [
+            asyncio.create_task(self._read(), name="dashboard-reader"),
+            asyncio.create_task(self._measure(), name="dashboard-lag"),
+        ]
         try:
             yield self
         finally:
@@ -117,15 +126,23 @@ class Dashboard:
 
     async def _read_once(self) -> None:
         s = self.settings
-        await ensure_topics(s.kafka_bootstrap_servers, list(self.roles),
-                            partitions=s.topic_partitions,
-                            replication_factor=s.topic_replication_factor,
-                            retention_ms=s.topic_retention_ms)
+        await ensure_topics(
+            s.kafka_bootstrap_servers,
+            list(self.roles),
+            partitions=s.topic_partitions,
+            replication_factor=s.topic_replication_factor,
+            retention_ms=s.topic_retention_ms,
+        )
         consumer = AIOKafkaConsumer(
-            *self.roles, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
-            enable_auto_commit=False, metadata_max_age_ms=10_000,
+            *self.roles,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            metadata_max_age_ms=10_000,
             auto_offset_reset="latest" if self.from_now else "earliest",
-            isolation_level="read_committed", client_id="mandat-dashboard")
+            isolation_level="read_committed",
+            client_id="mandat-dashboard",
+        )
         await consumer.start()
         try:
             self.kafka_connected, self.kafka_error = True, None
@@ -211,36 +228,57 @@ class Dashboard:
 
 def build_app(dashboard: Dashboard) -> Starlette:
     async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     async def state(request: Request) -> Response:
         return Response(render_json(dashboard.snapshot()), media_type="application/json")
 
     async def events(request: Request) -> Response:
-        return StreamingResponse(dashboard.stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            dashboard.stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "kafka": dashboard.kafka_connected})
 
-    return Starlette(routes=[
-        Route("/", index), Route("/api/state", state), Route("/events", events),
-        Route("/health", health),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/state", state),
+            Route("/events", events),
+            Route("/health", health),
+        ]
+    )
 
 
-async def serve_dashboard(settings: ServiceSettings, port: int | None = None, *,
-                          host: str = "127.0.0.1", from_now: bool = False,
-                          ready_event: asyncio.Event | None = None) -> None:
+async def serve_dashboard(
+    settings: ServiceSettings,
+    port: int | None = None,
+    *,
+    host: str = "127.0.0.1",
+    from_now: bool = False,
+    ready_event: asyncio.Event | None = None,
+) -> None:
     """Serve the dashboard on http://host:port until cancelled (or SIGINT/SIGTERM).
 
     `ready_event` is set once the page is served and the topics are being read."""
     port = settings.dashboard_http_port if port is None else port
     dashboard = Dashboard(settings, from_now=from_now)
-    config = uvicorn.Config(build_app(dashboard), host=host, port=port, log_config=None,
-                            access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        build_app(dashboard),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     # open event streams must end when the server shuts down: it waits for its connections
     dashboard.exiting = lambda: server.should_exit

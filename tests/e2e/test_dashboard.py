@@ -42,9 +42,16 @@ from services.runtime.settings import ServiceSettings
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WAIT_MS = 20_000
 
@@ -59,8 +66,11 @@ async def status_http(runtime: ServiceRuntime, port: int) -> AsyncIterator[uvico
         return state
 
     app = StatusApp(probe, runtime.metrics.exposition, runtime.asyncapi)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), f"status HTTP did not start on {port}"
@@ -81,15 +91,18 @@ async def wait_registry_consumed(s: ServiceSettings, timeout: float = 30.0) -> N
     await consumer.start()
     try:
         described = await admin.describe_topics([s.topic_referentiel])
-        parts = [TopicPartition(s.topic_referentiel, p["partition"])
-                 for p in described[0]["partitions"]]
+        parts = [
+            TopicPartition(s.topic_referentiel, p["partition"]) for p in described[0]["partitions"]
+        ]
         ends = await consumer.end_offsets(parts)
         deadline = time.monotonic() + timeout
         for group in (s.collection_group, s.benefits_group):
             while True:
                 committed = await admin.list_consumer_group_offsets(group, partitions=parts)
-                if all((committed.get(tp) and committed[tp].offset >= end) or end == 0
-                       for tp, end in ends.items()):
+                if all(
+                    (committed.get(tp) and committed[tp].offset >= end) or end == 0
+                    for tp, end in ends.items()
+                ):
                     break
                 assert time.monotonic() < deadline, f"{group} did not consume the registry"
                 await asyncio.sleep(0.1)
@@ -112,8 +125,9 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
     except ImportError:
         pytest.fail("Playwright for Python is needed: pip install playwright")
 
-    s = settings.model_copy(update={"collection_http_port": free_port(),
-                                    "benefits_http_port": free_port()})
+    s = settings.model_copy(
+        update={"collection_http_port": free_port(), "benefits_http_port": free_port()}
+    )
     port = free_port()
     people = {i: nir(9000 + i) for i in range(1, 7)}
     ready = asyncio.Event()
@@ -121,8 +135,7 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
         collection = await stack.enter_async_context(collection_runtime(s).running())
         benefits = await stack.enter_async_context(benefits_runtime(s).running())
         await stack.enter_async_context(status_http(collection, s.collection_http_port))
-        benefits_http = await stack.enter_async_context(
-            status_http(benefits, s.benefits_http_port))
+        benefits_http = await stack.enter_async_context(status_http(benefits, s.benefits_http_port))
         dashboard = asyncio.create_task(serve_dashboard(s, port, ready_event=ready))
         stack.push_async_callback(_cancel, dashboard)
         await asyncio.wait_for(ready.wait(), 30)
@@ -131,13 +144,16 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
         # the registry: an eligible mutuelle with both conventions for PL-IDF, an insurer
         # collecting for PL-IDF and PL-PACA (no benefits convention), an ineligible organism
         for fact in (
-            organisme("OC-MUT"), organisme("OC-ASS", "SOCIETE_ASSURANCE"),
+            organisme("OC-MUT"),
+            organisme("OC-ASS", "SOCIETE_ASSURANCE"),
             organisme("OC-OSS", "ORGANISME_SECURITE_SOCIALE"),
             convention("CNV-ENC-MUT", "OC-MUT"),
             convention("CNV-VER-MUT", "OC-MUT", objet="VERSEMENT_PRESTATIONS_ESPECES"),
             convention("CNV-ENC-ASS", "OC-ASS", caisses=("PL-IDF", "PL-PACA")),
-            affiliation(people[1], "OC-MUT"), affiliation(people[2], "OC-MUT"),
-            affiliation(people[4], "OC-ASS"), affiliation(people[5], "OC-OSS"),
+            affiliation(people[1], "OC-MUT"),
+            affiliation(people[2], "OC-MUT"),
+            affiliation(people[4], "OC-ASS"),
+            affiliation(people[5], "OC-OSS"),
         ):
             await feed.send(s.topic_referentiel, fact)
         await wait_registry_consumed(s)
@@ -152,16 +168,16 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
         await feed.send(c, cotisation("COT-5", people[5]))  # ineligible organism
         await feed.send(p, prestation("PRE-1", people[1]))  # paid on behalf, 3 269,00 €
         await feed.send(p, prestation("PRE-2", people[2], jour="2016-05-02"))  # before 2017
-        await feed.send(p, on("PL-PACA", prestation("PRE-4", people[4], nature="IJ_MATERNITE",
-                                                     montant=236_456)))  # paid directly
+        await feed.send(
+            p, on("PL-PACA", prestation("PRE-4", people[4], nature="IJ_MATERNITE", montant=236_456))
+        )  # paid directly
         # two contract breaches, one per service
         await feed.raw(c, b"{not json", key=people[6].encode())
         negative = dict(prestation("PRE-6", people[6])[1], montant_cents=-5)
         await feed.raw(p, envelope("PrestationEspecesDue", negative), key=people[6].encode())
 
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=str(CHROMIUM),
-                                               args=CHROMIUM_ARGS)
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             stack.push_async_callback(browser.close)
             page = await browser.new_page(viewport={"width": 1440, "height": 1000})
             await page.goto(f"http://127.0.0.1:{port}/")
@@ -171,12 +187,16 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
                 return page.get_by_test_id(name)
 
             def decision(service: str, event_type: str, motif: str = "") -> Any:
-                return page.locator(f'tr[data-testid="decision-row"][data-service="{service}"]'
-                                    f'[data-type="{event_type}"][data-motif="{motif}"]')
+                return page.locator(
+                    f'tr[data-testid="decision-row"][data-service="{service}"]'
+                    f'[data-type="{event_type}"][data-motif="{motif}"]'
+                )
 
             def organism(oid: str, caisse: str, col: str) -> Any:
-                return page.locator(f'tr[data-testid="organism-row"][data-organisme="{oid}"]'
-                                    f'[data-caisse="{caisse}"] td[data-col="{col}"]')
+                return page.locator(
+                    f'tr[data-testid="organism-row"][data-organisme="{oid}"]'
+                    f'[data-caisse="{caisse}"] td[data-col="{col}"]'
+                )
 
             async def has(locator: Any, text: str) -> None:
                 await expect(locator).to_have_text(text, timeout=WAIT_MS)
@@ -201,11 +221,14 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
                 ("benefits", "VersementDirect", "AUCUNE_CONVENTION", "1"),
                 ("benefits", "PrestationNonTraitee", "PERIODE_ANTERIEURE_A_2017", "1"),
             ):
-                await has(decision(service, event_type, motif).locator('td[data-col="count"]'),
-                          count)
+                await has(
+                    decision(service, event_type, motif).locator('td[data-col="count"]'), count
+                )
             await expect(page.locator('tr[data-testid="decision-row"]')).to_have_count(8)
-            await has(decision("benefits", "VersementDelegue").locator('td[data-col="amount"]'),
-                      "3 269,00 €")
+            await has(
+                decision("benefits", "VersementDelegue").locator('td[data-col="amount"]'),
+                "3 269,00 €",
+            )
 
             # amounts per organism and caisse de base
             await has(organism("OC-MUT", "PL-IDF", "delegated"), "1 950,00 €")
@@ -227,16 +250,17 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
             bad_json = page.locator('tr[data-testid="rejection-row"][data-service="collection"]')
             await expect(bad_json.locator('[data-col="reason"]')).to_contain_text("JSON")
             await expect(bad_json.locator('[data-col="source"]')).to_contain_text(c)
-            negative_row = page.locator('tr[data-testid="rejection-row"]'
-                                        '[data-service="benefits"]')
+            negative_row = page.locator('tr[data-testid="rejection-row"][data-service="benefits"]')
             await expect(negative_row.locator('[data-col="reason"]')).to_contain_text(
-                "montant_cents")
+                "montant_cents"
+            )
 
             # both services up, nothing left to consume or to publish
             for name in ("collection", "benefits"):
                 lag = tid(f"lag-{name}")
                 await expect(lag.locator('[data-field="status"]')).to_have_attribute(
-                    "data-status", "up", timeout=WAIT_MS)
+                    "data-status", "up", timeout=WAIT_MS
+                )
                 await has(lag.locator('[data-field="consumer-lag"] [data-value]'), "0")
                 await has(lag.locator('[data-field="relay-lag"] [data-value]'), "0")
 
@@ -253,21 +277,25 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
             await expect(parked).to_have_count(0, timeout=WAIT_MS)
             await has(tid("tile-parked"), "0")
             await has(tid("tile-decisions"), "10")
-            await has(decision("collection", "EncaissementDelegue").locator(
-                'td[data-col="count"]'), "3")
+            await has(
+                decision("collection", "EncaissementDelegue").locator('td[data-col="count"]'), "3"
+            )
             await has(organism("OC-MUT", "PL-IDF", "delegated"), "3 900,00 €")
             await has(tid("tile-delegated"), "5 100,00 €")
 
             # a service whose HTTP stops answering is shown as down
             benefits_http.should_exit = True
             await expect(tid("lag-benefits").locator('[data-field="status"]')).to_have_attribute(
-                "data-status", "down", timeout=WAIT_MS)
-            await expect(tid("lag-collection").locator('[data-field="status"]')) \
-                .to_have_attribute("data-status", "up")
+                "data-status", "down", timeout=WAIT_MS
+            )
+            await expect(tid("lag-collection").locator('[data-field="status"]')).to_have_attribute(
+                "data-status", "up"
+            )
             await page.screenshot(path=str(ARTIFACTS / "dashboard-after.png"), full_page=True)
 
-            state = json.loads(await (await page.request.get(
-                f"http://127.0.0.1:{port}/api/state")).text())
+            state = json.loads(
+                await (await page.request.get(f"http://127.0.0.1:{port}/api/state")).text()
+            )
             assert state["totals"]["parked_events"] == 1
             assert state["totals"]["litigation_cents"] == 0
 
