@@ -166,6 +166,11 @@ class Board:
             self._touch()
             return "unreadable"
 
+    def count_unreadable(self, service: str) -> None:
+        """Count a record that could not even be decoded by the Kafka client."""
+        self.unreadable[service] += 1
+        self._touch()
+
     def on_decision(
         self, service: str, value: bytes | None, timestamp_ms: int | None = None
     ) -> Outcome:

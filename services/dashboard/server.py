@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -31,6 +32,18 @@ PUSH_EVERY = 0.5
 """Seconds between two pushes to a browser (at most; nothing is sent when nothing changed)."""
 KEEPALIVE_EVERY = 15.0
 LAG_EVERY = 2.0
+STEP_RECORDS = 1000
+"""Records read one by one per partition after an undecodable one, before going faster."""
+
+
+def undecodable(exc: BaseException) -> bool:
+    """Whether a read failed on what a record holds rather than on the way to Kafka: the
+    client raises its own errors for the network and the broker, and anything else (such
+    as UnicodeDecodeError on a header name) while decoding records; a corrupt batch or one
+    compressed with a codec this process lacks fails the same way every time."""
+    if isinstance(exc, CorruptRecordException | UnsupportedCodecError):
+        return True
+    return not isinstance(exc, KafkaError | asyncio.CancelledError | OSError | TimeoutError)
 
 
 class Dashboard:
@@ -149,7 +162,13 @@ class Dashboard:
             resumed: set[TopicPartition] = set()
             while True:
                 await self._resume(consumer, resumed)
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                try:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                except Exception as exc:
+                    if not undecodable(exc):
+                        raise
+                    await self._step_over(consumer, exc)
+                    continue
                 if consumer.assignment():
                     self.subscribed.set()
                 for tp, records in batches.items():
@@ -160,7 +179,8 @@ class Dashboard:
 
     async def _resume(self, consumer: AIOKafkaConsumer, resumed: set[TopicPartition]) -> None:
         """Put each newly assigned partition back where this dashboard left it, unless its
-        log is now shorter than that (the topic was recreated: it is read anew)."""
+        log is now shorter than that (the topic was recreated: it is read anew); note
+        where a partition never read before starts."""
         new = [tp for tp in consumer.assignment() if tp not in resumed]
         if not new:
             return
@@ -171,6 +191,9 @@ class Dashboard:
                 consumer.seek(tp, self.positions[tp])
             else:
                 del self.positions[tp]
+        for tp in new:
+            if tp not in self.positions:
+                self.positions[tp] = await consumer.position(tp)
         resumed.update(new)
 
     def _take(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
@@ -182,6 +205,38 @@ class Dashboard:
             self.board.ingest(service, role, r.value, r.headers, r.timestamp)
             self.positions[tp] = r.offset + 1
             self.records_read += 1
+
+    async def _step_over(self, consumer: AIOKafkaConsumer, exc: Exception) -> None:
+        """A record the Kafka client cannot even decode (a header name that is not UTF-8,
+        a corrupt batch) fails every read at the same place, and the client silently
+        drops the records decoded before it in the same read. So read each partition
+        again one record at a time from where the board is: feed what decodes, count
+        what does not as unreadable and step over it (at most STEP_RECORDS per partition
+        per call; the next failure comes back here)."""
+        log.warning(
+            "dashboard reader: undecodable record (%s): stepping over it",
+            shown(f"{type(exc).__name__}: {exc}"),
+        )
+        for tp in sorted(consumer.assignment()):
+            consumer.seek(tp, self.positions[tp])
+            for _ in range(STEP_RECORDS):
+                try:
+                    got = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                except Exception as error:
+                    if not undecodable(error):
+                        raise
+                    self._skip(consumer, tp)
+                    continue
+                if not got:
+                    break
+                self._take(tp, got[tp])
+
+    def _skip(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        service, _ = self.roles[tp.topic]
+        self.board.count_unreadable(service)
+        self.positions[tp] += 1
+        self.records_read += 1
+        consumer.seek(tp, self.positions[tp])
 
     async def _measure(self) -> None:
         """Measure the lags every LAG_EVERY seconds (reconnecting the probe if needed)."""
