@@ -64,6 +64,8 @@ MAX_LISTED = 10
 """Stalled components and reasons shown at most per service."""
 MAX_SECONDS = 10**9
 """A stall longer than this (about 31 years) is shown as this."""
+MAX_COUNT = 10**12 - 1
+"""The largest position or count taken from /ready (twelve digits)."""
 
 
 class NoHttpReply(ValueError):
@@ -189,8 +191,9 @@ def _json_object(body: bytes | None) -> dict[str, Any] | None:
 
 
 def _count(value: object) -> int | None:
-    """A non-negative integer field of /ready (a position, a count), else None."""
-    return value if type(value) is int and 0 <= value < 2**63 else None
+    """A non-negative integer field of /ready (a position, a count), else None; beyond
+    MAX_COUNT it is no plausible position, and its digits could be a NIR's."""
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else None
 
 
 def _flag(value: object) -> bool | None:
