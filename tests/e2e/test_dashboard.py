@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -54,6 +55,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WAIT_MS = 20_000
+DEEP = b"[" * 10_000 + b"]" * 10_000
 
 
 @contextlib.asynccontextmanager
@@ -283,6 +285,42 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
             await has(organism("OC-MUT", "PL-IDF", "delegated"), "3 900,00 €")
             await has(tid("tile-delegated"), "5 100,00 €")
 
+            # hostile records: a decision nested 10,000 deep, then a rejection whose value and
+            # reason carry markup and a NIR, and a forged reject_field before ours; the page
+            # goes on counting, shows text (not markup) and masks the NIR
+            await feed.raw(s.topic_reglements_cotisations, DEEP, key=b"poison")
+            await feed.producer.send_and_wait(
+                s.topic_rejets_collection,
+                f'<img src=x onerror="window.pwned=1"> {people[6]}'.encode(),
+                key=b"poison",
+                headers=[
+                    ("reject_field", b"<b>forged</b>"),
+                    ("trace", None),
+                    (
+                        "reject_reason",
+                        f"<script>window.pwned=2</script> (got '{people[6]}')".encode(),
+                    ),
+                    ("reject_field", b"payload.nir"),
+                ],
+            )
+            await feed.send(c, cotisation("COT-7", people[2], debut="2018-01-01"))
+            await has(tid("tile-decisions"), "11")
+            await has(tid("tile-rejected"), "3")
+            await expect(page.locator("#count-collection")).to_contain_text("1 unreadable")
+            hostile = page.locator('tr[data-testid="rejection-row"]').first
+            await has(
+                hostile.locator('[data-col="reason"]'),
+                "<script>window.pwned=2</script> (got '***NIR***')",
+            )
+            await expect(hostile.locator('[data-col="value"]')).to_contain_text(
+                '<img src=x onerror="window.pwned=1"> ***NIR***'
+            )
+            await has(hostile.locator('[data-col="field"]'), "payload.nir")
+            rejections_body = tid("rejections")
+            await expect(rejections_body.locator("img, script, b")).to_have_count(0)
+            assert await page.evaluate("window.pwned") is None
+            assert people[6] not in await page.content()
+
             # a service whose HTTP stops answering is shown as down
             benefits_http.should_exit = True
             await expect(tid("lag-benefits").locator('[data-field="status"]')).to_have_attribute(
@@ -291,6 +329,34 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
             await expect(tid("lag-collection").locator('[data-field="status"]')).to_have_attribute(
                 "data-status", "up"
             )
+
+            # it answers again, 503 with a stalled relay: which, for how long and why
+            stalled = await asyncio.start_server(
+                _ready_replier(
+                    {
+                        "ready": False,
+                        "stalled": {"consumer": 0, "relay": 75},
+                        "store_head": 12,
+                        "relay_published": 9,
+                        "relay_leader": True,
+                        "reasons": [f"relay: no progress for 75 s <b>{people[6]}</b>"],
+                    }
+                ),
+                "127.0.0.1",
+                s.benefits_http_port,
+            )
+            stack.push_async_callback(stalled.wait_closed)
+            stack.callback(stalled.close)
+            lag = tid("lag-benefits")
+            await has(lag.locator('[data-field="status"]'), "up · stalled")
+            await expect(
+                lag.locator('[data-field="stalled"][data-component="relay"]')
+            ).to_have_text(re.compile(r"relay stalled for 1\s*min 15\s*s"), timeout=WAIT_MS)
+            await has(
+                lag.locator('[data-field="reasons"]'),
+                "relay: no progress for 75 s <b>***NIR***</b>",
+            )
+            await has(lag.locator('[data-field="relay-lag"] [data-value]'), "3")
             await page.screenshot(path=str(ARTIFACTS / "dashboard-after.png"), full_page=True)
 
             state = json.loads(
@@ -298,6 +364,26 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
             )
             assert state["totals"]["parked_events"] == 1
             assert state["totals"]["litigation_cents"] == 0
+
+
+def _ready_replier(document: dict[str, Any]) -> Any:
+    """A stand-in for a service's /ready answering 503 with `document`."""
+    body = json.dumps(document).encode()
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return reply
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
