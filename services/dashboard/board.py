@@ -14,6 +14,7 @@ through :func:`services.dashboard.shown.shown` (bounded, printable, NIR-masked).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 import time
@@ -123,7 +124,7 @@ class _Decision:
     organisme_id: str
     caisse: str
     cause: str  # the input it decides (kept to pair a parked input with its decision)
-    sujet_id: str
+    sujet_id: object  # as it came: shaped only for a parked input
     occurred_at: object
 
 
@@ -211,7 +212,12 @@ class Board:
                 previous = self.parked.get(key)
                 since = previous.since if previous else _when(d.occurred_at, timestamp_ms)
                 self.parked[key] = Parked(
-                    service, shown(d.cause) or "?", d.sujet_id, d.motif, d.caisse, since
+                    service,
+                    shown(d.cause) or "?",
+                    _label(d.sujet_id, "?"),
+                    d.motif,
+                    d.caisse,
+                    since,
                 )
         else:
             self.decided.add(key)
@@ -360,7 +366,16 @@ def _document(value: bytes | None) -> dict[str, Any] | None:
 
 def _label(value: object, default: str) -> str:
     """A string field as shown; `default` when it is missing, empty or not a string."""
-    return (shown(value) or default) if isinstance(value, str) else default
+    if not isinstance(value, str):
+        return default
+    return (_short_label(value) if len(value) <= ID_KEPT else shown(value)) or default
+
+
+@functools.lru_cache(maxsize=4096)
+def _short_label(text: str) -> str | None:
+    """`shown` of a short text: types, motifs, organisms and caisses repeat across
+    decisions, so each is shaped once."""
+    return shown(text)
 
 
 def _read_decision(value: bytes | None) -> _Decision | None:
@@ -380,14 +395,7 @@ def _read_decision(value: bytes | None) -> _Decision | None:
             return None
         cents = amount
     event_id = _kept_id(envelope.get("event_id"))
-    cause = next(
-        (
-            _kept_id(v)
-            for v in (envelope.get("causation_id"), payload.get("sujet_id"))
-            if _kept_id(v)
-        ),
-        event_id,
-    )
+    cause = _kept_id(envelope.get("causation_id")) or _kept_id(payload.get("sujet_id")) or event_id
     return _Decision(
         event_id=event_id,
         event_type=_label(event_type, "?"),
@@ -396,7 +404,7 @@ def _read_decision(value: bytes | None) -> _Decision | None:
         organisme_id=_label(payload.get("organisme_id"), "?"),
         caisse=_label(payload.get("caisse_de_base"), "?"),
         cause=cause,
-        sujet_id=_label(payload.get("sujet_id"), "?"),
+        sujet_id=payload.get("sujet_id"),
         occurred_at=envelope.get("occurred_at"),
     )
 

@@ -48,6 +48,8 @@ def mask_nir(text: str) -> str:
 
 
 def _printable(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text  # the usual case, without looking at each character
     kept = []
     for char in text:
         category = unicodedata.category(char)
