@@ -212,12 +212,16 @@ class Dashboard:
         drops the records decoded before it in the same read. So read each partition
         again one record at a time from where the board is: feed what decodes, count
         what does not as unreadable and step over it (at most STEP_RECORDS per partition
-        per call; the next failure comes back here)."""
+        per call; the next failure comes back here). The client decodes a whole producer
+        batch from its start, so records after an undecodable one in the same batch are
+        counted as unreadable too: the reader goes on, it does not guess."""
         log.warning(
             "dashboard reader: undecodable record (%s): stepping over it",
             shown(f"{type(exc).__name__}: {exc}"),
         )
         for tp in sorted(consumer.assignment()):
+            if tp not in self.positions:  # assigned during the failed read
+                self.positions[tp] = await consumer.position(tp)
             consumer.seek(tp, self.positions[tp])
             for _ in range(STEP_RECORDS):
                 try:
