@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 REDRIVE_HEADER = "mandat_redrive_of"
 """Header naming the rejection a re-driven record comes from (set by `rejections redrive`)."""
 
+UNDECODABLE = "undecodable"
+"""Reason class of a record the Kafka client could not decode (kept by reference)."""
+
 PROCESSING_ERROR = "processing_error"
 """Reason class of a record isolated because processing it failed deterministically."""
 
@@ -311,6 +314,11 @@ class BatchHandler:
                     report.duplicates += 1  # this very record was refused before
                     continue
                 handled.add(rejections[index])
+                undecodable = getattr(record, "undecodable", None)
+                if undecodable is not None:  # its bytes stay on the topic: kept by reference
+                    error = ContractError(f"undecodable by the Kafka client: {undecodable}")
+                    self._reject(tx, record, error, report, UNDECODABLE, whole=False)
+                    continue
                 if index in poisoned:
                     error = ContractError(f"{PROCESSING_ERROR}: {poisoned[index]}")
                     whole = index not in quarantined
@@ -398,7 +406,7 @@ class BatchHandler:
         view.apply(
             REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload, event.metadata
         )
-        reason = PROCESSING_ERROR if kind == PROCESSING_ERROR else (error.field or "message")
+        reason = kind if kind != "contract" else (error.field or "message")
         report.rejected[reason] = report.rejected.get(reason, 0) + 1
         log.info("rejected: %s", error, extra={"event_id": str(event.event_id), **origin(record)})
 
