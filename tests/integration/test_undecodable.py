@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from support import (
@@ -89,3 +90,38 @@ async def test_an_undecodable_record_is_quarantined_and_its_partition_goes_on(
     [quarantined] = [json.loads(r["payload"]) for r in rows if r["event_type"] == "MessageRejete"]
     assert quarantined["kind"] == UNDECODABLE and quarantined["value"] is None
     assert quarantined["offset"] == 5 and quarantined["digest"]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_compressed_batches_from_upstream_are_decided(
+    settings: ServiceSettings, codec: str
+) -> None:
+    """Producers may compress with any codec Kafka knows: the service reads them all."""
+    from aiokafka import AIOKafkaProducer
+    from support import envelope, key_of
+
+    facts = [cotisation(f"COT-Z{i}", nir(200 + i)) for i in range(20)]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, compression_type=codec, linger_ms=50
+    )
+    async with build_runtime(settings).running():
+        await producer.start()
+        try:
+            ids, futures = [], []
+            for fact in facts:
+                ids.append(str(uuid.uuid4()))
+                value = envelope(*fact, event_id=ids[-1])
+                futures.append(
+                    await producer.send(settings.topic_cotisations, value, key=key_of(fact[1]))
+                )
+            for future in futures:
+                await future
+        finally:
+            await producer.stop()
+        await assert_decided_exactly_once(
+            settings,
+            settings.collection_schema,
+            settings.topic_reglements_cotisations,
+            FINAL,
+            ids,
+        )
