@@ -185,7 +185,7 @@ def _parse(
     try:
         event = _validate(_document(raw), allowed, classes, kind)
         if key is not UNCHECKED:
-            _check_key(cast(InboundEnvelope | OutboundEnvelope, event), key)
+            _check_key(cast("InboundEnvelope | OutboundEnvelope", event), key)
         return event
     except ContractError:
         raise
