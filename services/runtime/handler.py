@@ -31,6 +31,7 @@ from uuid import UUID
 
 import asyncpg
 
+from contracts import check_headers
 from contracts.parsing import ContractError, parse_inbound
 from services.eventstore import EventStore, NewEvent, StoreTransaction
 from services.eventstore.errors import StoreError
@@ -347,7 +348,10 @@ class BatchHandler:
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:
-            event = parse_inbound(record.value, allowed=self.allowed.get(record.topic))
+            check_headers(record.headers)
+            event = parse_inbound(
+                record.value, allowed=self.allowed.get(record.topic), key=record.key
+            )
             metadata = {
                 "correlation_id": event.correlation_id,
                 "causation_id": event.causation_id,
