@@ -44,6 +44,7 @@ async def create_pool(
     max_size: int = 4,
     as_service_role: bool = True,
     login: tuple[str, str] | None = None,
+    command_timeout: float | None = 60.0,
 ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first and, by default, act as the services' role.
 
@@ -62,6 +63,9 @@ async def create_pool(
         **credentials,
         min_size=min_size,
         max_size=max_size,
+        # a statement that hangs (a lock never granted, a server that stopped answering)
+        # fails after this long: the caller retries it and readiness can say so
+        command_timeout=command_timeout,
         server_settings=settings,
         init=_init_connection,
     )

@@ -31,7 +31,7 @@ from uuid import UUID
 
 import asyncpg
 
-from contracts import check_headers
+from contracts import check_headers, mask_personal
 from contracts.parsing import ContractError, parse_inbound
 from services.eventstore import EventStore, NewEvent, StoreTransaction
 from services.eventstore.errors import StoreError
@@ -208,10 +208,9 @@ class BatchHandler:
         self.stall_reason: str | None = None  # the last failure of the batch in hand
 
     def stalled_seconds(self) -> float:
-        """How long the batch in hand has been failing (0 when the last attempt did not)."""
-        if self.busy_since is None or self.stall_reason is None:
-            return 0.0
-        return time.monotonic() - self.busy_since
+        """How long the batch in hand has been in hand (0 between batches): a batch takes
+        milliseconds, so one held for long is failing or hanging, either way no progress."""
+        return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
 
     async def handle(self, records: Sequence[Record]) -> BatchReport:
         """Record and decide `records`; returns once each is committed to the store."""
@@ -285,7 +284,7 @@ class BatchHandler:
         return report
 
     def _note_failure(self, exc: BaseException, record: Record | None) -> None:
-        self.stall_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        self.stall_reason = mask_personal(f"{type(exc).__name__}: {str(exc)[:200]}")
         self.on_retry(exc)
         where = origin(record) if record is not None else {}
         log.warning("batch attempt failed: %s", type(exc).__name__, extra=where)

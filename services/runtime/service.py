@@ -260,7 +260,7 @@ class ServiceRuntime:
         reasons = {k: part.stall_reason if part else None for k, part in parts.items()}
         limit = self.settings.stall_after_seconds
         found = [
-            f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress'}"
+            f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress, no error'}"
             for name, seconds in stalled.items()
             if seconds > limit
         ]
