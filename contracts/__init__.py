@@ -1,8 +1,8 @@
 """Wire contract v1 of the L611-20 mandate services: topics, models, parsing, schemas.
 
 Depends on pydantic only. The models here are the single source in code of the contract
-described in ``contract-v1.md``; the JSON Schemas in ``contracts/schemas`` are generated
-from them (``python -m contracts.export_schemas``).
+described in ``docs/contract.md``; the JSON Schemas in ``contracts/schemas`` are generated
+from them (``python -m contracts.export_schemas``). Its limits are in ``contracts.limits``.
 """
 
 from contracts import topics
@@ -57,7 +57,23 @@ from contracts.inbound import (
     Periode,
     PrestationEspecesDue,
 )
-from contracts.messages import envelop, kafka_headers, partition_key
+from contracts.limits import (
+    CENTS_MAX,
+    HEADERS_MAX,
+    ID_MAX,
+    LIST_MAX,
+    SUM_MAX,
+    TEXT_MAX,
+    VALUE_MAX,
+)
+from contracts.messages import (
+    KEY_FIELDS,
+    envelop,
+    expected_key,
+    kafka_headers,
+    key_field,
+    partition_key,
+)
 from contracts.nir import Nir, check_nir, make_nir, nir_key
 from contracts.outbound import (
     AffiliationRetenue,
@@ -77,9 +93,16 @@ from contracts.outbound import (
     VersementDelegue,
     VersementDirect,
 )
-from contracts.parsing import ContractError, parse_inbound, parse_outbound, to_wire
+from contracts.parsing import (
+    UNCHECKED,
+    ContractError,
+    check_headers,
+    parse_inbound,
+    parse_outbound,
+    to_wire,
+)
+from contracts.personal import mask_personal
 from contracts.scalars import (
-    CENTS_MAX,
     Cents,
     Code,
     Codes,
@@ -93,11 +116,19 @@ from contracts.scalars import (
 
 __all__ = [
     "CENTS_MAX",
+    "HEADERS_MAX",
+    "ID_MAX",
     "INBOUND_ADAPTER",
     "INBOUND_CLASSES",
+    "KEY_FIELDS",
+    "LIST_MAX",
     "OUTBOUND_ADAPTER",
     "OUTBOUND_CLASSES",
     "SCHEMA_VERSION",
+    "SUM_MAX",
+    "TEXT_MAX",
+    "UNCHECKED",
+    "VALUE_MAX",
     "AffiliationEnregistree",
     "AffiliationEnregistreeEvent",
     "AffiliationRetenue",
@@ -165,10 +196,14 @@ __all__ = [
     "VersementDirect",
     "VersementDirectEvent",
     "WireModel",
+    "check_headers",
     "check_nir",
     "envelop",
+    "expected_key",
     "kafka_headers",
+    "key_field",
     "make_nir",
+    "mask_personal",
     "nir_key",
     "parse_inbound",
     "parse_outbound",

@@ -50,7 +50,7 @@ class Nature(StrEnum):
 
 @unique
 class Motif(StrEnum):
-    """Why a decision is what it is; meanings in ``domain.md``."""
+    """Why a decision is what it is; meanings in ``docs/law.md``."""
 
     PERIODE_ANTERIEURE_A_2017 = "PERIODE_ANTERIEURE_A_2017"
     RECOUVREMENT_URSSAF = "RECOUVREMENT_URSSAF"

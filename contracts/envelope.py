@@ -2,7 +2,7 @@
 
 ``InboundEvent`` and ``OutboundEvent`` are unions discriminated by ``event_type``; each
 member pairs a literal ``event_type`` with its typed payload. Field order is the wire
-order of ``contract-v1.md``.
+order of ``docs/contract.md``.
 """
 
 from typing import Annotated, Any, Final, Literal, get_args

@@ -1,6 +1,6 @@
 """Inbound payloads of contract v1: registry facts, contributions, payments, benefits.
 
-Field names and values are those of ``contract-v1.md``; amounts are positive integers in
+Field names and values are those of ``docs/contract.md``; amounts are positive integers in
 euro cents, dates are ``YYYY-MM-DD``. Unknown extra fields are ignored.
 """
 

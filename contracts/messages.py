@@ -1,10 +1,16 @@
-"""Helpers around envelopes: wrap a payload, its Kafka key, its Kafka headers."""
+"""Helpers around envelopes: wrap a payload, its Kafka key, its Kafka headers.
 
+The Kafka key is part of the contract, not a producer's choice: it decides the partition,
+and a service relies on every input about one subject (a person, an organism, a
+convention) arriving on one partition, in order. :func:`expected_key` is that key;
+:func:`contracts.parse_inbound` refuses a record published under another one.
+"""
+
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, Final, overload
 from uuid import UUID
 
-from contracts import inbound as i
 from contracts.envelope import (
     INBOUND_CLASSES,
     OUTBOUND_CLASSES,
@@ -63,14 +69,30 @@ def envelop(
     return cls.model_validate(fields)
 
 
+KEY_FIELDS: Final[Mapping[str, str]] = {
+    "OrganismeDeclare": "organisme_id",
+    "ConventionConclue": "convention_id",
+    "ConventionResiliee": "convention_id",
+}
+"""The payload field whose value is the Kafka key, for the event types not keyed by ``nir``."""
+
+
+def key_field(event_type: str) -> str:
+    """The payload field that is the Kafka key of ``event_type``: ``nir`` unless listed in
+    :data:`KEY_FIELDS` (every decision, contribution, payment, benefit and affiliation)."""
+    return KEY_FIELDS.get(event_type, "nir")
+
+
 def partition_key(event: InboundEnvelope | OutboundEnvelope) -> str:
     """The Kafka key of a message: ``organisme_id``, ``convention_id`` or ``nir``."""
-    payload = event.payload
-    if isinstance(payload, i.OrganismeDeclare):
-        return payload.organisme_id
-    if isinstance(payload, i.ConventionConclue | i.ConventionResiliee):
-        return payload.convention_id
-    return payload.nir
+    key = getattr(event.payload, key_field(event.event_type))
+    assert isinstance(key, str)  # every key field is a validated, non-null string
+    return key
+
+
+def expected_key(event: InboundEnvelope | OutboundEnvelope) -> bytes:
+    """The Kafka key a record carrying ``event`` must have: its :func:`partition_key`, UTF-8."""
+    return partition_key(event).encode("utf-8")
 
 
 def kafka_headers(event: InboundEnvelope | OutboundEnvelope) -> list[tuple[str, bytes]]:

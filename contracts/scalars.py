@@ -3,7 +3,9 @@
 Models validate in lax mode so that a dict decoded from JSON (by the parser, or read back
 from the store) validates exactly like the JSON text; the types below put strictness back
 where the contract wants it: cents are integers (never strings, floats or booleans), dates
-are ``YYYY-MM-DD`` strings, instants are ISO 8601 with an offset, texts are strings.
+are ``YYYY-MM-DD`` strings, instants are ISO 8601 with an offset, texts are strings. They
+also carry the contract's limits (``contracts.limits``): ids of at most 64 characters, texts
+of at most 200, arrays of at most 200 entries, amounts of at most 10¹¹ cents.
 """
 
 import re
@@ -21,10 +23,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-CENTS_MAX: Final = 2**63 - 1
-"""Largest amount accepted: fits a signed 64-bit column (PostgreSQL ``bigint``)."""
+from contracts.limits import CENTS_MAX, ID_MAX, LIST_MAX, SUM_MAX, TEXT_MAX
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 _DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INSTANT: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"  # date and time
@@ -105,32 +106,60 @@ def _iso_instant(value: object) -> object:
         ) from None
 
 
-def _schema(**schema: Any) -> WithJsonSchema:
-    return WithJsonSchema({"type": "string", **schema})
+_TEXT_SCHEMA: Final = {"type": "string", "minLength": 1, "maxLength": TEXT_MAX, "pattern": r"\S"}
+_CODE_SCHEMA: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": ID_MAX,
+    "pattern": r"^\S(.*\S)?$",
+}
 
 
-Texte = Annotated[str, Strict(), BeforeValidator(_text), _schema(minLength=1, pattern=r"\S")]
-"""Free text (a name, a legal reference): non-blank, no control characters."""
+def _array_schema(items: dict[str, Any]) -> WithJsonSchema:
+    return WithJsonSchema({"type": "array", "items": items, "minItems": 1, "maxItems": LIST_MAX})
+
+
+Texte = Annotated[
+    str,
+    Strict(),
+    BeforeValidator(_text),
+    Field(max_length=TEXT_MAX),
+    WithJsonSchema(_TEXT_SCHEMA),
+]
+"""Free text (a name, a legal reference): non-blank, no control characters, ≤ 200 characters."""
 
 Code = Annotated[
     str,
     Strict(),
     BeforeValidator(_code),
-    _schema(minLength=1, pattern=r"^\S(.*\S)?$"),
+    Field(max_length=ID_MAX),
+    WithJsonSchema(_CODE_SCHEMA),
 ]
-"""An identifier or code (``COT-2017-000123``, ``PL-IDF``): non-empty, no outer spaces."""
+"""An identifier or code (``COT-2017-000123``, ``PL-IDF``): 1 to 64 characters, no outer
+spaces, no control characters."""
 
 Cents = Annotated[int, Strict(), Field(gt=0, le=CENTS_MAX)]
-"""A positive amount in euro cents."""
+"""A positive amount in euro cents, at most 10¹¹ (10⁹ €)."""
 
-SignedCents = Annotated[int, Strict(), Field(ge=-CENTS_MAX, le=CENTS_MAX)]
-"""An amount in euro cents that may be zero or negative (a balance)."""
+SignedCents = Annotated[int, Strict(), Field(ge=-SUM_MAX, le=SUM_MAX)]
+"""A sum or difference of amounts in euro cents (a balance): may be zero or negative, and
+its absolute value is at most 10¹⁵, so it always fits a signed 64-bit integer."""
 
-Codes = Annotated[tuple[Code, ...], BeforeValidator(_array), Field(min_length=1)]
-"""A non-empty array of codes (e.g. the caisses de base of a convention)."""
+Codes = Annotated[
+    tuple[Code, ...],
+    BeforeValidator(_array),
+    Field(min_length=1, max_length=LIST_MAX),
+    _array_schema(_CODE_SCHEMA),
+]
+"""A non-empty array of at most 200 codes (e.g. the caisses de base of a convention)."""
 
-Textes = Annotated[tuple[Texte, ...], BeforeValidator(_array), Field(min_length=1)]
-"""A non-empty array of free texts (e.g. the legal basis of a decision)."""
+Textes = Annotated[
+    tuple[Texte, ...],
+    BeforeValidator(_array),
+    Field(min_length=1, max_length=LIST_MAX),
+    _array_schema(_TEXT_SCHEMA),
+]
+"""A non-empty array of at most 200 free texts (e.g. the legal basis of a decision)."""
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 """A calendar date, ``YYYY-MM-DD`` on the wire."""

@@ -68,6 +68,55 @@ def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         run.set_defaults(func=_run_service, service=name)
 
 
+def _migrate_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    migrate = sub.add_parser(
+        "migrate",
+        help="as the database owner (DATABASE_URL): apply the migrations and (re)create each "
+        "service's login role",
+    )
+    migrate.add_argument(
+        "--service", choices=("collection", "benefits"), help="one service (default: both)"
+    )
+    migrate.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="write MANDAT_<SERVICE>_DB_PASSWORD lines there (mode 0600) "
+        "instead of printing the ones generated",
+    )
+    migrate.set_defaults(func=_migrate)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Passwords come from MANDAT_<SERVICE>_DB_PASSWORD when set (the role's is set to it),
+    else are generated and given once, to store where the service reads its settings."""
+    import os
+
+    from services.runtime.provision import SERVICES, provision_services
+    from services.runtime.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    services = (args.service,) if args.service else SERVICES
+    done = asyncio.run(provision_services(settings, services))
+    lines = []
+    for service in services:
+        given = getattr(settings, f"{service}_db_password")
+        secret = getattr(done, f"{service}_db_password")
+        print(
+            f"{service}: schema {done.schema_of(service)} migrated; login role "
+            f"{done.login(service)[0]}",
+            file=sys.stderr,
+        )
+        if given is None or args.env_file:
+            lines.append(f"MANDAT_{service.upper()}_DB_PASSWORD={secret.get_secret_value()}")
+    if args.env_file and lines:
+        fd = os.open(args.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
+    elif lines:
+        print("\n".join(lines))
+    return 0
+
+
 def _run_service(args: argparse.Namespace) -> int:
     from services.runtime.serve import serve
 
@@ -101,7 +150,12 @@ def _asyncapi(args: argparse.Namespace) -> int:
 
 def _registrations() -> list[Register]:
     """Each package adds its own subcommands (imported lazily: the CLI starts fast)."""
-    found: list[Register] = [_stack_commands, _service_commands, _asyncapi_commands]
+    found: list[Register] = [
+        _stack_commands,
+        _service_commands,
+        _migrate_commands,
+        _asyncapi_commands,
+    ]
     for module in (
         "services.demo.cli",
         "services.audit.cli",

@@ -8,6 +8,7 @@ Tests are isolated by unique topic names, groups and schemas, never by truncatin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from services.runtime.provision import provision_services
 from services.runtime.settings import ServiceSettings
 
 
@@ -185,7 +187,7 @@ def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSet
             "audit_replay",
         )
     }
-    return ServiceSettings(
+    plain = ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         DATABASE_URL=database_url,
         collection_schema=f"c_{unique}",
@@ -194,3 +196,5 @@ def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSet
         benefits_group=f"benefits-{unique}",
         **names,
     )
+    # as the owner would with `mandat migrate`: the schemas and each service's login role
+    return asyncio.run(provision_services(plain))

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
 from contracts.nir import make_nir
 from services.runtime.settings import ServiceSettings
@@ -257,6 +258,8 @@ def service_env(settings: ServiceSettings, http_port: int) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     env["DATABASE_URL"] = settings.database_url.get_secret_value()
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if name.startswith(("topic_", "collection_", "benefits_")) and isinstance(value, str):
             env[f"MANDAT_{name.upper()}"] = value
     env["MANDAT_COLLECTION_HTTP_PORT"] = str(http_port)

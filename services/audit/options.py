@@ -51,7 +51,8 @@ async def open_store(args: argparse.Namespace, service: AuditedService, *, admin
     schema = service.schema(settings_of(args))
     try:
         pool = await create_pool(endpoint(args.database_url, "DATABASE_URL"), schema,
-                                 min_size=1, max_size=2, as_service_role=not admin)
+                                 min_size=1, max_size=2, as_service_role=not admin,
+                                 command_timeout=None)  # long reads of a whole store
     except ValueError as exc:  # a schema name that cannot be one
         raise CommandError(str(exc)) from exc
     except (OSError, asyncpg.PostgresError) as exc:

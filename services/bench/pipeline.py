@@ -56,6 +56,7 @@ from contracts import topics
 from contracts.nir import make_nir
 from services.runtime.handler import BatchReport
 from services.runtime.processing import decision_id
+from services.runtime.provision import provision_services
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_topics
@@ -657,7 +658,7 @@ async def measure(bootstrap: str, dsn: str, *, services: Iterable[str] = SERVICE
         raise ValueError("--events, --rate and --latency-seconds must be positive")
     kinds = [KINDS[name] for name in services]
     suffix = f"bench{secrets.token_hex(4)}"
-    s = run_settings(bootstrap, dsn, suffix)
+    s = await provision_services(run_settings(bootstrap, dsn, suffix))
     through = {k.name: (f"{suffix}.passthrough.{k.name}.in", f"{suffix}.passthrough.{k.name}.out")
                for k in kinds}
     names = [*s.all_topics(), *(t for pair in through.values() for t in pair)]

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
+from contracts.limits import SUM_MAX
 from services.collection.rules import (
     RULES_2017,
     Contribution,
@@ -31,9 +32,10 @@ from services.runtime.processing import Emitter, Input, Outcome, decision_id
 from services.runtime.streams import same_content
 
 SERVICE = "collection"
-MAX_PAID_CENTS = 10**15
+MAX_PAID_CENTS = SUM_MAX
 """The most that payments recorded on one contribution may add up to (10^13 euros): far
-beyond any real contribution, far below the 64-bit limit of every sum made from it."""
+beyond any real contribution, far below the 64-bit limit of every sum made from it (the
+contract bounds a balance to the same)."""
 
 
 def contribution_stream(cotisation_id: str) -> str:

@@ -15,13 +15,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Kafka and the services' HTTP ports come from the settings (KAFKA_BOOTSTRAP_SERVERS, "
         "MANDAT_* or .run/endpoints.env).",
     )
-    parser.add_argument("--port", type=int, default=None,
-                        help="HTTP port (default: MANDAT_DASHBOARD_HTTP_PORT, 8080)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
-                        "(default 127.0.0.1)")
-    parser.add_argument("--from-now", action="store_true",
-                        help="only count what is published from now on (default: everything "
-                        "the topics hold)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="HTTP port (default: MANDAT_DASHBOARD_HTTP_PORT, 8080)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--from-now",
+        action="store_true",
+        help="only count what is published from now on (default: everything the topics hold)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -32,7 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     settings = ServiceSettings()
     port = settings.dashboard_http_port if args.port is None else args.port
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
-    print(f"dashboard: http://{shown}:{port}/  (Kafka {settings.kafka_bootstrap_servers}; "
-          f"Ctrl-C to stop)", flush=True)
+    print(
+        f"dashboard: http://{shown}:{port}/  (Kafka {settings.kafka_bootstrap_servers}; "
+        f"Ctrl-C to stop)",
+        flush=True,
+    )
     asyncio.run(serve_dashboard(settings, port, host=args.host, from_now=args.from_now))
     return 0

@@ -21,7 +21,9 @@ gets the "others may traverse" bit (``o+x``, never read) if it lacks it. Run as 
 user, everything runs as that user and nothing is chmod-ed.
 
 Clients connect over TCP on 127.0.0.1 only, with password authentication
-(scram-sha-256, user ``postgres``, password ``postgres``), to the database ``mandat``.
+(scram-sha-256, user ``postgres``, a random password kept in ``run_dir/superuser.password``,
+mode 0600), to the database ``mandat``. The unix socket asks for the password too, and only
+the server's own user may open it (``unix_socket_permissions = 0700``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import importlib.util
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import stat
@@ -141,7 +144,7 @@ def start_postgres(
             node = _start_new(run_dir, port, timeout, durable)
         else:
             _wait_ready(run_dir, timeout)
-        _ensure_database(find_pg_bin(), node.port, timeout)
+        _ensure_database(find_pg_bin(), node.port, timeout, superuser_password(run_dir))
         return node
 
 
@@ -194,10 +197,11 @@ def _start_new(run_dir: Path, port: int, timeout: float, durable: bool) -> Postg
 def _initdb(bin_dir: Path, run_dir: Path, account: Account, durable: bool) -> None:
     """Create the cluster in ``run_dir/data`` (UTF8, locale C, password auth over TCP)."""
     pwfile = run_dir / ".initdb-pw"
-    pwfile.write_text(PASSWORD + "\n")
+    pwfile.write_text(_new_superuser_password(run_dir) + "\n")
     _chown(pwfile, account)
     args = [f"--pgdata={run_dir / 'data'}", f"--username={SUPERUSER}", f"--pwfile={pwfile}"]
-    args += ["--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8"]
+    # password (scram) on the socket too: no `trust` for anyone who can reach it
+    args += ["--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8"]
     args += ["--locale=C", "--no-instructions"]
     if not durable:
         args.append("--no-sync")
@@ -215,6 +219,7 @@ def _write_settings(run_dir: Path, port: int, durable: bool, account: Account) -
     """(Re)write ``data/devstack.conf`` with the settings of this start."""
     settings = {**_BASE_SETTINGS, "port": str(port)}
     settings["unix_socket_directories"] = _quote(str(_socket_dir(run_dir, port)))
+    settings["unix_socket_permissions"] = "0700"  # the server's own user (and root) only
     if not durable:
         settings.update(_FAST_UNSAFE_SETTINGS)
     path = run_dir / "data" / _SETTINGS_FILE
@@ -240,18 +245,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ensure_database(bin_dir: Path, port: int, timeout: float) -> None:
+def _ensure_database(bin_dir: Path, port: int, timeout: float, password: str) -> None:
     """Create the database ``mandat`` unless it exists (also proves TCP login works)."""
     query = f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"
-    if _psql(bin_dir, port, query, timeout).strip() != "1":
-        _psql(bin_dir, port, f'CREATE DATABASE "{DB_NAME}"', timeout)
+    if _psql(bin_dir, port, query, timeout, password).strip() != "1":
+        _psql(bin_dir, port, f'CREATE DATABASE "{DB_NAME}"', timeout, password)
 
 
-def _psql(bin_dir: Path, port: int, sql: str, timeout: float) -> str:
+def _psql(bin_dir: Path, port: int, sql: str, timeout: float, password: str) -> str:
     """Run one SQL statement as the superuser over TCP and return its unaligned output."""
     args = ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(port)]
     args += ["-U", SUPERUSER, "-d", "postgres", "-c", sql]
-    env = {"PGPASSWORD": PASSWORD, "PGCONNECT_TIMEOUT": "10"}
+    env = {"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
     result = _run(bin_dir / "psql", args, None, Path("/"), timeout, env)
     if result.returncode != 0:
         raise PostgresError(f"psql on port {port} failed for {sql!r}:\n{result.stderr}")
@@ -385,9 +390,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_PASSWORD_FILE = "superuser.password"
+
+
+def _new_superuser_password(run_dir: Path) -> str:
+    """A random password for the cluster's superuser, kept in run_dir (mode 0600)."""
+    password = secrets.token_urlsafe(18)
+    fd = os.open(run_dir / _PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return password
+
+
+def superuser_password(run_dir: Path) -> str:
+    """The superuser's password of the cluster in run_dir (clusters made before it was
+    random have the old fixed one)."""
+    path = run_dir.resolve() / _PASSWORD_FILE
+    return path.read_text().strip() if path.exists() else PASSWORD
+
+
 def _node(run_dir: Path, pid: int, port: int) -> PostgresNode:
     """Build the node description of a running server."""
-    url = f"postgresql://{SUPERUSER}:{PASSWORD}@{HOST}:{port}/{DB_NAME}"
+    url = f"postgresql://{SUPERUSER}:{superuser_password(run_dir)}@{HOST}:{port}/{DB_NAME}"
     return PostgresNode(url=url, pid=pid, run_dir=run_dir, port=port)
 
 

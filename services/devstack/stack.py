@@ -65,5 +65,9 @@ def read_endpoints(path: Path = ENDPOINTS) -> dict[str, str]:
 
 
 def write_endpoints(endpoints: dict[str, str], path: Path = ENDPOINTS) -> None:
+    """Write them readable by their owner only: they hold the services' passwords."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{k}={v}\n" for k, v in sorted(endpoints.items())))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(f"{k}={v}\n" for k, v in sorted(endpoints.items())))
+    path.chmod(0o600)

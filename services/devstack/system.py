@@ -7,6 +7,7 @@ lists KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and the services' HTTP addresses.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from services.devstack import stack
+from services.runtime.provision import provision_services
 from services.runtime.settings import ServiceSettings
 
 SERVICES = ("collection", "benefits")
@@ -80,11 +82,18 @@ def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
     endpoints = stack.up()
     if not with_services:
         return endpoints
-    env = dict(os.environ) | endpoints
     settings = ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
         DATABASE_URL=endpoints["DATABASE_URL"],
     )
+    # as the owner: migrations and the services' login roles (passwords kept in endpoints.env
+    # from one `up` to the next, so running services keep logging in)
+    settings = asyncio.run(provision_services(settings))
+    for service in SERVICES:
+        secret = getattr(settings, f"{service}_db_password")
+        endpoints[f"MANDAT_{service.upper()}_DB_PASSWORD"] = secret.get_secret_value()
+    stack.write_endpoints(endpoints)
+    env = dict(os.environ) | endpoints
     ports = _ports(settings)
     for name in ports:
         if _pid(name) is None:

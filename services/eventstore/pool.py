@@ -43,6 +43,8 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 4,
     as_service_role: bool = True,
+    login: tuple[str, str] | None = None,
+    command_timeout: float | None = 60.0,
 ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first and, by default, act as the services' role.
 
@@ -51,12 +53,19 @@ async def create_pool(
     """
     check_schema_name(schema)
     settings = {"search_path": schema, "application_name": f"mandat-{schema}"}
-    if as_service_role:
+    credentials: dict[str, str] = {}
+    if login is not None:  # a service: its own login role, nothing to switch to
+        credentials = {"user": login[0], "password": login[1]}
+    elif as_service_role:  # a tool on the owner's connection, acting as the services do
         settings["role"] = SERVICE_ROLE
     pool = await asyncpg.create_pool(
         dsn,
+        **credentials,
         min_size=min_size,
         max_size=max_size,
+        # a statement that hangs (a lock never granted, a server that stopped answering)
+        # fails after this long: the caller retries it and readiness can say so
+        command_timeout=command_timeout,
         server_settings=settings,
         init=_init_connection,
     )

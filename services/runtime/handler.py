@@ -31,6 +31,7 @@ from uuid import UUID
 
 import asyncpg
 
+from contracts import check_headers, mask_personal
 from contracts.parsing import ContractError, parse_inbound
 from services.eventstore import EventStore, NewEvent, StoreTransaction
 from services.eventstore.errors import StoreError
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 REDRIVE_HEADER = "mandat_redrive_of"
 """Header naming the rejection a re-driven record comes from (set by `rejections redrive`)."""
+
+UNDECODABLE = "undecodable"
+"""Reason class of a record the Kafka client could not decode (kept by reference)."""
 
 PROCESSING_ERROR = "processing_error"
 """Reason class of a record isolated because processing it failed deterministically."""
@@ -204,10 +208,9 @@ class BatchHandler:
         self.stall_reason: str | None = None  # the last failure of the batch in hand
 
     def stalled_seconds(self) -> float:
-        """How long the batch in hand has been failing (0 when the last attempt did not)."""
-        if self.busy_since is None or self.stall_reason is None:
-            return 0.0
-        return time.monotonic() - self.busy_since
+        """How long the batch in hand has been in hand (0 between batches): a batch takes
+        milliseconds, so one held for long is failing or hanging, either way no progress."""
+        return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
 
     async def handle(self, records: Sequence[Record]) -> BatchReport:
         """Record and decide `records`; returns once each is committed to the store."""
@@ -281,7 +284,7 @@ class BatchHandler:
         return report
 
     def _note_failure(self, exc: BaseException, record: Record | None) -> None:
-        self.stall_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        self.stall_reason = mask_personal(f"{type(exc).__name__}: {str(exc)[:200]}")
         self.on_retry(exc)
         where = origin(record) if record is not None else {}
         log.warning("batch attempt failed: %s", type(exc).__name__, extra=where)
@@ -311,6 +314,11 @@ class BatchHandler:
                     report.duplicates += 1  # this very record was refused before
                     continue
                 handled.add(rejections[index])
+                undecodable = getattr(record, "undecodable", None)
+                if undecodable is not None:  # its bytes stay on the topic: kept by reference
+                    error = ContractError(f"undecodable by the Kafka client: {undecodable}")
+                    self._reject(tx, record, error, report, UNDECODABLE, whole=False)
+                    continue
                 if index in poisoned:
                     error = ContractError(f"{PROCESSING_ERROR}: {poisoned[index]}")
                     whole = index not in quarantined
@@ -339,7 +347,10 @@ class BatchHandler:
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:
-            event = parse_inbound(record.value, allowed=self.allowed.get(record.topic))
+            check_headers(record.headers)
+            event = parse_inbound(
+                record.value, allowed=self.allowed.get(record.topic), key=record.key
+            )
             metadata = {
                 "correlation_id": event.correlation_id,
                 "causation_id": event.causation_id,
@@ -398,7 +409,7 @@ class BatchHandler:
         view.apply(
             REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload, event.metadata
         )
-        reason = PROCESSING_ERROR if kind == PROCESSING_ERROR else (error.field or "message")
+        reason = kind if kind != "contract" else (error.field or "message")
         report.rejected[reason] = report.rejected.get(reason, 0) + 1
         log.info("rejected: %s", error, extra={"event_id": str(event.event_id), **origin(record)})
 

@@ -82,7 +82,12 @@ def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
     if p.get("field"):
         headers.append(("reject_field", p["field"].encode()))
     headers += _common_headers(event)
-    return Outgoing(topic, raw(p["key"]), raw(p["value"]), headers, event.position)
+    key, value = raw(p["key"]), raw(p["value"])
+    if key is None and value is None:
+        # neither (Kafka allows it, the client cannot send it), or kept by reference only
+        # (`digest`): the copy carries the reasons with an empty value
+        value = b""
+    return Outgoing(topic, key, value, headers, event.position)
 
 
 @dataclass(frozen=True, slots=True)

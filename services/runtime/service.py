@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
@@ -21,9 +22,9 @@ from faststream.specification import AsyncAPI
 
 from contracts import InboundEvent, OutboundEvent
 from services.eventstore import EventStore
-from services.eventstore.migrations import apply_migrations
-from services.eventstore.pool import SERVICE_ROLE, create_pool
+from services.eventstore.pool import create_pool
 from services.eventstore.relay import Relay
+from services.eventstore.roles import check_migrated
 from services.runtime.handler import BatchHandler, BatchReport
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbound import Routes
@@ -79,6 +80,57 @@ def _readable(record: Any) -> Any:
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class UndecodableRecord:
+    """A record the Kafka client cannot decode (a header name that is not UTF-8, a batch in a
+    codec it lacks, corrupt bytes): where it is, and why. The handler quarantines it by
+    reference -- its bytes stay on the topic -- so its partition goes on."""
+
+    topic: str
+    partition: int
+    offset: int
+    undecodable: str
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp: int = -1
+    timestamp_type: int = 0
+    checksum: None = None
+    serialized_key_size: int = -1
+    serialized_value_size: int = -1
+
+
+def _stepping_over_undecodable(
+    fetch: Callable[[Any], Awaitable[Any]],
+) -> Callable[[Any], Awaitable[Any]]:
+    """FastStream's fetch, except that a record the client cannot decode neither ends the
+    consuming task (an error that is not a KafkaError does) nor stops its partition: each
+    assigned partition is read one record at a time, and the one that cannot be read is
+    handed over as an `UndecodableRecord` and stepped over."""
+
+    async def fetch_or_step(consumer: Any) -> Any:
+        try:
+            return await fetch(consumer)
+        except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.warning("the Kafka client could not decode a fetch: %s", type(exc).__name__)
+        for tp in sorted(consumer.assignment()):
+            position = await consumer.position(tp)
+            try:
+                got = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+            except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                consumer.seek(tp, position + 1)
+                return (UndecodableRecord(tp.topic, tp.partition, position, type(exc).__name__),)
+            if got.get(tp):
+                return tuple(got[tp])
+        return ()
+
+    return fetch_or_step
+
+
 async def _records(message: Any) -> Any:
     """Hand the handler the raw records: parsing them is the contract's job (and a record
     that is not JSON must reach the rejection path, not fail in a decoder)."""
@@ -110,7 +162,7 @@ class ServiceRuntime:
         self._document_outputs()
 
     def _subscribe(self) -> None:
-        @self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             *self.spec.inputs,
             group_id=self.spec.group_id,
             batch=True,
@@ -128,11 +180,19 @@ class ServiceRuntime:
             title=f"{self.spec.name}/inputs",
             description=f"Inputs of the {self.spec.name} service (contract v1).",
         )
+        subscriber.get_msg = _stepping_over_undecodable(  # type: ignore[method-assign,assignment]
+            subscriber.get_msg
+        )
+
+        @subscriber
         async def consume(records: list[InboundEvent]) -> None:
             assert self.handler is not None
             report = await self.handler.handle(records)  # type: ignore[arg-type]
-            self.metrics.observe(report, records)  # type: ignore[arg-type]
-            self.on_report(report)
+            try:  # recorded: what follows must not send the batch back for redelivery
+                self.metrics.observe(report, records)  # type: ignore[arg-type]
+                self.on_report(report)
+            except Exception:
+                log.exception("after a recorded batch")
 
     def _document_outputs(self) -> None:
         """Declare the topics the relay writes, so the AsyncAPI document shows them."""
@@ -200,7 +260,7 @@ class ServiceRuntime:
         reasons = {k: part.stall_reason if part else None for k, part in parts.items()}
         limit = self.settings.stall_after_seconds
         found = [
-            f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress'}"
+            f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress, no error'}"
             for name, seconds in stalled.items()
             if seconds > limit
         ]
@@ -219,16 +279,25 @@ class ServiceRuntime:
             self.metrics.parked.set(state["parked"])
 
     async def connect_relay(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, server_settings={"role": SERVICE_ROLE})
+        user, password = self.settings.login(self.spec.name)
+        return await asyncpg.connect(
+            self.dsn,
+            user=user,
+            password=password,
+            server_settings={"search_path": self.spec.schema},
+        )
 
     async def start(self) -> None:
         """Prepare everything the subscriber needs before it consumes."""
-        conn = await asyncpg.connect(self.dsn)
+        s = self.settings
+        login = s.login(self.spec.name)
+        # the service never migrates (nor could: its role owns nothing); the owner does, with
+        # `mandat migrate`, before the service starts
+        conn = await self.connect_relay()
         try:
-            await apply_migrations(conn, self.spec.schema)
+            await check_migrated(conn)
         finally:
             await conn.close()
-        s = self.settings
         await ensure_topics(
             s.kafka_bootstrap_servers,
             [*self.spec.inputs, *self.spec.routes.topics],
@@ -236,7 +305,7 @@ class ServiceRuntime:
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
         )
-        self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size)
+        self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size, login=login)
         store = EventStore(self.pool, self.spec.schema)
         self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()

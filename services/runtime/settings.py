@@ -27,6 +27,11 @@ class ServiceSettings(BaseSettings):
         SecretStr("postgresql://postgres:postgres@127.0.0.1:5432/mandat"),
         validation_alias=AliasChoices("DATABASE_URL", "MANDAT_DATABASE_URL"),
     )
+    # Each service logs in as its own role (`mandat migrate` creates it, with this password);
+    # DATABASE_URL says where the database is, and is the owner's login for `mandat migrate`
+    # and the tools.
+    collection_db_password: SecretStr | None = None
+    benefits_db_password: SecretStr | None = None
 
     topic_referentiel: str = topics.REFERENTIEL
     topic_cotisations: str = topics.COTISATIONS
@@ -62,6 +67,23 @@ class ServiceSettings(BaseSettings):
     anchor_every_events: int = Field(1000, ge=1)  # an anchor every N new rows...
     anchor_every_seconds: float = Field(10.0, gt=0)  # ...or every T seconds, if the head moved
     topic_audit_anchors: str = "rsi.audit.ancrages.v1"  # kept forever, key = service name
+
+    def schema_of(self, service: str) -> str:
+        return self.collection_schema if service == "collection" else self.benefits_schema
+
+    def login(self, service: str) -> tuple[str, str]:
+        """(user, password) the service connects as: its own role, never the owner."""
+        from services.eventstore.roles import service_role
+
+        secret = self.collection_db_password if service == "collection" else (
+            self.benefits_db_password
+        )
+        if secret is None:
+            raise RuntimeError(
+                f"no password for the {service} service's database role: run `mandat migrate`"
+                f" as the owner and set MANDAT_{service.upper()}_DB_PASSWORD"
+            )
+        return service_role(self.schema_of(service)), secret.get_secret_value()
 
     def all_topics(self) -> list[str]:
         """Every topic the system reads or writes."""

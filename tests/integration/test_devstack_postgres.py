@@ -17,6 +17,7 @@ from services.devstack.postgres import (
     is_running,
     start_postgres,
     stop_postgres,
+    superuser_password,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,10 +70,24 @@ def _assert_gone(node: PostgresNode) -> None:
         asyncio.run(asyncpg.connect(node.url, timeout=2))
 
 
+async def _connect(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    await conn.close()
+
+
 def test_start_reuse_stop_restart_keeps_data(run_dir: Path) -> None:
     node = start_postgres(run_dir, port=0, durable=False)
     assert node.port > 0
-    assert node.url == f"postgresql://postgres:postgres@127.0.0.1:{node.port}/mandat"
+    password = superuser_password(run_dir)
+    assert node.url == f"postgresql://postgres:{password}@127.0.0.1:{node.port}/mandat"
+    # a random password, readable by its owner only; the socket asks for it too
+    assert password != "postgres" and len(password) >= 20
+    assert (run_dir / "superuser.password").stat().st_mode & 0o077 == 0
+    hba = (run_dir / "data" / "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
+    assert rules and all(rule[-1] == "scram-sha-256" for rule in rules), rules
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        asyncio.run(_connect(f"postgresql://postgres:postgres@127.0.0.1:{node.port}/mandat"))
     assert (run_dir / "data" / "PG_VERSION").is_file()
 
     asyncio.run(_write_rows(node.url))

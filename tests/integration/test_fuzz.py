@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import uuid
 from collections import Counter
@@ -245,7 +246,9 @@ TRIED: Counter[str] = Counter()
 
 
 @settings(
-    max_examples=4,
+    # a short run in the suite; `MANDAT_FUZZ_EXAMPLES=50 pytest tests/integration/test_fuzz.py
+    # -s` for a long one (it prints what it tried)
+    max_examples=int(os.environ.get("MANDAT_FUZZ_EXAMPLES", "4")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
@@ -261,5 +264,5 @@ def test_every_generated_record_ends_exactly_once(
     s = settings.model_copy(update={"topic_partitions": 1})  # the order they were sent in
     outcomes = asyncio.run(_play(s, records))
     TRIED.update(r.kind for r in records)
-    TRIED.update(f"outcome:{k}" for k in outcomes)
+    TRIED.update({f"outcome:{k}": n for k, n in outcomes.items()})
     print(f"fuzz: {len(records)} records, {dict(outcomes)}; so far {dict(TRIED)}")

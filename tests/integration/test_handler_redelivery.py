@@ -18,10 +18,11 @@ from services.runtime.handler import BatchHandler
 pytestmark = pytest.mark.integration
 
 TOPIC = "cotisations"
+KEY = nir(31).encode()  # every record here is about this person: the contract's key
 
 
 def record(offset: int, value: bytes | None) -> FakeRecord:
-    return FakeRecord(TOPIC, 0, offset, b"k", value)
+    return FakeRecord(TOPIC, 0, offset, KEY, value)
 
 
 async def test_a_redelivered_batch_has_no_effect_even_with_refused_inputs(

@@ -26,8 +26,14 @@ def host_ports(service: dict[str, Any]) -> set[int]:
 
 
 def test_the_compose_file_has_kafka_postgres_and_both_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "postgres", "collection", "benefits",
-                                        "dashboard"}
+    assert set(compose["services"]) == {
+        "kafka",
+        "postgres",
+        "migrate",
+        "collection",
+        "benefits",
+        "dashboard",
+    }
 
 
 def test_kafka_is_the_same_line_as_the_local_broker_in_kraft_mode(
@@ -76,9 +82,26 @@ def test_services_get_their_endpoints_from_the_settings_variables(
             **{k: v for k, v in env.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
         )
         assert settings.kafka_bootstrap_servers == "kafka:19092"
-        assert settings.database_url.get_secret_value().endswith(
-            f"@postgres:5432/{db['POSTGRES_DB']}"
+        # where the database is, without the owner's credentials: the service logs in as its
+        # own role, with the password `mandat migrate` gave it
+        assert settings.database_url.get_secret_value() == (
+            f"postgresql://postgres:5432/{db['POSTGRES_DB']}"
         )
+        assert (
+            env["MANDAT_COLLECTION_DB_PASSWORD"]
+            == (compose["services"]["migrate"]["environment"]["MANDAT_COLLECTION_DB_PASSWORD"])
+        )
+        assert "migrate" in service["depends_on"]
         assert env["MANDAT_HTTP_HOST"] == "0.0.0.0"
         assert service["command"] == ["mandat", name, "run"]
         assert (REPO / "Dockerfile").exists()
+
+
+def test_the_owner_migrates_once_before_the_services(compose: dict[str, Any]) -> None:
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["mandat", "migrate"]
+    owner = migrate["environment"]["DATABASE_URL"]
+    assert owner.startswith("postgresql://postgres:postgres@")
+    for name in ("collection", "benefits"):
+        condition = compose["services"][name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully"

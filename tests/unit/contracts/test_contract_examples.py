@@ -1,4 +1,5 @@
-"""The examples of contract-v1.md parse, and the models carry exactly the contract's fields."""
+"""The examples of the contract (contract-v1.md, also in docs/contract.md) parse, and the
+models carry exactly the contract's fields."""
 
 import json
 from typing import Any

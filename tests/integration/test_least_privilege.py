@@ -1,0 +1,131 @@
+"""Least privilege, proved by refusals: a service connects as its own login role, which may
+read and append its own record and move its own checkpoints and projections -- and nothing
+else: no UPDATE, DELETE or TRUNCATE of events, nothing on the other service's schema, no
+role to switch to (`RESET ROLE` gives nothing back), no superuser setting."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.collection.app import build_runtime
+from services.eventstore.roles import NotMigratedError
+from services.runtime.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def as_collection(settings: ServiceSettings) -> AsyncIterator[asyncpg.Connection]:
+    user, password = settings.login("collection")
+    conn = await asyncpg.connect(
+        settings.database_url.get_secret_value(),
+        user=user,
+        password=password,
+        server_settings={"search_path": settings.collection_schema},
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+REFUSED = [
+    "UPDATE events SET event_type = 'x'",
+    "DELETE FROM events",
+    "TRUNCATE events",
+    "CREATE TABLE sneaky (x int)",
+    "CREATE TABLE public.sneaky (x int)",
+    "SET session_replication_role = replica",
+    "SET ROLE mandat_service",
+    "SET ROLE postgres",
+    "ALTER TABLE events DISABLE TRIGGER USER",
+    "DROP TRIGGER events_no_update_delete ON events",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED)
+async def test_the_service_role_may_not(as_collection: asyncpg.Connection, statement: str) -> None:
+    with pytest.raises(asyncpg.PostgresError):
+        await as_collection.execute(statement)
+
+
+async def test_reset_role_gives_nothing_back(as_collection: asyncpg.Connection) -> None:
+    await as_collection.execute("RESET ROLE")
+    row = await as_collection.fetchrow(
+        "SELECT current_user = session_user AS same, rolsuper, rolcreaterole, rolbypassrls"
+        " FROM pg_roles WHERE rolname = current_user"
+    )
+    assert row is not None and row["same"] and not row["rolsuper"]
+    assert not row["rolcreaterole"] and not row["rolbypassrls"]
+    memberships = await as_collection.fetchval(
+        "SELECT count(*) FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member"
+        " WHERE u.rolname = current_user"
+    )
+    assert memberships == 0
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await as_collection.execute("UPDATE events SET event_type = 'x'")
+    # granting what it has not: PostgreSQL only warns, and grants nothing
+    await as_collection.execute("GRANT UPDATE, DELETE ON events TO PUBLIC")
+    assert not await as_collection.fetchval(
+        "SELECT has_table_privilege('public', 'events', 'UPDATE')"
+        " OR has_table_privilege(current_user, 'events', 'DELETE')"
+    )
+
+
+async def test_nothing_on_the_other_service_s_store(
+    as_collection: asyncpg.Connection, settings: ServiceSettings
+) -> None:
+    other = settings.benefits_schema
+    for statement in (
+        f'SELECT count(*) FROM "{other}".events',
+        f'SELECT * FROM "{other}".relay_checkpoints',
+        f'UPDATE "{other}".relay_checkpoints SET position = 0',
+        f"INSERT INTO \"{other}\".projection_checkpoints (projection, position) VALUES ('x', 0)",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await as_collection.execute(statement)
+
+
+async def test_what_the_service_maintains_it_may_write(
+    as_collection: asyncpg.Connection,
+) -> None:
+    async with as_collection.transaction():
+        await as_collection.execute(
+            "INSERT INTO relay_checkpoints (relay, position) VALUES ('probe', 0)"
+        )
+        await as_collection.execute(
+            "UPDATE relay_checkpoints SET position = 1 WHERE relay = 'probe'"
+        )
+        await as_collection.execute("UPDATE projection_checkpoints SET position = position")
+        assert await as_collection.fetchval("SELECT count(*) FROM events") == 0
+
+
+async def test_a_running_service_is_connected_as_its_own_role(settings: ServiceSettings) -> None:
+    runtime = build_runtime(settings)
+    async with runtime.running():
+        assert runtime.pool is not None
+        row = await runtime.pool.fetchrow(
+            "SELECT current_user AS who, session_user AS login,"
+            " (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS super"
+        )
+    assert row is not None
+    assert row["who"] == row["login"] == settings.login("collection")[0]
+    assert row["super"] is False
+
+
+async def test_a_service_does_not_migrate_nor_start_on_an_unmigrated_schema(
+    settings: ServiceSettings, unique: str
+) -> None:
+    s = settings.model_copy(update={"collection_schema": f"never_{unique}"})
+    with pytest.raises(
+        (
+            NotMigratedError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InvalidPasswordError,
+        )
+    ):
+        async with build_runtime(s).running():
+            pass  # pragma: no cover
