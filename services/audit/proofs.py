@@ -247,6 +247,7 @@ def _check(data: bytes, keys: Sequence[Ed25519PublicKey], report: ProofReport) -
         raise Invalid("malformed subject")
     if not isinstance(parts, list) or not parts:
         raise Invalid("no service in the proof")
+    report.lines.append(f"proof about {masked(subject)}, sha256 {digest_of(data)[:16]}…")
     seen: set[tuple[str, str]] = set()
     for part in parts:
         anchor = _check_part(part, subject, keys, report)
