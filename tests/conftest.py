@@ -185,6 +185,7 @@ def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSet
             "rejets_collection",
             "rejets_benefits",
             "audit_replay",
+            "audit_anchors",
         )
     }
     plain = ServiceSettings(

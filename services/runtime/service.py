@@ -32,6 +32,7 @@ from services.runtime.processing import Processor
 from services.runtime.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from services.audit.anchorer import Anchorer
     from services.audit.projections import Projector
 from services.runtime.topics import ensure_topics
 
@@ -148,6 +149,7 @@ class ServiceRuntime:
         self.handler: BatchHandler | None = None
         self.relay: Relay | None = None
         self.projector: Projector | None = None
+        self.anchorer: Anchorer | None = None  # signs the store's head, when a key is set
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
         self.broker = KafkaBroker(
@@ -255,6 +257,7 @@ class ServiceRuntime:
             "consumer": self.handler,
             "relay": self.relay,  # TODO-MERGE
             "projector": self.projector,
+            "anchorer": self.anchorer,
         }
         stalled = {k: part.stalled_seconds() if part else 0.0 for k, part in parts.items()}
         reasons = {k: part.stall_reason if part else None for k, part in parts.items()}
@@ -320,6 +323,12 @@ class ServiceRuntime:
         from services.audit.projections import PROJECTIONS_OF, Projector
 
         self.projector = Projector(store, projections=PROJECTIONS_OF[self.spec.name])
+        if s.anchor_key_file:  # signed anchors of the store, outside the database
+            from services.audit.anchorer import Anchorer
+
+            self.anchorer = Anchorer.from_settings(
+                store, self.spec.name, s, connect=self.connect_relay
+            )
         self.relay = Relay(
             store,
             self.connect_relay,
@@ -340,6 +349,10 @@ class ServiceRuntime:
             asyncio.create_task(self.relay.run(), name=f"relay-{self.spec.name}"),
             asyncio.create_task(self.projector.run(), name=f"projector-{self.spec.name}"),
         ]
+        if self.anchorer is not None:
+            tasks.append(
+                asyncio.create_task(self.anchorer.run(), name=f"anchorer-{self.spec.name}")
+            )
         try:
             yield
         finally:
