@@ -77,6 +77,17 @@ def _spawn(name: str, env: dict[str, str]) -> int:
     return process.pid
 
 
+def _anchor_key() -> Path:
+    """The local stack's signing key for anchors (made once, mode 0600; its public half
+    beside it, `.pub`, is what `mandat audit chain --public-key` takes)."""
+    from services.audit.signing import write_key_pair
+
+    key = stack.RUN_DIR / "anchor-signing-key.pem"
+    if not key.exists():
+        write_key_pair(key)
+    return key
+
+
 def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
     """Start what is not running yet (idempotent); return the endpoints."""
     endpoints = stack.up()
@@ -92,6 +103,7 @@ def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
     for service in SERVICES:
         secret = getattr(settings, f"{service}_db_password")
         endpoints[f"MANDAT_{service.upper()}_DB_PASSWORD"] = secret.get_secret_value()
+    endpoints["MANDAT_ANCHOR_KEY_FILE"] = str(_anchor_key())
     stack.write_endpoints(endpoints)
     env = dict(os.environ) | endpoints
     ports = _ports(settings)
