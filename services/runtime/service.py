@@ -33,7 +33,7 @@ from services.runtime.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from services.audit.projections import Projector
-from services.runtime.topics import ensure_topics
+from services.runtime.topics import ensure_topics, rejection_max_message_bytes, size_limits
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +197,19 @@ class ServiceRuntime:
         finally:
             await conn.close()
         s = self.settings
+        routes = self.spec.routes
         await ensure_topics(
             s.kafka_bootstrap_servers,
-            [*self.spec.inputs, *self.spec.routes.topics],
+            [*self.spec.inputs, *routes.topics],
             partitions=s.topic_partitions,
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
+            max_message_bytes=size_limits(
+                self.spec.inputs,
+                [routes.decisions_topic],
+                [routes.rejections_topic],
+                s.topic_max_message_bytes,
+            ),
         )
         self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size)
         store = EventStore(self.pool, self.spec.schema)
@@ -228,6 +235,7 @@ class ServiceRuntime:
             self.spec.routes,
             s.kafka_bootstrap_servers,
             name=self.spec.name,
+            max_request_size=rejection_max_message_bytes(s.topic_max_message_bytes),
         )
 
     async def close(self) -> None:
