@@ -126,6 +126,7 @@ class Relay:
         self.stall_reason: str | None = None
         """Error class and message of the last failure since the last progress (no data)."""
         self._pending_since: float | None = None
+        self._batch: str | None = None  # what is being published, for the stall reason
 
     # ------------------------------------------------------------------- progress
 
@@ -150,7 +151,9 @@ class Relay:
         self.backoff = 0.2
 
     def _failed(self, exc: BaseException) -> None:
-        self.stall_reason = _reason(exc)
+        where = f" while publishing {self._batch}" if self._batch else ""
+        self.stall_reason = _reason(exc) + where
+        self._batch = None
         if isinstance(exc, RelayAlarm) and self._pending_since is None:
             self._pending_since = self.clock()  # stopped on purpose: stalled by definition
 
@@ -251,6 +254,7 @@ class Relay:
             todo.append((out, partition))
         if not todo:
             return
+        self._batch = f"positions {todo[0][0].position}..{todo[-1][0].position}"
         await producer.begin_transaction()
         try:
             pending = [
@@ -265,6 +269,7 @@ class Relay:
             if not isinstance(exc, ProducerFenced):  # a fenced producer cannot abort
                 await _abort(producer)
             raise
+        self._batch = None
 
     async def _acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
         """Wait for every send of the batch; raise the first failure, or a timeout (the
@@ -427,8 +432,9 @@ def _reason(exc: BaseException) -> str:
     """`ErrorClass: message`, with quoted text and long digit tokens (which could be a
     record's data: a NIR, a value) blanked out, and bounded."""
     text = _LONG_TOKEN.sub("…", _QUOTED.sub("…", str(exc))).strip()
-    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return reason if len(reason) <= 200 else reason[:199] + "…"
+    if len(text) > 160:
+        text = text[:159] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _abort(producer: AIOKafkaProducer) -> None:
