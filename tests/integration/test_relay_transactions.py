@@ -135,7 +135,7 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 async def published(kafka_bootstrap: str, topic: str, count: int) -> list[Received]:
     """What a read_committed reader sees on the topic, once `count` messages are there
     (and a moment more, for a duplicate to show)."""
-    found = await read_topics(kafka_bootstrap, [topic], lambda m: len(m) >= count, timeout=30)
+    await read_topics(kafka_bootstrap, [topic], lambda m: len(m) >= count, timeout=30)
     await asyncio.sleep(1.0)
     return await read_topics(kafka_bootstrap, [topic], lambda m: False, timeout=2)
 
