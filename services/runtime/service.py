@@ -91,7 +91,8 @@ class ServiceRuntime:
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers,
+            # FastStream takes a string as one address: a list of brokers must be split
+            settings.kafka_bootstrap_servers.split(","),
             client_id=f"mandat-{spec.name}",
             graceful_timeout=30.0,
             # the handler gets raw records and parses them with the contract itself: a
