@@ -203,7 +203,9 @@ class Relay:
         try:
             await producer.start()
             on_kafka = await self._tails(producer)
-            await self._check_tails(producer, on_kafka, head)
+            # read again: a deposed leader may have published past the first read before
+            # this producer fenced it; nothing is published past this one any more
+            await self._check_tails(producer, on_kafka, await self.store.head())
             while True:
                 await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
                 events, complete_to = await self.store.read_types(
@@ -431,10 +433,12 @@ _LONG_TOKEN = re.compile(r"[0-9][0-9A-Za-z]{12,}")
 def _reason(exc: BaseException) -> str:
     """`ErrorClass: message`, with quoted text and long digit tokens (which could be a
     record's data: a NIR, a value) blanked out, and bounded."""
-    text = _LONG_TOKEN.sub("…", _QUOTED.sub("…", str(exc))).strip()
+    name = type(exc).__name__
+    text = str(exc).replace(name, "")  # aiokafka's repeat it: "[Error 10] NameOfError"
+    text = _LONG_TOKEN.sub("…", _QUOTED.sub("…", text)).strip(" :")
     if len(text) > 160:
         text = text[:159] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{name}: {text}" if text else name
 
 
 async def _abort(producer: AIOKafkaProducer) -> None:
