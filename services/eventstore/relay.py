@@ -121,6 +121,7 @@ class Relay:
         self.ack_timeout = ack_timeout  # a batch Kafka does not commit in time is retried
         self.clock = clock
         self.leader = False
+        self.publishing = False  # leads, its producer fenced any other, tails read
         self.published = 0  # store position up to which everything routable is on Kafka
         self.backoff = 0.2  # grows while publishing fails, back to 0.2 after a success
         self.stall_reason: str | None = None
@@ -206,6 +207,7 @@ class Relay:
             # read again: a deposed leader may have published past the first read before
             # this producer fenced it; nothing is published past this one any more
             await self._check_tails(producer, on_kafka, await self.store.head())
+            self.publishing = True
             while True:
                 await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
                 events, complete_to = await self.store.read_types(
@@ -223,6 +225,7 @@ class Relay:
                 await self._save_checkpoint(conn, self.published)
                 self._progressed()
         finally:
+            self.publishing = False
             await _stop(producer)
 
     def _producer(self) -> AIOKafkaProducer:
