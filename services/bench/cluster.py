@@ -52,6 +52,7 @@ from services.runtime.topics import ensure_topics, size_limits
 
 KIND = KINDS["collection"]
 REGISTRY_TYPES = ("OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree")
+INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")  # group and relay coordinators
 log = logging.getLogger(__name__)
 
 
@@ -164,14 +165,17 @@ async def _registry_recorded(dsn: str, schema: str, facts: int, timeout: float) 
         await asyncio.sleep(0.3)
 
 
-async def _leader_of(bootstrap: str, topic: str, partition: int) -> int:
+async def _leaders(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The leader of every partition of `topics`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [described] = await admin.describe_topics([topic])
-        return int(
-            next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
-        )
+        described = await admin.describe_topics(topics)
+        return {
+            (t["topic"], int(p["partition"])): int(p["leader"])
+            for t in described
+            for p in t["partitions"]
+        }
     finally:
         await admin.close()
 
@@ -204,13 +208,18 @@ class Fault:
         self.down_seconds = down_seconds
         self.node = 0
         self.partition = -1
+        self.led: list[str] = []  # every partition the killed broker led
+        self.was_controller = False  # also the active controller of the cluster
         self.killed_at = 0.0
         self.restart_seconds = 0.0
         self._restart: asyncio.Task[None] | None = None
 
-    async def kill(self, topic: str, sent_per_partition: Counter[int]) -> None:
+    async def kill(self, topic: str, sent_per_partition: Counter[int], others: list[str]) -> None:
         self.partition = sent_per_partition.most_common(1)[0][0]
-        self.node = await _leader_of(self.cluster.bootstrap, topic, self.partition)
+        leaders = await _leaders(self.cluster.bootstrap, [topic, *others, *INTERNAL_TOPICS])
+        self.node = leaders[(topic, self.partition)]
+        self.was_controller = self.cluster.active_controller() == self.node
+        self.led = sorted(f"{t}[{p}]" for (t, p), node in leaders.items() if node == self.node)
         await asyncio.to_thread(self.cluster.kill, self.node)
         self.killed_at = time.monotonic()
         log.info("killed broker %d, leader of %s[%d]", self.node, topic, self.partition)
@@ -249,7 +258,7 @@ async def _stream(
         start = time.monotonic()
         for i, message in enumerate(work):
             if i == kill_at:
-                await fault.kill(topic, per_partition)
+                await fault.kill(topic, per_partition, s.all_topics())
             delay = start + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -349,6 +358,8 @@ async def _report(
         "sent_seconds": round(streamed, 2),
         "killed_broker": fault.node,
         "killed_leader_of": f"{KIND.input_topic(s)}[{fault.partition}]",
+        "killed_broker_led": fault.led,
+        "killed_active_controller": fault.was_controller,
         "decided_in_store": len(ids & set(decided)),
         "store_duplicates": sum(n - 1 for n in decided.values() if n > 1),
         "store_unexpected": len(set(decided) - ids),
@@ -420,8 +431,11 @@ def run(args: argparse.Namespace) -> int:
     from services.bench.pipeline import _warnings_only
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    for name in ("faststream", "faststream.access.kafka", "aiokafka"):
+    for name in ("faststream", "faststream.access.kafka"):
         logging.getLogger(name).addFilter(_warnings_only)
+    # while a broker is down, aiokafka logs every failed connection (hundreds a second);
+    # the report says what came of it
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     report = measure(
         dsn,
         count=args.inputs,
@@ -452,6 +466,9 @@ def format_report(r: dict[str, Any]) -> str:
             f"sent in {r['sent_seconds']:.1f} s)",
             f"killed            broker {r['killed_broker']}, leader of {r['killed_leader_of']}; "
             f"restarted in {r['broker_restart_seconds']:.1f} s",
+            f"                  it led {len(r['killed_broker_led'])} partitions (internal: "
+            f"{', '.join(p for p in r['killed_broker_led'] if p.startswith('__')) or 'none'})"
+            + ("; it was the active controller" if r["killed_active_controller"] else ""),
             f"decided (store)   {r['decided_in_store']:>8}  duplicates {r['store_duplicates']}",
             f"published         {r['published']:>8}  duplicates {r['topic_duplicates']}"
             " (settlement topic, read committed)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -558,6 +559,21 @@ class KafkaCluster:
         _CHILDREN[proc.pid] = proc
         _pid_file(run_dir).write_text(f"{proc.pid}\n")
         return KafkaNode(node.bootstrap, proc.pid, run_dir, log_file), offset
+
+    def active_controller(self) -> int | None:
+        """The leader of the metadata quorum as the nodes last recorded it (the KRaft
+        ``quorum-state`` file of each node; the highest epoch wins), if any."""
+        best: tuple[int, int] | None = None
+        for node in self.nodes.values():
+            path = node.run_dir / "data" / "__cluster_metadata-0" / "quorum-state"
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            epoch, leader = int(state.get("leaderEpoch", -1)), int(state.get("leaderId", -1))
+            if leader >= 0 and (best is None or epoch > best[0]):
+                best = (epoch, leader)
+        return best[1] if best is not None else None
 
     def pid(self, node_id: int) -> int | None:
         """The pid of the node if it runs."""
