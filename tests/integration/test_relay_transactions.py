@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 import uuid
 from collections import Counter
@@ -383,3 +384,21 @@ async def test_a_position_published_with_another_event_id_stops_the_relay(
         await assert_stopped_with_alarm(r, "another event id", 0)
     messages = await read_topics(kafka_bootstrap, [topic], lambda m: False, timeout=2)
     assert [m.value for m in messages] == [b"other"]
+
+
+async def test_kafka_unreachable_is_a_stall_only_when_work_is_pending(
+    store: EventStore, database_url: str, topic: str
+) -> None:
+    """The store is read before Kafka is reached: with nothing to publish, a broker that
+    does not answer is no stall; with events waiting, it is, and the reason says why."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{s.getsockname()[1]}"
+    r = relay(store, database_url, topic, nowhere)
+    async with running(r):
+        await asyncio.sleep(1.5)
+        assert r.stalled_seconds() == 0.0
+        await append(store, 2)
+        await until(lambda: r.stalled_seconds() > 1.0)
+        assert r.stall_reason is not None and r.stall_reason.startswith("KafkaConnectionError")
+        assert not r.publishing and r.published == 0
