@@ -206,6 +206,9 @@ async def read_topics(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",  # the relay publishes in transactions
+        # above the largest rejection copy: aiokafka skips a record it cannot fetch whole
+        max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
     found: list[Received] = []

@@ -16,7 +16,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-BENCHMARKS = ("store", "pipeline", "replay", "broker", "proofs")
+BENCHMARKS = ("store", "pipeline", "replay", "broker", "cluster", "proofs")
 _PACKAGE = "services.bench"
 
 

@@ -303,7 +303,7 @@ class Watcher:
         self.final_types = final_types
         self.consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False)
+            enable_auto_commit=False, isolation_level="read_committed")
         self.expected: dict[bytes, str] = {}
         self.arrived: dict[str, float] = {}
         self.stamped: set[str] = set()

@@ -57,6 +57,7 @@ class Player:
             group_id=None,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            isolation_level="read_committed",  # the relay publishes in transactions
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,

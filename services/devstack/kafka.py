@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -240,11 +241,23 @@ def _free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
-def _server_properties(run_dir: Path, port: int, controller_port: int) -> str:
+def _server_properties(
+    run_dir: Path,
+    port: int,
+    controller_port: int,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replication: int = 1,
+) -> str:
+    """A combined broker + controller. One node by default; in a cluster (`voters` names
+    every controller) internal topics are replicated `replication` times and need a
+    majority of them in sync, as the service topics do."""
+    min_isr = str(min(2, replication))
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@{HOST}:{controller_port}",
         "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -252,12 +265,12 @@ def _server_properties(run_dir: Path, port: int, controller_port: int) -> str:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(run_dir / "data"),
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(replication),
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": str(replication),
         "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "1",
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
@@ -265,6 +278,11 @@ def _server_properties(run_dir: Path, port: int, controller_port: int) -> str:
         "log.cleaner.dedupe.buffer.size": "2097152",
         "auto.create.topics.enable": "false",
     }
+    if replication > 1:
+        # a killed broker is noticed (fenced, out of the ISRs, leaders moved) after 4 s
+        # rather than the default 9 s: loopback has no network to be patient with
+        settings["broker.heartbeat.interval.ms"] = "500"
+        settings["broker.session.timeout.ms"] = "4000"
     lines = [f"{key}={value}" for key, value in settings.items()]
     return "# Written by services/devstack/kafka.py on each start.\n" + "\n".join(lines) + "\n"
 
@@ -448,3 +466,163 @@ def start_kafka(
     node = KafkaNode(f"{HOST}:{port}", proc.pid, run_dir, log_file)
     _wait_ready(node, log_offset, timeout)
     return node
+
+
+# ------------------------------------------------------------------------ cluster
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One node of a local cluster: its id, directory and ports (kept across restarts)."""
+
+    node_id: int
+    run_dir: Path
+    port: int
+    controller_port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+class KafkaCluster:
+    """A KRaft cluster of `size` nodes on loopback, each a combined broker + controller,
+    with replication `size` and `min.insync.replicas` 2; for fault tests that lose a node.
+
+    Each node lives in ``run_dir/node-<id>`` (as a one-node broker does in its run_dir),
+    on ports picked at random once and kept, so a restarted node is where clients expect
+    it. :meth:`stop` stops every node; use the cluster as a context manager so that
+    happens even when the test fails.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        size: int = 3,
+        heap_mb: int = 256,
+        repo_root: Path | None = None,
+    ) -> None:
+        self.run_dir = run_dir.resolve()
+        self.size = size
+        self.heap_mb = heap_mb
+        self.repo_root = repo_root.resolve() if repo_root is not None else _default_repo_root()
+        ports = _free_ports(2 * size)
+        self.nodes = {
+            i: ClusterNode(i, self.run_dir / f"node-{i}", ports[2 * i - 2], ports[2 * i - 1])
+            for i in range(1, size + 1)
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address (a client needs only one of them alive)."""
+        return ",".join(node.bootstrap for node in self.nodes.values())
+
+    def _voters(self) -> str:
+        return ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in self.nodes.values())
+
+    def start(self, timeout: float = 90.0) -> KafkaCluster:
+        """Format (first time) and launch every node, then wait until all serve clients;
+        on failure every node is stopped."""
+        lib = ensure_jars(self.repo_root)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cluster_id = _cluster_id(self.run_dir)
+        launched: list[tuple[KafkaNode, int]] = []
+        try:
+            for node in self.nodes.values():
+                launched.append(self._launch(node, lib, cluster_id))
+            deadline = time.monotonic() + timeout
+            for ready, offset in launched:
+                _wait_ready(ready, offset, max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, node: ClusterNode, lib: Path, cluster_id: str) -> tuple[KafkaNode, int]:
+        run_dir = node.run_dir
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (run_dir / "cluster.id").write_text(cluster_id + "\n")
+        properties = _server_properties(
+            run_dir,
+            node.port,
+            node.controller_port,
+            node_id=node.node_id,
+            voters=self._voters(),
+            replication=min(self.size, 3),
+        )
+        (run_dir / "server.properties").write_text(properties)
+        _format_storage(run_dir, lib, self.repo_root)
+        log_file = _log_file(run_dir)
+        offset = log_file.stat().st_size if log_file.is_file() else 0
+        proc = _launch(run_dir, lib, self.repo_root, self.heap_mb)
+        _CHILDREN[proc.pid] = proc
+        _pid_file(run_dir).write_text(f"{proc.pid}\n")
+        return KafkaNode(node.bootstrap, proc.pid, run_dir, log_file), offset
+
+    def active_controller(self) -> int | None:
+        """The leader of the metadata quorum as the nodes last recorded it (the KRaft
+        ``quorum-state`` file of each node; the highest epoch wins), if any."""
+        best: tuple[int, int] | None = None
+        for node in self.nodes.values():
+            path = node.run_dir / "data" / "__cluster_metadata-0" / "quorum-state"
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            epoch, leader = int(state.get("leaderEpoch", -1)), int(state.get("leaderId", -1))
+            if leader >= 0 and (best is None or epoch > best[0]):
+                best = (epoch, leader)
+        return best[1] if best is not None else None
+
+    def pid(self, node_id: int) -> int | None:
+        """The pid of the node if it runs."""
+        running = is_running(self.nodes[node_id].run_dir)
+        return running.pid if running is not None else None
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL the node (no clean shutdown, as a crashed machine) and reap it."""
+        run_dir = self.nodes[node_id].run_dir
+        pid = self.pid(node_id)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not _wait_gone(pid, 10.0):
+                raise KafkaStartError(f"Kafka node {node_id} (pid {pid}) survived SIGKILL")
+        _pid_file(run_dir).unlink(missing_ok=True)
+
+    def stop_node(self, node_id: int, timeout: float = 30.0) -> None:
+        """Stop the node cleanly (SIGTERM, then SIGKILL after `timeout`)."""
+        stop_kafka(self.nodes[node_id].run_dir, timeout=timeout)
+
+    def restart(self, node_id: int, timeout: float = 60.0) -> None:
+        """Start a stopped or killed node again on its data and ports; wait until it
+        serves clients."""
+        if self.pid(node_id) is not None:
+            return
+        lib = ensure_jars(self.repo_root)
+        ready, offset = self._launch(self.nodes[node_id], lib, _cluster_id(self.run_dir))
+        _wait_ready(ready, offset, timeout)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every node still running: SIGTERM to all at once, SIGKILL to those still
+        there after `timeout` (the last nodes of a cluster may wait for a quorum that
+        left)."""
+        pids = [p for p in (self.pid(i) for i in self.nodes) if p is not None]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            if not _wait_gone(pid, max(0.0, deadline - time.monotonic())):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 10.0)
+        for node in self.nodes.values():
+            _pid_file(node.run_dir).unlink(missing_ok=True)
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

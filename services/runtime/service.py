@@ -34,7 +34,7 @@ from services.runtime.settings import ServiceSettings
 if TYPE_CHECKING:
     from services.audit.anchorer import Anchorer
     from services.audit.projections import Projector
-from services.runtime.topics import ensure_topics
+from services.runtime.topics import ensure_topics, rejection_max_message_bytes, size_limits
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ class ServiceRuntime:
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers,
+            # FastStream takes a string as one address: a list of brokers must be split
+            settings.kafka_bootstrap_servers.split(","),
             client_id=f"mandat-{spec.name}",
             graceful_timeout=30.0,
             # the handler gets raw records and parses them with the contract itself: a
@@ -174,6 +175,8 @@ class ServiceRuntime:
             # the busy one: aiokafka waits up to this long for data on the partitions it asks
             fetch_max_wait_ms=50,
             auto_offset_reset="earliest",
+            # an upstream's aborted transaction is not an input
+            isolation_level="read_committed",
             # offsets are committed after the store commit; on an unexpected error the batch
             # is sought back and redelivered (never ACK_FIRST, which is at-most-once)
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -255,7 +258,7 @@ class ServiceRuntime:
         and why, for those stalled beyond `stall_after_seconds`: readiness tells the truth."""
         parts: dict[str, Any] = {
             "consumer": self.handler,
-            "relay": self.relay,  # TODO-MERGE
+            "relay": self.relay,
             "projector": self.projector,
             "anchorer": self.anchorer,
         }
@@ -301,12 +304,19 @@ class ServiceRuntime:
             await check_migrated(conn)
         finally:
             await conn.close()
+        routes = self.spec.routes
         await ensure_topics(
             s.kafka_bootstrap_servers,
-            [*self.spec.inputs, *self.spec.routes.topics],
+            [*self.spec.inputs, *routes.topics],
             partitions=s.topic_partitions,
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
+            max_message_bytes=size_limits(
+                self.spec.inputs,
+                [routes.decisions_topic],
+                [routes.rejections_topic],
+                s.topic_max_message_bytes,
+            ),
         )
         self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size, login=login)
         store = EventStore(self.pool, self.spec.schema)
@@ -335,6 +345,7 @@ class ServiceRuntime:
             self.spec.routes,
             s.kafka_bootstrap_servers,
             name=self.spec.name,
+            max_request_size=rejection_max_message_bytes(s.topic_max_message_bytes),
         )
 
     async def close(self) -> None:

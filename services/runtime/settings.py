@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = Field(3, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
     topic_retention_ms: int = Field(-1, ge=-1)  # -1: keep forever (these topics are a record)
+    # max.message.bytes of the inbound topics; rejection topics get 64 KiB more (topics.py)
+    topic_max_message_bytes: int = Field(1_048_576, ge=65_536)
 
     collection_schema: str = "collection"
     benefits_schema: str = "benefits"
