@@ -47,6 +47,7 @@ from services.bench.pipeline import (
 )
 from services.devstack.kafka import KafkaCluster
 from services.runtime.processing import REJECTION
+from services.runtime.provision import provision_services
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_topics, size_limits
 
@@ -296,8 +297,11 @@ async def scenario(
     timeout: float = 180.0,
 ) -> ClusterRun:
     """The collection service on `cluster` through the loss of a leader; see the module."""
-    s = run_settings(cluster.bootstrap, dsn, f"cluster{secrets.token_hex(4)}").model_copy(
-        update={"topic_replication_factor": 3}
+    s = await provision_services(
+        run_settings(cluster.bootstrap, dsn, f"cluster{secrets.token_hex(4)}").model_copy(
+            update={"topic_replication_factor": 3}
+        ),
+        ("collection",),
     )
     schema = KIND.schema(s)
     await ensure_topics(
