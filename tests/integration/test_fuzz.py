@@ -190,56 +190,56 @@ async def _play(s: ServiceSettings, records: list[Sent]) -> Counter[str]:
         state = await runtime.probe()
         assert state["ready"] and not state["reasons"], state
 
-    rows = await store_events(s.database_url.get_secret_value(), s.collection_schema)
-    ended: Counter[int] = Counter()
-    rejections: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        payload, metadata = json.loads(row["payload"]), json.loads(row["metadata"])
-        if row["event_type"] == "MessageRejete" and payload["topic"] == topic:
-            ended[payload["offset"]] += 1
-            rejections[payload["offset"]] = payload
-        elif row["event_type"] == "CotisationDue" and metadata["origin"]["topic"] == topic:
-            ended[metadata["origin"]["offset"]] += 1
-    outcomes: Counter[str] = Counter()
-    for record in records:
-        count = ended[record.offset]
-        if record.kind == "resend":
-            assert count == 0, f"a re-sent input was recorded again: {record.kind}"
-            outcomes["duplicate"] += 1
-            continue
-        assert count == 1, f"{record.kind} record at {record.offset} ended {count} times"
-        rejected = rejections.get(record.offset)
-        if record.kind == "valid":
-            assert rejected is None, rejected and rejected["reason"]
-        elif record.kind in ("reuse", "nested", "tombstone", "big", "big_header", "bytes"):
-            assert rejected is not None, f"{record.kind} record was accepted"
-        if record.kind == "reuse":
-            assert rejected is not None and rejected["field"] == "event_id"
-        if rejected is not None:  # kept byte for byte
-            value = rejected["value"]
-            assert (None if value is None else base64.b64decode(value)) == record.value
-            key = rejected["key"]
-            assert (None if key is None else base64.b64decode(key)) == record.key
-            assert not re.search(r"\d{13}", rejected["reason"]), "a NIR-like run in a reason"
-        outcomes["rejected" if rejected is not None else "recorded"] += 1
+        rows = await store_events(s.database_url.get_secret_value(), s.collection_schema)
+        ended: Counter[int] = Counter()
+        rejections: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            payload, metadata = json.loads(row["payload"]), json.loads(row["metadata"])
+            if row["event_type"] == "MessageRejete" and payload["topic"] == topic:
+                ended[payload["offset"]] += 1
+                rejections[payload["offset"]] = payload
+            elif row["event_type"] == "CotisationDue" and metadata["origin"]["topic"] == topic:
+                ended[metadata["origin"]["offset"]] += 1
+        outcomes: Counter[str] = Counter()
+        for record in records:
+            count = ended[record.offset]
+            if record.kind == "resend":
+                assert count == 0, f"a re-sent input was recorded again: {record.kind}"
+                outcomes["duplicate"] += 1
+                continue
+            assert count == 1, f"{record.kind} record at {record.offset} ended {count} times"
+            rejected = rejections.get(record.offset)
+            if record.kind == "valid":
+                assert rejected is None, rejected and rejected["reason"]
+            elif record.kind in ("reuse", "nested", "tombstone", "big", "big_header", "bytes"):
+                assert rejected is not None, f"{record.kind} record was accepted"
+            if record.kind == "reuse":
+                assert rejected is not None and rejected["field"] == "event_id"
+            if rejected is not None:  # kept byte for byte
+                value = rejected["value"]
+                assert (None if value is None else base64.b64decode(value)) == record.value
+                key = rejected["key"]
+                assert (None if key is None else base64.b64decode(key)) == record.key
+                assert not re.search(r"\d{13}", rejected["reason"]), "a NIR-like run in a reason"
+            outcomes["rejected" if rejected is not None else "recorded"] += 1
 
-    # every rejection reaches its topic once, untouched
-    expected = {r.offset for r in records if r.offset in rejections}
-    got = await read_topics(
-        s.kafka_bootstrap_servers,
-        [s.topic_rejets_collection],
-        lambda m: expected <= {int(x.headers["source_offset"]) for x in m},
-        timeout=60,
-    )
-    mine = [m for m in got if m.headers["source_topic"].decode() == topic]
-    per_offset = Counter(int(m.headers["source_offset"]) for m in mine)
-    assert set(per_offset) >= expected and max(per_offset.values(), default=1) == 1
-    by_offset = {r.offset: r for r in records}
-    for message in mine:
-        sent = by_offset.get(int(message.headers["source_offset"]))
-        if sent is not None:
-            assert message.value == sent.value and message.key == sent.key
-    return outcomes
+        # every rejection reaches its topic once, untouched (the relay still running)
+        expected = {r.offset for r in records if r.offset in rejections}
+        got = await read_topics(
+            s.kafka_bootstrap_servers,
+            [s.topic_rejets_collection],
+            lambda m: expected <= {int(x.headers["source_offset"]) for x in m},
+            timeout=60,
+        )
+        mine = [m for m in got if m.headers["source_topic"].decode() == topic]
+        per_offset = Counter(int(m.headers["source_offset"]) for m in mine)
+        assert set(per_offset) >= expected and max(per_offset.values(), default=1) == 1
+        by_offset = {r.offset: r for r in records}
+        for message in mine:
+            sent = by_offset.get(int(message.headers["source_offset"]))
+            if sent is not None:
+                assert message.value == sent.value and message.key == sent.key
+        return outcomes
 
 
 TRIED: Counter[str] = Counter()
