@@ -16,7 +16,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-BENCHMARKS = ("store", "pipeline", "replay", "broker", "cluster", "proofs")
+BENCHMARKS = ("store", "pipeline", "replay", "broker", "cluster", "proofs", "poison")
 _PACKAGE = "services.bench"
 
 
