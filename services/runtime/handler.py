@@ -13,8 +13,8 @@ escapes to the consumer framework, whatever the record holds. Failures come in t
   valid record is never rejected nor skipped because a dependency was down;
 - **caused by a record** (an exception of the pure rules on its content, a value the database
   refuses -- class 22 data exception, 23 constraint, 54 program limit -- while the database
-  answers): the batch is split into single records, and the record that fails alone again is
-  rejected with reason ``processing_error`` (the error class only, never its content), so its
+  answers): the batch is split into single records, and the record that fails again alone
+  (its second failure) is rejected with reason ``processing_error`` (the error class only, never its content), so its
   partition goes on. `mandat rejections redrive` re-submits it after a fix.
 """
 
@@ -269,8 +269,10 @@ class BatchHandler:
                 if is_transient(exc) or not await self.store.ping():
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.backoff_max)
-                elif len(chunk) > 1:
-                    queue[0:1] = [[i] for i in chunk]  # find the record: one at a time
+                elif len(chunk) > 1:  # find the record: one at a time; each has failed once
+                    queue[0:1] = [[i] for i in chunk]
+                    for i in chunk:
+                        strikes[i] = strikes.get(i, 0) + 1
                 else:
                     index = chunk[0]
                     strikes[index] = strikes.get(index, 0) + 1
