@@ -110,12 +110,19 @@ def _stepping_over_undecodable(
     handed over as an `UndecodableRecord` and stepped over."""
 
     async def fetch_or_step(consumer: Any) -> Any:
+        # where each partition stands: a fetch that fails part-way has already moved the
+        # partitions it took records from, and those records would be lost with it
+        before = {tp: await consumer.position(tp) for tp in consumer.assignment()}
         try:
             return await fetch(consumer)
         except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):
             raise
         except Exception as exc:
             log.warning("the Kafka client could not decode a fetch: %s", type(exc).__name__)
+        assigned = consumer.assignment()
+        for tp, position in before.items():
+            if tp in assigned:
+                consumer.seek(tp, position)
         for tp in sorted(consumer.assignment()):
             position = await consumer.position(tp)
             try:

@@ -12,10 +12,13 @@ import sys
 import uuid
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from support import (
     Feed,
     assert_decided_exactly_once,
     cotisation,
+    envelope,
+    key_of,
     nir,
     publish_many,
     read_topics,
@@ -38,11 +41,15 @@ class NotUtf8(str):  # the pure-Python record builder encodes header names with 
     def encode(self, *args, **kwargs):
         return b"\\xff\\xfe-name"
 
-async def main(bootstrap, topic, key):
+async def main(bootstrap, topic, key, partition="-1"):
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, b"{}", key=key.encode(), headers=[(NotUtf8("h"), b"v")])
+        where = int(partition)
+        await producer.send_and_wait(
+            topic, b"{}", key=key.encode(), headers=[(NotUtf8("h"), b"v")],
+            partition=None if where < 0 else where,
+        )
     finally:
         await producer.stop()
 
@@ -97,8 +104,6 @@ async def test_compressed_batches_from_upstream_are_decided(
     settings: ServiceSettings, codec: str
 ) -> None:
     """Producers may compress with any codec Kafka knows: the service reads them all."""
-    from aiokafka import AIOKafkaProducer
-    from support import envelope, key_of
 
     facts = [cotisation(f"COT-Z{i}", nir(200 + i)) for i in range(20)]
     producer = AIOKafkaProducer(
@@ -125,3 +130,56 @@ async def test_compressed_batches_from_upstream_are_decided(
             FINAL,
             ids,
         )
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+async def test_an_undecodable_record_loses_nothing_on_the_other_partitions(
+    settings: ServiceSettings, bad: int
+) -> None:
+    """The client takes records partition by partition: when the undecodable one comes after
+    records it already took from another partition, those are read again, not skipped."""
+    s = settings.model_copy(update={"topic_partitions": 2})
+    async with build_runtime(s).running():
+        pass  # its topics
+    ids: list[str] = []
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, linger_ms=20)
+    await producer.start()
+    try:
+        for partition in (0, 1):
+            for i in range(100):
+                person = nir(partition * 1000 + i)
+                ids.append(str(uuid.uuid4()))
+                fact = cotisation(f"COT-M{partition}-{i}", person)
+                await producer.send(
+                    s.topic_cotisations,
+                    envelope(*fact, event_id=ids[-1]),
+                    key=person.encode(),
+                    partition=partition,
+                )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PRODUCE,
+            s.kafka_bootstrap_servers,
+            s.topic_cotisations,
+            nir(5),
+            str(bad),
+        ],
+        env=dict(os.environ, AIOKAFKA_NO_EXTENSIONS="1"),
+        check=True,
+        timeout=60,
+    )
+    async with build_runtime(s).running():
+        await assert_decided_exactly_once(
+            s, s.collection_schema, s.topic_reglements_cotisations, FINAL, ids
+        )
+        rejected = await read_topics(
+            s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: len(m) >= 1
+        )
+    assert [(m.headers["reject_kind"], m.headers["source_partition"]) for m in rejected] == [
+        (UNDECODABLE.encode(), str(bad).encode())
+    ]
