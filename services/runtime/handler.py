@@ -14,8 +14,9 @@ escapes to the consumer framework, whatever the record holds. Failures come in t
 - **caused by a record** (an exception of the pure rules on its content, a value the database
   refuses -- class 22 data exception, 23 constraint, 54 program limit -- while the database
   answers): the batch is split into single records, and the record that fails again alone
-  (its second failure) is rejected with reason ``processing_error`` (the error class only, never its content), so its
-  partition goes on. `mandat rejections redrive` re-submits it after a fix.
+  (its second failure) is rejected with reason ``processing_error`` (the error class only,
+  never its content), so its partition goes on. `mandat rejections redrive` re-submits it
+  after a fix.
 """
 
 from __future__ import annotations
@@ -176,12 +177,24 @@ def rejection_event(
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` says something about a dependency rather than about a record."""
-    if isinstance(exc, StoreError):  # another writer got there first: refold and retry
-        return True
+    """Whether `exc` says something about a dependency rather than about a record.
+
+    A duplicate id or a stream version taken (`StoreError`) is not: under the store's lock,
+    after folding what was committed, no other writer can cause it -- a record did (an input
+    whose event id is another's decision id, for instance), and it is isolated like any."""
+    if isinstance(exc, StoreError):
+        return False
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] not in _RECORD_CAUSED_SQLSTATES
-    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | ConnectionError)
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | ConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | asyncpg.ProtocolError,
+    )
 
 
 class BatchHandler:
@@ -266,10 +279,12 @@ class BatchHandler:
             except Exception as exc:
                 self._stale, report.attempts = True, report.attempts + 1
                 self._note_failure(exc, None)
+                # every failure waits before the next attempt (each refolds the store)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
                 if is_transient(exc) or not await self.store.ping():
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.backoff_max)
-                elif len(chunk) > 1:  # find the record: one at a time; each has failed once
+                    continue  # for as long as it lasts
+                if len(chunk) > 1:  # find the record: one at a time; each has failed once
                     queue[0:1] = [[i] for i in chunk]
                     for i in chunk:
                         strikes[i] = strikes.get(i, 0) + 1
@@ -286,7 +301,7 @@ class BatchHandler:
         return report
 
     def _note_failure(self, exc: BaseException, record: Record | None) -> None:
-        self.stall_reason = mask_personal(f"{type(exc).__name__}: {str(exc)[:200]}")
+        self.stall_reason = mask_personal(f"{type(exc).__name__}: {exc}")[:200]
         self.on_retry(exc)
         where = origin(record) if record is not None else {}
         log.warning("batch attempt failed: %s", type(exc).__name__, extra=where)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import uuid
 
 import pytest
 from support import (
@@ -30,7 +31,7 @@ from services.collection.processor import CollectionProcessor
 from services.eventstore import EventStore
 from services.eventstore.pool import create_pool
 from services.runtime.handler import PROCESSING_ERROR
-from services.runtime.processing import Input, Outcome
+from services.runtime.processing import Input, Outcome, decision_id
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import ServiceSettings
 
@@ -131,3 +132,35 @@ async def test_a_poison_record_is_isolated_and_its_partition_goes_on(
     rejection_ids = {str(r["event_id"]) for r in rows if r["event_type"] == "MessageRejete"}
     assert len(provenance) == 2 and provenance <= rejection_ids
     assert len(redriven) == 40
+
+
+async def test_an_input_taking_another_s_decision_id_cannot_block_the_partition(
+    settings: ServiceSettings,
+) -> None:
+    """Decision ids are derived from their trigger: an upstream that sends, first, an input
+    under the id that another input's decision will take makes that decision collide. The
+    collision is the record's doing, not a dependency's: it is isolated, and what follows is
+    decided."""
+    s = settings.model_copy(update={"topic_partitions": 1})
+    runtime = build_runtime(s)
+    victim, squatter, after = str(uuid.uuid4()), None, []
+    async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
+        squatter = str(decision_id(uuid.UUID(victim), 1, "collection"))
+        await feed.send(s.topic_cotisations, cotisation("COT-SQ", nir(801)), event_id=squatter)
+        await feed.send(s.topic_cotisations, cotisation("COT-VI", nir(802)), event_id=victim)
+        after = await publish_many(
+            feed, s.topic_cotisations, [cotisation(f"COT-AF{i}", nir(810 + i)) for i in range(5)]
+        )
+        await assert_decided_exactly_once(
+            s,
+            s.collection_schema,
+            s.topic_reglements_cotisations,
+            frozenset({"DecisionEnAttente"}),
+            [squatter, *after],
+        )
+        rejected = await read_topics(
+            s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: len(m) >= 1
+        )
+        assert runtime.handler is not None and runtime.handler.stalled_seconds() == 0.0
+    assert [m.json["event_id"] for m in rejected] == [victim]
+    assert rejected[0].headers["reject_reason"] == b"processing_error: DuplicateEventError"
