@@ -129,3 +129,36 @@ async def test_a_service_does_not_migrate_nor_start_on_an_unmigrated_schema(
     ):
         async with build_runtime(s).running():
             pass  # pragma: no cover
+
+
+async def test_the_service_role_holds_exactly_its_grants(
+    as_collection: asyncpg.Connection, settings: ServiceSettings
+) -> None:
+    """Not inferred from refusals (a trigger refuses some to everyone): the grants read back
+    from the catalog, on every schema, are exactly these."""
+    rows = await as_collection.fetch(
+        "SELECT table_schema, table_name, privilege_type FROM information_schema.table_privileges"
+        " WHERE grantee = current_user"
+    )
+    got = {(r["table_schema"], r["table_name"], r["privilege_type"]) for r in rows}
+    own = settings.collection_schema
+    maintained = (
+        "relay_checkpoints",
+        "projection_sommes_detenues",
+        "projection_versements_delegues",
+        "projection_checkpoints",
+    )
+    expected = {(own, "events", p) for p in ("SELECT", "INSERT")}
+    expected |= {(own, "schema_migrations", "SELECT")}
+    expected |= {(own, t, p) for t in maintained for p in ("SELECT", "INSERT", "UPDATE")}
+    assert got == expected
+    schemas = await as_collection.fetch(
+        "SELECT nspname, has_schema_privilege(current_user, oid, 'USAGE') AS usage,"
+        " has_schema_privilege(current_user, oid, 'CREATE') AS create FROM pg_namespace"
+        " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
+    )
+    assert {r["nspname"] for r in schemas if r["create"]} == set()
+    assert {r["nspname"] for r in schemas if r["usage"]} <= {own, "public"}
+    assert not await as_collection.fetchval(
+        "SELECT has_database_privilege(current_user, current_database(), 'CREATE')"
+    )

@@ -22,7 +22,7 @@ def compose() -> dict[str, Any]:
 
 
 def host_ports(service: dict[str, Any]) -> set[int]:
-    return {int(str(p).split(":")[0]) for p in service.get("ports", [])}
+    return {int(str(p).split(":")[-2]) for p in service.get("ports", [])}
 
 
 def test_the_compose_file_has_kafka_postgres_and_both_services(compose: dict[str, Any]) -> None:
@@ -87,10 +87,11 @@ def test_services_get_their_endpoints_from_the_settings_variables(
         assert settings.database_url.get_secret_value() == (
             f"postgresql://postgres:5432/{db['POSTGRES_DB']}"
         )
-        assert (
-            env["MANDAT_COLLECTION_DB_PASSWORD"]
-            == (compose["services"]["migrate"]["environment"]["MANDAT_COLLECTION_DB_PASSWORD"])
-        )
+        # its own password, and not the other service's
+        own = f"MANDAT_{name.upper()}_DB_PASSWORD"
+        other = f"MANDAT_{'BENEFITS' if name == 'collection' else 'COLLECTION'}_DB_PASSWORD"
+        assert env[own] == compose["services"]["migrate"]["environment"][own]
+        assert other not in env
         assert "migrate" in service["depends_on"]
         assert env["MANDAT_HTTP_HOST"] == "0.0.0.0"
         assert service["command"] == ["mandat", name, "run"]
@@ -101,7 +102,9 @@ def test_the_owner_migrates_once_before_the_services(compose: dict[str, Any]) ->
     migrate = compose["services"]["migrate"]
     assert migrate["command"] == ["mandat", "migrate"]
     owner = migrate["environment"]["DATABASE_URL"]
-    assert owner.startswith("postgresql://postgres:postgres@")
+    assert owner.startswith("postgresql://postgres:${POSTGRES_PASSWORD:-postgres}@")
+    # the owner's port is published on the loopback interface only
+    assert compose["services"]["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
     for name in ("collection", "benefits"):
         condition = compose["services"][name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully"
