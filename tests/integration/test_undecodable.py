@@ -57,6 +57,25 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
+def publish_undecodable(s: ServiceSettings, key: str, partition: int = -1) -> None:
+    """One record with a header name that is not UTF-8 (a producer of its own: aiokafka's
+    C extension would refuse to build it)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PRODUCE,
+            s.kafka_bootstrap_servers,
+            s.topic_cotisations,
+            key,
+            str(partition),
+        ],
+        env=dict(os.environ, AIOKAFKA_NO_EXTENSIONS="1"),
+        check=True,
+        timeout=60,
+    )
+
+
 async def test_an_undecodable_record_is_quarantined_and_its_partition_goes_on(
     settings: ServiceSettings,
 ) -> None:
@@ -66,19 +85,7 @@ async def test_an_undecodable_record_is_quarantined_and_its_partition_goes_on(
         before = await publish_many(
             feed, s.topic_cotisations, [cotisation(f"COT-U{i}", nir(i)) for i in range(5)]
         )
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _PRODUCE,
-                s.kafka_bootstrap_servers,
-                s.topic_cotisations,
-                nir(99),
-            ],
-            env=dict(os.environ, AIOKAFKA_NO_EXTENSIONS="1"),
-            check=True,
-            timeout=60,
-        )
+        publish_undecodable(s, nir(99))
         after = await publish_many(
             feed, s.topic_cotisations, [cotisation(f"COT-U{i}", nir(i)) for i in range(5, 10)]
         )
@@ -159,20 +166,7 @@ async def test_an_undecodable_record_loses_nothing_on_the_other_partitions(
         await producer.flush()
     finally:
         await producer.stop()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PRODUCE,
-            s.kafka_bootstrap_servers,
-            s.topic_cotisations,
-            nir(5),
-            str(bad),
-        ],
-        env=dict(os.environ, AIOKAFKA_NO_EXTENSIONS="1"),
-        check=True,
-        timeout=60,
-    )
+    publish_undecodable(s, nir(5), bad)
     async with build_runtime(s).running():
         await assert_decided_exactly_once(
             s, s.collection_schema, s.topic_reglements_cotisations, FINAL, ids
