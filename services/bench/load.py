@@ -1,0 +1,863 @@
+"""Latency under load: steady input rates on a store of 200,000 events and more, next to a
+raw aiokafka passthrough at the same rates on the same broker, in the same run.
+
+For one service (`--service`, default collection), in topics, groups and a store schema of
+the run's own (prefix `benchload<hex>`; dropped at the end unless `--keep`):
+
+  fill      the store is filled to `--events` through the service's real write path
+            (`services.audit.feed.Feeder`: the BatchHandler, without Kafka): the registry
+            (organisms, conventions, one affiliation per NIR), then contributions and
+            payments (collection) or cash benefits (benefits) spread over `--events / 10`
+            NIRs. Timed; the store's size is reported.
+  start     the service starts on that store as `mandat <service> run` does (minus HTTP): it
+            folds the whole store, then its relay publishes the backlog. Timed until `/ready`
+            says ready (`runtime.probe()`), the relay's lag is 0 and the balances projection
+            has caught up, so that no start-up work overlaps the runs.
+  service   for each rate of `--rates`, inputs paced at that rate for `--seconds` (NIRs of
+            the store: every input is decided, none parked); per input, from its send to its
+            decision read back from the settlement topic.
+  raw       the same rates and the same bytes through a plain AIOKafkaConsumer (group,
+            fetch settings of the service) → AIOKafkaProducer (acks=all, idempotent, as the
+            relay) → commit loop; per message, from its send to its copy read back.
+
+Latency is given from the actual send (median, p90, p99, max) and, for p99 and max, from
+the time the pacing meant to send it too: everything shares one event loop (service,
+sender, readers, as in the pipeline benchmark), so a pause of the loop delays the sends
+as well and would otherwise hide itself. Each run also reports the service's batches (size,
+handler time), the longest stall of the event loop, garbage-collector pauses and the
+process's resident memory (the service runs in this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import secrets
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.audit.catalog import BENEFITS, COLLECTION
+from services.audit.feed import Feeder, prepare_store
+from services.bench.pipeline import (
+    BATCH,
+    KINDS,
+    Batches,
+    Kind,
+    _cleanup,
+    _load,
+    _ms,
+    _percentile,
+    _producer,
+    _server,
+    _warnings_only,
+    envelope,
+    nir,
+    registry_facts,
+    resolve_bootstrap,
+    run_settings,
+    until,
+)
+from services.runtime.processing import decision_id
+from services.runtime.service import ServiceRuntime
+from services.runtime.settings import ServiceSettings
+from services.runtime.topics import ensure_topics
+
+TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
+TARGET_RATE = 2000.0
+RAW_HEADER = "bench_id"  # what the raw passthrough's reader matches its copies by
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--service",
+        choices=tuple(KINDS),
+        default="collection",
+        help="which service to measure (default collection)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="fill the store to at least this many events (default 200000)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=_rates,
+        default=(500.0, 2000.0),
+        help="inputs per second of each run, comma-separated (default 500,2000)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="duration of each paced run (default 60)"
+    )
+    parser.add_argument(
+        "--write-batch",
+        type=int,
+        default=5000,
+        help="records per store transaction while filling (default 5000)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="give up waiting for a phase after this many seconds",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the store schema and topics behind"
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from exc
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive")
+    return rates
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.bench.cli import resolve_database_url
+
+    dsn = resolve_database_url(getattr(args, "database_url", None))
+    bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
+    # FastStream writes access lines per batch to stdout (which --json needs clean)
+    quiet = [logging.getLogger(n) for n in ("faststream", "faststream.access.kafka")]
+    for logger in quiet:
+        logger.addFilter(_warnings_only)
+    try:
+        report = asyncio.run(
+            measure(
+                bootstrap,
+                dsn,
+                service=getattr(args, "service", "collection"),
+                events=getattr(args, "events", 200_000),
+                rates=getattr(args, "rates", (500.0, 2000.0)),
+                seconds=getattr(args, "seconds", 60.0),
+                write_batch=getattr(args, "write_batch", 5000),
+                timeout=getattr(args, "timeout", 900.0),
+                keep=getattr(args, "keep", False),
+            )
+        )
+    finally:
+        for logger in quiet:
+            logger.removeFilter(_warnings_only)
+    if getattr(args, "json", False):
+        from services.cli import print_json
+
+        print_json(report)
+    else:
+        print(format_report(report))
+    return 0 if report["all_decided"] else 1
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+def payment(i: int, tag: str, number: str, due: int) -> tuple[str, dict[str, Any]]:
+    """A payment of half of contribution `i` (made by `pipeline.contribution(i, tag, …)`)."""
+    return "PaiementRecu", {
+        "paiement_id": f"PAY-{tag}-{i:07d}",
+        "cotisation_id": f"COT-{tag}-{i:07d}",
+        "nir": number,
+        "montant_cents": due // 2,
+        "recu_le": "2017-03-01",
+    }
+
+
+def history(kind: Kind, nirs: int, tag: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The registry of `nirs` persons, then inputs of the service without end (collection:
+    each contribution, and a payment towards every other one, right after it)."""
+    for _, event_type, payload in registry_facts(nirs):
+        yield event_type, payload
+    i = 0
+    while True:
+        event_type, payload = kind.make_input(i, tag, nir(i % nirs))
+        yield event_type, payload
+        if kind.name == "collection" and i % 2 == 0:
+            yield payment(i, tag, payload["nir"], payload["montant_cents"])
+        i += 1
+
+
+async def fill(
+    kind: Kind, s: ServiceSettings, dsn: str, *, events: int, nirs: int, write_batch: int
+) -> dict[str, Any]:
+    """Record history in the service's store, in batches, until it holds `events` rows."""
+    store = await prepare_store(dsn, kind.schema(s))
+    try:
+        feeder = Feeder(
+            store, COLLECTION if kind.name == "collection" else BENEFITS, s, seed=s.collection_group
+        )
+        started = time.perf_counter()
+        head, messages, rejected = 0, 0, 0
+        source = history(kind, nirs, "fill")
+        while head < events:
+            for _ in range(write_batch):
+                feeder.message(*next(source))
+            report = await feeder.flush()
+            rejected += sum(report.rejected.values())
+            messages += write_batch
+            head = await store.head()
+        seconds = time.perf_counter() - started
+    finally:
+        await store.pool.close()
+    if rejected:
+        raise RuntimeError(f"the fill had {rejected} inputs rejected: the bench is wrong")
+    return {
+        "stored_events": head,
+        "messages": messages,
+        "nirs": nirs,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(head / seconds, 1),
+    }
+
+
+# --- reading outputs back -------------------------------------------------------------------
+
+
+class Arrivals:
+    """Reads a topic from its end (what is already there is not this run's) and notes when
+    each awaited message arrives, matched by a header's value. With `final_types`, only a
+    message whose `event_type` header is one of them counts as its input's decision; with
+    `recorded`, the message's `occurred_at` (when the store recorded a decision) is kept."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        header: str,
+        *,
+        final_types: frozenset[str] | None = None,
+        recorded: bool = False,
+    ) -> None:
+        self.topic = topic
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.header = header
+        self.final_types = final_types
+        self.recorded = recorded
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self.awaited: dict[bytes, int] = {}
+        self.arrived: dict[int, float] = {}  # input index -> monotonic arrival
+        self.stored: dict[int, tuple[float, float]] = {}  # index -> (recorded, read), epoch
+        self.types: Counter[str] = Counter()
+        self.unexpected = 0
+        self.not_final = 0
+        self.duplicates = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Arrivals:
+        await self.consumer.start()
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_end(*self.partitions)
+        for tp in self.partitions:  # resolve the end now, before anything is sent
+            await self.consumer.position(tp)
+        self._task = asyncio.create_task(self._read(), name=f"arrivals-{self.topic}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            now, wall = time.monotonic(), time.time()
+            for records in batch.values():
+                for record in records:
+                    self._seen(record, now, wall)
+
+    def _seen(self, record: Any, now: float, wall: float) -> None:
+        headers = dict(record.headers)
+        index = self.awaited.get(headers.get(self.header) or b"")
+        if index is None:
+            self.unexpected += 1
+            return
+        if self.final_types is not None:
+            event_type = (headers.get("event_type") or b"").decode("utf-8", "replace")
+            self.types[event_type] += 1
+            if event_type not in self.final_types:
+                self.not_final += 1
+                return
+        if index in self.arrived:
+            self.duplicates += 1
+            return
+        self.arrived[index] = now
+        if self.recorded:
+            at = datetime.fromisoformat(json.loads(record.value)["occurred_at"])
+            self.stored[index] = (at.timestamp(), wall)
+
+
+# --- what else happens in the process during a run ------------------------------------------
+
+
+@dataclass
+class Pauses:
+    """Garbage-collector pauses and stalls of the event loop, while it is entered."""
+
+    tick: float = 0.005
+    gc_pauses: list[tuple[int, float]] = field(default_factory=list)  # (generation, seconds)
+    loop_lags: list[float] = field(default_factory=list)
+    _gc_started: float = 0.0
+    _task: asyncio.Task[None] | None = None
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.append(
+                (int(info.get("generation", -1)), time.perf_counter() - self._gc_started)
+            )
+
+    async def _watch(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.tick)
+            self.loop_lags.append(time.perf_counter() - before - self.tick)
+
+    async def __aenter__(self) -> Pauses:
+        gc.callbacks.append(self._gc)
+        self._task = asyncio.create_task(self._watch(), name="loop-lag")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._gc)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def summary(self) -> dict[str, Any]:
+        lags = sorted(self.loop_lags)
+        by_generation = Counter(g for g, _ in self.gc_pauses)
+        return {
+            "loop_lag_ms": _spread(lags),
+            "loop_stalls_over_50ms": sum(1 for lag in lags if lag > 0.05),
+            "gc_collections": {str(g): n for g, n in sorted(by_generation.items())},
+            "gc_pause_total_ms": _ms(sum(s for _, s in self.gc_pauses)),
+            "gc_pause_max_ms": _ms(max((s for _, s in self.gc_pauses), default=0.0)),
+        }
+
+
+def memory() -> dict[str, int]:
+    """This process's resident memory now and at its peak, in KiB (Linux)."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0])
+    return {"rss_kib": found.get("VmRSS", 0), "peak_rss_kib": found.get("VmHWM", 0)}
+
+
+def _spread(ordered: list[float]) -> dict[str, float] | None:
+    if not ordered:
+        return None
+    return {
+        "median": _ms(statistics.median(ordered)),
+        "p99": _ms(_percentile(ordered, 0.99)),
+        "max": _ms(ordered[-1]),
+    }
+
+
+# --- a paced run ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    key: bytes
+    value: bytes
+    awaited: bytes  # the header value its output will carry
+    headers: list[tuple[str, bytes]]
+
+
+async def paced(
+    bootstrap: str,
+    topic: str,
+    arrivals: Arrivals,
+    *,
+    rate: float,
+    seconds: float,
+    make: Callable[[int], Outgoing],
+    wait: float,
+) -> dict[str, Any]:
+    """Send `rate × seconds` messages at a steady pace; wait (up to `wait` seconds after the
+    last send) for each one's output; the latencies."""
+    count = max(1, round(rate * seconds))
+    planned: list[float] = []
+    sent: list[float] = []
+    sent_wall: list[float] = []
+    producer = _producer(bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        futures = []
+        start = time.monotonic()
+        for i in range(count):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            out = make(i)
+            arrivals.awaited[out.awaited] = i
+            planned.append(due)
+            sent.append(time.monotonic())
+            sent_wall.append(time.time())
+            futures.append(await producer.send(topic, out.value, key=out.key, headers=out.headers))
+        last_sent = time.monotonic()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    with contextlib.suppress(TimeoutError):
+        await until(
+            lambda: len(arrivals.arrived) >= count, wait, f"the outputs of {topic}", poll=0.05
+        )
+    got = arrivals.arrived
+    latencies = sorted(got[i] - sent[i] for i in got)
+    from_plan = sorted(got[i] - planned[i] for i in got)
+    lags = sorted(s - p for s, p in zip(sent, planned, strict=True))
+    span = last_sent - start
+    result: dict[str, Any] = {
+        "target_rate": rate,
+        "sent": count,
+        "decided": len(got),
+        "achieved_rate": round((count - 1) / span, 1) if span > 0 else float(count),
+        "seconds": round(span, 3),
+        "median_ms": _ms(statistics.median(latencies)) if latencies else None,
+        "p90_ms": _ms(_percentile(latencies, 0.90)) if latencies else None,
+        "p99_ms": _ms(_percentile(latencies, 0.99)) if latencies else None,
+        "max_ms": _ms(latencies[-1]) if latencies else None,
+        "min_ms": _ms(latencies[0]) if latencies else None,
+        "from_planned_send_ms": _spread(from_plan),
+        "sender_lag_ms": _spread(lags),
+        "duplicates_read": arrivals.duplicates,
+        "unexpected_read": arrivals.unexpected,
+    }
+    if arrivals.recorded:
+        # where it goes: send → decision recorded in the store (its occurred_at), then →
+        # read back (COMMIT, NOTIFY, relay, broker)
+        split = [
+            (arrivals.stored[i][0] - sent_wall[i], arrivals.stored[i][1] - arrivals.stored[i][0])
+            for i in arrivals.stored
+        ]
+        result["send_to_recorded_ms"] = _spread(sorted(a for a, _ in split))
+        result["recorded_to_read_back_ms"] = _spread(sorted(b for _, b in split))
+        result["decision_types"] = dict(sorted(arrivals.types.items()))
+        result["not_final_read"] = arrivals.not_final
+    return result
+
+
+def _input_maker(kind: Kind, tag: str, nirs: int, *, raw: bool) -> Callable[[int], Outgoing]:
+    """Inputs of the service (ids of this run's `tag`, NIRs of the store). For the service,
+    the output awaited is the input's first decision (its id is derived from the input's);
+    for the raw path, the copy carrying the same `bench_id` header."""
+
+    def make(i: int) -> Outgoing:
+        event_id = uuid.uuid4()
+        event_type, payload = kind.make_input(i, tag, nir(i % nirs))
+        value = envelope(event_type, payload, str(event_id), occurred_at="2017-01-15T08:00:00Z")
+        key = payload["nir"].encode()
+        if raw:
+            marker = event_id.bytes.hex().encode()
+            return Outgoing(key, value, marker, [(RAW_HEADER, marker)])
+        return Outgoing(key, value, str(decision_id(event_id, 1, kind.name)).encode(), [])
+
+    return make
+
+
+def _batches(batches: Batches, since: int) -> dict[str, Any]:
+    reports = [r for _, r in batches.reports[since:]]
+    sizes = [sum(r.inputs.values()) + sum(r.rejected.values()) + r.duplicates for r in reports]
+    seconds = sorted(r.seconds for r in reports)
+    return {
+        "batches": len(reports),
+        "mean_batch": round(statistics.fmean(sizes), 1) if sizes else 0,
+        "max_batch": max(sizes, default=0),
+        "handler_ms": _spread(seconds),
+        "handler_busy_seconds": round(sum(seconds), 3),
+        "rejected": sum(sum(r.rejected.values()) for r in reports),
+        "retries": sum(r.attempts - 1 for r in reports),
+    }
+
+
+async def service_runs(
+    kind: Kind,
+    s: ServiceSettings,
+    *,
+    rates: tuple[float, ...],
+    seconds: float,
+    nirs: int,
+    timeout: float,
+) -> dict[str, Any]:
+    """Start the service on the filled store, let it settle, then one paced run per rate."""
+    result: dict[str, Any] = {}
+    runtime = kind.runtime(s)
+    batches = Batches(runtime)
+    entered = time.monotonic()
+    async with runtime.running():
+        result["start"] = await settle(runtime, entered, timeout)
+        result["start"]["memory"] = memory()
+        runs = []
+        for rate in rates:
+            arrivals = Arrivals(
+                s.kafka_bootstrap_servers,
+                kind.output_topic(s),
+                s.topic_partitions,
+                "event_id",
+                final_types=kind.final_types,
+                recorded=True,
+            )
+            tag = f"L{int(rate)}"
+            since = len(batches.reports)
+            load_before = _load()
+            async with arrivals, Pauses() as pauses:
+                one = await paced(
+                    s.kafka_bootstrap_servers,
+                    kind.input_topic(s),
+                    arrivals,
+                    rate=rate,
+                    seconds=seconds,
+                    make=_input_maker(kind, tag, nirs, raw=False),
+                    wait=min(timeout, 60.0 + seconds),
+                )
+            one |= {
+                "service": _batches(batches, since),
+                **pauses.summary(),
+                "memory": memory(),
+                "load_average": [load_before, _load()],
+            }
+            runs.append(one)
+            await _relay_idle(runtime, timeout)
+        result["runs"] = runs
+    return result
+
+
+async def settle(runtime: ServiceRuntime, entered: float, timeout: float) -> dict[str, Any]:
+    """From the service's start: until its store is folded (the subscriber starts), it says
+    ready, its relay has published the whole store, and its projector has caught up."""
+    running = time.monotonic()
+    ready: float | None = None
+    deadline = running + timeout
+    while True:
+        state = await runtime.probe()
+        now = time.monotonic()
+        if state["ready"] and ready is None:
+            ready = now
+        if (
+            ready is not None
+            and state.get("relay_leader")
+            and state["relay_published"] >= state["store_head"]
+        ):
+            break
+        if now > deadline:
+            raise TimeoutError(f"the service did not settle in {timeout:.0f} s: {state}")
+        await asyncio.sleep(0.1)
+    relayed = now
+    assert runtime.projector is not None
+    projector = runtime.projector
+    head = state["store_head"]
+    await until(lambda: projector.position >= head, timeout, "the projector", poll=0.1)
+    return {
+        "store_head": head,
+        "folded_seconds": round(running - entered, 3),
+        "ready_seconds": round(ready - entered, 3),
+        "relay_caught_up_seconds": round(relayed - entered, 3),
+        "projector_caught_up_seconds": round(time.monotonic() - entered, 3),
+    }
+
+
+async def _relay_idle(runtime: ServiceRuntime, timeout: float) -> None:
+    """Between runs: until everything recorded is published (the runs stay apart)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await runtime.probe()
+        if state.get("relay_leader") and state["relay_published"] >= state["store_head"]:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the relay did not catch up between runs")
+        await asyncio.sleep(0.1)
+
+
+# --- the raw baseline -----------------------------------------------------------------------
+
+
+async def _copy(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, target: str) -> None:
+    """What the service's consumer and relay do, minus the service: fetch a batch, produce
+    each record (key, value, headers), wait for the acks, commit the offsets."""
+    while True:
+        fetched = await consumer.getmany(timeout_ms=100, max_records=BATCH)
+        if not fetched:
+            continue
+        futures = [
+            await producer.send(target, r.value, key=r.key, headers=list(r.headers))
+            for records in fetched.values()
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+        await consumer.commit()
+
+
+async def raw_runs(
+    kind: Kind,
+    s: ServiceSettings,
+    source: str,
+    target: str,
+    group: str,
+    *,
+    rates: tuple[float, ...],
+    seconds: float,
+    nirs: int,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """The paced runs through the raw passthrough (running for all of them)."""
+    bootstrap = s.kafka_bootstrap_servers
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        max_poll_records=BATCH,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_batch_size=512 * 1024,
+    )
+    await consumer.start()
+    await producer.start()
+    copying = asyncio.create_task(_copy(consumer, producer, target), name="raw-passthrough")
+    runs = []
+    try:
+        await until(lambda: bool(consumer.assignment()), timeout, "the raw consumer's group")
+        for rate in rates:
+            load_before = _load()
+            async with (
+                Arrivals(bootstrap, target, s.topic_partitions, RAW_HEADER) as arrivals,
+                Pauses() as pauses,
+            ):
+                one = await paced(
+                    bootstrap,
+                    source,
+                    arrivals,
+                    rate=rate,
+                    seconds=seconds,
+                    make=_input_maker(kind, f"R{int(rate)}", nirs, raw=True),
+                    wait=min(timeout, 60.0 + seconds),
+                )
+                if copying.done():
+                    copying.result()  # the passthrough failed: say why
+            one |= {**pauses.summary(), "load_average": [load_before, _load()]}
+            runs.append(one)
+    finally:
+        copying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await copying
+        await producer.stop()
+        await consumer.stop()
+    return runs
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+
+async def measure(
+    bootstrap: str,
+    dsn: str,
+    *,
+    service: str = "collection",
+    events: int = 200_000,
+    rates: tuple[float, ...] = (500.0, 2000.0),
+    seconds: float = 60.0,
+    write_batch: int = 5000,
+    timeout: float = 900.0,
+    keep: bool = False,
+) -> dict[str, Any]:
+    """Fill, start, the service's runs, then the raw runs; the report."""
+    if events < 1 or seconds <= 0 or write_batch < 1 or not rates or min(rates) <= 0:
+        raise ValueError("--events, --seconds, --write-batch and --rates must be positive")
+    kind = KINDS[service]
+    nirs = max(100, events // 10)
+    suffix = f"benchload{secrets.token_hex(4)}"
+    s = run_settings(bootstrap, dsn, suffix)
+    raw_in, raw_out = f"{suffix}.raw.in", f"{suffix}.raw.out"
+    names = [*s.all_topics(), raw_in, raw_out]
+    report: dict[str, Any] = {
+        "suffix": suffix,
+        "kept": keep,
+        "service": kind.name,
+        "input_type": kind.input_type,
+        "events_target": events,
+        "rates": list(rates),
+        "seconds": seconds,
+        "machine": {"cpus": os.cpu_count(), "load_average_before": _load()},
+        "kafka": bootstrap,
+        "postgres": await _server(dsn),
+        "partitions": s.topic_partitions,
+        "batch_max_records": s.batch_max_records,
+        "gc_freeze": s.gc_freeze,
+        "target": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS},
+    }
+    try:
+        await ensure_topics(
+            bootstrap,
+            names,
+            partitions=s.topic_partitions,
+            replication_factor=s.topic_replication_factor,
+            retention_ms=s.topic_retention_ms,
+        )
+        report["fill"] = await fill(kind, s, dsn, events=events, nirs=nirs, write_batch=write_batch)
+        gc.collect()  # the fill's own view is garbage now: the service's memory is its own
+        report["fill"]["memory"] = memory()
+        ran = await service_runs(kind, s, rates=rates, seconds=seconds, nirs=nirs, timeout=timeout)
+        report["start"], report["service_runs"] = ran["start"], ran["runs"]
+        gc.collect()
+        report["raw_runs"] = await raw_runs(
+            kind,
+            s,
+            raw_in,
+            raw_out,
+            f"{suffix}-raw",
+            rates=rates,
+            seconds=seconds,
+            nirs=nirs,
+            timeout=timeout,
+        )
+        report["machine"]["load_average_after"] = _load()
+        report["memory_peak_kib"] = memory()["peak_rss_kib"]
+    finally:
+        if not keep:
+            await _cleanup(bootstrap, dsn, [s.collection_schema, s.benefits_schema], names)
+    runs = [*report["service_runs"], *report["raw_runs"]]
+    report["all_decided"] = all(r["decided"] == r["sent"] for r in runs)
+    at_target = [r for r in report["service_runs"] if r["target_rate"] == TARGET_RATE]
+    report["target"]["met"] = (
+        all(r["p99_ms"] is not None and r["p99_ms"] <= TARGET_P99_MS for r in at_target)
+        if at_target
+        else None
+    )
+    return report
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The report as readable tables."""
+    pg, fl, st = r["postgres"], r["fill"], r["start"]
+    lines = [
+        f"latency under load — {r['service']} ({r['input_type']}), Kafka {r['kafka']}, "
+        f"PostgreSQL {pg['server_version']} (fsync={pg['fsync']}, synchronous_commit="
+        f"{pg['synchronous_commit']}), {r['machine']['cpus']} CPUs, {r['partitions']} "
+        f"partitions, batches of up to {r['batch_max_records']}",
+        f"store: {fl['stored_events']:,} events ({fl['messages']:,} messages over "
+        f"{fl['nirs']:,} NIRs) filled through the BatchHandler in {fl['seconds']:.1f} s "
+        f"({fl['events_per_second']:,.0f} events/s)",
+        f"start: store folded in {st['folded_seconds']:.1f} s, ready after "
+        f"{st['ready_seconds']:.1f} s, relay lag 0 after {st['relay_caught_up_seconds']:.1f} s,"
+        f" projections caught up after {st['projector_caught_up_seconds']:.1f} s",
+        "",
+        "latency, send → output read back (ms); * = from the planned send time",
+        f"{'path':8} {'rate/s':>7} {'achieved':>9} {'sent':>7} {'decided':>7} {'median':>8} "
+        f"{'p90':>8} {'p99':>8} {'max':>8} {'p99*':>8} {'max*':>8}",
+    ]
+    pairs = zip(r["service_runs"], r["raw_runs"], strict=True)
+    for service, raw in pairs:
+        for label, run in (("service", service), ("raw", raw)):
+            plan = run["from_planned_send_ms"] or {}
+            lines.append(
+                f"{label:8} {run['target_rate']:>7,.0f} {run['achieved_rate']:>9,.1f} "
+                f"{run['sent']:>7,} {run['decided']:>7,} {_fmt(run['median_ms']):>8} "
+                f"{_fmt(run['p90_ms']):>8} {_fmt(run['p99_ms']):>8} {_fmt(run['max_ms']):>8} "
+                f"{_fmt(plan.get('p99')):>8} {_fmt(plan.get('max')):>8}"
+            )
+    target = r["target"]
+    if target.get("met") is not None:
+        verdict = "met" if target["met"] else "NOT met"
+        lines.append(
+            f"target p99 ≤ {target['p99_ms']:.0f} ms at {target['rate']:,.0f}/s: {verdict}"
+        )
+    lines += ["", "details"]
+    for run in r["service_runs"]:
+        sv = run["service"]
+        lines.append(
+            f"  service {run['target_rate']:,.0f}/s: {sv['batches']} batches of "
+            f"{sv['mean_batch']:.0f} on average (max {sv['max_batch']}), handler "
+            f"{_split(sv['handler_ms'])}, busy {sv['handler_busy_seconds']:.1f} s; "
+            f"send → recorded {_split(run['send_to_recorded_ms'])}; recorded → read back "
+            f"{_split(run['recorded_to_read_back_ms'])}"
+        )
+        lines.append(f"    {_process(run)}")
+    for run in r["raw_runs"]:
+        lines.append(f"  raw {run['target_rate']:,.0f}/s:")
+        lines.append(f"    {_process(run)}")
+    mem = [
+        ("after the fill", fl["memory"]["rss_kib"]),
+        ("service settled", st["memory"]["rss_kib"]),
+    ]
+    mem += [
+        (f"after {run['target_rate']:,.0f}/s", run["memory"]["rss_kib"])
+        for run in r["service_runs"]
+    ]
+    lines.append(
+        "  RSS of this process (service, sender, readers): "
+        + ", ".join(f"{label} {kib / 1024:,.0f} MiB" for label, kib in mem)
+        + f"; peak {r['memory_peak_kib'] / 1024:,.0f} MiB"
+    )
+    machine = r["machine"]
+    state = "kept" if r["kept"] else "dropped"
+    lines += [
+        f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
+        f"{machine.get('load_average_after')}",
+        f"topics and schema of {r['suffix']}: {state}",
+    ]
+    return "\n".join(lines)
+
+
+def _process(run: dict[str, Any]) -> str:
+    return (
+        f"event-loop lag {_split(run['loop_lag_ms'])} ({run['loop_stalls_over_50ms']} "
+        f"stalls > 50 ms); sender lag {_split(run['sender_lag_ms'])}; GC "
+        f"{sum(run['gc_collections'].values())} collections "
+        f"({', '.join(f'gen{g} {n}' for g, n in run['gc_collections'].items()) or '-'}), "
+        f"{run['gc_pause_total_ms']:.0f} ms in all, longest {run['gc_pause_max_ms']:.1f} ms;"
+        f" load {run['load_average'][0][0]} → {run['load_average'][1][0]}"
+    )
+
+
+def _split(spread: dict[str, float] | None) -> str:
+    if not spread:
+        return "-"
+    return f"median {spread['median']:.1f} / p99 {spread['p99']:.1f} / max {spread['max']:.1f} ms"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
