@@ -207,17 +207,19 @@ async def fill(
     store = await prepare_store(dsn, kind.schema(s))
     try:
         feeder = Feeder(
-            store, COLLECTION if kind.name == "collection" else BENEFITS, s, seed=s.collection_group
+            store, COLLECTION if kind.name == "collection" else BENEFITS, s, seed=kind.schema(s)
         )
         started = time.perf_counter()
         head, messages, rejected = 0, 0, 0
         source = history(kind, nirs, "fill")
         while head < events:
-            for _ in range(write_batch):
+            # about two events per message: the last batches shrink to land near `events`
+            size = min(write_batch, max(100, (events - head) // 2))
+            for _ in range(size):
                 feeder.message(*next(source))
             report = await feeder.flush()
             rejected += sum(report.rejected.values())
-            messages += write_batch
+            messages += size
             head = await store.head()
         seconds = time.perf_counter() - started
     finally:
@@ -317,36 +319,64 @@ class Arrivals:
 # --- what else happens in the process during a run ------------------------------------------
 
 
+def _schedstat() -> tuple[float, float]:
+    """This thread's time on a CPU and waiting for one (run queue), in seconds (Linux)."""
+    try:
+        fields = Path("/proc/thread-self/schedstat").read_text().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+
+
 @dataclass
 class Pauses:
-    """Garbage-collector pauses and stalls of the event loop, while it is entered."""
+    """What else held the event loop's thread while entered: garbage-collector pauses, stalls
+    of the loop, its CPU time, and its time waiting for a CPU (a busy machine). A stall whose
+    CPU time is near its length was work in the loop; one with little CPU time was the thread
+    waiting for a CPU."""
 
     tick: float = 0.005
-    gc_pauses: list[tuple[int, float]] = field(default_factory=list)  # (generation, seconds)
+    stall: float = 0.05  # a loop lag beyond this is a stall, kept with its CPU time
+    gc_pauses: list[tuple[int, float, float]] = field(default_factory=list)  # gen, wall, cpu
     loop_lags: list[float] = field(default_factory=list)
-    _gc_started: float = 0.0
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (wall, cpu) seconds
+    _gc_started: tuple[float, float] = (0.0, 0.0)
+    _entered: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    _left: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     _task: asyncio.Task[None] | None = None
 
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_started = (time.perf_counter(), time.thread_time())
         else:
+            wall, cpu = self._gc_started
+            generation = int(info.get("generation", -1))
             self.gc_pauses.append(
-                (int(info.get("generation", -1)), time.perf_counter() - self._gc_started)
+                (generation, time.perf_counter() - wall, time.thread_time() - cpu)
             )
 
     async def _watch(self) -> None:
         while True:
-            before = time.perf_counter()
+            before, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(self.tick)
-            self.loop_lags.append(time.perf_counter() - before - self.tick)
+            lag = time.perf_counter() - before - self.tick
+            self.loop_lags.append(lag)
+            if lag > self.stall:
+                self.stalls.append((lag, time.thread_time() - cpu))
+
+    @staticmethod
+    def _now() -> tuple[float, float, float, float]:
+        on_cpu, waiting = _schedstat()
+        return time.perf_counter(), time.thread_time(), on_cpu, waiting
 
     async def __aenter__(self) -> Pauses:
         gc.callbacks.append(self._gc)
+        self._entered = self._now()
         self._task = asyncio.create_task(self._watch(), name="loop-lag")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._left = self._now()
         gc.callbacks.remove(self._gc)
         if self._task is not None:
             self._task.cancel()
@@ -355,13 +385,21 @@ class Pauses:
 
     def summary(self) -> dict[str, Any]:
         lags = sorted(self.loop_lags)
-        by_generation = Counter(g for g, _ in self.gc_pauses)
+        by_generation = Counter(g for g, _, _ in self.gc_pauses)
+        longest = max(self.gc_pauses, key=lambda p: p[1], default=(-1, 0.0, 0.0))
+        wall = self._left[0] - self._entered[0]
+        cpu = self._left[1] - self._entered[1]
         return {
+            "wall_seconds": round(wall, 3),
+            "loop_thread_cpu_seconds": round(cpu, 3),
+            "loop_thread_runqueue_wait_seconds": round(self._left[3] - self._entered[3], 3),
             "loop_lag_ms": _spread(lags),
-            "loop_stalls_over_50ms": sum(1 for lag in lags if lag > 0.05),
+            "loop_stalls": len(self.stalls),
+            "loop_stall_ms": [[_ms(w), _ms(c)] for w, c in sorted(self.stalls)[-5:]],
             "gc_collections": {str(g): n for g, n in sorted(by_generation.items())},
-            "gc_pause_total_ms": _ms(sum(s for _, s in self.gc_pauses)),
-            "gc_pause_max_ms": _ms(max((s for _, s in self.gc_pauses), default=0.0)),
+            "gc_pause_total_ms": _ms(sum(w for _, w, _ in self.gc_pauses)),
+            "gc_pause_cpu_ms": _ms(sum(c for _, _, c in self.gc_pauses)),
+            "gc_pause_max_ms": [_ms(longest[1]), _ms(longest[2])],
         }
 
 
@@ -815,10 +853,10 @@ def format_report(r: dict[str, Any]) -> str:
             f"send → recorded {_split(run['send_to_recorded_ms'])}; recorded → read back "
             f"{_split(run['recorded_to_read_back_ms'])}"
         )
-        lines.append(f"    {_process(run)}")
+        lines += [f"    {line}" for line in _process(run)]
     for run in r["raw_runs"]:
         lines.append(f"  raw {run['target_rate']:,.0f}/s:")
-        lines.append(f"    {_process(run)}")
+        lines += [f"    {line}" for line in _process(run)]
     mem = [
         ("after the fill", fl["memory"]["rss_kib"]),
         ("service settled", st["memory"]["rss_kib"]),
@@ -842,15 +880,20 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _process(run: dict[str, Any]) -> str:
-    return (
-        f"event-loop lag {_split(run['loop_lag_ms'])} ({run['loop_stalls_over_50ms']} "
-        f"stalls > 50 ms); sender lag {_split(run['sender_lag_ms'])}; GC "
-        f"{sum(run['gc_collections'].values())} collections "
-        f"({', '.join(f'gen{g} {n}' for g, n in run['gc_collections'].items()) or '-'}), "
-        f"{run['gc_pause_total_ms']:.0f} ms in all, longest {run['gc_pause_max_ms']:.1f} ms;"
-        f" load {run['load_average'][0][0]} → {run['load_average'][1][0]}"
-    )
+def _process(run: dict[str, Any]) -> list[str]:
+    gc_counts = ", ".join(f"gen{g} {n}" for g, n in run["gc_collections"].items()) or "-"
+    stalls = ", ".join(f"{w:.0f} ({c:.0f} on CPU)" for w, c in run["loop_stall_ms"]) or "-"
+    return [
+        f"loop thread: {run['loop_thread_cpu_seconds']:.1f} s on CPU, "
+        f"{run['loop_thread_runqueue_wait_seconds']:.1f} s waiting for a CPU, in "
+        f"{run['wall_seconds']:.1f} s; load average {run['load_average'][0][0]} → "
+        f"{run['load_average'][1][0]}",
+        f"event-loop lag {_split(run['loop_lag_ms'])}; {run['loop_stalls']} stalls > 50 ms, "
+        f"longest (ms) {stalls}; sender lag {_split(run['sender_lag_ms'])}",
+        f"GC {sum(run['gc_collections'].values())} collections ({gc_counts}), "
+        f"{run['gc_pause_total_ms']:.0f} ms in all ({run['gc_pause_cpu_ms']:.0f} ms on CPU), "
+        f"longest {run['gc_pause_max_ms'][0]:.1f} ms ({run['gc_pause_max_ms'][1]:.1f} on CPU)",
+    ]
 
 
 def _split(spread: dict[str, float] | None) -> str:

@@ -28,11 +28,27 @@ def bench_parser() -> argparse.ArgumentParser:
 def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = bench_parser().parse_args([
-        "bench", "load", "--events", str(EVENTS), "--rates", ",".join(map(str, RATES)),
-        "--seconds", str(SECONDS), "--write-batch", "500", "--timeout", "120", "--json",
-        "--bootstrap", kafka_bootstrap, "--database-url", database_url,
-    ])
+    args = bench_parser().parse_args(
+        [
+            "bench",
+            "load",
+            "--events",
+            str(EVENTS),
+            "--rates",
+            ",".join(map(str, RATES)),
+            "--seconds",
+            str(SECONDS),
+            "--write-batch",
+            "500",
+            "--timeout",
+            "120",
+            "--json",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--database-url",
+            database_url,
+        ]
+    )
 
     assert args.func(args) == 0
 
@@ -54,7 +70,8 @@ def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
             assert run["duplicates_read"] == 0
             assert 0 < run["median_ms"] <= run["p90_ms"] <= run["p99_ms"] <= run["max_ms"]
             assert run["from_planned_send_ms"]["max"] >= run["max_ms"]
-            assert run["loop_lag_ms"]["max"] >= 0
+            assert run["loop_lag_ms"]["max"] >= 0 and run["wall_seconds"] >= SECONDS / 2
+            assert run["loop_thread_cpu_seconds"] > 0 and run["gc_pause_total_ms"] >= 0
     for run in report["service_runs"]:
         assert run["unexpected_read"] == 0 and run["not_final_read"] == 0
         assert set(run["decision_types"]) <= {"EncaissementDelegue", "EncaissementNonDelegue"}
@@ -66,6 +83,41 @@ def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
     table = load.format_report(report)
     for text in ("store:", "start:", "service", "raw", "p99*", "RSS", "load average"):
         assert text in table
+    assert asyncio.run(leftovers(kafka_bootstrap, database_url, report["suffix"])) == (0, [])
+
+
+def test_the_load_benchmark_measures_the_benefits_service_too(
+    kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = bench_parser().parse_args(
+        [
+            "bench",
+            "load",
+            "--service",
+            "benefits",
+            "--events",
+            "600",
+            "--rates",
+            "30",
+            "--seconds",
+            "1",
+            "--timeout",
+            "120",
+            "--json",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--database-url",
+            database_url,
+        ]
+    )
+
+    assert args.func(args) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["input_type"] == "PrestationEspecesDue" and report["all_decided"] is True
+    (service,), (raw,) = report["service_runs"], report["raw_runs"]
+    assert service["sent"] == service["decided"] == raw["sent"] == raw["decided"] == 30
+    assert set(service["decision_types"]) <= {"VersementDelegue", "VersementDirect"}
     assert asyncio.run(leftovers(kafka_bootstrap, database_url, report["suffix"])) == (0, [])
 
 
