@@ -23,7 +23,8 @@ the run's own (prefix `benchload<hex>`; dropped at the end unless `--keep`):
 Latency is given from the actual send (median, p90, p99, max) and, for p99 and max, from
 the time the pacing meant to send it too: everything shares one event loop (service,
 sender, readers, as in the pipeline benchmark), so a pause of the loop delays the sends
-as well and would otherwise hide itself. Each run also reports the service's batches (size,
+as well and would otherwise hide itself. Each run's messages are built before its clock
+starts, so that the sender costs the loop little more than the producer's own work. Each run also reports the service's batches (size,
 handler time), the longest stall of the event loop, garbage-collector pauses and the
 process's resident memory (the service runs in this process).
 """
@@ -41,12 +42,12 @@ import secrets
 import statistics
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -427,12 +428,15 @@ def _spread(ordered: list[float]) -> dict[str, float] | None:
 # --- a paced run ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
+    """A message to send, built before the run (building it is not the service's cost).
+    Only bytes and strings: the garbage collector untracks such tuples, so the run's
+    messages add nothing to the service's collections."""
+
     key: bytes
     value: bytes
     awaited: bytes  # the header value its output will carry
-    headers: list[tuple[str, bytes]]
+    headers: tuple[tuple[str, bytes], ...]
 
 
 async def paced(
@@ -441,34 +445,36 @@ async def paced(
     arrivals: Arrivals,
     *,
     rate: float,
-    seconds: float,
-    make: Callable[[int], Outgoing],
+    messages: Sequence[Outgoing],
     wait: float,
 ) -> dict[str, Any]:
-    """Send `rate × seconds` messages at a steady pace; wait (up to `wait` seconds after the
-    last send) for each one's output; the latencies."""
-    count = max(1, round(rate * seconds))
+    """Send `messages` at a steady `rate`; wait (up to `wait` seconds after the last send)
+    for each one's output; the latencies."""
+    count = len(messages)
     planned: list[float] = []
     sent: list[float] = []
     sent_wall: list[float] = []
     producer = _producer(bootstrap, linger_ms=0)
     await producer.start()
     try:
-        futures = []
+        pending: deque[asyncio.Future[Any]] = deque()  # acks not yet checked
         start = time.monotonic()
-        for i in range(count):
+        for i, out in enumerate(messages):
             due = start + i / rate
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            out = make(i)
             arrivals.awaited[out.awaited] = i
             planned.append(due)
             sent.append(time.monotonic())
             sent_wall.append(time.time())
-            futures.append(await producer.send(topic, out.value, key=out.key, headers=out.headers))
+            pending.append(
+                await producer.send(topic, out.value, key=out.key, headers=list(out.headers))
+            )
+            while pending and pending[0].done():
+                pending.popleft().result()  # a send that failed fails the run
         last_sent = time.monotonic()
-        await asyncio.gather(*futures)
+        await asyncio.gather(*pending)
     finally:
         await producer.stop()
     with contextlib.suppress(TimeoutError):
@@ -510,22 +516,29 @@ async def paced(
     return result
 
 
-def _input_maker(kind: Kind, tag: str, nirs: int, *, raw: bool) -> Callable[[int], Outgoing]:
-    """Inputs of the service (ids of this run's `tag`, NIRs of the store). For the service,
-    the output awaited is the input's first decision (its id is derived from the input's);
-    for the raw path, the copy carrying the same `bench_id` header."""
-
-    def make(i: int) -> Outgoing:
+def prepared(kind: Kind, tag: str, nirs: int, count: int, *, raw: bool) -> list[Outgoing]:
+    """The run's inputs (ids of its `tag`, NIRs of the store), built before its clock starts;
+    collected once, so that the tuples are untracked. For the service, the output awaited is
+    the input's first decision (its id is derived from the input's); for the raw path, the
+    copy carrying the same `bench_id` header."""
+    messages = []
+    for i in range(count):
         event_id = uuid.uuid4()
         event_type, payload = kind.make_input(i, tag, nir(i % nirs))
         value = envelope(event_type, payload, str(event_id), occurred_at="2017-01-15T08:00:00Z")
         key = payload["nir"].encode()
         if raw:
             marker = event_id.bytes.hex().encode()
-            return Outgoing(key, value, marker, [(RAW_HEADER, marker)])
-        return Outgoing(key, value, str(decision_id(event_id, 1, kind.name)).encode(), [])
+            messages.append(Outgoing(key, value, marker, ((RAW_HEADER, marker),)))
+        else:
+            awaited = str(decision_id(event_id, 1, kind.name)).encode()
+            messages.append(Outgoing(key, value, awaited, ()))
+    gc.collect()
+    return messages
 
-    return make
+
+def _count(rate: float, seconds: float) -> int:
+    return max(1, round(rate * seconds))
 
 
 def _batches(batches: Batches, since: int) -> dict[str, Any]:
@@ -570,7 +583,7 @@ async def service_runs(
                 final_types=kind.final_types,
                 recorded=True,
             )
-            tag = f"L{int(rate)}"
+            messages = prepared(kind, f"L{int(rate)}", nirs, _count(rate, seconds), raw=False)
             since = len(batches.reports)
             load_before = _load()
             async with arrivals, Pauses() as pauses:
@@ -579,8 +592,7 @@ async def service_runs(
                     kind.input_topic(s),
                     arrivals,
                     rate=rate,
-                    seconds=seconds,
-                    make=_input_maker(kind, tag, nirs, raw=False),
+                    messages=messages,
                     wait=min(timeout, 60.0 + seconds),
                 )
             one |= {
@@ -697,6 +709,7 @@ async def raw_runs(
     try:
         await until(lambda: bool(consumer.assignment()), timeout, "the raw consumer's group")
         for rate in rates:
+            messages = prepared(kind, f"R{int(rate)}", nirs, _count(rate, seconds), raw=True)
             load_before = _load()
             async with (
                 Arrivals(bootstrap, target, s.topic_partitions, RAW_HEADER) as arrivals,
@@ -707,8 +720,7 @@ async def raw_runs(
                     source,
                     arrivals,
                     rate=rate,
-                    seconds=seconds,
-                    make=_input_maker(kind, f"R{int(rate)}", nirs, raw=True),
+                    messages=messages,
                     wait=min(timeout, 60.0 + seconds),
                 )
                 if copying.done():
