@@ -9,24 +9,27 @@ the run's own (prefix `benchload<hex>`; dropped at the end unless `--keep`):
             (organisms, conventions, one affiliation per NIR), then contributions and
             payments (collection) or cash benefits (benefits) spread over `--events / 10`
             NIRs. Timed; the store's size is reported.
-  start     the service starts on that store as `mandat <service> run` does (minus HTTP): it
-            folds the whole store, then its relay publishes the backlog. Timed until `/ready`
-            says ready (`runtime.probe()`), the relay's lag is 0 and the balances projection
-            has caught up, so that no start-up work overlaps the runs.
+  start     the service starts on that store in this process, as `mandat <service> run`
+            runs it (minus HTTP): it folds the whole store, then its relay publishes the
+            backlog. Timed until `/ready` says ready (`runtime.probe()`), the relay's lag is
+            0 and the balances projection has caught up, so that no start-up work overlaps
+            the runs.
   service   for each rate of `--rates`, inputs paced at that rate for `--seconds` (NIRs of
             the store: every input is decided, none parked); per input, from its send to its
             decision read back from the settlement topic.
   raw       the same rates and the same bytes through a plain AIOKafkaConsumer (group,
             fetch settings of the service) → AIOKafkaProducer (acks=all, idempotent, as the
-            relay) → commit loop; per message, from its send to its copy read back.
+            relay) → commit loop in this process; per message, from its send to its copy
+            read back.
 
-Latency is given from the actual send (median, p90, p99, max) and, for p99 and max, from
-the time the pacing meant to send it too: everything shares one event loop (service,
-sender, readers, as in the pipeline benchmark), so a pause of the loop delays the sends
-as well and would otherwise hide itself. Each run's messages are built before its clock
-starts, so that the sender costs the loop little more than the producer's own work. Each run also reports the service's batches (size,
-handler time), the longest stall of the event loop, garbage-collector pauses and the
-process's resident memory (the service runs in this process).
+The load generator (paced sender and output reader, each run's messages built before its
+clock starts) runs in a process of its own by default, as an upstream and a downstream
+would: this process's event loop then holds the service alone (or the passthrough), and
+its figures (CPU time, time waiting for a CPU, stalls, garbage-collector pauses, resident
+memory) are the service's. `--generator loop` puts it in the service's event loop instead,
+as the pipeline benchmark does. Latency is given from the actual send (median, p90, p99,
+max) and, for p99 and max, from the time the pacing meant to send it, which counts a
+sender held up too.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import contextlib
 import gc
 import json
 import logging
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -46,6 +50,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -79,6 +84,7 @@ from services.runtime.topics import ensure_topics
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
 TARGET_RATE = 2000.0
+GENERATORS = ("process", "loop")
 RAW_HEADER = "bench_id"  # what the raw passthrough's reader matches its copies by
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=5000,
         help="records per store transaction while filling (default 5000)",
+    )
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="process",
+        help="where the paced sender and the output reader run: a process of their own "
+        "(default), or the service's event loop, as in the pipeline benchmark",
     )
     parser.add_argument(
         "--bootstrap",
@@ -157,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 rates=getattr(args, "rates", (500.0, 2000.0)),
                 seconds=getattr(args, "seconds", 60.0),
                 write_batch=getattr(args, "write_batch", 5000),
+                generator=getattr(args, "generator", "process"),
                 timeout=getattr(args, "timeout", 900.0),
                 keep=getattr(args, "keep", False),
             )
@@ -556,6 +570,100 @@ def _batches(batches: Batches, since: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Drive:
+    """One paced run as the load generator needs it: plain values, so that it can run in a
+    process of its own."""
+
+    bootstrap: str
+    service: str
+    source: str  # the topic it sends to
+    target: str  # the topic it reads outputs from
+    partitions: int
+    raw: bool  # outputs are the raw passthrough's copies, not the service's decisions
+    tag: str
+    nirs: int
+    rate: float
+    seconds: float
+    wait: float
+
+    def prepare(self) -> list[Outgoing]:
+        kind = KINDS[self.service]
+        return prepared(kind, self.tag, self.nirs, _count(self.rate, self.seconds), raw=self.raw)
+
+    def arrivals(self) -> Arrivals:
+        if self.raw:
+            return Arrivals(self.bootstrap, self.target, self.partitions, RAW_HEADER)
+        return Arrivals(
+            self.bootstrap,
+            self.target,
+            self.partitions,
+            "event_id",
+            final_types=KINDS[self.service].final_types,
+            recorded=True,
+        )
+
+    async def send(self, messages: Sequence[Outgoing], arrivals: Arrivals) -> dict[str, Any]:
+        return await paced(
+            self.bootstrap, self.source, arrivals, rate=self.rate, messages=messages, wait=self.wait
+        )
+
+
+async def drive(d: Drive, generator: str, pauses: Pauses) -> dict[str, Any]:
+    """Run `d`, in this event loop or in a process of its own (`generator`), with `pauses`
+    watching this loop while the messages are sent."""
+    if generator == "loop":
+        messages = d.prepare()
+        async with d.arrivals() as arrivals, pauses:
+            return await d.send(messages, arrivals)
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_generate, args=(theirs, d), name=f"load-{d.tag}", daemon=True
+    )
+    process.start()
+    loop = asyncio.get_running_loop()
+    try:
+        deadline = time.monotonic() + d.wait + 2 * d.seconds + 120  # start, build, run, wait
+        kind, value = await loop.run_in_executor(None, _receive, ours, deadline)
+        if kind != "sending":
+            raise RuntimeError(f"the load generator failed: {value}")
+        async with pauses:
+            kind, value = await loop.run_in_executor(None, _receive, ours, deadline)
+        if kind != "done":
+            raise RuntimeError(f"the load generator failed: {value}")
+        return dict(value)
+    finally:
+        await loop.run_in_executor(None, process.join, 10)
+        if process.is_alive():
+            process.terminate()
+        ours.close()
+
+
+def _receive(conn: Connection, deadline: float) -> tuple[str, Any]:
+    if not conn.poll(max(0.0, deadline - time.monotonic())):
+        raise TimeoutError("the load generator did not answer in time")
+    message: tuple[str, Any] = conn.recv()
+    return message
+
+
+def _generate(conn: Connection, d: Drive) -> None:
+    """The load generator's process: build the messages, say so, send them, report."""
+
+    async def main() -> dict[str, Any]:
+        messages = d.prepare()
+        async with d.arrivals() as arrivals:
+            conn.send(("sending", None))
+            result = await d.send(messages, arrivals)
+        return result
+
+    try:
+        conn.send(("done", asyncio.run(main())))
+    except BaseException as exc:  # the parent says why the run failed
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
 async def service_runs(
     kind: Kind,
     s: ServiceSettings,
@@ -564,6 +672,7 @@ async def service_runs(
     seconds: float,
     nirs: int,
     timeout: float,
+    generator: str = "process",
 ) -> dict[str, Any]:
     """Start the service on the filled store, let it settle, then one paced run per rate."""
     result: dict[str, Any] = {}
@@ -575,26 +684,23 @@ async def service_runs(
         result["start"]["memory"] = memory()
         runs = []
         for rate in rates:
-            arrivals = Arrivals(
+            d = Drive(
                 s.kafka_bootstrap_servers,
+                kind.name,
+                kind.input_topic(s),
                 kind.output_topic(s),
                 s.topic_partitions,
-                "event_id",
-                final_types=kind.final_types,
-                recorded=True,
+                False,
+                f"L{int(rate)}",
+                nirs,
+                rate,
+                seconds,
+                min(timeout, 60.0 + seconds),
             )
-            messages = prepared(kind, f"L{int(rate)}", nirs, _count(rate, seconds), raw=False)
             since = len(batches.reports)
             load_before = _load()
-            async with arrivals, Pauses() as pauses:
-                one = await paced(
-                    s.kafka_bootstrap_servers,
-                    kind.input_topic(s),
-                    arrivals,
-                    rate=rate,
-                    messages=messages,
-                    wait=min(timeout, 60.0 + seconds),
-                )
+            pauses = Pauses()
+            one = await drive(d, generator, pauses)
             one |= {
                 "service": _batches(batches, since),
                 **pauses.summary(),
@@ -683,6 +789,7 @@ async def raw_runs(
     seconds: float,
     nirs: int,
     timeout: float,
+    generator: str = "process",
 ) -> list[dict[str, Any]]:
     """The paced runs through the raw passthrough (running for all of them)."""
     bootstrap = s.kafka_bootstrap_servers
@@ -709,22 +816,24 @@ async def raw_runs(
     try:
         await until(lambda: bool(consumer.assignment()), timeout, "the raw consumer's group")
         for rate in rates:
-            messages = prepared(kind, f"R{int(rate)}", nirs, _count(rate, seconds), raw=True)
+            d = Drive(
+                bootstrap,
+                kind.name,
+                source,
+                target,
+                s.topic_partitions,
+                True,
+                f"R{int(rate)}",
+                nirs,
+                rate,
+                seconds,
+                min(timeout, 60.0 + seconds),
+            )
             load_before = _load()
-            async with (
-                Arrivals(bootstrap, target, s.topic_partitions, RAW_HEADER) as arrivals,
-                Pauses() as pauses,
-            ):
-                one = await paced(
-                    bootstrap,
-                    source,
-                    arrivals,
-                    rate=rate,
-                    messages=messages,
-                    wait=min(timeout, 60.0 + seconds),
-                )
-                if copying.done():
-                    copying.result()  # the passthrough failed: say why
+            pauses = Pauses()
+            one = await drive(d, generator, pauses)
+            if copying.done():
+                copying.result()  # the passthrough failed: say why
             one |= {**pauses.summary(), "load_average": [load_before, _load()]}
             runs.append(one)
     finally:
@@ -748,12 +857,15 @@ async def measure(
     rates: tuple[float, ...] = (500.0, 2000.0),
     seconds: float = 60.0,
     write_batch: int = 5000,
+    generator: str = "process",
     timeout: float = 900.0,
     keep: bool = False,
 ) -> dict[str, Any]:
     """Fill, start, the service's runs, then the raw runs; the report."""
     if events < 1 or seconds <= 0 or write_batch < 1 or not rates or min(rates) <= 0:
         raise ValueError("--events, --seconds, --write-batch and --rates must be positive")
+    if generator not in GENERATORS:
+        raise ValueError(f"--generator is one of {', '.join(GENERATORS)}")
     kind = KINDS[service]
     nirs = max(100, events // 10)
     suffix = f"benchload{secrets.token_hex(4)}"
@@ -774,6 +886,7 @@ async def measure(
         "partitions": s.topic_partitions,
         "batch_max_records": s.batch_max_records,
         "gc_freeze": s.gc_freeze,
+        "generator": generator,
         "target": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS},
     }
     try:
@@ -787,7 +900,9 @@ async def measure(
         report["fill"] = await fill(kind, s, dsn, events=events, nirs=nirs, write_batch=write_batch)
         gc.collect()  # the fill's own view is garbage now: the service's memory is its own
         report["fill"]["memory"] = memory()
-        ran = await service_runs(kind, s, rates=rates, seconds=seconds, nirs=nirs, timeout=timeout)
+        ran = await service_runs(
+            kind, s, rates=rates, seconds=seconds, nirs=nirs, timeout=timeout, generator=generator
+        )
         report["start"], report["service_runs"] = ran["start"], ran["runs"]
         gc.collect()
         report["raw_runs"] = await raw_runs(
@@ -800,6 +915,7 @@ async def measure(
             seconds=seconds,
             nirs=nirs,
             timeout=timeout,
+            generator=generator,
         )
         report["machine"]["load_average_after"] = _load()
         report["memory_peak_kib"] = memory()["peak_rss_kib"]
@@ -824,7 +940,9 @@ def format_report(r: dict[str, Any]) -> str:
     """The report as readable tables."""
     pg, fl, st = r["postgres"], r["fill"], r["start"]
     lines = [
-        f"latency under load — {r['service']} ({r['input_type']}), Kafka {r['kafka']}, "
+        f"latency under load — {r['service']} ({r['input_type']}), load generator in "
+        f"{'a process of its own' if r['generator'] == 'process' else 'the service loop'}, "
+        f"Kafka {r['kafka']}, "
         f"PostgreSQL {pg['server_version']} (fsync={pg['fsync']}, synchronous_commit="
         f"{pg['synchronous_commit']}), {r['machine']['cpus']} CPUs, {r['partitions']} "
         f"partitions, batches of up to {r['batch_max_records']}",
@@ -877,8 +995,9 @@ def format_report(r: dict[str, Any]) -> str:
         (f"after {run['target_rate']:,.0f}/s", run["memory"]["rss_kib"])
         for run in r["service_runs"]
     ]
+    holds = "service" if r["generator"] == "process" else "service, sender, reader"
     lines.append(
-        "  RSS of this process (service, sender, readers): "
+        f"  RSS of this process ({holds}): "
         + ", ".join(f"{label} {kib / 1024:,.0f} MiB" for label, kib in mem)
         + f"; peak {r['memory_peak_kib'] / 1024:,.0f} MiB"
     )
@@ -896,7 +1015,7 @@ def _process(run: dict[str, Any]) -> list[str]:
     gc_counts = ", ".join(f"gen{g} {n}" for g, n in run["gc_collections"].items()) or "-"
     stalls = ", ".join(f"{w:.0f} ({c:.0f} on CPU)" for w, c in run["loop_stall_ms"]) or "-"
     return [
-        f"loop thread: {run['loop_thread_cpu_seconds']:.1f} s on CPU, "
+        f"this process's loop thread: {run['loop_thread_cpu_seconds']:.1f} s on CPU, "
         f"{run['loop_thread_runqueue_wait_seconds']:.1f} s waiting for a CPU, in "
         f"{run['wall_seconds']:.1f} s; load average {run['load_average'][0][0]} → "
         f"{run['load_average'][1][0]}",
