@@ -51,6 +51,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -624,11 +625,11 @@ async def drive(d: Drive, generator: str, pauses: Pauses) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
         deadline = time.monotonic() + d.wait + 2 * d.seconds + 120  # start, build, run, wait
-        kind, value = await loop.run_in_executor(None, _receive, ours, deadline)
+        kind, value = await loop.run_in_executor(None, _receive, ours, process, deadline)
         if kind != "sending":
             raise RuntimeError(f"the load generator failed: {value}")
         async with pauses:
-            kind, value = await loop.run_in_executor(None, _receive, ours, deadline)
+            kind, value = await loop.run_in_executor(None, _receive, ours, process, deadline)
         if kind != "done":
             raise RuntimeError(f"the load generator failed: {value}")
         return dict(value)
@@ -639,9 +640,13 @@ async def drive(d: Drive, generator: str, pauses: Pauses) -> dict[str, Any]:
         ours.close()
 
 
-def _receive(conn: Connection, deadline: float) -> tuple[str, Any]:
-    if not conn.poll(max(0.0, deadline - time.monotonic())):
-        raise TimeoutError("the load generator did not answer in time")
+def _receive(conn: Connection, process: BaseProcess, deadline: float) -> tuple[str, Any]:
+    """The generator's next message; an error if it died first or took too long."""
+    while not conn.poll(1.0):
+        if not process.is_alive() and not conn.poll(0):
+            raise RuntimeError(f"the load generator exited with code {process.exitcode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the load generator did not answer in time")
     message: tuple[str, Any] = conn.recv()
     return message
 
