@@ -54,6 +54,7 @@ def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
 
     report = json.loads(capsys.readouterr().out)
     assert report["service"] == "collection" and not report["kept"]
+    assert report["generator"] == "process"
     assert report["all_decided"] is True
     assert report["target"]["met"] is None  # no run at 2,000/s
     fill, start = report["fill"], report["start"]
@@ -86,7 +87,7 @@ def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
     assert asyncio.run(leftovers(kafka_bootstrap, database_url, report["suffix"])) == (0, [])
 
 
-def test_the_load_benchmark_measures_the_benefits_service_too(
+def test_the_load_benchmark_measures_the_benefits_service_with_the_sender_in_its_loop(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = bench_parser().parse_args(
@@ -95,6 +96,8 @@ def test_the_load_benchmark_measures_the_benefits_service_too(
             "load",
             "--service",
             "benefits",
+            "--generator",
+            "loop",
             "--events",
             "600",
             "--rates",
@@ -115,6 +118,7 @@ def test_the_load_benchmark_measures_the_benefits_service_too(
 
     report = json.loads(capsys.readouterr().out)
     assert report["input_type"] == "PrestationEspecesDue" and report["all_decided"] is True
+    assert report["generator"] == "loop"
     (service,), (raw,) = report["service_runs"], report["raw_runs"]
     assert service["sent"] == service["decided"] == raw["sent"] == raw["decided"] == 30
     assert set(service["decision_types"]) <= {"VersementDelegue", "VersementDirect"}
