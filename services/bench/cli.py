@@ -16,7 +16,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-BENCHMARKS = ("store", "pipeline", "replay", "broker", "cluster", "proofs", "poison")
+BENCHMARKS = ("store", "pipeline", "replay", "broker", "load", "poison", "cluster", "proofs")
 _PACKAGE = "services.bench"
 
 
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     modules = available()
     bench = sub.add_parser(
         "bench",
-        help="measure the event store, the pipeline and replay",
+        help="measure the event store, the pipeline, replay, the broker and latency under load",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
