@@ -172,7 +172,7 @@ class ServiceRuntime:
         self._document_outputs()
 
     def _subscribe(self) -> None:
-        subscriber = self.broker.subscriber(
+        self.subscriber = subscriber = self.broker.subscriber(
             *self.spec.inputs,
             group_id=self.spec.group_id,
             batch=True,
@@ -260,6 +260,15 @@ class ServiceRuntime:
         state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)
         return state
 
+    def _consuming_ended(self) -> str | None:
+        """Why the subscriber's consuming task ended, if it did while the service runs."""
+        for task in getattr(self.subscriber, "tasks", ()):
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                why = type(error).__name__ if error else "cancelled"
+                return f"the consuming task ended ({why})"
+        return None
+
     def stalls(self) -> tuple[dict[str, float], list[str]]:
         """How long each component has made no progress with work in hand (0 when it does),
         and why, for those stalled beyond `stall_after_seconds`: readiness tells the truth."""
@@ -272,6 +281,10 @@ class ServiceRuntime:
         stalled = {k: part.stalled_seconds() if part else 0.0 for k, part in parts.items()}
         reasons = {k: part.stall_reason if part else None for k, part in parts.items()}
         limit = self.settings.stall_after_seconds
+        ended = self._consuming_ended()
+        if ended is not None:  # nothing will consume again: not ready, whatever the time
+            stalled["consumer"] = max(stalled["consumer"], limit + 1)
+            reasons["consumer"] = ended
         found = [
             f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress, no error'}"
             for name, seconds in stalled.items()

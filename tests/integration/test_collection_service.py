@@ -234,3 +234,18 @@ async def test_registry_and_contributions_in_any_order_give_every_decision_once(
         m.json["payload"]["solde_restant_cents"] == 95000
         for m in of_type(got, "PaiementEncaissePourCompte")
     )
+
+
+async def test_readiness_says_so_when_the_consuming_task_has_ended(
+    settings: ServiceSettings,
+) -> None:
+    """Nothing will consume again: not ready at once, with the reason."""
+    runtime = build_runtime(settings)
+    async with runtime.running():
+        assert (await runtime.probe())["ready"]
+        for task in runtime.subscriber.tasks:
+            task.cancel()
+        await asyncio.sleep(0.1)
+        state = await runtime.probe()
+    assert not state["ready"]
+    assert any("the consuming task ended" in r for r in state["reasons"]), state
