@@ -46,6 +46,7 @@ from services.bench.pipeline import (
     run_settings,
 )
 from services.devstack.kafka import KafkaCluster
+from services.eventstore.roles import drop_store
 from services.runtime.processing import REJECTION
 from services.runtime.provision import provision_services
 from services.runtime.settings import ServiceSettings
@@ -382,7 +383,7 @@ async def _drop(dsn: str, s: ServiceSettings) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         for schema in (s.collection_schema, s.benefits_schema):
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await drop_store(conn, schema)  # and its login role
     finally:
         await conn.close()
 

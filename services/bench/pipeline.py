@@ -54,6 +54,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import topics
 from contracts.nir import make_nir
+from services.eventstore.roles import drop_store
 from services.runtime.handler import BatchReport
 from services.runtime.processing import decision_id
 from services.runtime.provision import provision_services
@@ -637,7 +638,7 @@ async def _cleanup(bootstrap: str, dsn: str, schemas: list[str], names: list[str
     conn = await asyncpg.connect(dsn)
     try:
         for schema in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await drop_store(conn, schema)  # and its login role
     finally:
         await conn.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

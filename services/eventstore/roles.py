@@ -81,6 +81,16 @@ async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str
     return role
 
 
+async def drop_store(conn: asyncpg.Connection, schema: str) -> None:
+    """As the owner: drop a store and its service's login role (benchmarks clean up)."""
+    role = service_role(schema)
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM "{role}"')
+        await conn.execute(f'DROP ROLE "{role}"')
+
+
 async def check_migrated(conn: asyncpg.Connection) -> None:
     """Raise NotMigratedError unless every migration file is applied to the schema this
     connection sees first (its search_path)."""

@@ -26,11 +26,13 @@ def bench_parser() -> argparse.ArgumentParser:
 
 
 async def leftovers(bootstrap: str, database_url: str, suffix: str) -> tuple[int, list[str]]:
-    """Schemas and topics of the run still present."""
+    """Schemas (and the services' login roles) and topics of the run still present."""
     conn = await asyncpg.connect(database_url)
     try:
         schemas = int(await conn.fetchval(
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", f"{suffix}%"))
+        schemas += int(await conn.fetchval(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", f"svc_{suffix}%"))
     finally:
         await conn.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
