@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -39,6 +38,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from services.bench.pipeline import (
     KINDS,
+    Follower,
     Message,
     envelope,
     inputs,
@@ -85,7 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
-class Reader:
+class Reader(Follower):
     """Reads the settlement topic (read committed) and notes when and where each final
     decision arrives, by the input that caused it."""
 
@@ -93,7 +93,7 @@ class Reader:
         self.final_types = final_types
         self.arrived: dict[str, tuple[float, int]] = {}  # input -> (when, partition)
         self.per_event: Counter[bytes] = Counter()
-        self._consumer = AIOKafkaConsumer(
+        self.consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -101,32 +101,14 @@ class Reader:
             enable_auto_commit=False,
             isolation_level="read_committed",
         )
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Reader:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._read(), name="cluster-reader")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
-            for tp, records in batch.items():
-                for record in records:
-                    headers = dict(record.headers)
-                    self.per_event[headers.get("event_id", b"")] += 1
-                    if headers.get("event_type", b"").decode() not in self.final_types:
-                        continue
-                    cause = str(json.loads(record.value or b"{}").get("causation_id"))
-                    self.arrived.setdefault(cause, (now, tp.partition))
+    def _seen(self, record: Any, now: float, wall: float) -> None:
+        headers = dict(record.headers)
+        self.per_event[headers.get("event_id", b"")] += 1
+        if headers.get("event_type", b"").decode() not in self.final_types:
+            return
+        cause = str(json.loads(record.value or b"{}").get("causation_id"))
+        self.arrived.setdefault(cause, (now, record.partition))
 
     @property
     def duplicates(self) -> int:

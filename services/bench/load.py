@@ -63,6 +63,7 @@ from services.bench.pipeline import (
     BATCH,
     KINDS,
     Batches,
+    Follower,
     Kind,
     _cleanup,
     _load,
@@ -255,7 +256,7 @@ async def fill(
 # --- reading outputs back -------------------------------------------------------------------
 
 
-class Arrivals:
+class Arrivals(Follower):
     """Reads a topic from its end (what is already there is not this run's) and notes when
     each awaited message arrives, matched by a header's value. With `final_types`, only a
     message whose `event_type` header is one of them counts as its input's decision; with
@@ -277,7 +278,10 @@ class Arrivals:
         self.final_types = final_types
         self.recorded = recorded
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",  # the relay publishes in transactions
         )
         self.awaited: dict[bytes, int] = {}
         self.arrived: dict[int, float] = {}  # input index -> monotonic arrival
@@ -286,31 +290,12 @@ class Arrivals:
         self.unexpected = 0
         self.not_final = 0
         self.duplicates = 0
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Arrivals:
-        await self.consumer.start()
+    async def _prepare(self) -> None:
         self.consumer.assign(self.partitions)
         await self.consumer.seek_to_end(*self.partitions)
         for tp in self.partitions:  # resolve the end now, before anything is sent
             await self.consumer.position(tp)
-        self._task = asyncio.create_task(self._read(), name=f"arrivals-{self.topic}")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=200)
-            now, wall = time.monotonic(), time.time()
-            for records in batch.values():
-                for record in records:
-                    self._seen(record, now, wall)
 
     def _seen(self, record: Any, now: float, wall: float) -> None:
         headers = dict(record.headers)

@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -289,7 +289,43 @@ def run_settings(bootstrap: str, dsn: str, suffix: str) -> ServiceSettings:
 # --- reading a topic back ------------------------------------------------------------------
 
 
-class Watcher:
+class Follower:
+    """A consumer read in a background task for as long as the block lasts; each record goes
+    to `_seen` with the monotonic and wall times of the fetch that brought it. Subclasses
+    set `self.consumer` (read committed: the relay publishes in transactions)."""
+
+    consumer: AIOKafkaConsumer
+    _task: asyncio.Task[None] | None = None
+
+    async def _prepare(self) -> None:
+        """After the consumer started, before reading (assign, seek)."""
+
+    async def __aenter__(self) -> Self:
+        await self.consumer.start()
+        await self._prepare()
+        self._task = asyncio.create_task(self._read(), name=f"follow-{type(self).__name__}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            now, wall = time.monotonic(), time.time()
+            for records in batch.values():
+                for record in records:
+                    self._seen(record, now, wall)
+
+    def _seen(self, record: Any, now: float, wall: float) -> None:
+        raise NotImplementedError
+
+
+class Watcher(Follower):
     """Reads a topic from its start in the background and notes when each message arrives.
 
     With `expect`ed decision ids (the `event_id` header: decision ids are derived from the
@@ -314,32 +350,11 @@ class Watcher:
         self.duplicates = 0
         self.types: Counter[str] = Counter()
         self.last = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     def expect(self, messages: Iterable[Message]) -> None:
         for m in messages:
             decision = decision_id(uuid.UUID(m.event_id), 1, self.service)
             self.expected[str(decision).encode()] = m.event_id
-
-    async def __aenter__(self) -> Watcher:
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._read(), name=f"watch-{self.topic}")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=200)
-            now, wall = time.monotonic(), time.time()
-            for records in batch.values():
-                for record in records:
-                    self._seen(record, now, wall)
 
     def _seen(self, record: Any, now: float, wall: float) -> None:
         self.count += 1
