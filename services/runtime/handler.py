@@ -152,9 +152,10 @@ def _header(name: str, value: bytes | None) -> list[str | None]:
 
 
 def rejection_event(
-    record: Record, error: ContractError, service: str, kind: str, *, whole: bool = True
+    record: Record, error: ContractError, event_id: UUID, kind: str, *, whole: bool = True
 ) -> NewEvent:
-    """The record kept as it came (bytes in base64) with why it was refused. Without
+    """The record kept as it came (bytes in base64) with why it was refused, under its
+    `record_rejection_id`. Without
     `whole` (its copy could not be stored either) it is quarantined by reference: where it
     is in Kafka and the digest of what it holds, for a re-drive from the topic."""
     payload: dict[str, Any] = {
@@ -164,7 +165,6 @@ def rejection_event(
         **origin(record),
         "timestamp": record.timestamp,
     }
-    event_id = record_rejection_id(service, record)
     if whole:
         payload["key"] = _b64(record.key)
         payload["value"] = _b64(record.value)
@@ -259,6 +259,8 @@ class BatchHandler:
         """Commit `records` in order: whole when it works, one by one around a failure."""
         report = BatchReport()
         parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
+        service = self.processor.service
+        rejection_ids = [record_rejection_id(service, r) for r in records]  # once per batch
         queue: list[list[int]] = [list(range(len(records)))] if records else []
         poisoned: dict[int, str] = {}  # index -> error class, for records isolated
         strikes: dict[int, int] = {}
@@ -267,7 +269,11 @@ class BatchHandler:
         while queue:
             chunk = queue[0]
             try:
-                report.add(await self._attempt(records, parsed, chunk, poisoned, quarantined))
+                report.add(
+                    await self._attempt(
+                        records, parsed, rejection_ids, chunk, poisoned, quarantined
+                    )
+                )
             except asyncio.CancelledError:
                 self._stale = True  # the view may hold what the rolled-back batch decided
                 raise
@@ -310,6 +316,7 @@ class BatchHandler:
         self,
         records: Sequence[Record],
         parsed: Sequence[Input | ContractError],
+        rejection_ids: Sequence[UUID],
         chunk: Sequence[int],
         poisoned: Mapping[int, str],
         quarantined: set[int],
@@ -317,10 +324,9 @@ class BatchHandler:
         report = BatchReport()
         if self._stale:
             await self._refold()
-        service = self.processor.service
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
-            rejections = {i: record_rejection_id(service, records[i]) for i in chunk}
+            rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
             handled = set(stored)  # ids on record: rejections by record, inputs by event id
@@ -334,12 +340,16 @@ class BatchHandler:
                 undecodable = getattr(record, "undecodable", None)
                 if undecodable is not None:  # its bytes stay on the topic: kept by reference
                     error = ContractError(f"undecodable by the Kafka client: {undecodable}")
-                    self._reject(tx, record, error, report, UNDECODABLE, whole=False)
+                    self._reject(
+                        tx, record, rejections[index], error, report, UNDECODABLE, whole=False
+                    )
                     continue
                 if index in poisoned:
                     error = ContractError(f"{PROCESSING_ERROR}: {poisoned[index]}")
                     whole = index not in quarantined
-                    self._reject(tx, record, error, report, PROCESSING_ERROR, whole=whole)
+                    self._reject(
+                        tx, record, rejections[index], error, report, PROCESSING_ERROR, whole=whole
+                    )
                     continue
                 if isinstance(message, Input):
                     before = stored.get(message.event_id)
@@ -356,7 +366,7 @@ class BatchHandler:
                     else:
                         message = ContractError("already recorded with other content", "event_id")
                 try:
-                    self._decide(tx, record, message, report)
+                    self._decide(tx, record, rejections[index], message, report)
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
         self.processor.view.position = tx.head_position
@@ -389,6 +399,7 @@ class BatchHandler:
         self,
         tx: StoreTransaction,
         record: Record,
+        rejection_id: UUID,
         message: Input | ContractError,
         report: BatchReport,
     ) -> None:
@@ -408,19 +419,20 @@ class BatchHandler:
             field_name, _, reason = outcome.refused.partition(": ")
             message = ContractError(reason, field_name)
         kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
-        self._reject(tx, record, message, report, kind)
+        self._reject(tx, record, rejection_id, message, report, kind)
 
     def _reject(
         self,
         tx: StoreTransaction,
         record: Record,
+        rejection_id: UUID,
         error: ContractError,
         report: BatchReport,
         kind: str,
         *,
         whole: bool = True,
     ) -> None:
-        event = rejection_event(record, error, self.processor.service, kind, whole=whole)
+        event = rejection_event(record, error, rejection_id, kind, whole=whole)
         view = self.processor.view
         tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
         view.apply(
