@@ -33,26 +33,39 @@ def endpoint(given: str | None, name: str) -> str:
 
 def settings_of(args: argparse.Namespace) -> ServiceSettings:
     """The services' settings (schemas, topics), with the schema options applied."""
-    overrides = {k: v for k, v in (("collection_schema", args.collection_schema),
-                                   ("benefits_schema", args.benefits_schema)) if v}
+    overrides = {
+        k: v
+        for k, v in (
+            ("collection_schema", args.collection_schema),
+            ("benefits_schema", args.benefits_schema),
+        )
+        if v
+    }
     return ServiceSettings(**overrides)
 
 
 def selection_of(args: argparse.Namespace) -> Selection:
     """A fresh selection from the range and subject options."""
-    return Selection(args.from_position, args.to_position, args.since, args.until,
-                     getattr(args, "subject", None))
+    return Selection(
+        args.from_position, args.to_position, args.since, args.until, getattr(args, "subject", None)
+    )
 
 
 @asynccontextmanager
-async def open_store(args: argparse.Namespace, service: AuditedService, *, admin: bool = False
-                 ) -> AsyncIterator[EventStore]:
+async def open_store(
+    args: argparse.Namespace, service: AuditedService, *, admin: bool = False
+) -> AsyncIterator[EventStore]:
     """The store of `service`, read as the services' role (it may not change the record)."""
     schema = service.schema(settings_of(args))
     try:
-        pool = await create_pool(endpoint(args.database_url, "DATABASE_URL"), schema,
-                                 min_size=1, max_size=2, as_service_role=not admin,
-                                 command_timeout=None)  # long reads of a whole store
+        pool = await create_pool(
+            endpoint(args.database_url, "DATABASE_URL"),
+            schema,
+            min_size=1,
+            max_size=2,
+            as_service_role=not admin,
+            command_timeout=None,
+        )  # long reads of a whole store
     except ValueError as exc:  # a schema name that cannot be one
         raise CommandError(str(exc)) from exc
     except (OSError, asyncpg.PostgresError) as exc:

@@ -40,17 +40,20 @@ class Projection:
     count_column: str
 
 
-SOMMES_DETENUES = Projection("sommes_detenues", "PaiementEncaissePourCompte",
-                             "projection_sommes_detenues", "paiements")
-VERSEMENTS_DELEGUES = Projection("versements_delegues", "VersementDelegue",
-                                 "projection_versements_delegues", "versements")
+SOMMES_DETENUES = Projection(
+    "sommes_detenues", "PaiementEncaissePourCompte", "projection_sommes_detenues", "paiements"
+)
+VERSEMENTS_DELEGUES = Projection(
+    "versements_delegues", "VersementDelegue", "projection_versements_delegues", "versements"
+)
 PROJECTIONS = (SOMMES_DETENUES, VERSEMENTS_DELEGUES)
 PROJECTIONS_OF = {"collection": (SOMMES_DETENUES,), "benefits": (VERSEMENTS_DELEGUES,)}
 """The projections a service's decisions feed (the tables exist in every schema)."""
 
 
-def add(balances: Balances, projection: Projection, event_type: str,
-        payload: dict[str, Any] | None) -> None:
+def add(
+    balances: Balances, projection: Projection, event_type: str, payload: dict[str, Any] | None
+) -> None:
     """Fold one event into `balances` (in place); other event types change nothing."""
     if event_type != projection.event_type or payload is None:
         return
@@ -59,8 +62,11 @@ def add(balances: Balances, projection: Projection, event_type: str,
     balances[key] = (cents + int(payload["montant_cents"]), count + 1)
 
 
-def fold(projection: Projection, events: Iterable[tuple[str, dict[str, Any] | None]],
-         start: Balances | None = None) -> Balances:
+def fold(
+    projection: Projection,
+    events: Iterable[tuple[str, dict[str, Any] | None]],
+    start: Balances | None = None,
+) -> Balances:
     """Fold (event_type, payload) pairs into balances (a new dict; `start` is not changed)."""
     balances = dict(start or {})
     for event_type, payload in events:
@@ -68,23 +74,35 @@ def fold(projection: Projection, events: Iterable[tuple[str, dict[str, Any] | No
     return balances
 
 
-_EVENTS = ("SELECT position, event_type, CASE WHEN event_type = ANY($2::text[]) THEN payload"
-           " END AS payload FROM events WHERE position > $1 ORDER BY position LIMIT $3")
+_EVENTS = (
+    "SELECT position, event_type, CASE WHEN event_type = ANY($2::text[]) THEN payload"
+    " END AS payload FROM events WHERE position > $1 ORDER BY position LIMIT $3"
+)
 """A batch of events to fold (payloads decoded only for the events a projection sums)."""
 
 
 async def _read_live(conn: asyncpg.Connection, projection: Projection) -> Balances:
-    rows = await conn.fetch(f"SELECT organisme_id, caisse_de_base, montant_cents,"
-                            f" {projection.count_column} AS n FROM {projection.table}")
-    return {(r["organisme_id"], r["caisse_de_base"]): (int(r["montant_cents"]), int(r["n"]))
-            for r in rows}
+    rows = await conn.fetch(
+        f"SELECT organisme_id, caisse_de_base, montant_cents,"
+        f" {projection.count_column} AS n FROM {projection.table}"
+    )
+    return {
+        (r["organisme_id"], r["caisse_de_base"]): (int(r["montant_cents"]), int(r["n"]))
+        for r in rows
+    }
 
 
 class Projector:
     """Keeps one schema's projection tables folded up to its store's head."""
 
-    def __init__(self, store: EventStore, *, projections: tuple[Projection, ...] = PROJECTIONS,
-                 batch: int = 2000, idle_poll: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        projections: tuple[Projection, ...] = PROJECTIONS,
+        batch: int = 2000,
+        idle_poll: float = 0.5,
+    ) -> None:
         self.store = store
         self.projections = projections
         self.batch = batch
@@ -129,11 +147,16 @@ class Projector:
         types = [p.event_type for p in self.projections]
         async with self.store.pool.acquire() as conn, conn.transaction():
             # row locks serialise projectors of the same schema (several instances)
-            await conn.executemany("INSERT INTO projection_checkpoints (projection, position)"
-                                   " VALUES ($1, 0) ON CONFLICT (projection) DO NOTHING",
-                                   [(n,) for n in names])
-            rows = await conn.fetch("SELECT projection, position FROM projection_checkpoints"
-                                    " WHERE projection = ANY($1::text[]) FOR UPDATE", names)
+            await conn.executemany(
+                "INSERT INTO projection_checkpoints (projection, position)"
+                " VALUES ($1, 0) ON CONFLICT (projection) DO NOTHING",
+                [(n,) for n in names],
+            )
+            rows = await conn.fetch(
+                "SELECT projection, position FROM projection_checkpoints"
+                " WHERE projection = ANY($1::text[]) FOR UPDATE",
+                names,
+            )
             checkpoints = {r["projection"]: r["position"] for r in rows}
             start = min(checkpoints.values())
             events = await conn.fetch(_EVENTS, start, types, self.batch)
@@ -143,11 +166,17 @@ class Projector:
             last = events[-1]["position"]
             for projection in self.projections:
                 seen = checkpoints[projection.name]
-                delta = fold(projection, ((e["event_type"], e["payload"])
-                                          for e in events if e["position"] > seen))
+                delta = fold(
+                    projection,
+                    ((e["event_type"], e["payload"]) for e in events if e["position"] > seen),
+                )
                 await self._add(conn, projection, delta)
-            await conn.execute("UPDATE projection_checkpoints SET position = $1, updated_at ="
-                               " now() WHERE projection = ANY($2::text[])", last, names)
+            await conn.execute(
+                "UPDATE projection_checkpoints SET position = $1, updated_at ="
+                " now() WHERE projection = ANY($2::text[])",
+                last,
+                names,
+            )
         self.position = last
         return len(events)
 
@@ -161,7 +190,8 @@ class Projector:
             f" VALUES ($1, $2, $3, $4) ON CONFLICT (organisme_id, caisse_de_base) DO UPDATE SET"
             f" montant_cents = {projection.table}.montant_cents + EXCLUDED.montant_cents,"
             f" {n} = {projection.table}.{n} + EXCLUDED.{n}",
-            [(o, c, cents, count) for (o, c), (cents, count) in sorted(delta.items())])
+            [(o, c, cents, count) for (o, c), (cents, count) in sorted(delta.items())],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,23 +207,43 @@ class ProjectionCheck:
     @property
     def differences(self) -> list[dict[str, Any]]:
         keys = sorted(self.live.keys() | self.rebuilt.keys())
-        return [{"organisme_id": o, "caisse_de_base": c, "live": self.live.get((o, c)),
-                 "rebuilt": self.rebuilt.get((o, c))}
-                for o, c in keys if self.live.get((o, c)) != self.rebuilt.get((o, c))]
+        return [
+            {
+                "organisme_id": o,
+                "caisse_de_base": c,
+                "live": self.live.get((o, c)),
+                "rebuilt": self.rebuilt.get((o, c)),
+            }
+            for o, c in keys
+            if self.live.get((o, c)) != self.rebuilt.get((o, c))
+        ]
 
     @property
     def ok(self) -> bool:
         return self.live == self.rebuilt
 
     def as_dict(self) -> dict[str, Any]:
-        rows = [{"organisme_id": o, "caisse_de_base": c, "montant_cents": v[0], "count": v[1]}
-                for (o, c), v in sorted(self.rebuilt.items())]
-        return {"projection": self.projection, "position": self.position, "head": self.head,
-                "rows": rows, "differences": self.differences, "ok": self.ok}
+        rows = [
+            {"organisme_id": o, "caisse_de_base": c, "montant_cents": v[0], "count": v[1]}
+            for (o, c), v in sorted(self.rebuilt.items())
+        ]
+        return {
+            "projection": self.projection,
+            "position": self.position,
+            "head": self.head,
+            "rows": rows,
+            "differences": self.differences,
+            "ok": self.ok,
+        }
 
 
-async def rebuild(store: EventStore, *, projections: tuple[Projection, ...] = PROJECTIONS,
-                  repair: bool = False, prefetch: int = 10000) -> list[ProjectionCheck]:
+async def rebuild(
+    store: EventStore,
+    *,
+    projections: tuple[Projection, ...] = PROJECTIONS,
+    repair: bool = False,
+    prefetch: int = 10000,
+) -> list[ProjectionCheck]:
     """Fold each projection again from position 0 up to its live checkpoint and compare with
     the live rows, all in one snapshot. With `repair`, replace the live rows by the rebuilt
     ones (needs DELETE: an administrator's connection)."""
@@ -201,8 +251,10 @@ async def rebuild(store: EventStore, *, projections: tuple[Projection, ...] = PR
     # checking reads one snapshot; repairing first locks the checkpoints (a projector then
     # waits), after which every statement sees the same committed state
     isolation = "read_committed" if repair else "repeatable_read"
-    async with store.pool.acquire() as conn, conn.transaction(isolation=isolation,
-                                                              readonly=not repair):
+    async with (
+        store.pool.acquire() as conn,
+        conn.transaction(isolation=isolation, readonly=not repair),
+    ):
         lock = " FOR UPDATE" if repair else ""
         rows = await conn.fetch(f"SELECT projection, position FROM projection_checkpoints{lock}")
         head = int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
@@ -210,9 +262,13 @@ async def rebuild(store: EventStore, *, projections: tuple[Projection, ...] = PR
         for projection in projections:
             until = checkpoints.get(projection.name, 0)
             live = await _read_live(conn, projection)
-            cursor = conn.cursor("SELECT event_type, payload FROM events WHERE event_type = $1"
-                                 " AND position <= $2 ORDER BY position",
-                                 projection.event_type, until, prefetch=prefetch)
+            cursor = conn.cursor(
+                "SELECT event_type, payload FROM events WHERE event_type = $1"
+                " AND position <= $2 ORDER BY position",
+                projection.event_type,
+                until,
+                prefetch=prefetch,
+            )
             rebuilt: Balances = {}
             async for r in cursor:
                 add(rebuilt, projection, r["event_type"], r["payload"])

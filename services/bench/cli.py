@@ -47,9 +47,7 @@ def available() -> dict[str, ModuleType]:
             if exc.name != module_name:
                 raise
             continue
-        if callable(getattr(module, "configure", None)) and callable(
-            getattr(module, "run", None)
-        ):
+        if callable(getattr(module, "configure", None)) and callable(getattr(module, "run", None)):
             found[name] = module
     return found
 
@@ -78,7 +76,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kinds = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, module in modules.items():
         parser = kinds.add_parser(
-            name, help=_summary(module), description=module.__doc__,
+            name,
+            help=_summary(module),
+            description=module.__doc__,
             conflict_handler="resolve",  # a module may define --database-url itself
         )
         _common_options(parser)
@@ -88,8 +88,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "all", help=f"every benchmark in turn, with its defaults ({', '.join(modules)})"
     )
     _common_options(every)
-    every.add_argument("--json", action="store_true",
-                       help="one JSON object, keyed by benchmark")
+    every.add_argument("--json", action="store_true", help="one JSON object, keyed by benchmark")
     every.set_defaults(func=_run_all)
 
 

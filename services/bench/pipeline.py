@@ -70,22 +70,44 @@ log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--service", choices=(*SERVICES, "both"), default="both",
-                        help="which service to measure (default both)")
-    parser.add_argument("--events", type=int, default=20_000,
-                        help="inputs of the throughput run, and NIRs of the registry "
-                             "(default 20000)")
-    parser.add_argument("--rate", type=float, default=500.0,
-                        help="inputs per second of the latency run (default 500)")
-    parser.add_argument("--latency-seconds", type=float, default=20.0,
-                        help="duration of the latency run (default 20)")
-    parser.add_argument("--bootstrap", default=None,
-                        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, "
-                             "else .run/endpoints.env)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up waiting for a phase after this many seconds")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the store schemas and topics behind")
+    parser.add_argument(
+        "--service",
+        choices=(*SERVICES, "both"),
+        default="both",
+        help="which service to measure (default both)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=20_000,
+        help="inputs of the throughput run, and NIRs of the registry (default 20000)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="inputs per second of the latency run (default 500)",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=20.0,
+        help="duration of the latency run (default 20)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="give up waiting for a phase after this many seconds",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the store schemas and topics behind"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -118,15 +140,18 @@ def run(args: argparse.Namespace) -> int:
     for logger in quiet:
         logger.addFilter(_warnings_only)
     try:
-        report = asyncio.run(measure(
-            bootstrap, dsn,
-            services=SERVICES if service == "both" else (service,),
-            events=getattr(args, "events", 20_000),
-            rate=getattr(args, "rate", 500.0),
-            latency_seconds=getattr(args, "latency_seconds", 20.0),
-            timeout=getattr(args, "timeout", 600.0),
-            keep=getattr(args, "keep", False),
-        ))
+        report = asyncio.run(
+            measure(
+                bootstrap,
+                dsn,
+                services=SERVICES if service == "both" else (service,),
+                events=getattr(args, "events", 20_000),
+                rate=getattr(args, "rate", 500.0),
+                latency_seconds=getattr(args, "latency_seconds", 20.0),
+                timeout=getattr(args, "timeout", 600.0),
+                keep=getattr(args, "keep", False),
+            )
+        )
     finally:
         for logger in quiet:
             logger.removeFilter(_warnings_only)
@@ -155,13 +180,24 @@ def _now_instant() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def envelope(event_type: str, payload: dict[str, Any], event_id: str,
-             occurred_at: str = "2017-01-15T08:00:00Z") -> bytes:
-    return json.dumps({
-        "event_id": event_id, "event_type": event_type, "schema_version": 1,
-        "occurred_at": occurred_at, "source": f"caisse-de-base/{CAISSE}",
-        "correlation_id": None, "causation_id": None, "payload": payload,
-    }).encode()
+def envelope(
+    event_type: str,
+    payload: dict[str, Any],
+    event_id: str,
+    occurred_at: str = "2017-01-15T08:00:00Z",
+) -> bytes:
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "schema_version": 1,
+            "occurred_at": occurred_at,
+            "source": f"caisse-de-base/{CAISSE}",
+            "correlation_id": None,
+            "causation_id": None,
+            "payload": payload,
+        }
+    ).encode()
 
 
 def organism_id(i: int) -> str:
@@ -177,31 +213,62 @@ def registry_facts(nirs: int) -> list[tuple[bytes, str, dict[str, Any]]]:
     for i in range(ORGANISMS):
         oid = organism_id(i)
         forme = "SOCIETE_ASSURANCE" if i % 7 == 3 else "MUTUELLE"
-        facts.append((oid.encode(), "OrganismeDeclare",
-                      {"organisme_id": oid, "nom": f"Organisme {oid}", "forme_juridique": forme}))
+        facts.append(
+            (
+                oid.encode(),
+                "OrganismeDeclare",
+                {"organisme_id": oid, "nom": f"Organisme {oid}", "forme_juridique": forme},
+            )
+        )
     for i in range(ORGANISMS):
         oid = organism_id(i)
-        for objet, tag, holds in (("ENCAISSEMENT_CONTENTIEUX_COTISATIONS", "ENC", i % 10 != 9),
-                                  ("VERSEMENT_PRESTATIONS_ESPECES", "VPE", i % 5 != 4)):
+        for objet, tag, holds in (
+            ("ENCAISSEMENT_CONTENTIEUX_COTISATIONS", "ENC", i % 10 != 9),
+            ("VERSEMENT_PRESTATIONS_ESPECES", "VPE", i % 5 != 4),
+        ):
             if holds:
                 cid = f"CONV-{tag}-{i:04d}"
-                facts.append((cid.encode(), "ConventionConclue", {
-                    "convention_id": cid, "organisme_id": oid, "objet": objet,
-                    "caisses_de_base": [CAISSE, "PL-ARA"], "effet_du": "2017-01-01",
-                    "effet_au": None}))
+                facts.append(
+                    (
+                        cid.encode(),
+                        "ConventionConclue",
+                        {
+                            "convention_id": cid,
+                            "organisme_id": oid,
+                            "objet": objet,
+                            "caisses_de_base": [CAISSE, "PL-ARA"],
+                            "effet_du": "2017-01-01",
+                            "effet_au": None,
+                        },
+                    )
+                )
     for n in range(nirs):
         number = nir(n)
-        facts.append((number.encode(), "AffiliationEnregistree", {
-            "nir": number, "organisme_id": organism_id(n), "mode": "CHOIX",
-            "effet_du": "2016-01-01"}))
+        facts.append(
+            (
+                number.encode(),
+                "AffiliationEnregistree",
+                {
+                    "nir": number,
+                    "organisme_id": organism_id(n),
+                    "mode": "CHOIX",
+                    "effet_du": "2016-01-01",
+                },
+            )
+        )
     return facts
 
 
 def contribution(i: int, tag: str, number: str) -> tuple[str, dict[str, Any]]:
     return "CotisationDue", {
-        "cotisation_id": f"COT-{tag}-{i:07d}", "nir": number, "categorie": "PROFESSION_LIBERALE",
-        "caisse_de_base": CAISSE, "periode": {"debut": "2017-01-01", "fin": "2017-12-31"},
-        "montant_cents": 100_000 + (i * 37) % 150_000, "exigible_le": "2017-02-05"}
+        "cotisation_id": f"COT-{tag}-{i:07d}",
+        "nir": number,
+        "categorie": "PROFESSION_LIBERALE",
+        "caisse_de_base": CAISSE,
+        "periode": {"debut": "2017-01-01", "fin": "2017-12-31"},
+        "montant_cents": 100_000 + (i * 37) % 150_000,
+        "exigible_le": "2017-02-05",
+    }
 
 
 def benefit(i: int, tag: str, number: str) -> tuple[str, dict[str, Any]]:
@@ -212,9 +279,15 @@ def benefit(i: int, tag: str, number: str) -> tuple[str, dict[str, Any]]:
         nature, montant = "IJ_MATERNITE", 236_456
         periode = {"debut": "2017-05-02", "fin": "2017-06-14"}
     return "PrestationEspecesDue", {
-        "prestation_id": f"PRE-{tag}-{i:07d}", "nir": number, "categorie": categorie,
-        "caisse_de_base": CAISSE, "nature": nature, "fait_generateur_le": "2017-05-02",
-        "periode": periode, "montant_cents": montant}
+        "prestation_id": f"PRE-{tag}-{i:07d}",
+        "nir": number,
+        "categorie": categorie,
+        "caisse_de_base": CAISSE,
+        "nature": nature,
+        "fait_generateur_le": "2017-05-02",
+        "periode": periode,
+        "montant_cents": montant,
+    }
 
 
 @dataclass(frozen=True)
@@ -230,8 +303,11 @@ class Kind:
         return s.topic_cotisations if self.name == "collection" else s.topic_prestations
 
     def output_topic(self, s: ServiceSettings) -> str:
-        return (s.topic_reglements_cotisations if self.name == "collection"
-                else s.topic_reglements_prestations)
+        return (
+            s.topic_reglements_cotisations
+            if self.name == "collection"
+            else s.topic_reglements_prestations
+        )
 
     def schema(self, s: ServiceSettings) -> str:
         return s.collection_schema if self.name == "collection" else s.benefits_schema
@@ -246,10 +322,18 @@ class Kind:
 
 
 KINDS = {
-    "collection": Kind("collection", "CotisationDue", contribution,
-                       topics.COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}),
-    "benefits": Kind("benefits", "PrestationEspecesDue", benefit,
-                     topics.BENEFITS_DECISION_TYPES - {"DecisionEnAttente"}),
+    "collection": Kind(
+        "collection",
+        "CotisationDue",
+        contribution,
+        topics.COLLECTION_DECISION_TYPES - {"DecisionEnAttente"},
+    ),
+    "benefits": Kind(
+        "benefits",
+        "PrestationEspecesDue",
+        benefit,
+        topics.BENEFITS_DECISION_TYPES - {"DecisionEnAttente"},
+    ),
 }
 
 
@@ -265,8 +349,9 @@ def inputs(kind: Kind, count: int, nirs: int, tag: str) -> list[Message]:
     for i in range(count):
         event_id = str(uuid.uuid4())
         event_type, payload = kind.make_input(i, tag, nir(i % nirs))
-        out.append(Message(payload["nir"].encode(), envelope(event_type, payload, event_id),
-                           event_id))
+        out.append(
+            Message(payload["nir"].encode(), envelope(event_type, payload, event_id), event_id)
+        )
     return out
 
 
@@ -274,14 +359,24 @@ def run_settings(bootstrap: str, dsn: str, suffix: str) -> ServiceSettings:
     """Settings whose topics, groups and schemas belong to this run only."""
     names: dict[str, Any] = {
         f"topic_{name}": f"{suffix}.{name}"
-        for name in ("referentiel", "cotisations", "prestations", "reglements_cotisations",
-                     "reglements_prestations", "rejets_collection", "rejets_benefits",
-                     "audit_replay")
+        for name in (
+            "referentiel",
+            "cotisations",
+            "prestations",
+            "reglements_cotisations",
+            "reglements_prestations",
+            "rejets_collection",
+            "rejets_benefits",
+            "audit_replay",
+        )
     }
     return ServiceSettings(
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=dsn,
-        collection_schema=f"{suffix}_collection", benefits_schema=f"{suffix}_benefits",
-        collection_group=f"{suffix}-collection", benefits_group=f"{suffix}-benefits",
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DATABASE_URL=dsn,
+        collection_schema=f"{suffix}_collection",
+        benefits_schema=f"{suffix}_benefits",
+        collection_group=f"{suffix}-collection",
+        benefits_group=f"{suffix}-benefits",
         **names,
     )
 
@@ -333,14 +428,24 @@ class Watcher(Follower):
     unexpected final decision is matched by its `causation_id`. For `stamped` inputs the
     decision is parsed too, for when the store recorded it (its `occurred_at`)."""
 
-    def __init__(self, bootstrap: str, topic: str, final_types: frozenset[str] | None = None,
-                 service: str = ""):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        final_types: frozenset[str] | None = None,
+        service: str = "",
+    ):
         self.topic = topic
         self.service = service
         self.final_types = final_types
         self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, isolation_level="read_committed")
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
         self.expected: dict[bytes, str] = {}
         self.arrived: dict[str, float] = {}
         self.stamped: set[str] = set()
@@ -382,8 +487,9 @@ class Watcher(Follower):
         return sum(1 for m in messages if m.event_id in self.arrived)
 
 
-async def until(condition: Callable[[], bool], timeout: float, what: str,
-                poll: float = 0.02) -> None:
+async def until(
+    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.02
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -395,12 +501,18 @@ async def until(condition: Callable[[], bool], timeout: float, what: str,
 
 
 def _producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                            linger_ms=linger_ms, max_batch_size=256 * 1024)
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=linger_ms,
+        max_batch_size=256 * 1024,
+    )
 
 
-async def publish(producer: AIOKafkaProducer, topic: str,
-                  messages: Iterable[tuple[bytes, bytes]]) -> float:
+async def publish(
+    producer: AIOKafkaProducer, topic: str, messages: Iterable[tuple[bytes, bytes]]
+) -> float:
     """Publish without waiting for each ack, then for all; returns the seconds it took."""
     started = time.perf_counter()
     futures = [await producer.send(topic, value, key=key) for key, value in messages]
@@ -416,8 +528,10 @@ class Batches:
         runtime.on_report = lambda report: self.reports.append((time.monotonic(), report))
 
     def records(self) -> int:
-        return sum(sum(r.inputs.values()) + sum(r.rejected.values()) + r.duplicates
-                   for _, r in self.reports)
+        return sum(
+            sum(r.inputs.values()) + sum(r.rejected.values()) + r.duplicates
+            for _, r in self.reports
+        )
 
     def rejected(self) -> int:
         return sum(sum(r.rejected.values()) for _, r in self.reports)
@@ -432,8 +546,10 @@ class Batches:
         return self.reports[-1][0]
 
     def summary(self) -> dict[str, Any]:
-        sizes = [sum(r.inputs.values()) + sum(r.rejected.values()) + r.duplicates
-                 for _, r in self.reports]
+        sizes = [
+            sum(r.inputs.values()) + sum(r.rejected.values()) + r.duplicates
+            for _, r in self.reports
+        ]
         busy = sum(r.seconds for _, r in self.reports)
         return {
             "batches": len(self.reports),
@@ -446,39 +562,59 @@ class Batches:
         }
 
 
-async def fold_registry(kind: Kind, s: ServiceSettings, facts: int, timeout: float
-                        ) -> dict[str, Any]:
+async def fold_registry(
+    kind: Kind, s: ServiceSettings, facts: int, timeout: float
+) -> dict[str, Any]:
     """Let the service record the registry facts already on the topic, then stop it."""
     runtime = kind.runtime(s)
     batches = Batches(runtime)
     async with runtime.running():
-        await until(lambda: batches.records() >= facts or batches.rejected() > 0, timeout,
-                    f"{kind.name} to record {facts} registry facts")
+        await until(
+            lambda: batches.records() >= facts or batches.rejected() > 0,
+            timeout,
+            f"{kind.name} to record {facts} registry facts",
+        )
         if batches.rejected():
-            raise RuntimeError(f"{kind.name} rejected registry facts: "
-                               f"{[r.rejected for _, r in batches.reports if r.rejected]}")
+            raise RuntimeError(
+                f"{kind.name} rejected registry facts: "
+                f"{[r.rejected for _, r in batches.reports if r.rejected]}"
+            )
         await asyncio.sleep(0.5)  # let the last batch's offsets be committed
     seconds = batches.last_end - batches.first_start
-    return {"facts": facts, "seconds": round(seconds, 3),
-            "events_per_second": round(facts / seconds, 1)}
+    return {
+        "facts": facts,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(facts / seconds, 1),
+    }
 
 
 async def throughput_and_latency(
-    kind: Kind, s: ServiceSettings, work: list[Message], *, rate: float, seconds: float,
-    nirs: int, timeout: float,
+    kind: Kind,
+    s: ServiceSettings,
+    work: list[Message],
+    *,
+    rate: float,
+    seconds: float,
+    nirs: int,
+    timeout: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start the service on the pre-published inputs; time them to the last decision read
     back; then, still running, the paced latency run."""
-    async with Watcher(s.kafka_bootstrap_servers, kind.output_topic(s), kind.final_types,
-                       service=kind.name) as w:
+    async with Watcher(
+        s.kafka_bootstrap_servers, kind.output_topic(s), kind.final_types, service=kind.name
+    ) as w:
         w.expect(work)
         runtime = kind.runtime(s)
         batches = Batches(runtime)
         entered = time.monotonic()
         async with runtime.running():
             ready = time.monotonic()
-            await until(lambda: len(w.arrived) >= len(work) and w.decided(work) == len(work),
-                        timeout, f"{kind.name} to decide {len(work)} inputs", poll=0.05)
+            await until(
+                lambda: len(w.arrived) >= len(work) and w.decided(work) == len(work),
+                timeout,
+                f"{kind.name} to decide {len(work)} inputs",
+                poll=0.05,
+            )
             end = max(w.arrived[m.event_id] for m in work)
             start = batches.first_start
             counted = len(batches.reports)
@@ -498,15 +634,26 @@ async def throughput_and_latency(
                 **batches.summary(),
             }
             batches.reports = batches.reports[counted:]
-            latency = await paced(kind, s, w, rate=rate, seconds=seconds, nirs=nirs,
-                                  timeout=timeout)
-            latency |= {"batches": len(batches.reports),
-                        "mean_batch": batches.summary()["mean_batch"]}
+            latency = await paced(
+                kind, s, w, rate=rate, seconds=seconds, nirs=nirs, timeout=timeout
+            )
+            latency |= {
+                "batches": len(batches.reports),
+                "mean_batch": batches.summary()["mean_batch"],
+            }
     return throughput, latency
 
 
-async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seconds: float,
-                nirs: int, timeout: float) -> dict[str, Any]:
+async def paced(
+    kind: Kind,
+    s: ServiceSettings,
+    w: Watcher,
+    *,
+    rate: float,
+    seconds: float,
+    nirs: int,
+    timeout: float,
+) -> dict[str, Any]:
     """Inputs at a steady `rate` (each stamped with its send time); per input, the time
     from its send to its decision read back."""
     count = max(1, round(rate * seconds))
@@ -525,30 +672,48 @@ async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seco
                 await asyncio.sleep(delay)
             event_id = str(uuid.uuid4())
             event_type, payload = kind.make_input(i, "lat", nir(i % nirs))
-            message = Message(payload["nir"].encode(), envelope(
-                event_type, payload, event_id, occurred_at=_now_instant()), event_id)
+            message = Message(
+                payload["nir"].encode(),
+                envelope(event_type, payload, event_id, occurred_at=_now_instant()),
+                event_id,
+            )
             w.expect([message])
             w.stamped.add(event_id)
             messages.append(message)
             sent[event_id], sent_wall[event_id] = time.monotonic(), time.time()
-            futures.append(await producer.send(
-                topic, message.value, key=message.key,
-                headers=[("bench_sent_ns", str(time.time_ns()).encode())]))
+            futures.append(
+                await producer.send(
+                    topic,
+                    message.value,
+                    key=message.key,
+                    headers=[("bench_sent_ns", str(time.time_ns()).encode())],
+                )
+            )
         last_sent = time.monotonic()
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
     with contextlib.suppress(TimeoutError):
-        await until(lambda: w.decided(messages) == count, min(timeout, 60.0 + seconds),
-                    "the latency run's decisions", poll=0.05)
-    latencies = sorted(w.arrived[m.event_id] - sent[m.event_id]
-                       for m in messages if m.event_id in w.arrived)
+        await until(
+            lambda: w.decided(messages) == count,
+            min(timeout, 60.0 + seconds),
+            "the latency run's decisions",
+            poll=0.05,
+        )
+    latencies = sorted(
+        w.arrived[m.event_id] - sent[m.event_id] for m in messages if m.event_id in w.arrived
+    )
     span = last_sent - start
     # where it goes: send → decision appended in the handler (the store's recorded_at, the
     # decision's occurred_at), then → read back (COPY, COMMIT, NOTIFY, relay, broker)
-    split = [(w.recorded[m.event_id][0] - sent_wall[m.event_id],
-              w.recorded[m.event_id][1] - w.recorded[m.event_id][0])
-             for m in messages if m.event_id in w.recorded]
+    split = [
+        (
+            w.recorded[m.event_id][0] - sent_wall[m.event_id],
+            w.recorded[m.event_id][1] - w.recorded[m.event_id][0],
+        )
+        for m in messages
+        if m.event_id in w.recorded
+    ]
     to_store = sorted(a for a, _ in split)
     to_read = sorted(b for _, b in split)
     return {
@@ -570,8 +735,11 @@ async def paced(kind: Kind, s: ServiceSettings, w: Watcher, *, rate: float, seco
 def _spread(ordered: list[float]) -> dict[str, float] | None:
     if not ordered:
         return None
-    return {"median": _ms(statistics.median(ordered)), "p99": _ms(_percentile(ordered, 0.99)),
-            "max": _ms(ordered[-1])}
+    return {
+        "median": _ms(statistics.median(ordered)),
+        "p99": _ms(_percentile(ordered, 0.99)),
+        "max": _ms(ordered[-1]),
+    }
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -583,17 +751,27 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
-async def passthrough(bootstrap: str, source: str, target: str, group: str, count: int,
-                      timeout: float) -> dict[str, Any]:
+async def passthrough(
+    bootstrap: str, source: str, target: str, group: str, count: int, timeout: float
+) -> dict[str, Any]:
     """Raw aiokafka: consume in a group, produce each value (and key) to `target`, commit
     the offsets once the batch is acknowledged; from the first fetch to the last copy read
     back."""
     async with Watcher(bootstrap, target) as w:
-        consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                    enable_idempotence=True, linger_ms=2,
-                                    max_batch_size=512 * 1024)
+        consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+        )
         entered = time.monotonic()
         await consumer.start()
         await producer.start()
@@ -609,8 +787,11 @@ async def passthrough(bootstrap: str, source: str, target: str, group: str, coun
                     continue
                 if first is None:
                     first = time.monotonic()
-                futures = [await producer.send(target, r.value, key=r.key)
-                           for records in fetched.values() for r in records]
+                futures = [
+                    await producer.send(target, r.value, key=r.key)
+                    for records in fetched.values()
+                    for r in records
+                ]
                 await asyncio.gather(*futures)
                 await consumer.commit()
                 copied += len(futures)
@@ -643,8 +824,10 @@ def _load() -> list[float]:
 async def _server(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {name: await conn.fetchval(f"SHOW {name}")
-                for name in ("server_version", "fsync", "synchronous_commit")}
+        return {
+            name: await conn.fetchval(f"SHOW {name}")
+            for name in ("server_version", "fsync", "synchronous_commit")
+        }
     finally:
         await conn.close()
 
@@ -666,36 +849,60 @@ async def _cleanup(bootstrap: str, dsn: str, schemas: list[str], names: list[str
         await admin.close()
 
 
-async def measure(bootstrap: str, dsn: str, *, services: Iterable[str] = SERVICES,
-                  events: int = 20_000, rate: float = 500.0, latency_seconds: float = 20.0,
-                  timeout: float = 600.0, keep: bool = False) -> dict[str, Any]:
+async def measure(
+    bootstrap: str,
+    dsn: str,
+    *,
+    services: Iterable[str] = SERVICES,
+    events: int = 20_000,
+    rate: float = 500.0,
+    latency_seconds: float = 20.0,
+    timeout: float = 600.0,
+    keep: bool = False,
+) -> dict[str, Any]:
     """Every phase for each service, in topics and schemas of the run's own; the report."""
     if events < 1 or rate <= 0 or latency_seconds <= 0:
         raise ValueError("--events, --rate and --latency-seconds must be positive")
     kinds = [KINDS[name] for name in services]
     suffix = f"bench{secrets.token_hex(4)}"
     s = await provision_services(run_settings(bootstrap, dsn, suffix))
-    through = {k.name: (f"{suffix}.passthrough.{k.name}.in", f"{suffix}.passthrough.{k.name}.out")
-               for k in kinds}
+    through = {
+        k.name: (f"{suffix}.passthrough.{k.name}.in", f"{suffix}.passthrough.{k.name}.out")
+        for k in kinds
+    }
     names = [*s.all_topics(), *(t for pair in through.values() for t in pair)]
     report: dict[str, Any] = {
-        "suffix": suffix, "kept": keep, "events": events,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_before": _load()},
-        "kafka": bootstrap, "postgres": await _server(dsn),
-        "partitions": s.topic_partitions, "batch_max_records": s.batch_max_records,
+        "suffix": suffix,
+        "kept": keep,
+        "events": events,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_before": _load(),
+        },
+        "kafka": bootstrap,
+        "postgres": await _server(dsn),
+        "partitions": s.topic_partitions,
+        "batch_max_records": s.batch_max_records,
         "services": {},
     }
     try:
-        await ensure_topics(bootstrap, names, partitions=s.topic_partitions,
-                            replication_factor=s.topic_replication_factor,
-                            retention_ms=s.topic_retention_ms)
+        await ensure_topics(
+            bootstrap,
+            names,
+            partitions=s.topic_partitions,
+            replication_factor=s.topic_replication_factor,
+            retention_ms=s.topic_retention_ms,
+        )
         facts = registry_facts(events)
         producer = _producer(bootstrap, linger_ms=5)
         await producer.start()
         try:
-            await publish(producer, s.topic_referentiel, (
-                (key, envelope(t, p, str(uuid.uuid4()))) for key, t, p in facts))
+            await publish(
+                producer,
+                s.topic_referentiel,
+                ((key, envelope(t, p, str(uuid.uuid4()))) for key, t, p in facts),
+            )
         finally:
             await producer.stop()
         for kind in kinds:
@@ -705,21 +912,27 @@ async def measure(bootstrap: str, dsn: str, *, services: Iterable[str] = SERVICE
             producer = _producer(bootstrap, linger_ms=5)
             await producer.start()
             try:
-                took = await publish(producer, kind.input_topic(s),
-                                     ((m.key, m.value) for m in work))
+                took = await publish(
+                    producer, kind.input_topic(s), ((m.key, m.value) for m in work)
+                )
                 await publish(producer, through[kind.name][0], ((m.key, m.value) for m in work))
             finally:
                 await producer.stop()
-            result["publish"] = {"events": events, "seconds": round(took, 3),
-                                 "events_per_second": round(events / took, 1)}
+            result["publish"] = {
+                "events": events,
+                "seconds": round(took, 3),
+                "events_per_second": round(events / took, 1),
+            }
             result["service"], result["latency"] = await throughput_and_latency(
-                kind, s, work, rate=rate, seconds=latency_seconds, nirs=events,
-                timeout=timeout)
+                kind, s, work, rate=rate, seconds=latency_seconds, nirs=events, timeout=timeout
+            )
             result["passthrough"] = await passthrough(
-                bootstrap, *through[kind.name], f"{suffix}-passthrough-{kind.name}", events,
-                timeout)
-            result["ratio"] = round(result["service"]["events_per_second"]
-                                    / result["passthrough"]["events_per_second"], 3)
+                bootstrap, *through[kind.name], f"{suffix}-passthrough-{kind.name}", events, timeout
+            )
+            result["ratio"] = round(
+                result["service"]["events_per_second"] / result["passthrough"]["events_per_second"],
+                3,
+            )
             result["schema"] = kind.schema(s)
             report["services"][kind.name] = result
         report["machine"]["load_average_after"] = _load()
@@ -745,20 +958,30 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for name, r in _in_order(report["services"]):
         sv, pt = r["service"], r["passthrough"]
-        lines.append(f"{name:11} {'service: topic → store → relay → topic':44} "
-                     f"{sv['events']:>7} {sv['seconds']:>8.2f} {sv['events_per_second']:>9,.0f}")
-        lines.append(f"{'':11} {'raw aiokafka consume → produce → commit':44} "
-                     f"{pt['events']:>7} {pt['seconds']:>8.2f} {pt['events_per_second']:>9,.0f}")
-        lines.append(f"{'':11} {'ratio service / passthrough':44} {'':>7} {'':>8} "
-                     f"{r['ratio']:>9.3f}")
-    lines += ["", "latency, paced (send → decision read back from the settlement topic)",
-              f"{'service':11} {'target/s':>8} {'achieved/s':>10} {'sent':>6} {'decided':>7} "
-              f"{'median ms':>9} {'p99 ms':>8} {'max ms':>8}"]
+        lines.append(
+            f"{name:11} {'service: topic → store → relay → topic':44} "
+            f"{sv['events']:>7} {sv['seconds']:>8.2f} {sv['events_per_second']:>9,.0f}"
+        )
+        lines.append(
+            f"{'':11} {'raw aiokafka consume → produce → commit':44} "
+            f"{pt['events']:>7} {pt['seconds']:>8.2f} {pt['events_per_second']:>9,.0f}"
+        )
+        lines.append(
+            f"{'':11} {'ratio service / passthrough':44} {'':>7} {'':>8} {r['ratio']:>9.3f}"
+        )
+    lines += [
+        "",
+        "latency, paced (send → decision read back from the settlement topic)",
+        f"{'service':11} {'target/s':>8} {'achieved/s':>10} {'sent':>6} {'decided':>7} "
+        f"{'median ms':>9} {'p99 ms':>8} {'max ms':>8}",
+    ]
     for name, r in _in_order(report["services"]):
         lt = r["latency"]
-        lines.append(f"{name:11} {lt['target_rate']:>8.0f} {lt['achieved_rate']:>10.1f} "
-                     f"{lt['sent']:>6} {lt['decided']:>7} {_fmt(lt['median_ms']):>9} "
-                     f"{_fmt(lt['p99_ms']):>8} {_fmt(lt['max_ms']):>8}")
+        lines.append(
+            f"{name:11} {lt['target_rate']:>8.0f} {lt['achieved_rate']:>10.1f} "
+            f"{lt['sent']:>6} {lt['decided']:>7} {_fmt(lt['median_ms']):>9} "
+            f"{_fmt(lt['p99_ms']):>8} {_fmt(lt['max_ms']):>8}"
+        )
     lines += ["", "details"]
     for name, r in _in_order(report["services"]):
         sv, reg, pub = r["service"], r["registry"], r["publish"]
@@ -767,10 +990,12 @@ def format_report(report: dict[str, Any]) -> str:
         split = ""
         if lt.get("send_to_recorded_ms") and lt.get("recorded_to_read_back_ms"):
             a, b = lt["send_to_recorded_ms"], lt["recorded_to_read_back_ms"]
-            split = (f"  {name}: latency split, send → decision recorded median {a['median']:.1f}"
-                     f" / p99 {a['p99']:.1f} ms; recorded → read back median "
-                     f"{b['median']:.1f} / p99 {b['p99']:.1f} ms "
-                     f"({lt['batches']} batches of {lt['mean_batch']:.0f})")
+            split = (
+                f"  {name}: latency split, send → decision recorded median {a['median']:.1f}"
+                f" / p99 {a['p99']:.1f} ms; recorded → read back median "
+                f"{b['median']:.1f} / p99 {b['p99']:.1f} ms "
+                f"({lt['batches']} batches of {lt['mean_batch']:.0f})"
+            )
         lines += [
             f"  {name}: registry of {reg['facts']} facts recorded at "
             f"{reg['events_per_second']:,.0f}/s; inputs published at "
@@ -785,9 +1010,11 @@ def format_report(report: dict[str, Any]) -> str:
         ]
     machine = report["machine"]
     state = "kept" if report["kept"] else "dropped"
-    lines += [f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
-              f"{machine.get('load_average_after')}",
-              f"topics and schemas of {report['suffix']}: {state}"]
+    lines += [
+        f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
+        f"{machine.get('load_average_after')}",
+        f"topics and schemas of {report['suffix']}: {state}",
+    ]
     return "\n".join(lines)
 
 

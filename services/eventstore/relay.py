@@ -465,4 +465,3 @@ async def _close(conn: asyncpg.Connection) -> None:
         await asyncio.wait_for(conn.close(), 5)
     except Exception:
         conn.terminate()
-

@@ -77,8 +77,8 @@ class ServiceSettings(BaseSettings):
         """(user, password) the service connects as: its own role, never the owner."""
         from services.eventstore.roles import service_role
 
-        secret = self.collection_db_password if service == "collection" else (
-            self.benefits_db_password
+        secret = (
+            self.collection_db_password if service == "collection" else (self.benefits_db_password)
         )
         if secret is None:
             raise RuntimeError(

@@ -29,10 +29,16 @@ async def leftovers(bootstrap: str, database_url: str, suffix: str) -> tuple[int
     """Schemas (and the services' login roles) and topics of the run still present."""
     conn = await asyncpg.connect(database_url)
     try:
-        schemas = int(await conn.fetchval(
-            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", f"{suffix}%"))
-        schemas += int(await conn.fetchval(
-            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", f"svc_{suffix}%"))
+        schemas = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1", f"{suffix}%"
+            )
+        )
+        schemas += int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1", f"svc_{suffix}%"
+            )
+        )
     finally:
         await conn.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -47,11 +53,25 @@ async def leftovers(bootstrap: str, database_url: str, suffix: str) -> tuple[int
 def test_the_pipeline_benchmark_decides_every_input_of_both_services_and_cleans_up(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = bench_parser().parse_args([
-        "bench", "pipeline", "--events", str(EVENTS), "--rate", str(RATE),
-        "--latency-seconds", str(SECONDS), "--timeout", "60", "--json",
-        "--bootstrap", kafka_bootstrap, "--database-url", database_url,
-    ])
+    args = bench_parser().parse_args(
+        [
+            "bench",
+            "pipeline",
+            "--events",
+            str(EVENTS),
+            "--rate",
+            str(RATE),
+            "--latency-seconds",
+            str(SECONDS),
+            "--timeout",
+            "60",
+            "--json",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--database-url",
+            database_url,
+        ]
+    )
 
     assert args.func(args) == 0
 
@@ -72,11 +92,16 @@ def test_the_pipeline_benchmark_decides_every_input_of_both_services_and_cleans_
         assert 0 < latency["median_ms"] <= latency["p99_ms"] <= latency["max_ms"]
         for part in ("send_to_recorded_ms", "recorded_to_read_back_ms"):
             assert latency[part]["median"] <= latency[part]["p99"] <= latency[part]["max"]
-        for rate in (service["events_per_second"], through["events_per_second"],
-                     result["publish"]["events_per_second"], result["ratio"]):
+        for rate in (
+            service["events_per_second"],
+            through["events_per_second"],
+            result["publish"]["events_per_second"],
+            result["ratio"],
+        ):
             assert rate > 0
-    collection, benefits = (report["services"][n]["service"]["decisions"]
-                            for n in ("collection", "benefits"))
+    collection, benefits = (
+        report["services"][n]["service"]["decisions"] for n in ("collection", "benefits")
+    )
     assert set(collection) == {"EncaissementDelegue", "EncaissementNonDelegue"}
     assert set(benefits) == {"VersementDelegue", "VersementDirect"}
 

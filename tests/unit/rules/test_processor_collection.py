@@ -24,7 +24,9 @@ def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(b, collec
     parked = collection.send(b.cotisation(), correlation_id="CORR-1")
     [waiting] = collection.decisions(parked)
     assert (waiting.event_type, waiting.payload["motif"]) == (
-        "DecisionEnAttente", "AFFILIATION_INCONNUE")
+        "DecisionEnAttente",
+        "AFFILIATION_INCONNUE",
+    )
     parked_id = parked.events[0][2].event_id
 
     arrival = collection.send(b.affiliation())
@@ -41,7 +43,8 @@ def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(b, collec
 
 
 def test_a_contribution_waiting_for_an_undeclared_organism_is_decided_when_it_is_declared(
-        b, collection):
+    b, collection
+):
     collection.given(b.affiliation(), b.convention())
     [waiting] = collection.decisions(collection.send(b.cotisation()))
     assert waiting.event_type == "DecisionEnAttente"
@@ -52,13 +55,16 @@ def test_a_contribution_waiting_for_an_undeclared_organism_is_decided_when_it_is
     assert decided.metadata["causation_id"] == str(collection.log[2][2].event_id)
 
 
-@pytest.mark.parametrize("fact", [
-    pytest.param(lambda b: b.org(oid="OC-OTHER"), id="another organism declared"),
-    pytest.param(lambda b: b.affiliation(nir=b.NIR2), id="another NIR affiliated"),
-    pytest.param(lambda b: b.affiliation(du="2017-06-01"), id="an affiliation starting later"),
-    pytest.param(lambda b: b.convention(cid="CNV-2"), id="a convention concluded"),
-    pytest.param(lambda b: b.resiliation(), id="a convention terminated"),
-])
+@pytest.mark.parametrize(
+    "fact",
+    [
+        pytest.param(lambda b: b.org(oid="OC-OTHER"), id="another organism declared"),
+        pytest.param(lambda b: b.affiliation(nir=b.NIR2), id="another NIR affiliated"),
+        pytest.param(lambda b: b.affiliation(du="2017-06-01"), id="an affiliation starting later"),
+        pytest.param(lambda b: b.convention(cid="CNV-2"), id="a convention concluded"),
+        pytest.param(lambda b: b.resiliation(), id="a convention terminated"),
+    ],
+)
 def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(b, collection, fact):
     collection.given(b.org(), b.convention(), b.cotisation(debut="2017-03-01"))
 
@@ -69,39 +75,56 @@ def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(b, collection
     assert len(collection.view.parking.parked()) == 1
 
 
-def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_order(
-        b, collection):
+def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_order(b, collection):
     collection.given(b.org(), b.affiliation(), b.convention())
     first = collection.send(b.paiement(pid="PAY-1", montant=100000))
     second = collection.send(b.paiement(pid="PAY-2", montant=120000))
     for outcome, pid in ((first, "PAY-1"), (second, "PAY-2")):
         [waiting] = collection.decisions(outcome)
         assert (waiting.event_type, waiting.payload["motif"], waiting.payload["sujet_id"]) == (
-            "DecisionEnAttente", "COTISATION_INCONNUE", pid)
+            "DecisionEnAttente",
+            "COTISATION_INCONNUE",
+            pid,
+        )
         assert waiting.payload["caisse_de_base"] is None
 
     arrival = collection.send(b.cotisation(montant=195000))
 
     decided = collection.decisions(arrival)
-    assert kinds(decided) == ["EncaissementDelegue", "PaiementEncaissePourCompte",
-                              "PaiementEncaissePourCompte"]
+    assert kinds(decided) == [
+        "EncaissementDelegue",
+        "PaiementEncaissePourCompte",
+        "PaiementEncaissePourCompte",
+    ]
     assert [(d.payload["paiement_id"], d.payload["solde_restant_cents"]) for d in decided[1:]] == [
-        ("PAY-1", 95000), ("PAY-2", -25000)]
+        ("PAY-1", 95000),
+        ("PAY-2", -25000),
+    ]
     assert [d.metadata["causation_id"] for d in decided[1:]] == [
-        str(first.events[0][2].event_id), str(second.events[0][2].event_id)]
+        str(first.events[0][2].event_id),
+        str(second.events[0][2].event_id),
+    ]
     assert collection.view.contributions["COT-1"].paid_cents == 220000
 
 
-def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payments(
-        b, collection):
-    collection.given(b.org(), b.affiliation(), b.convention(),
-                     b.paiement(pid="PAY-1", montant=150000), b.impaye(restant=45000),
-                     b.paiement(pid="PAY-2", montant=45000))
+def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payments(b, collection):
+    collection.given(
+        b.org(),
+        b.affiliation(),
+        b.convention(),
+        b.paiement(pid="PAY-1", montant=150000),
+        b.impaye(restant=45000),
+        b.paiement(pid="PAY-2", montant=45000),
+    )
 
     decided = collection.decisions(collection.send(b.cotisation(montant=195000)))
 
-    assert kinds(decided) == ["EncaissementDelegue", "PaiementEncaissePourCompte",
-                              "ContentieuxDelegue", "PaiementEncaissePourCompte"]
+    assert kinds(decided) == [
+        "EncaissementDelegue",
+        "PaiementEncaissePourCompte",
+        "ContentieuxDelegue",
+        "PaiementEncaissePourCompte",
+    ]
     assert decided[2].payload["restant_du_cents"] == 45000
     assert decided[3].payload["solde_restant_cents"] == 0
 
@@ -117,20 +140,26 @@ def test_payments_on_a_delegated_contribution_track_the_balance_down_past_zero(b
 
     [litigation] = collection.decisions(collection.send(b.impaye()))
     assert (litigation.event_type, litigation.payload["motif"]) == (
-        "ContentieuxSansObjet", "SOLDE_NUL")
+        "ContentieuxSansObjet",
+        "SOLDE_NUL",
+    )
 
 
 def test_an_unpaid_delegated_contribution_goes_to_litigation_for_its_balance(b, collection):
-    collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=195000),
-                     b.paiement(montant=50000))
+    collection.given(
+        b.org(),
+        b.affiliation(),
+        b.convention(),
+        b.cotisation(montant=195000),
+        b.paiement(montant=50000),
+    )
     [litigation] = collection.decisions(collection.send(b.impaye(restant=1)))
     assert litigation.event_type == "ContentieuxDelegue"
     assert litigation.payload["restant_du_cents"] == 145000
     assert litigation.payload["organisme_id"] == b.OC
 
 
-def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigated(
-        b, collection):
+def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigated(b, collection):
     collection.given(b.org(), b.affiliation(), b.cotisation(categorie="ARTISAN"))
     [payment] = collection.decisions(collection.send(b.paiement()))
     [unpaid] = collection.decisions(collection.send(b.impaye()))
@@ -139,11 +168,15 @@ def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigate
 
 
 def test_a_payment_on_a_contribution_parked_for_its_affiliation_is_parked_and_decided_after(
-        b, collection):
+    b, collection
+):
     collection.given(b.org(), b.convention(), b.cotisation())
     [waiting] = collection.decisions(collection.send(b.paiement(pid="PAY-5")))
     assert (waiting.event_type, waiting.payload["sujet_id"], waiting.payload["motif"]) == (
-        "DecisionEnAttente", "PAY-5", "AFFILIATION_INCONNUE")
+        "DecisionEnAttente",
+        "PAY-5",
+        "AFFILIATION_INCONNUE",
+    )
     assert waiting.payload["caisse_de_base"] == b.CAISSE
 
     decided = collection.decisions(collection.send(b.affiliation()))
@@ -161,26 +194,35 @@ def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(
     decided = collection.decisions(collection.send(b.affiliation()))
 
     assert kinds(decided) == ["EncaissementDelegue", "PaiementEncaissePourCompte"]
-    assert kinds(collection.all_decisions()) == ["DecisionEnAttente", "DecisionEnAttente",
-                                                 "EncaissementDelegue",
-                                                 "PaiementEncaissePourCompte"]
+    assert kinds(collection.all_decisions()) == [
+        "DecisionEnAttente",
+        "DecisionEnAttente",
+        "EncaissementDelegue",
+        "PaiementEncaissePourCompte",
+    ]
 
 
 def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(b, collection):
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(debut="2017-03-01"))
 
-    later = [collection.send(f) for f in (b.resiliation(au="2017-01-31"),
-                                          b.affiliation(oid="OC-B", du="2017-01-01"),
-                                          b.org(forme="ORGANISME_SECURITE_SOCIALE"))]
+    later = [
+        collection.send(f)
+        for f in (
+            b.resiliation(au="2017-01-31"),
+            b.affiliation(oid="OC-B", du="2017-01-01"),
+            b.org(forme="ORGANISME_SECURITE_SOCIALE"),
+        )
+    ]
 
     assert all(collection.decisions(o) == [] for o in later)
     [payment] = collection.decisions(collection.send(b.paiement()))
     assert (payment.event_type, payment.payload["organisme_id"]) == (
-        "PaiementEncaissePourCompte", b.OC)
+        "PaiementEncaissePourCompte",
+        b.OC,
+    )
 
 
-def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arrives(
-        b, collection):
+def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arrives(b, collection):
     collection.given(b.org(), b.affiliation(), b.cotisation(debut="2017-03-01"))
     assert collection.decisions(collection.send(b.convention(du="2017-01-01"))) == []
     [payment] = collection.decisions(collection.send(b.paiement()))
@@ -192,7 +234,10 @@ def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(
     collection.given(b.org(), b.convention(), b.cotisation(montant=195000))
     [waiting] = collection.decisions(collection.send(b.impaye()))
     assert (waiting.event_type, waiting.payload["sujet_id"], waiting.payload["motif"]) == (
-        "DecisionEnAttente", "COT-1", "AFFILIATION_INCONNUE")
+        "DecisionEnAttente",
+        "COT-1",
+        "AFFILIATION_INCONNUE",
+    )
 
     decided = collection.decisions(collection.send(b.affiliation()))
 
@@ -227,8 +272,7 @@ def test_a_parked_contribution_resent_is_a_duplicate_not_a_second_wait(b, collec
     assert len(collection.view.parking.parked()) == 1
 
 
-def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_duplicate(
-        b, collection):
+def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_duplicate(b, collection):
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(), b.paiement())
     assert collection.send(b.paiement()).duplicate
     refused = collection.send(b.paiement(montant=1))
@@ -257,30 +301,33 @@ def test_a_decision_carries_the_correlation_id_of_its_input_or_its_event_id(b, c
     without = collection.send(b.cotisation(cid="COT-2"))
     assert with_corr[0].metadata["correlation_id"] == "C-9"
     assert collection.decisions(without)[0].metadata["correlation_id"] == str(
-        without.events[0][2].event_id)
+        without.events[0][2].event_id
+    )
     assert "decided_on" not in with_corr[0].metadata
 
 
 def history(b: Any) -> list[Any]:
     """Every decision type of alinéa 1, with parking and unparking on the way."""
     return [
-        b.paiement(pid="PAY-0", cid="COT-1", montant=100000),        # parked: no contribution
-        b.org(), b.convention(),
-        b.cotisation(cid="COT-1"),                                    # parked: no affiliation
-        b.paiement(pid="PAY-1", cid="COT-1", montant=50000),         # parked behind it
-        b.affiliation(),                                              # unparks all three
-        b.paiement(pid="PAY-2", cid="COT-1", montant=90000),         # negative balance
-        b.impaye(cid="COT-1"),                                        # SOLDE_NUL
+        b.paiement(pid="PAY-0", cid="COT-1", montant=100000),  # parked: no contribution
+        b.org(),
+        b.convention(),
+        b.cotisation(cid="COT-1"),  # parked: no affiliation
+        b.paiement(pid="PAY-1", cid="COT-1", montant=50000),  # parked behind it
+        b.affiliation(),  # unparks all three
+        b.paiement(pid="PAY-2", cid="COT-1", montant=90000),  # negative balance
+        b.impaye(cid="COT-1"),  # SOLDE_NUL
         b.cotisation(cid="COT-2", montant=100000),
-        b.impaye(cid="COT-2"),                                        # ContentieuxDelegue
+        b.impaye(cid="COT-2"),  # ContentieuxDelegue
         b.cotisation(cid="COT-3", debut="2016-12-31"),
         b.cotisation(cid="COT-4", debut="2018-01-01"),
         b.cotisation(cid="COT-5", categorie="COMMERCANT"),
-        b.paiement(pid="PAY-5", cid="COT-5"), b.impaye(cid="COT-5"),  # NON_DELEGUE both
+        b.paiement(pid="PAY-5", cid="COT-5"),
+        b.impaye(cid="COT-5"),  # NON_DELEGUE both
         b.org(oid="OC-SS", forme="ORGANISME_SECURITE_SOCIALE"),
         b.affiliation(nir=b.NIR2, oid="OC-SS"),
-        b.cotisation(cid="COT-6", nir=b.NIR2),                        # ORGANISME_INELIGIBLE
-        b.cotisation(cid="COT-7", caisse="PL-PACA"),                  # AUCUNE_CONVENTION
+        b.cotisation(cid="COT-6", nir=b.NIR2),  # ORGANISME_INELIGIBLE
+        b.cotisation(cid="COT-7", caisse="PL-PACA"),  # AUCUNE_CONVENTION
     ]
 
 
@@ -313,17 +360,32 @@ def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts
     run(collection, history(b))
     decisions = collection.all_decisions()
     assert set(kinds(decisions)) == {
-        "EncaissementDelegue", "EncaissementNonDelegue", "PaiementEncaissePourCompte",
-        "PaiementNonImpute", "ContentieuxDelegue", "ContentieuxSansObjet", "DecisionEnAttente"}
+        "EncaissementDelegue",
+        "EncaissementNonDelegue",
+        "PaiementEncaissePourCompte",
+        "PaiementNonImpute",
+        "ContentieuxDelegue",
+        "ContentieuxSansObjet",
+        "DecisionEnAttente",
+    }
     for event in decisions:
-        envelope = OUTBOUND_CLASSES[event.event_type].model_validate({
-            "event_id": event.event_id, "occurred_at": datetime(2017, 1, 1, tzinfo=UTC),
-            "source": "collection", "correlation_id": event.metadata["correlation_id"],
-            "causation_id": event.metadata["causation_id"], "payload": event.payload})
+        envelope = OUTBOUND_CLASSES[event.event_type].model_validate(
+            {
+                "event_id": event.event_id,
+                "occurred_at": datetime(2017, 1, 1, tzinfo=UTC),
+                "source": "collection",
+                "correlation_id": event.metadata["correlation_id"],
+                "causation_id": event.metadata["causation_id"],
+                "payload": event.payload,
+            }
+        )
         assert envelope.payload.base_legale
         assert envelope.payload.regles_version == RULES_2017.version
-        if event.event_type in ("EncaissementDelegue", "PaiementEncaissePourCompte",
-                                "ContentieuxDelegue"):
+        if event.event_type in (
+            "EncaissementDelegue",
+            "PaiementEncaissePourCompte",
+            "ContentieuxDelegue",
+        ):
             faits = envelope.payload.faits_retenus
             assert faits is not None and faits.convention is not None
             assert faits.organisme is not None and faits.affiliation is not None
@@ -333,15 +395,15 @@ def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts
 def refolded(log: list[tuple[str, int, Any]]) -> CollectionView:
     view = CollectionView()
     for stream_id, _, event in log:
-        view.apply(stream_id, str(event.event_id), event.event_type, event.payload,
-                   event.metadata)
+        view.apply(stream_id, str(event.event_id), event.event_type, event.payload, event.metadata)
     return view
 
 
 def state(view: CollectionView) -> dict[str, Any]:
     return {
-        "parked": {k: (w.event_type, w.waits_for, w.motif)
-                   for k, w in view.parking.parked().items()},
+        "parked": {
+            k: (w.event_type, w.waits_for, w.motif) for k, w in view.parking.parked().items()
+        },
         "undecided": sorted(view.parking.undecided),
         "by_key": view.parking.by_key,
         "contributions": view.contributions,
@@ -367,11 +429,13 @@ def test_the_refolded_view_decides_the_next_input_like_the_live_one(b, collectio
     again = replayed.send(b.affiliation(), event_id=event_id)
     assert live.events == again.events
     assert kinds(collection.decisions(live)) == [
-        "EncaissementDelegue", "PaiementEncaissePourCompte", "PaiementEncaissePourCompte"]
+        "EncaissementDelegue",
+        "PaiementEncaissePourCompte",
+        "PaiementEncaissePourCompte",
+    ]
 
 
-def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(
-        b, collection):
+def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(b, collection):
     """Each amount is within the contract, but their sum on one contribution is bounded too:
     the payment that would pass the bound is refused, the balance never overflows."""
     from services.collection.processor import MAX_PAID_CENTS
