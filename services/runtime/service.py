@@ -157,6 +157,7 @@ class ServiceRuntime:
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.anchorer: Anchorer | None = None  # signs the store's head, when a key is set
+        self._stalled_logged: set[str] = set()  # components whose stall was logged
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
         self.broker = KafkaBroker(
@@ -292,8 +293,12 @@ class ServiceRuntime:
         ]
         for name, seconds in stalled.items():
             self.metrics.stalled.labels(component=name).set(seconds)
-        for line in found:
-            log.error("%s: %s", self.spec.name, line)
+        stalled_now = {line.split(" stalled for ")[0] for line in found}
+        for name in sorted(stalled_now - self._stalled_logged):  # once as it starts, not
+            log.error("%s: %s", self.spec.name, next(x for x in found if x.startswith(name)))
+        for name in sorted(self._stalled_logged - stalled_now):  # at every probe
+            log.warning("%s: %s progresses again", self.spec.name, name)
+        self._stalled_logged = stalled_now
         return {k: round(v, 3) for k, v in stalled.items()}, found
 
     def refresh_gauges(self, state: dict[str, Any]) -> None:
