@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml infra/kafka/pom.xml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	$(BIN)/python -c 'from pathlib import Path; from services.devstack.kafka import ensure_jars; print("kafka jars:", ensure_jars(Path(".")))'
+	$(BIN)/python -c 'from pathlib import Path; from services.tools.devstack.kafka import ensure_jars; print("kafka jars:", ensure_jars(Path(".")))'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -1,8 +1,9 @@
 """Wire contract v1 of the L611-20 mandate services: topics, models, parsing, schemas.
 
 Depends on pydantic only. The models here are the single source in code of the contract
-described in ``docs/contract.md``; the JSON Schemas in ``contracts/schemas`` are generated
-from them (``python -m contracts.export_schemas``). Its limits are in ``contracts.limits``.
+described in ``docs/contract.md``; the JSON Schemas in ``schemas/`` beside this file are
+generated from them (``python -m contracts.export_schemas``). Its limits are in
+:mod:`.limits`.
 """
 
 from contracts import topics

@@ -50,7 +50,7 @@ class Envelope(WireModel):
     """Fields common to every message. ``event_id`` is the idempotency key.
 
     ``event_type`` and ``schema_version`` have defaults for code that builds messages, but
-    are required on the wire (:func:`contracts.parse_inbound` refuses a message without them).
+    are required on the wire (:func:`.parse_inbound` refuses a message without them).
     """
 
     model_config = ConfigDict(json_schema_extra=_wire_required)

@@ -1,6 +1,7 @@
 """Generate the published JSON Schemas of contract v1 from the models.
 
-``python -m contracts.export_schemas`` writes ``contracts/schemas/{inbound,outbound}.json``;
+``python -m contracts.export_schemas`` writes ``schemas/{inbound,outbound}.json``
+beside this file;
 ``--check`` writes nothing and exits 1 when a file on disk is out of date.
 Inbound schemas describe what publishers may send (validation mode: optional fields may be
 omitted); outbound schemas describe what subscribers receive (serialization mode: every

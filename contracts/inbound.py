@@ -9,7 +9,13 @@ from datetime import date
 from pydantic import ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from contracts.enums import Categorie, FormeJuridique, ModeAffiliation, Nature, ObjetConvention
+from contracts.enums import (
+    Categorie,
+    FormeJuridique,
+    ModeAffiliation,
+    Nature,
+    ObjetConvention,
+)
 from contracts.nir import Nir
 from contracts.scalars import Cents, Code, Codes, IsoDate, Texte, WireModel
 

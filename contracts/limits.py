@@ -3,8 +3,8 @@
 They were always implied: a record beyond them could never be stored (PostgreSQL's btree
 index rows, its ``bigint`` sums) nor copied to a rejection topic (the broker's largest
 record). Stating them lets the door refuse such a record with a reason instead of letting it
-fail deep in a service, over and over. The models (``contracts.scalars``) and the parser
-(``contracts.parsing``) both read them from here; ``docs/contract.md`` lists them.
+fail deep in a service, over and over. The models (:mod:`.scalars`) and the parser
+(:mod:`.parsing`) both read them from here; ``docs/contract.md`` lists them.
 """
 
 from typing import Final

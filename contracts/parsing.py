@@ -8,7 +8,7 @@ record's headers. :func:`to_wire` is their inverse: compact UTF-8 JSON, ISO date
 contract order, deterministic.
 
 A reason never carries personal data: values of personal fields are never quoted, and
-every reason is masked (:func:`contracts.personal.mask_personal`) in case a NIR was sent
+every reason is masked (:func:`.personal.mask_personal`) in case a NIR was sent
 where another value belongs.
 """
 
@@ -238,7 +238,7 @@ def parse_inbound(
     ``allowed`` restricts the event types accepted (those of the topic the message came
     from, e.g. ``topics.COTISATIONS_EVENT_TYPES``); None accepts every inbound type.
     ``key``, when given (the record's key: bytes, or None for a record without one), must
-    be the event's :func:`contracts.expected_key`, else the error's field is ``key``. The
+    be the event's :func:`.expected_key`, else the error's field is ``key``. The
     value is checked first: a record broken in both ways is refused for its value.
     """
     return cast(InboundEnvelope, _parse(raw, allowed, key, INBOUND_CLASSES, "inbound"))

@@ -4,7 +4,7 @@ Models validate in lax mode so that a dict decoded from JSON (by the parser, or 
 from the store) validates exactly like the JSON text; the types below put strictness back
 where the contract wants it: cents are integers (never strings, floats or booleans), dates
 are ``YYYY-MM-DD`` strings, instants are ISO 8601 with an offset, texts are strings. They
-also carry the contract's limits (``contracts.limits``): ids of at most 64 characters, texts
+also carry the contract's limits (:mod:`.limits`): ids of at most 64 characters, texts
 of at most 200, arrays of at most 200 entries, amounts of at most 10¹¹ cents.
 """
 

@@ -32,6 +32,9 @@ COTISATIONS_EVENT_TYPES: Final = frozenset({"CotisationDue", "PaiementRecu", "Co
 """Event types allowed on the contributions topic."""
 PRESTATIONS_EVENT_TYPES: Final = frozenset({"PrestationEspecesDue"})
 """Event types allowed on the benefits topic."""
+PARKED: Final = "DecisionEnAttente"
+"""The notice that an input waits for a missing fact (both services publish it)."""
+
 COLLECTION_DECISION_TYPES: Final = frozenset(
     {
         "EncaissementDelegue",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.provision import provision_services
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.provision import provision_services
+from services.adapters.runtime.settings import ServiceSettings
 
 
 def _docker_engine() -> bool:
@@ -40,14 +40,14 @@ class LocalPostgres:
         self.port = 0
 
     def start(self) -> str:
-        from services.devstack.postgres import start_postgres
+        from services.tools.devstack.postgres import start_postgres
 
         node = start_postgres(self.run_dir, port=self.port, durable=False)
         self.port = node.port
         return node.url
 
     def stop(self) -> None:
-        from services.devstack.postgres import stop_postgres
+        from services.tools.devstack.postgres import stop_postgres
 
         stop_postgres(self.run_dir)
 
@@ -62,7 +62,7 @@ class LocalKafka:
         self.controller_port = 0
 
     def start(self) -> str:
-        from services.devstack.kafka import start_kafka
+        from services.tools.devstack.kafka import start_kafka
 
         node = start_kafka(self.run_dir, port=self.port, controller_port=self.controller_port)
         if not self.port:
@@ -71,7 +71,7 @@ class LocalKafka:
         return node.bootstrap
 
     def stop(self) -> None:
-        from services.devstack.kafka import stop_kafka
+        from services.tools.devstack.kafka import stop_kafka
 
         stop_kafka(self.run_dir)
 

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
 from contracts.nir import make_nir
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -274,7 +274,7 @@ def spawn_service(service: str, settings: ServiceSettings, log: Path) -> subproc
     """`mandat <service> run` as a separate process (so a test can SIGKILL it)."""
     handle = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", service, "run"],
+        [sys.executable, "-m", "services.tools.cli", service, "run"],
         cwd=REPO,
         env=service_env(settings, free_port()),
         stdout=handle,
@@ -324,7 +324,7 @@ async def wait_for_store(
 
 async def create_topics(s: ServiceSettings) -> None:
     """The test's topics, created as the services would (auto-creation is off)."""
-    from services.runtime.topics import ensure_topics
+    from services.adapters.kafka.topics import ensure_topics
 
     await ensure_topics(
         s.kafka_bootstrap_servers,

@@ -33,12 +33,11 @@ from support import (
     prestation,
 )
 
-from services.benefits.app import build_runtime as benefits_runtime
-from services.collection.app import build_runtime as collection_runtime
-from services.dashboard.server import serve_dashboard
-from services.runtime.http import StatusApp
-from services.runtime.service import ServiceRuntime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.http import StatusApp
+from services.adapters.runtime.service import ServiceRuntime
+from services.adapters.runtime.settings import ServiceSettings
+from services.tools.dashboard.server import serve_dashboard
 
 pytestmark = pytest.mark.e2e
 
@@ -134,8 +133,8 @@ async def test_the_dashboard_shows_decisions_amounts_parked_rejections_and_lag(
     people = {i: nir(9000 + i) for i in range(1, 7)}
     ready = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        collection = await stack.enter_async_context(collection_runtime(s).running())
-        benefits = await stack.enter_async_context(benefits_runtime(s).running())
+        collection = await stack.enter_async_context(build_runtime("collection", s).running())
+        benefits = await stack.enter_async_context(build_runtime("benefits", s).running())
         await stack.enter_async_context(status_http(collection, s.collection_http_port))
         benefits_http = await stack.enter_async_context(status_http(benefits, s.benefits_http_port))
         dashboard = asyncio.create_task(serve_dashboard(s, port, ready_event=ready))

@@ -19,17 +19,22 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.anchorer import Anchorer, AnchorRefused
-from services.audit.anchors import read_anchors
-from services.audit.catalog import BENEFITS, COLLECTION
-from services.audit.feed import Feeder, prepare_store
-from services.audit.sample import NIR_A, NIR_B, Sample, due, payment, record_sample
-from services.audit.signing import key_id, load_private_key, load_public_key, write_key_pair
-from services.cli import main
-from services.eventstore import ANY_VERSION, EventStore, NewEvent, StoredEvent
-from services.eventstore.pool import create_pool
-from services.eventstore.records import GENESIS_HASH, expected_hash
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore import ANY_VERSION, EventStore, NewEvent, StoredEvent
+from services.adapters.eventstore.pool import create_pool
+from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.trust.anchorer import Anchorer, AnchorRefused
+from services.adapters.trust.anchors import read_anchors
+from services.adapters.trust.signing import (
+    key_id,
+    load_private_key,
+    load_public_key,
+    write_key_pair,
+)
+from services.domain.catalog import BENEFITS, COLLECTION
+from services.domain.kernel.records import GENESIS_HASH, expected_hash
+from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.audit.sample import NIR_A, NIR_B, Sample, due, payment, record_sample
+from services.tools.cli import main
 
 pytestmark = pytest.mark.integration
 

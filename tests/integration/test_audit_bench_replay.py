@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.bench.replay import format_report, measure
+from services.tools.bench.replay import format_report, measure
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from services.audit.catalog import BENEFITS, COLLECTION
-from services.audit.feed import Feeder, prepare_store
-from services.audit.projections import Projector
-from services.audit.sample import MUTUELLE, NIR_A, benefit, payment, record_sample
-from services.cli import main
-from services.eventstore import EventStore
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.projections import Projector
+from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import BENEFITS, COLLECTION
+from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.audit.sample import MUTUELLE, NIR_A, benefit, payment, record_sample
+from services.tools.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,23 @@ from datetime import date
 import asyncpg
 import pytest
 
-import services.collection.rules as collection_rules
-from services.audit.catalog import BENEFITS, COLLECTION
-from services.audit.feed import Feeder, prepare_store
-from services.audit.replay import replay
-from services.audit.sample import ASSUREUR, MUTUELLE, NIR_A, Sample, due, payment, record_sample
-from services.audit.sample import unpaid as unpaid_notice
-from services.cli import main
-from services.eventstore import EventStore
-from services.runtime.settings import ServiceSettings
+import services.domain.collection.rules as collection_rules
+from services.adapters.eventstore import EventStore
+from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import BENEFITS, COLLECTION
+from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.audit.replay import replay
+from services.tools.audit.sample import (
+    ASSUREUR,
+    MUTUELLE,
+    NIR_A,
+    Sample,
+    due,
+    payment,
+    record_sample,
+)
+from services.tools.audit.sample import unpaid as unpaid_notice
+from services.tools.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +197,7 @@ async def test_what_if_lists_exactly_the_decisions_a_corrected_rule_set_changes(
     monkeypatch.setattr(collection_rules, "RULES_CANDIDATE", URSSAF_MID_2017, raising=False)
     code, out = await mandat(capsys, "replay", "what-if", *stores.argv, "--service",
                              "collection", "--rules",
-                             "services.collection.rules:RULES_CANDIDATE", "--json")
+                             "services.domain.collection.rules:RULES_CANDIDATE", "--json")
     report = json.loads(out)
     assert code == 1 and report["changed"] == 3
     assert [m["position"] for m in report["services"][0]["mismatches"]] == changed

@@ -12,13 +12,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from support import read_topics
 
 from contracts import topics
-from services.audit.catalog import BENEFITS, COLLECTION
-from services.audit.feed import Feeder, prepare_store
-from services.audit.sample import record_sample
-from services.cli import main
-from services.eventstore import EventStore
-from services.runtime.outbound import decision_message
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore import EventStore
+from services.adapters.kafka.outbound import decision_message
+from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import BENEFITS, COLLECTION
+from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.audit.sample import record_sample
+from services.tools.cli import main
 
 pytestmark = pytest.mark.integration
 

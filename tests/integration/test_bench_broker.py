@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.bench.broker import measure
+from services.tools.bench.broker import measure
 
 pytestmark = pytest.mark.integration
 

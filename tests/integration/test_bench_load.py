@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from services.bench import cli as bench_cli
-from services.bench import load
+from services.tools.bench import cli as bench_cli
+from services.tools.bench import load
 from tests.integration.test_bench_pipeline import leftovers
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.bench import cli as bench_cli
-from services.bench import pipeline
+from services.tools.bench import cli as bench_cli
+from services.tools.bench import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_the_pipeline_benchmark_decides_every_input_of_both_services_and_cleans_
 
 def test_the_pipeline_benchmark_needs_a_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    monkeypatch.setattr("services.devstack.stack.read_endpoints", lambda: {})
+    monkeypatch.setattr("services.tools.devstack.stack.read_endpoints", lambda: {})
 
     with pytest.raises(SystemExit, match="no broker"):
         pipeline.resolve_bootstrap(None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.bench.poison import format_report, measure
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.settings import ServiceSettings
+from services.tools.bench.poison import format_report, measure
 
 pytestmark = pytest.mark.integration
 

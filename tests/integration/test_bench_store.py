@@ -9,7 +9,7 @@ import json
 import asyncpg
 import pytest
 
-from services.bench import cli as bench_cli
+from services.tools.bench import cli as bench_cli
 
 pytestmark = pytest.mark.integration
 

@@ -30,8 +30,8 @@ from support import (
 )
 
 from contracts.topics import BENEFITS_DECISION_TYPES
-from services.benefits.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,8 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejec
 ) -> None:
     s = settings
     failures: list[BaseException] = []
-    async with build_runtime(s).running() as runtime, Feed(s.kafka_bootstrap_servers) as feed:
+    runtime_of = build_runtime("benefits", s)
+    async with runtime_of.running() as runtime, Feed(s.kafka_bootstrap_servers) as feed:
         assert runtime.handler is not None
         runtime.handler.on_retry = failures.append
         await seed_registry(feed, s, N)

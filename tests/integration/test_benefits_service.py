@@ -23,8 +23,8 @@ from support import (
 )
 
 from contracts.topics import BENEFITS_DECISION_TYPES
-from services.benefits.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ async def test_a_benefit_of_an_organism_holding_an_alinea_2_convention_is_paid_b
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(11)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         for fact in (organisme("OC-1"), convention("CNV-1", "OC-1", objet=VERSEMENT),
                      affiliation(n, "OC-1")):
             await feed.send(s.topic_referentiel, fact)
@@ -82,7 +82,7 @@ async def test_a_benefit_of_an_organism_with_only_an_alinea_1_convention_is_paid
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(12)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         for fact in (organisme("OC-2"), convention("CNV-2", "OC-2", objet=ENCAISSEMENT),
                      affiliation(n, "OC-2")):
             await feed.send(s.topic_referentiel, fact)
@@ -105,7 +105,7 @@ async def test_a_benefit_of_an_organism_with_only_an_alinea_1_convention_is_paid
 
 async def test_a_benefit_arising_before_2017_is_not_handled(settings: ServiceSettings) -> None:
     s, n = settings, nir(13)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         due_id = await feed.send(s.topic_prestations, prestation("PRE-3", n, jour="2016-12-31"))
         got = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
                                 lambda m: len(m) >= 1)
@@ -119,7 +119,7 @@ async def test_a_parked_benefit_is_decided_when_its_affiliation_arrives(
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(14)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         due_id = await feed.send(s.topic_prestations, prestation("PRE-4", n))
         parked = await read_topics(s.kafka_bootstrap_servers, [s.topic_reglements_prestations],
                                    lambda m: len(m) >= 1)
@@ -143,7 +143,7 @@ async def test_the_same_benefit_message_delivered_twice_has_one_effect(
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(15)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         fact = prestation("PRE-5", n, jour="2016-06-01")
         event_id = await feed.send(s.topic_prestations, fact)
         await feed.send(s.topic_prestations, fact, event_id=event_id)
@@ -167,7 +167,7 @@ async def test_a_second_benefit_with_the_same_id_and_other_content_is_rejected(
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(16)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await feed.send(s.topic_prestations, prestation("PRE-6", n, jour="2016-06-01"))
         await feed.send(s.topic_prestations,
                         prestation("PRE-6", n, jour="2016-06-01", montant=1))
@@ -195,7 +195,7 @@ async def test_contract_breaches_are_rejected_untouched_and_the_benefits_behind_
         raw("PrestationEspecesDue", missing),
         raw(*cotisation("COT-7", n)),
     ]
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         for value in breaches:  # same key as the good one: the same partition, ahead of it
             await feed.raw(s.topic_prestations, value, key=n.encode())
         good = await feed.send(s.topic_prestations, prestation("PRE-7", n, jour="2016-03-01"))
@@ -233,7 +233,7 @@ async def test_registry_and_benefits_in_any_order_give_every_decision_once(
     people = [nir(200 + i) for i in range(24)]
     categories = ("ARTISAN", "COMMERCANT", "PROFESSION_LIBERALE")
     natures = ("IJ_MALADIE", "IJ_MATERNITE", "ALLOCATION_REPOS_MATERNEL", "IJ_PATERNITE")
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("benefits", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         for i, n in enumerate(people):
             await feed.send(s.topic_prestations, prestation(
                 f"PRE-{i}", n, categorie=categories[i % 3], nature=natures[i % 4]))

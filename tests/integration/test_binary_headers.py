@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from support import Feed, cotisation, envelope, nir, read_topics
 
-from services.collection.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
 
 async def test_binary_headers_do_not_stop_the_consumer(settings: ServiceSettings) -> None:
     s, n = settings, nir(77)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await feed.producer.send_and_wait(
             s.topic_cotisations, b"{broken", key=n.encode(), headers=[("trace", b"\xff\xfe")]
         )

@@ -24,10 +24,9 @@ from support import (
 )
 
 from contracts.topics import BENEFITS_DECISION_TYPES, COLLECTION_DECISION_TYPES
-from services.benefits.app import build_runtime as build_benefits
-from services.collection.app import build_runtime as build_collection
-from services.runtime.processing import REJECTION
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
+from services.domain.kernel.processing import REJECTION
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +57,7 @@ async def test_both_services_share_the_registry_topic_and_decide_only_their_own_
     assert s.collection_schema != s.benefits_schema
     await create_topics(s)
     facts = registry()
-    async with (build_collection(s).running(), build_benefits(s).running(),
+    async with (build_runtime("collection", s).running(), build_runtime("benefits", s).running(),
                 Feed(s.kafka_bootstrap_servers) as feed):
         registry_ids = await publish_many(feed, s.topic_referentiel, facts)
         # both groups must have read the whole registry before the inputs come, so that

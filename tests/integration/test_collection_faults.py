@@ -28,8 +28,8 @@ from support import (
 )
 
 from contracts.topics import COLLECTION_DECISION_TYPES
-from services.collection.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +116,7 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
     local_postgres: object,
 ) -> None:
     s = settings.model_copy(update={"stall_after_seconds": 1.0})
-    runtime = build_runtime(s)
+    runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
         ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))
@@ -146,7 +146,7 @@ async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothi
     """The broker stops and comes back on the same address: the consumer and the relay
     reconnect; every decision is recorded and published once."""
     s = settings
-    async with build_runtime(s).running():
+    async with build_runtime("collection", s).running():
         async with Feed(s.kafka_bootstrap_servers) as feed:
             await seed_registry(feed, s, N)
             ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))

@@ -23,8 +23,8 @@ from support import (
 )
 
 from contracts.topics import COLLECTION_DECISION_TYPES
-from services.collection.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ async def test_a_delegated_contribution_and_its_payment_are_decided_and_publishe
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(1)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await send_registry(
             feed,
             s,
@@ -94,7 +94,7 @@ async def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(2)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         due_id = await feed.send(s.topic_cotisations, cotisation("COT-2", n))
         parked = await read_topics(
             s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], lambda m: len(m) >= 1
@@ -113,7 +113,7 @@ async def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
 
 async def test_the_same_message_delivered_twice_has_one_effect(settings: ServiceSettings) -> None:
     s, n = settings, nir(3)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         event_id = await feed.send(s.topic_cotisations, cotisation("COT-3", n, debut="2018-01-01"))
         await feed.send(
             s.topic_cotisations, cotisation("COT-3", n, debut="2018-01-01"), event_id=event_id
@@ -134,7 +134,7 @@ async def test_a_contract_breach_is_rejected_and_the_messages_behind_it_are_stil
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(4)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await feed.raw(s.topic_cotisations, b"{not json", key=n.encode())
         bad_key = dict(cotisation("COT-4x", n)[1], nir=n[:13] + "00")
         await feed.raw(
@@ -189,7 +189,7 @@ async def test_a_second_contribution_with_the_same_id_and_other_content_is_rejec
     settings: ServiceSettings,
 ) -> None:
     s, n = settings, nir(5)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await feed.send(s.topic_cotisations, cotisation("COT-5", n, debut="2018-01-01"))
         await feed.send(s.topic_cotisations, cotisation("COT-5", n, debut="2018-01-01", montant=1))
         got = await read_topics(
@@ -205,7 +205,7 @@ async def test_registry_and_contributions_in_any_order_give_every_decision_once(
     """Payments before contributions, contributions before affiliations, all at once."""
     s = settings
     people = [nir(100 + i) for i in range(30)]
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         for i, n in enumerate(people):
             await feed.send(s.topic_cotisations, paiement(f"PAY-{i}", f"COT-{i}", n, 100000))
             await feed.send(s.topic_cotisations, cotisation(f"COT-{i}", n))
@@ -240,7 +240,7 @@ async def test_readiness_says_so_when_the_consuming_task_has_ended(
     settings: ServiceSettings,
 ) -> None:
     """Nothing will consume again: not ready at once, with the reason."""
-    runtime = build_runtime(settings)
+    runtime = build_runtime("collection", settings)
     async with runtime.running():
         assert (await runtime.probe())["ready"]
         for task in runtime.subscriber.tasks:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from services.dashboard.lag import MAX_REPLY, NoHttpReply, http_get, readiness
+from services.tools.dashboard.lag import MAX_REPLY, NoHttpReply, http_get, readiness
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from support import Feed, nir
 
-from services.dashboard.server import Dashboard
-from services.dashboard.shown import NIR_MASK, render_json
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.settings import ServiceSettings
+from services.tools.dashboard.server import Dashboard
+from services.tools.dashboard.shown import NIR_MASK, render_json
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from services.demo.run import Summary, play
-from services.demo.scenario import BENEFITS, COLLECTION, Scenario, generate
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.settings import ServiceSettings
+from services.tools.demo.run import Summary, play
+from services.tools.demo.scenario import BENEFITS, COLLECTION, Scenario, generate
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""A real Kafka broker started by services.devstack.kafka serves aiokafka end to end."""
+"""A real Kafka broker started by services.tools.devstack.kafka serves aiokafka end to end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.devstack.kafka import is_running, start_kafka, stop_kafka
+from services.tools.devstack.kafka import is_running, start_kafka, stop_kafka
 
 TOPIC = "devstack-check"
 

@@ -1,4 +1,4 @@
-"""The local PostgreSQL process of services.devstack: start, reuse, stop, restart with data."""
+"""The local PostgreSQL process of the dev stack: start, reuse, stop, restart with data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.devstack.postgres import (
+from services.tools.devstack.postgres import (
     PostgresNode,
     is_running,
     start_postgres,

@@ -15,7 +15,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from services.eventstore import (
+from services.adapters.eventstore import (
     ANY_VERSION,
     ConcurrencyError,
     DuplicateEventError,
@@ -23,9 +23,9 @@ from services.eventstore import (
     NewEvent,
     migrations,
 )
-from services.eventstore.migrations import apply_migrations, migration_files
-from services.eventstore.pool import create_pool
-from services.eventstore.records import GENESIS_HASH, expected_hash
+from services.adapters.eventstore.migrations import apply_migrations, migration_files
+from services.adapters.eventstore.pool import create_pool
+from services.domain.kernel.records import GENESIS_HASH, expected_hash
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from support import nir
 
-from services.audit.catalog import COLLECTION
-from services.audit.feed import Feeder, prepare_store
-from services.eventstore import EventStore, StoreTransaction
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore import EventStore, StoreTransaction
+from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import COLLECTION
+from services.tools.audit.feed import Feeder, prepare_store
 
 pytestmark = pytest.mark.integration
 

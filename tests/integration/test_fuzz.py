@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import envelope, nir, read_topics, store_events
 
-from services.collection.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ async def _consumed(s: ServiceSettings, topic: str, end: int, timeout: float = 9
 
 async def _play(s: ServiceSettings, records: list[Sent]) -> Counter[str]:
     topic = s.topic_cotisations
-    runtime = build_runtime(s)
+    runtime = build_runtime("collection", s)
     async with runtime.running():
         producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap_servers, max_request_size=2_000_000

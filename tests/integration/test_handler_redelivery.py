@@ -11,9 +11,9 @@ import pytest
 from support import cotisation, envelope, nir
 
 from contracts import topics
-from services.audit.feed import FakeRecord, prepare_store
-from services.collection.processor import CollectionProcessor
-from services.runtime.handler import BatchHandler
+from services.adapters.runtime.handler import BatchHandler
+from services.domain.collection.processor import CollectionProcessor
+from services.tools.audit.feed import FakeRecord, prepare_store
 
 pytestmark = pytest.mark.integration
 

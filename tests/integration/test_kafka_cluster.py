@@ -12,8 +12,8 @@ import pytest
 from support import assert_decided_exactly_once, read_topics
 
 from contracts.topics import COLLECTION_DECISION_TYPES
-from services.bench.cluster import scenario
-from services.devstack.kafka import KafkaCluster
+from services.tools.bench.cluster import scenario
+from services.tools.devstack.kafka import KafkaCluster
 
 pytestmark = [
     pytest.mark.integration,

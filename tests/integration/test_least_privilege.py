@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.collection.app import build_runtime
-from services.eventstore.roles import NotMigratedError
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore.roles import NotMigratedError
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ async def test_what_the_service_maintains_it_may_write(
 
 
 async def test_a_running_service_is_connected_as_its_own_role(settings: ServiceSettings) -> None:
-    runtime = build_runtime(settings)
+    runtime = build_runtime("collection", settings)
     async with runtime.running():
         assert runtime.pool is not None
         row = await runtime.pool.fetchrow(
@@ -127,7 +127,7 @@ async def test_a_service_does_not_migrate_nor_start_on_an_unmigrated_schema(
             asyncpg.InvalidPasswordError,
         )
     ):
-        async with build_runtime(s).running():
+        async with build_runtime("collection", s).running():
             pass  # pragma: no cover
 
 

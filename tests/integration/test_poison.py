@@ -25,15 +25,15 @@ from support import (
     store_events,
 )
 
-from services.audit.redrive import redrive
-from services.collection.app import build_runtime, collection_spec
-from services.collection.processor import CollectionProcessor
-from services.eventstore import EventStore
-from services.eventstore.pool import create_pool
-from services.runtime.handler import PROCESSING_ERROR
-from services.runtime.processing import Input, Outcome, decision_id
-from services.runtime.service import ServiceRuntime
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.pool import create_pool
+from services.adapters.runtime.apps import build_runtime, service_spec
+from services.adapters.runtime.handler import PROCESSING_ERROR
+from services.adapters.runtime.service import ServiceRuntime
+from services.adapters.runtime.settings import ServiceSettings
+from services.domain.collection.processor import CollectionProcessor
+from services.domain.kernel.processing import Input, Outcome, decision_id
+from services.tools.audit.redrive import redrive
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ async def test_a_poison_record_is_isolated_and_its_partition_goes_on(
     settings: ServiceSettings,
 ) -> None:
     s = settings.model_copy(update={"topic_partitions": 1})  # all on one partition
-    spec = dataclasses.replace(collection_spec(s), new_processor=FaultyProcessor)
+    spec = dataclasses.replace(service_spec("collection", s), new_processor=FaultyProcessor)
     runtime = ServiceRuntime(spec, s)
     people = [nir(900 + i) for i in range(40)]
     facts = [cotisation(f"COT-P{i}", n) for i, n in enumerate(people)]
@@ -117,7 +117,7 @@ async def test_a_poison_record_is_isolated_and_its_partition_goes_on(
     pool = await create_pool(dsn, s.collection_schema, min_size=1, max_size=2)
     try:
         store = EventStore(pool, s.collection_schema)
-        async with build_runtime(s).running():
+        async with build_runtime("collection", s).running():
             first = await redrive(store, "collection", s.kafka_bootstrap_servers)
             again = await redrive(store, "collection", s.kafka_bootstrap_servers)
             assert (first.sent, again.sent) == (2, 2)
@@ -142,7 +142,7 @@ async def test_an_input_taking_another_s_decision_id_cannot_block_the_partition(
     collision is the record's doing, not a dependency's: it is isolated, and what follows is
     decided."""
     s = settings.model_copy(update={"topic_partitions": 1})
-    runtime = build_runtime(s)
+    runtime = build_runtime("collection", s)
     victim, squatter, after = str(uuid.uuid4()), None, []
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         squatter = str(decision_id(uuid.UUID(victim), 1, "collection"))

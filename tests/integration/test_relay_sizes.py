@@ -13,15 +13,15 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from support import Feed, cotisation, envelope, nir, read_topics
 
-from services.collection.app import build_runtime
-from services.runtime.settings import ServiceSettings
-from services.runtime.topics import (
+from services.adapters.kafka.topics import (
     INBOUND_MAX_MESSAGE_BYTES,
     MAX_MESSAGE_BYTES,
     REJECTION_HEADROOM,
     ensure_topics,
     topic_configs,
 )
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ async def test_the_largest_inbound_record_is_rejected_byte_identical_with_its_re
     headers = [("trace", b"\x00\xffabc"), ("empty", b"")]
     size = largest_value(key, headers, INBOUND_MAX_MESSAGE_BYTES)
     value = os.urandom(size)
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         inbound = await configs_of(s.kafka_bootstrap_servers, s.topic_cotisations)
         rejections = await configs_of(s.kafka_bootstrap_servers, s.topic_rejets_collection)
         assert inbound[MAX_MESSAGE_BYTES] == (str(INBOUND_MAX_MESSAGE_BYTES), True)

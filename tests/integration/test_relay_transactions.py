@@ -22,17 +22,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from support import Received, read_topics
 
-from services.eventstore import EventStore, NewEvent, StoredEvent
-from services.eventstore.migrations import apply_migrations
-from services.eventstore.pool import create_pool
-from services.eventstore.relay import (
+from services.adapters.eventstore import EventStore, NewEvent, StoredEvent
+from services.adapters.eventstore.migrations import apply_migrations
+from services.adapters.eventstore.pool import create_pool
+from services.adapters.kafka.relay import (
     EVENT_ID_HEADER,
     POSITION_HEADER,
     Outgoing,
     Relay,
     _partition,
 )
-from services.runtime.topics import MAX_MESSAGE_BYTES, ensure_topics, topic_configs
+from services.adapters.kafka.topics import MAX_MESSAGE_BYTES, ensure_topics, topic_configs
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +166,7 @@ async def test_a_deposed_relay_is_fenced_by_kafka_and_stands_by(
     """A loses its PostgreSQL lock without noticing (it still believes it leads); B takes
     the lead. When new events come, A tries to publish them and Kafka refuses: A stands
     by, B publishes; later A leads again when B goes. Every event is on Kafka once."""
-    caplog.set_level(logging.INFO, logger="services.eventstore.relay")
+    caplog.set_level(logging.INFO, logger="services.adapters.kafka.relay")
     a_conns: list[asyncpg.Connection] = []
     # A only wakes up on a NOTIFY, so it does not query its connection meanwhile
     a = relay(store, database_url, topic, kafka_bootstrap, a_conns, idle_poll=60)

@@ -17,8 +17,8 @@ from support import (
     wait_for_store,
 )
 
-from services.collection.app import build_runtime
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ async def test_a_restarted_service_resumes_with_its_parked_inputs(
     s = settings
     dsn = s.database_url.get_secret_value()
     people = [nir(500 + i) for i in range(25)]
-    async with build_runtime(s).running(), Feed(s.kafka_bootstrap_servers) as feed:
+    async with build_runtime("collection", s).running(), Feed(s.kafka_bootstrap_servers) as feed:
         await publish_many(
             feed, s.topic_referentiel, [organisme("OC-S"), convention("CNV-S", "OC-S")]
         )
@@ -53,7 +53,7 @@ async def test_a_restarted_service_resumes_with_its_parked_inputs(
         await conn.close()
     assert tables == 0
 
-    runtime = build_runtime(s)
+    runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         assert runtime.handler is not None
         assert runtime.handler.processor.view.position == head  # folded at start

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from support import Feed, cotisation, nir, publish_many, wait_for_store
 
-from services.audit.anchored import check_anchors
-from services.audit.anchors import last_anchor, read_anchors
-from services.audit.signing import load_public_key, write_key_pair
-from services.collection.app import build_runtime
-from services.eventstore import EventStore
-from services.runtime.settings import ServiceSettings
+from services.adapters.eventstore import EventStore
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.trust.anchors import last_anchor, read_anchors
+from services.adapters.trust.signing import load_public_key, write_key_pair
+from services.tools.audit.anchored import check_anchors
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ async def test_a_running_service_anchors_its_store(
         }
     )
     keys = [load_public_key(public)]
-    runtime = build_runtime(s)
+    runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         assert runtime.anchorer is not None
         await publish_many(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import REPO, Feed, cotisation, create_topics, free_port, nir, service_env
 
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ async def test_a_running_service_reports_readiness_metrics_and_asyncapi_and_logs
     await create_topics(s)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "collection", "run"],
+            [sys.executable, "-m", "services.tools.cli", "collection", "run"],
             cwd=REPO,
             env=service_env(s, port) | {"MANDAT_DEBUG": "1"},
             stdout=out,

@@ -25,9 +25,9 @@ from support import (
     store_events,
 )
 
-from services.collection.app import build_runtime
-from services.runtime.handler import UNDECODABLE
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.handler import UNDECODABLE
+from services.adapters.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ async def test_an_undecodable_record_is_quarantined_and_its_partition_goes_on(
     settings: ServiceSettings,
 ) -> None:
     s = settings.model_copy(update={"topic_partitions": 1})
-    runtime = build_runtime(s)
+    runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         before = await publish_many(
             feed, s.topic_cotisations, [cotisation(f"COT-U{i}", nir(i)) for i in range(5)]
@@ -116,7 +116,7 @@ async def test_compressed_batches_from_upstream_are_decided(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, compression_type=codec, linger_ms=50
     )
-    async with build_runtime(settings).running():
+    async with build_runtime("collection", settings).running():
         await producer.start()
         try:
             ids, futures = [], []
@@ -146,7 +146,7 @@ async def test_an_undecodable_record_loses_nothing_on_the_other_partitions(
     """The client takes records partition by partition: when the undecodable one comes after
     records it already took from another partition, those are read again, not skipped."""
     s = settings.model_copy(update={"topic_partitions": 2})
-    async with build_runtime(s).running():
+    async with build_runtime("collection", s).running():
         pass  # its topics
     ids: list[str] = []
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, linger_ms=20)
@@ -167,7 +167,7 @@ async def test_an_undecodable_record_loses_nothing_on_the_other_partitions(
     finally:
         await producer.stop()
     publish_undecodable(s, nir(5), bad)
-    async with build_runtime(s).running():
+    async with build_runtime("collection", s).running():
         await assert_decided_exactly_once(
             s, s.collection_schema, s.topic_reglements_cotisations, FINAL, ids
         )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.runtime.asyncapi import ASYNCAPI_DIR, render_all
+from services.adapters.kafka.asyncapi import ASYNCAPI_DIR, render_all
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devstack import kafka, postgres, stack
-from services.runtime.settings import ServiceSettings
+from services.adapters.runtime.settings import ServiceSettings
+from services.tools.devstack import kafka, postgres, stack
 
 pytestmark = pytest.mark.unit
 

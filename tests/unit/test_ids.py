@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.runtime.processing import decision_id, rejection_id
+from services.domain.kernel.processing import decision_id, rejection_id
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from contracts.nir import make_nir
-from services.runtime.logs import JsonFormatter, mask_nir
+from services.adapters.runtime.logs import JsonFormatter, mask_nir
 
 pytestmark = pytest.mark.unit
 

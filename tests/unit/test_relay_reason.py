@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka.errors import MessageSizeTooLargeError
 
 from contracts.nir import make_nir
-from services.eventstore.relay import _reason
+from services.adapters.kafka.relay import _reason
 
 
 def test_the_reason_is_the_error_class_and_its_message() -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from services.audit.catalog import PAYLOAD_MODELS, AuditedService
-from services.eventstore import StoredEvent
-from services.runtime.processing import REJECTION, Input
+from services.adapters.eventstore import StoredEvent
+from services.domain.catalog import PAYLOAD_MODELS, ServiceDescription
+from services.domain.kernel.processing import REJECTION, Input
 
 T0 = datetime(2017, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -19,7 +19,7 @@ T0 = datetime(2017, 3, 1, 8, 0, tzinfo=UTC)
 class MemoryRecord:
     """What a service would have stored, without a database."""
 
-    def __init__(self, service: AuditedService, rules: Any = None) -> None:
+    def __init__(self, service: ServiceDescription, rules: Any = None) -> None:
         self.processor = service.new_processor(rules if rules is not None else service.current)
         self.events: list[StoredEvent] = []
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.cli import build_parser
+from services.tools.cli import build_parser
 
 pytestmark = pytest.mark.unit
 

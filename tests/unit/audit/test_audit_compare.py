@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.audit.compare import _CANONICAL, FieldDiff, decision_only, diff, same
-from services.eventstore.records import canonical_json
+from services.domain.kernel.records import canonical_json
+from services.tools.audit.compare import _CANONICAL, FieldDiff, decision_only, diff, same
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,23 @@ from __future__ import annotations
 import pytest
 from audit_memory import MemoryRecord
 
-from services.audit.catalog import BENEFITS, COLLECTION
-from services.audit.projections import SOMMES_DETENUES, VERSEMENTS_DELEGUES, ProjectionCheck, fold
-from services.audit.sample import MUTUELLE, NIR_A, NIR_B, NIR_C, benefit, due, payment, registry
+from services.adapters.eventstore.projections import (
+    SOMMES_DETENUES,
+    VERSEMENTS_DELEGUES,
+    ProjectionCheck,
+    fold,
+)
+from services.domain.catalog import BENEFITS, COLLECTION
+from services.tools.audit.sample import (
+    MUTUELLE,
+    NIR_A,
+    NIR_B,
+    NIR_C,
+    benefit,
+    due,
+    payment,
+    registry,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from audit_memory import T0, MemoryRecord
 
-from services.audit.catalog import COLLECTION
-from services.audit.reading import Selection, steps, subjects_of
-from services.audit.sample import NIR_A, NIR_B, due, payment, registry, unpaid
+from services.domain.catalog import COLLECTION
+from services.tools.audit.reading import Selection, steps, subjects_of
+from services.tools.audit.sample import NIR_A, NIR_B, due, payment, registry, unpaid
 
 pytestmark = pytest.mark.unit
 

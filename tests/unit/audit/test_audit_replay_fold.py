@@ -10,10 +10,12 @@ import pytest
 from audit_memory import MemoryRecord
 
 from contracts.inbound import CotisationDue
-from services.audit.catalog import BENEFITS, COLLECTION
-from services.audit.reading import Selection, steps
-from services.audit.replay import Replayer, ReplaySummary
-from services.audit.sample import (
+from services.adapters.eventstore import StoredEvent
+from services.domain.catalog import BENEFITS, COLLECTION
+from services.domain.collection.rules import RULES_2017, decide_contribution
+from services.tools.audit.reading import Selection, steps
+from services.tools.audit.replay import Replayer, ReplaySummary
+from services.tools.audit.sample import (
     ASSUREUR,
     MUTUELLE,
     NIR_A,
@@ -25,8 +27,6 @@ from services.audit.sample import (
     registry,
     unpaid,
 )
-from services.collection.rules import RULES_2017, decide_contribution
-from services.eventstore import StoredEvent
 
 pytestmark = pytest.mark.unit
 

@@ -7,11 +7,11 @@ import json
 import pytest
 from audit_memory import MemoryRecord
 
-from services.audit.catalog import COLLECTION
-from services.audit.reading import Selection
-from services.audit.republish import LiveTopicError, replay_messages, republish
-from services.audit.sample import NIR_A, due, payment, registry
-from services.runtime.outbound import decision_message
+from services.adapters.kafka.outbound import decision_message
+from services.domain.catalog import COLLECTION
+from services.tools.audit.reading import Selection
+from services.tools.audit.republish import LiveTopicError, replay_messages, republish
+from services.tools.audit.sample import NIR_A, due, payment, registry
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from audit_memory import MemoryRecord
 
-from services.audit.catalog import COLLECTION
-from services.audit.sample import MUTUELLE, NIR_A, NIR_C, due, registry
-from services.audit.trail import TrailEntry, relied_on
+from services.domain.catalog import COLLECTION
+from services.tools.audit.sample import MUTUELLE, NIR_A, NIR_C, due, registry
+from services.tools.audit.trail import TrailEntry, relied_on
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit.merkle import (
+from services.adapters.trust.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_nodes,

@@ -14,19 +14,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trust_memory import about, anchor_of, history, proof_of
 
-from services.audit.anchorer import ANCHORS_TOPIC
-from services.audit.anchors import AnchorFormatError, parse_anchor, record_of
-from services.audit.merkle import Frontier
-from services.audit.proofs import check_proof, proof_bytes
-from services.audit.signing import (
+from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.trust.anchorer import ANCHORS_TOPIC
+from services.adapters.trust.anchors import AnchorFormatError, parse_anchor, record_of
+from services.adapters.trust.merkle import Frontier
+from services.adapters.trust.signing import (
     KeyFileError,
     key_id,
     load_private_key,
     load_public_key,
     write_key_pair,
 )
-from services.eventstore.records import canonical_bytes
-from services.runtime.settings import ServiceSettings
+from services.domain.kernel.records import canonical_bytes
+from services.tools.audit.proofs import check_proof, proof_bytes
 
 pytestmark = pytest.mark.unit
 

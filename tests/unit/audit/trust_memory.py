@@ -10,13 +10,13 @@ from typing import Any
 from audit_memory import MemoryRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.anchors import Anchor, sign
-from services.audit.catalog import COLLECTION
-from services.audit.merkle import Frontier, consistency_path, inclusion_path, leaf_hash
-from services.audit.proofs import event_entry, proof_bytes
-from services.audit.sample import NIR_A, NIR_B, due, payment, registry, unpaid
-from services.eventstore import StoredEvent
-from services.eventstore.records import GENESIS_HASH, expected_hash
+from services.adapters.eventstore import StoredEvent
+from services.adapters.trust.anchors import Anchor, sign
+from services.adapters.trust.merkle import Frontier, consistency_path, inclusion_path, leaf_hash
+from services.domain.catalog import COLLECTION
+from services.domain.kernel.records import GENESIS_HASH, expected_hash
+from services.tools.audit.proofs import event_entry, proof_bytes
+from services.tools.audit.sample import NIR_A, NIR_B, due, payment, registry, unpaid
 
 ANCHORED_AT = datetime(2017, 7, 1, 12, 0, tzinfo=UTC)
 

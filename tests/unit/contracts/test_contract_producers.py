@@ -15,12 +15,12 @@ import pytest
 import support
 
 from contracts import ContractError, parse_inbound, topics
-from services.audit import sample
-from services.audit.feed import envelope as feed_envelope
-from services.audit.republish import input_message
-from services.bench import pipeline
-from services.demo.scenario import BREACH, COTISATIONS, PRESTATIONS, REFERENTIEL, generate
-from services.eventstore import StoredEvent
+from services.adapters.eventstore import StoredEvent
+from services.tools.audit import sample
+from services.tools.audit.feed import envelope as feed_envelope
+from services.tools.audit.republish import input_message
+from services.tools.bench import pipeline
+from services.tools.demo.scenario import BREACH, COTISATIONS, PRESTATIONS, REFERENTIEL, generate
 
 pytestmark = pytest.mark.unit
 

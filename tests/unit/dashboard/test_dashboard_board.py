@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.dashboard.board import Board
+from services.tools.dashboard.board import Board
 
 pytestmark = pytest.mark.unit
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.nir import make_nir
-from services.dashboard.board import MAX_VALUE, SERVICES, Board
-from services.dashboard.shown import NIR_MASK, SHOWN, mask_nir, render_json, shown
+from services.tools.dashboard.board import MAX_VALUE, SERVICES, Board
+from services.tools.dashboard.shown import NIR_MASK, SHOWN, mask_nir, render_json, shown
 
 pytestmark = pytest.mark.unit
 

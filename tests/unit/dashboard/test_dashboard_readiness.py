@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.nir import make_nir
-from services.dashboard.lag import MAX_SECONDS, Reply, readiness
-from services.dashboard.shown import NIR_MASK, SHOWN, render_json
+from services.tools.dashboard.lag import MAX_SECONDS, Reply, readiness
+from services.tools.dashboard.shown import NIR_MASK, SHOWN, render_json
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ import pytest
 
 from contracts import topics
 from contracts.parsing import ContractError, parse_inbound
-from services.demo.scenario import (
+from services.tools.demo.scenario import (
     BREACH,
     CATEGORIES,
     CONFLICT,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.demo.run import Collector, euros, summarise
-from services.demo.scenario import BENEFITS, COLLECTION, INPUT, Scenario, generate
+from services.tools.demo.run import Collector, euros, summarise
+from services.tools.demo.scenario import BENEFITS, COLLECTION, INPUT, Scenario, generate
 
 pytestmark = pytest.mark.unit
 

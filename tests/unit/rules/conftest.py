@@ -25,13 +25,13 @@ from contracts import (
     PrestationEspecesDue,
     make_nir,
 )
-from services.benefits.processor import BenefitsProcessor
-from services.benefits.view import BenefitsView
-from services.collection.processor import CollectionProcessor
-from services.collection.view import CollectionView
-from services.eventstore import NewEvent
-from services.registry import Registry
-from services.runtime.processing import Input, Outcome
+from services.adapters.eventstore import NewEvent
+from services.domain.benefits.processor import BenefitsProcessor
+from services.domain.benefits.view import BenefitsView
+from services.domain.collection.processor import CollectionProcessor
+from services.domain.collection.view import CollectionView
+from services.domain.kernel.processing import Input, Outcome
+from services.domain.registry import Registry
 
 INPUT_IDS = uuid.UUID("0b1e3c1a-6a55-4a07-9a49-1f2a7d0e0001")
 

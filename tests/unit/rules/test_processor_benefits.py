@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from contracts import OUTBOUND_CLASSES
-from services.benefits.rules import RULES_2017
-from services.benefits.view import BenefitsView
+from services.domain.benefits.rules import RULES_2017
+from services.domain.benefits.view import BenefitsView
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from uuid import UUID
 import pytest
 
 from contracts import OUTBOUND_CLASSES
-from services.collection.rules import RULES_2017
-from services.collection.view import CollectionView
-from services.runtime.processing import decision_id
+from services.domain.collection.rules import RULES_2017
+from services.domain.collection.view import CollectionView
+from services.domain.kernel.processing import decision_id
 
 pytestmark = pytest.mark.unit
 
@@ -438,7 +438,7 @@ def test_the_refolded_view_decides_the_next_input_like_the_live_one(b, collectio
 def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(b, collection):
     """Each amount is within the contract, but their sum on one contribution is bounded too:
     the payment that would pass the bound is refused, the balance never overflows."""
-    from services.collection.processor import MAX_PAID_CENTS
+    from services.domain.collection.processor import MAX_PAID_CENTS
 
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=1))
     big = 10**11  # the largest amount the contract allows

@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from services.registry import Registry, faits_retenus
+from services.domain.registry import Registry, faits_retenus
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from contracts import outbound
-from services.benefits.rules import RULES_2017, decide_benefit
+from services.domain.benefits.rules import RULES_2017, decide_benefit
 
 pytestmark = pytest.mark.unit
 

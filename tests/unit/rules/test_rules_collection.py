@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from contracts import outbound
-from services.collection.rules import (
+from services.domain.collection.rules import (
     RULES_2017,
     Contribution,
     decide_contribution,

@@ -1,0 +1,107 @@
+"""Who may do what to a service's store: least privilege, granted by the owner.
+
+Migrations run as the database owner (an administrator's connection), through an explicit
+command (`mandat migrate`), never from a running service. Each service schema gets its own
+login role, which the service connects as -- not a superuser, not a member of any role (so
+neither `SET ROLE` nor `RESET ROLE` gives it more), with exactly:
+
+- `SELECT, INSERT` on its `events` (never `UPDATE`, `DELETE`, `TRUNCATE`; the append-only
+  trigger refuses them to everyone anyway);
+- `SELECT, INSERT, UPDATE` on the tables it maintains: its relay's checkpoints and its
+  projections (with their checkpoints);
+- `SELECT` on `schema_migrations` (to check it runs on a migrated schema);
+- nothing on any other schema: another service's store is out of its reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import asyncpg
+
+from services.adapters.eventstore.migrations import (
+    apply_migrations,
+    check_schema_name,
+    migration_files,
+)
+
+_MAINTAINED = (
+    "relay_checkpoints",
+    "projection_sommes_detenues",
+    "projection_versements_delegues",
+    "projection_checkpoints",
+)
+
+
+class NotMigratedError(RuntimeError):
+    """The service's schema lacks migrations: an administrator must run `mandat migrate`."""
+
+
+def service_role(schema: str) -> str:
+    """The login role of the service whose store is `schema` (at most 63 characters)."""
+    check_schema_name(schema)
+    if len(schema) <= 59:
+        return f"svc_{schema}"
+    return f"svc_{hashlib.sha256(schema.encode()).hexdigest()[:32]}"
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str:
+    """As the owner: migrate `schema`, create (or update) its service's login role with
+    `password` and exactly its grants; returns the role's name. Idempotent."""
+    await apply_migrations(conn, schema)
+    role = service_role(schema)
+    attributes = (
+        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+        f" PASSWORD {_literal(password)}"
+    )
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", role)
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        verb = "ALTER" if exists else "CREATE"
+        await conn.execute(f'{verb} ROLE "{role}" {attributes}')
+        # a member of nothing: no role to SET to, nothing inherited
+        for (granted,) in await conn.fetch(
+            "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+            " JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
+            role,
+        ):
+            await conn.execute(f'REVOKE "{granted}" FROM "{role}"')
+        await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".events TO "{role}"')
+        tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
+        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
+        await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"')
+    return role
+
+
+async def drop_store(conn: asyncpg.Connection, schema: str) -> None:
+    """As the owner: drop a store and its service's login role (benchmarks clean up)."""
+    role = service_role(schema)
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM "{role}"')
+        await conn.execute(f'DROP ROLE "{role}"')
+
+
+async def check_migrated(conn: asyncpg.Connection) -> None:
+    """Raise NotMigratedError unless every migration file is applied to the schema this
+    connection sees first (its search_path)."""
+    try:
+        applied = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+    except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError) as exc:
+        raise NotMigratedError(f"no migrated store here ({type(exc).__name__})") from exc
+    missing = [p.name for p in migration_files() if p.name not in applied]
+    if missing:
+        raise NotMigratedError(f"migrations not applied yet: {', '.join(missing)}")

@@ -1,0 +1,356 @@
+"""The append-only event store on PostgreSQL (asyncpg).
+
+Every write happens in a `StoreTransaction`, which first takes the store's advisory lock.
+Holding it, the appender reads the last committed row (position and hash), gives the new
+rows the next positions and chains their hashes. The lock is released only by COMMIT or
+ROLLBACK, so row p+1 is inserted only after row p is committed and visible: positions are
+visible strictly in order, and a reader of `position > n` can never skip a late commit.
+The same lock makes a service's read-decide-append a serial history, which is what replay
+re-executes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError
+from services.adapters.eventstore.pool import Encoded
+from services.domain.kernel.records import (
+    GENESIS_HASH,
+    NewEvent,
+    StoredEvent,
+    canonical_bytes,
+    chain_hash,
+    expected_hash,
+)
+
+ANY_VERSION = -1
+"""Expected version meaning "append whatever the stream's version is"."""
+
+_COLUMNS = (
+    "position, stream_id, stream_version, event_id, event_type, schema_version,"
+    " payload, metadata, recorded_at, hash"
+)
+_COPY_COLUMNS = [c.strip() for c in _COLUMNS.split(",")]
+
+
+def utc_now() -> datetime:
+    """The default clock of the store."""
+    return datetime.now(UTC)
+
+
+def _stored(row: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        payload=row["payload"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+        hash=bytes(row["hash"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append did: the stream's version after it, the positions it took."""
+
+    stream_id: str
+    version: int
+    positions: tuple[int, ...]
+    already_stored: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """Result of verifying the hash chain."""
+
+    checked: int
+    first_broken: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken is None
+
+
+class StoreTransaction:
+    """One serialised write transaction: read what is committed, then append after it."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        head_position: int,
+        head_hash: bytes,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.conn = conn
+        self._position = head_position
+        self._hash = head_hash
+        self._clock = clock
+        self._rows: list[tuple[Any, ...]] = []
+        self._versions: dict[str, int] = {}
+
+    @property
+    def head_position(self) -> int:
+        """The last position taken, counting this transaction's own appends."""
+        return self._position
+
+    async def read_since(self, position: int, limit: int | None = None) -> list[StoredEvent]:
+        """The committed events after `position` (at most `limit`), in store order."""
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            position,
+            limit,
+        )
+        return [_stored(r) for r in rows]
+
+    async def stored_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these event ids the store already holds."""
+        rows = await self.conn.fetch(
+            "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", list(event_ids)
+        )
+        return {r["event_id"] for r in rows}
+
+    async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
+        """The events the store already holds under these ids (one indexed lookup)."""
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[])", list(event_ids)
+        )
+        return {r["event_id"]: _stored(r) for r in rows}
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it has no event), this transaction included."""
+        if stream_id not in self._versions:
+            version = await self.conn.fetchval(
+                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1",
+                stream_id,
+            )
+            self._versions[stream_id] = int(version)
+        return self._versions[stream_id]
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        check: bool = True,
+    ) -> AppendResult:
+        """Append `events` to `stream_id`, which must be at `expected_version`.
+
+        With `check` (the default) the store looks up the stream's version and which event
+        ids it already holds: a batch wholly stored already is a no-op that says so
+        (idempotency), partly stored is `DuplicateEventError`, a version mismatch is
+        `ConcurrencyError`. A caller that keeps its own exact view of the store (the
+        services, under the lock) passes `check=False`; the unique constraints still refuse
+        a wrong version or a duplicate id at commit.
+        """
+        if check:
+            ids = [e.event_id for e in events]
+            stored = await self.stored_ids(ids)
+            if stored and len(stored) == len(set(ids)):
+                version = await self.stream_version(stream_id)
+                return AppendResult(stream_id, version, (), already_stored=True)
+            if stored:
+                raise DuplicateEventError(f"{len(stored)} of {len(ids)} events already stored")
+            actual = await self.stream_version(stream_id)
+            if expected_version != ANY_VERSION and expected_version != actual:
+                raise ConcurrencyError(stream_id, expected_version, actual)
+            version = actual
+        elif expected_version == ANY_VERSION:
+            version = await self.stream_version(stream_id)
+        else:
+            version = self._versions.get(stream_id, expected_version)
+            if version != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, version)
+        positions = self._append_rows(stream_id, version, events)
+        version += len(events)
+        return AppendResult(stream_id, version, tuple(positions))
+
+    def _append_rows(self, stream_id: str, version: int, events: Sequence[NewEvent]) -> list[int]:
+        """Give the events their positions, versions and chained hashes; keep them to write."""
+        positions: list[int] = []
+        for event in events:
+            version += 1
+            self._position += 1
+            recorded_at = self._clock()
+            payload_json = canonical_bytes(event.payload)
+            metadata_json = canonical_bytes(event.metadata)
+            self._hash = chain_hash(
+                self._hash,
+                position=self._position,
+                stream_id=stream_id,
+                stream_version=version,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                schema_version=event.schema_version,
+                payload_json=payload_json,
+                metadata_json=metadata_json,
+                recorded_at=recorded_at,
+            )
+            self._rows.append(
+                (
+                    self._position,
+                    stream_id,
+                    version,
+                    event.event_id,
+                    event.event_type,
+                    event.schema_version,
+                    Encoded(payload_json),  # the bytes just hashed are the bytes written
+                    Encoded(metadata_json),
+                    recorded_at,
+                    self._hash,
+                )
+            )
+            positions.append(self._position)
+        self._versions[stream_id] = version
+        return positions
+
+    def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:
+        """Append one event at a version the caller knows to be next (a service folding its
+        store under the lock does); the unique constraints still refuse a wrong guess at
+        commit. Returns the position it takes."""
+        self._versions[stream_id] = stream_version - 1
+        return self._append_rows(stream_id, stream_version - 1, [event])[0]
+
+    async def flush(self, channel: str) -> None:
+        """Write the pending rows (one COPY) and notify listeners of the new head."""
+        if not self._rows:
+            return
+        try:
+            await self.conn.copy_records_to_table(
+                "events", records=self._rows, columns=_COPY_COLUMNS
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_stream_version_key":
+                raise ConcurrencyError(str(exc.detail or exc), ANY_VERSION) from exc
+            if exc.constraint_name == "events_event_id_key":
+                raise DuplicateEventError(str(exc.detail or exc)) from exc
+            raise
+        await self.conn.execute("SELECT pg_notify($1, $2)", channel, str(self._position))
+        self._rows = []
+
+
+class EventStore:
+    """The store of one service schema. Nothing connects until a method is awaited."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.clock = clock
+        self.lock_key = zlib.crc32(f"mandat-store:{schema}".encode())
+        self.channel = f"{schema}_events"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[StoreTransaction]:
+        """A serialised write transaction; its appends are written when the block exits."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock_key)
+            head = await conn.fetchrow(
+                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+            )
+            tx = StoreTransaction(
+                conn,
+                head_position=head["position"] if head else 0,
+                head_hash=bytes(head["hash"]) if head else GENESIS_HASH,
+                clock=self.clock,
+            )
+            yield tx
+            await tx.flush(self.channel)
+
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> AppendResult:
+        """Append to one stream in a transaction of its own (see StoreTransaction.append)."""
+        async with self.transaction() as tx:
+            return await tx.append(stream_id, expected_version, events)
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        """A stream's events after `after_version`, in order."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2"
+            " ORDER BY stream_version",
+            stream_id,
+            after_version,
+        )
+        return [_stored(r) for r in rows]
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Up to `limit` events after position `after`, in store (global) order."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            after,
+            limit,
+        )
+        return [_stored(r) for r in rows]
+
+    async def read_types(
+        self, after: int, event_types: Iterable[str], limit: int = 1000
+    ) -> tuple[list[StoredEvent], int]:
+        """Up to `limit` events of `event_types` after `after`, in store order, and the
+        position up to which that answer is complete: the last event returned when the limit
+        was reached, else the head of the store in the same snapshot (one statement)."""
+        rows = await self.pool.fetch(
+            "WITH head AS (SELECT coalesce(max(position), 0) AS head FROM events)"
+            f" SELECT head.head, e.* FROM head LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events"
+            "  WHERE position > $1 AND event_type = ANY($2::text[]) ORDER BY position LIMIT $3"
+            " ) e ON true",
+            after,
+            list(event_types),
+            limit,
+        )
+        events = [_stored(r) for r in rows if r["position"] is not None]
+        if len(events) == limit:
+            return events, events[-1].position
+        return events, max(int(rows[0]["head"]), after)
+
+    async def iter_all(
+        self, after: int = 0, *, batch: int = 5000, until: int | None = None
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event after `after` (up to `until`, inclusive), read in batches."""
+        while True:
+            events = await self.read_all(after, batch)
+            for event in events:
+                if until is not None and event.position > until:
+                    return
+                yield event
+            if len(events) < batch:
+                return
+            after = events[-1].position
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        """Whether the database answers a trivial query now (a dependency check)."""
+        try:
+            return bool(await self.pool.fetchval("SELECT 1", timeout=timeout) == 1)
+        except Exception:
+            return False
+
+    async def head(self) -> int:
+        """The last committed position (0 for an empty store)."""
+        return int(await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+
+    async def verify_chain(self, *, batch: int = 5000) -> ChainReport:
+        """Recompute every row's hash from its content and the row before; report the first
+        position where the stored hash, or the sequence of positions, does not hold."""
+        previous, checked, expected_position = GENESIS_HASH, 0, 1
+        async for event in self.iter_all(0, batch=batch):
+            if event.position != expected_position:
+                return ChainReport(checked, expected_position)
+            if expected_hash(previous, event) != event.hash:
+                return ChainReport(checked, event.position)
+            previous, checked, expected_position = event.hash, checked + 1, event.position + 1
+        return ChainReport(checked, None)

@@ -1,0 +1,68 @@
+"""The benefits service's decision procedure (alinéa 2), deterministic over its view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+from contracts.inbound import PrestationEspecesDue
+from services.domain.benefits.rules import RULES_2017, RuleSet, decide_benefit
+from services.domain.benefits.view import BenefitsView
+from services.domain.kernel.decider import RegistryAwareProcessor
+from services.domain.kernel.parking import Waiting
+from services.domain.kernel.processing import Emitter, Input, Outcome, decision_id
+from services.domain.kernel.streams import same_content
+
+SERVICE = "benefits"
+
+
+def benefit_stream(prestation_id: str) -> str:
+    return f"prestation-{prestation_id}"
+
+
+class BenefitsProcessor(RegistryAwareProcessor[BenefitsView, RuleSet]):
+    """Decides benefits inputs over a `BenefitsView` (which it keeps folded)."""
+
+    service = SERVICE
+
+    def __init__(
+        self,
+        view: BenefitsView | None = None,
+        rules: RuleSet = RULES_2017,
+        ids: Callable[[UUID, int, str], UUID] = decision_id,
+    ) -> None:
+        super().__init__(view if view is not None else BenefitsView(), rules, ids)
+
+    def process_input(self, emitter: Emitter, message: Input) -> Outcome:
+        p = message.payload
+        if p.prestation_id in self.view.benefits:
+            return same_content(
+                "prestation_id", p.prestation_id, p, self.view.benefits[p.prestation_id]
+            )
+        emitter.input(benefit_stream(p.prestation_id), message)
+        self._decide(emitter, message.event_id, p, message.correlation_id)
+        return emitter.outcome
+
+    def _decide(
+        self,
+        emitter: Emitter,
+        event_id: UUID,
+        benefit: PrestationEspecesDue,
+        correlation_id: str,
+        *,
+        parked: bool = False,
+    ) -> None:
+        decision = decide_benefit(benefit, self.view.registry, self.rules)
+        if decision.parked and parked:
+            return  # still waiting; its DecisionEnAttente is already on record
+        emitter.decision(
+            benefit_stream(benefit.prestation_id),
+            decision.event_type,
+            decision.payload,
+            event_id,
+            correlation_id,
+        )
+
+    def decide_parked(self, emitter: Emitter, event_id: UUID, waiting: Waiting) -> None:
+        benefit = PrestationEspecesDue.model_validate(waiting.payload)
+        self._decide(emitter, event_id, benefit, waiting.correlation_id(str(event_id)), parked=True)

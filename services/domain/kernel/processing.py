@@ -1,0 +1,213 @@
+"""What both services share in deciding: inputs, the store view they fold, and emitting.
+
+A service's processor is deterministic: given its view of the store (a fold of every event
+before) and one input, it emits the input and the decisions it causes, folding each into the
+view as it goes. The live handler and `mandat replay` run the very same code, which is what
+makes a recorded decision reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from services.domain.kernel.parking import Parking
+from services.domain.kernel.records import NewEvent, StoredEvent
+from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
+
+DECISION_IDS = uuid.UUID("5f0b7a52-1b9e-4f3e-9d8e-4c611200a1f2")
+"""Namespace of decision ids: uuid5(namespace, "<trigger event id>/<n>")."""
+
+REJECTION = "MessageRejete"
+"""Event type of a contract breach kept in the store (and relayed to the rejection topic)."""
+
+
+def decision_id(trigger: UUID, n: int, service: str) -> UUID:
+    """The id of the n-th event `service` emitted while processing input `trigger`:
+    deterministic (a re-run of the same input cannot mint a second decision) and unique
+    across services (both decide on the same registry facts)."""
+    return uuid.uuid5(DECISION_IDS, f"{service}/{trigger}/{n}")
+
+
+def rejection_id(
+    service: str,
+    origin: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+) -> UUID:
+    """The id of `service`'s rejection of one record: derived from where it came from
+    (`origin`: topic, partition, offset and broker timestamp, or the rejection it re-drives)
+    and from every byte it carried, so a redelivery of the same record maps to the same id
+    while a new record at a reused offset (a topic recreated) cannot collide with it."""
+    digest = hashlib.sha256()
+    for part in (origin.encode(), key, value, *(p for h in headers for p in (h[0].encode(), h[1]))):
+        if part is None:
+            digest.update(b"\xff")  # null, distinct from any length prefix
+        else:
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return uuid.uuid5(DECISION_IDS, f"{service}/reject/{digest.hexdigest()}")
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """A valid inbound event as processors see it, from Kafka or from the store."""
+
+    event_id: UUID
+    event_type: str
+    payload: Any  # the contract's payload model
+    metadata: dict[str, Any]
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self.metadata.get("correlation_id") or self.event_id)
+
+    def content(self) -> tuple[Any, ...]:
+        """What makes two inputs under one event id the same input: its type, payload (as
+        stored) and envelope, not where it came from."""
+        return input_content(self.event_type, self.payload.model_dump(mode="json"), self.metadata)
+
+
+_ENVELOPE_KEYS = ("correlation_id", "causation_id", "source", "occurred_at", "schema_version")
+
+
+def input_content(event_type: str, payload: Any, metadata: Mapping[str, Any]) -> tuple[Any, ...]:
+    """See `Input.content`; also computed from a stored input's columns."""
+    return (event_type, payload, tuple(metadata.get(k) for k in _ENVELOPE_KEYS))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What processing one input gave: events to append, or why it was refused."""
+
+    events: list[tuple[str, int, NewEvent]] = field(default_factory=list)  # stream, version
+    refused: str | None = None  # a business-level breach (e.g. same id, other content)
+    duplicate: bool = False  # same content under a new event id: nothing to do
+
+
+class View(Protocol):
+    """A service's fold of its store."""
+
+    position: int
+    parking: Parking
+
+    def version(self, stream_id: str) -> int: ...
+
+    def apply(
+        self,
+        stream_id: str,
+        event_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None: ...
+
+
+class Processor(Protocol):
+    """A service's decision procedure over its view."""
+
+    @property
+    def view(self) -> View: ...
+
+    @property
+    def service(self) -> str: ...
+
+    def process(self, message: Input) -> Outcome: ...
+
+
+def fold_stored(view: View, event: StoredEvent) -> None:
+    """Fold an event read back from the store into a view."""
+    view.apply(
+        event.stream_id, str(event.event_id), event.event_type, event.payload, event.metadata
+    )
+    view.position = event.position
+
+
+class Emitter:
+    """Emits the events caused by one trigger input, folding each into the view at once (so
+    the next decision of the same cascade sees it)."""
+
+    def __init__(
+        self,
+        view: View,
+        trigger: UUID,
+        service: str,
+        ids: Callable[[UUID, int, str], UUID] = decision_id,
+    ) -> None:
+        self.view = view
+        self.trigger = trigger
+        self.service = service
+        self.ids = ids
+        self.outcome = Outcome()
+
+    def _emit(self, stream_id: str, event: NewEvent) -> None:
+        self.outcome.events.append((stream_id, self.view.version(stream_id) + 1, event))
+        self.view.apply(
+            stream_id, str(event.event_id), event.event_type, event.payload, event.metadata
+        )
+
+    def input(self, stream_id: str, message: Input) -> None:
+        """Record the input itself (normalised payload: what the contract kept of it)."""
+        payload = message.payload.model_dump(mode="json")
+        self._emit(
+            stream_id, NewEvent(message.event_id, message.event_type, payload, message.metadata)
+        )
+
+    def decision(
+        self,
+        stream_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        cause: Input | UUID,
+        correlation_id: str,
+    ) -> None:
+        """Record a decision caused by `cause` (the trigger itself, or a parked input)."""
+        cause_id = cause.event_id if isinstance(cause, Input) else cause
+        metadata = {
+            "causation_id": str(cause_id),
+            "correlation_id": correlation_id,
+            "service": self.service,
+        }
+        if cause_id != self.trigger:
+            metadata["decided_on"] = str(self.trigger)  # a parked input, decided later
+        event_id = self.ids(self.trigger, len(self.outcome.events), self.service)
+        self._emit(stream_id, NewEvent(event_id, event_type, payload, metadata))
+
+
+@dataclass(slots=True)
+class ServiceView:
+    """What every service's view folds: its position, its streams' versions, the registry as
+    recorded, and the inputs waiting for a decision. A service folds the rest (`fold`)."""
+
+    position: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    registry: Registry = field(default_factory=Registry)
+    parking: Parking = field(default_factory=Parking)
+
+    def version(self, stream_id: str) -> int:
+        return self.versions.get(stream_id, 0)
+
+    def apply(
+        self,
+        stream_id: str,
+        event_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None:
+        """Fold one event (input, registry fact, decision or rejection)."""
+        self.versions[stream_id] = self.versions.get(stream_id, 0) + 1
+        if event_type in REGISTRY_EVENT_TYPES:
+            self.registry.apply(event_type, payload)
+        else:
+            self.fold(event_id, event_type, payload, metadata)
+
+    def fold(
+        self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]
+    ) -> None:
+        """Fold one of the service's own events (inputs, decisions, rejections)."""
+        raise NotImplementedError

@@ -1,4 +1,0 @@
-"""What both services share.
-
-Processing, the batch handler, outbound messages, settings and app wiring.
-"""

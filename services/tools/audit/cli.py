@@ -1,0 +1,272 @@
+"""`mandat replay …`, `mandat audit …`, `mandat projections …`: the audit's command line.
+
+Exit codes follow diff(1): 0 all is well (or nothing differs), 1 something does not hold
+(a mismatch, a broken chain, a projection that differs, decisions that would change,
+nothing recorded about a subject), 2 the command could not run (no database, no store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, date, datetime, timedelta
+
+from services.tools.audit import commands
+from services.tools.audit.options import CommandError
+
+
+def _instant(text: str, *, end: bool = False) -> datetime:
+    """An ISO date or date-time (UTC when naive); a date as an end bound means its end."""
+    try:
+        if len(text) == 10:
+            day = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _common(parser: argparse.ArgumentParser, *, service: bool = True) -> None:
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else .run/endpoints.env)"
+    )
+    if service:
+        parser.add_argument(
+            "--service",
+            choices=("collection", "benefits"),
+            help="one service's store (default: both)",
+        )
+    parser.add_argument(
+        "--collection-schema",
+        help="schema of the collection store (default: settings, MANDAT_COLLECTION_SCHEMA)",
+    )
+    parser.add_argument(
+        "--benefits-schema",
+        help="schema of the benefits store (default: settings, MANDAT_BENEFITS_SCHEMA)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _selection(parser: argparse.ArgumentParser, *, subject: bool = True) -> None:
+    parser.add_argument("--from-position", type=int, metavar="N", help="first store position")
+    parser.add_argument("--to-position", type=int, metavar="N", help="last store position")
+    parser.add_argument(
+        "--since",
+        type=_instant,
+        metavar="DATE",
+        help="recorded at or after (ISO date or date-time, UTC)",
+    )
+    parser.add_argument(
+        "--until",
+        type=lambda t: _instant(t, end=True),
+        metavar="DATE",
+        help="recorded up to (a date: that whole day included)",
+    )
+    if subject:
+        parser.add_argument(
+            "--subject",
+            metavar="ID",
+            help="only decisions about a cotisation_id, prestation_id, paiement_id or NIR",
+        )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `replay`, `audit` and `projections` to the `mandat` command line."""
+    replay = sub.add_parser("replay", help="re-run the rules over the record; republish it")
+    actions = replay.add_subparsers(dest="action", required=True)
+    verify = actions.add_parser(
+        "verify", help="recompute every recorded decision and compare, byte for byte"
+    )
+    _common(verify)
+    _selection(verify)
+    verify.add_argument(
+        "--show",
+        type=int,
+        default=20,
+        metavar="N",
+        help="mismatches printed per service (all with --json)",
+    )
+    verify.set_defaults(func=_run, command_impl=commands.verify)
+
+    what_if = actions.add_parser(
+        "what-if", help="the decisions the current rules would take differently"
+    )
+    _common(what_if)
+    _selection(what_if)
+    what_if.add_argument(
+        "--rules",
+        metavar="MODULE:NAME",
+        help="a candidate RuleSet instead of the current one (needs --service)",
+    )
+    what_if.add_argument(
+        "--show",
+        type=int,
+        default=50,
+        metavar="N",
+        help="changes printed per service (all with --json)",
+    )
+    what_if.set_defaults(func=_run, command_impl=commands.what_if)
+
+    again = actions.add_parser(
+        "republish", help="re-emit stored events to the audit topic, marked as a replay"
+    )
+    _common(again)
+    _selection(again)
+    again.add_argument("--topic", help="target topic (default: settings, rsi.audit.replay.v1)")
+    again.add_argument(
+        "--include-inputs",
+        action="store_true",
+        help="inputs and registry facts too, not only decisions",
+    )
+    again.add_argument("--replay-id", help="the replay_id header (default: a new uuid)")
+    again.add_argument(
+        "--bootstrap-servers",
+        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+    again.set_defaults(func=_run, command_impl=commands.republish_cmd)
+
+    audit = sub.add_parser("audit", help="the hash chain, a subject's trail")
+    audits = audit.add_subparsers(dest="action", required=True)
+    chain = audits.add_parser(
+        "chain",
+        help="verify the hash chain; report the first break; "
+        "with --public-key, the store against its signed anchors",
+    )
+    _common(chain)
+    _anchors_options(chain)
+    chain.set_defaults(func=_run, command_impl=commands.chain)
+    trail = audits.add_parser(
+        "trail",
+        help="every input, decision, registry fact relied on, legal basis and "
+        "rule-set version about a subject, in order",
+    )
+    trail.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
+    _common(trail)
+    trail.set_defaults(func=_run, command_impl=commands.trail_cmd)
+    _trust_commands(audits)
+
+    rejections = sub.add_parser("rejections", help="records the services refused")
+    rejection_actions = rejections.add_subparsers(dest="action", required=True)
+    redrive = rejection_actions.add_parser(
+        "redrive",
+        help="submit rejected records again, after a fix (each decided or rejected "
+        "again exactly once, with its provenance)",
+    )
+    _common(redrive)
+    redrive.add_argument(
+        "--kind",
+        choices=("processing_error", "contract", "all"),
+        default="processing_error",
+        help="which rejections (default: processing_error, the records a bug isolated)",
+    )
+    redrive.add_argument(
+        "--id", action="append", default=[], metavar="UUID", help="only this rejection (repeatable)"
+    )
+    redrive.add_argument("--from-position", type=int, metavar="N", help="first store position")
+    redrive.add_argument("--to-position", type=int, metavar="N", help="last store position")
+    redrive.add_argument("--dry-run", action="store_true", help="list, send nothing")
+    redrive.add_argument(
+        "--bootstrap-servers",
+        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+    redrive.set_defaults(func=_run, command_impl=commands.redrive_cmd)
+
+    projections = sub.add_parser("projections", help="balances folded from the record")
+    kinds = projections.add_subparsers(dest="action", required=True)
+    rebuild = kinds.add_parser(
+        "rebuild", help="fold the projections again from position 0 and compare with live"
+    )
+    _common(rebuild)
+    rebuild.add_argument(
+        "--repair",
+        action="store_true",
+        help="replace live rows that differ by the rebuilt ones (admin)",
+    )
+    rebuild.set_defaults(func=_run, command_impl=commands.rebuild_cmd)
+
+
+def _anchors_options(parser: argparse.ArgumentParser, *, key_required: bool = False) -> None:
+    parser.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        required=key_required,
+        help="the anchors' public key (PEM; repeatable, e.g. across a key "
+        "rotation)" + ("" if key_required else "; checks the store against its signed anchors"),
+    )
+    parser.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
+    parser.add_argument(
+        "--bootstrap-servers",
+        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+
+
+def _trust_commands(audits: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`audit keygen`, `anchor`, `prove`, `consistency`, `check-proof` (docs/trust.md)."""
+    keygen = audits.add_parser(
+        "keygen", help="a new anchor key pair: FILE (private, 0600) and FILE.pub (public)"
+    )
+    keygen.add_argument("--out", required=True, metavar="FILE")
+    keygen.set_defaults(func=_run, command_impl=commands.keygen_cmd)
+
+    anchor = audits.add_parser("anchor", help="sign and publish an anchor of each store now")
+    _common(anchor)
+    anchor.add_argument("--key", required=True, metavar="FILE", help="the private key (PEM)")
+    anchor.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
+    anchor.add_argument(
+        "--bootstrap-servers",
+        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+    anchor.set_defaults(func=_run, command_impl=commands.anchor_cmd)
+
+    prove = audits.add_parser(
+        "prove",
+        help="a subject's events with Merkle inclusion proofs under the latest signed "
+        "anchor (JSON on stdout: `> proof.json`)",
+    )
+    prove.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
+    _common(prove)
+    _anchors_options(prove)
+    prove.add_argument(
+        "--extends",
+        type=int,
+        metavar="SIZE",
+        help="add a consistency proof from the anchor of this size",
+    )
+    prove.set_defaults(func=_run, command_impl=commands.prove_cmd)
+
+    consistency = audits.add_parser(
+        "consistency",
+        help="a consistency proof that the latest anchor (or --to-size) extends "
+        "the anchor of --from-size (JSON on stdout, checked by check-proof)",
+    )
+    _common(consistency)
+    _anchors_options(consistency)
+    consistency.add_argument("--from-size", type=int, required=True, metavar="SIZE")
+    consistency.add_argument("--to-size", type=int, metavar="SIZE")
+    consistency.set_defaults(func=_run, command_impl=commands.consistency_cmd)
+
+    check = audits.add_parser(
+        "check-proof", help="verify a proof with the public key alone (no database, no Kafka)"
+    )
+    check.add_argument("proof", help="the proof file (- for stdin)")
+    check.add_argument(
+        "--public-key",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="the anchors' public key (PEM; repeatable)",
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(func=_run, command_impl=commands.check_proof_cmd)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return int(asyncio.run(args.command_impl(args)))
+    except CommandError as exc:
+        print(f"mandat {args.command} {args.action}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,135 @@
+"""`mandat replay republish`: re-emit a range of stored events to the audit topic.
+
+Decisions go out with the very envelope, key and headers the relay gives them on the live
+topics, plus `replay: true` and a `replay_id`, so a dashboard or a downstream system can
+rebuild its state from the audit topic. Inputs (registry facts included) can be re-emitted
+too, as the envelope they came in. The live topics are never written: a target topic that
+is one of them is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.adapters.eventstore import EventStore, StoredEvent
+from services.adapters.kafka.outbound import decision_message
+from services.adapters.kafka.relay import POSITION_HEADER, Outgoing
+from services.adapters.kafka.topics import ensure_topics
+from services.domain.catalog import INPUT_TYPES, ServiceDescription
+from services.tools.audit.reading import Selection, read_ahead
+
+REPLAY_HEADER = "replay"
+REPLAY_ID_HEADER = "replay_id"
+
+
+class LiveTopicError(ValueError):
+    """Republishing to a live topic is refused: the audit must not touch them."""
+
+
+def input_message(event: StoredEvent, topic: str) -> Outgoing:
+    """A recorded input as the envelope it came in (contract v1), keyed like the inbound
+    topics (organism, convention or NIR)."""
+    m = event.metadata
+    envelope = {
+        "event_id": str(event.event_id), "event_type": event.event_type,
+        "schema_version": event.schema_version, "occurred_at": m.get("occurred_at"),
+        "source": m.get("source"), "correlation_id": m.get("correlation_id"),
+        "causation_id": m.get("causation_id"), "payload": event.payload,
+    }
+    p = event.payload
+    if event.event_type == "OrganismeDeclare":
+        key = p["organisme_id"]
+    elif event.event_type in ("ConventionConclue", "ConventionResiliee"):
+        key = p["convention_id"]
+    else:
+        key = p["nir"]
+    value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = [("event_type", event.event_type.encode()),
+               ("event_id", str(event.event_id).encode()),
+               ("schema_version", str(event.schema_version).encode()),
+               (POSITION_HEADER, str(event.position).encode())]
+    return Outgoing(topic, str(key).encode(), value, headers, event.position)
+
+
+def replay_messages(events: Iterable[StoredEvent], service: ServiceDescription, topic: str,
+                    replay_id: str, *, selection: Selection, include_inputs: bool
+                    ) -> list[Outgoing]:
+    """The audit-topic messages of the selected events (pure)."""
+    marks = [(REPLAY_HEADER, b"true"), (REPLAY_ID_HEADER, replay_id.encode()),
+             ("service", service.name.encode())]
+    out = []
+    for event in events:
+        if event.event_type in INPUT_TYPES:
+            selection.note_input(event)
+        if not selection.covers(event):
+            continue
+        if event.event_type in service.decision_types:
+            message = decision_message(event, topic, service.name)
+        elif include_inputs and event.event_type in INPUT_TYPES:
+            message = input_message(event, topic)
+        else:
+            continue
+        out.append(Outgoing(topic, message.key, message.value, [*message.headers, *marks],
+                            message.position))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RepublishResult:
+    service: str
+    topic: str
+    replay_id: str
+    sent: int
+    last_position: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "topic": self.topic, "replay_id": self.replay_id,
+                "sent": self.sent, "last_position": self.last_position,
+                "seconds": round(self.seconds, 3)}
+
+
+def new_replay_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def republish(store: EventStore, service: ServiceDescription, bootstrap_servers: str, *,
+                    topic: str, live_topics: Iterable[str], replay_id: str,
+                    selection: Selection, include_inputs: bool = False,
+                    partitions: int = 3, replication_factor: int = 1,
+                    retention_ms: int = -1) -> RepublishResult:
+    """Send the selected events, in store order, and wait until Kafka acknowledged them."""
+    if topic in set(live_topics):
+        raise LiveTopicError(f"{topic} is a live topic: republish writes only to an audit topic")
+    started = time.perf_counter()
+    await ensure_topics(bootstrap_servers, [topic], partitions=partitions,
+                        replication_factor=replication_factor, retention_ms=retention_ms)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True,
+                                acks="all", linger_ms=5, client_id=f"replay-{service.name}")
+    await producer.start()
+    sent = last = 0
+    try:
+        after = (selection.from_position or 1) - 1
+        async for events in read_ahead(store, after):
+            if selection.to_position is not None and events[0].position > selection.to_position:
+                break
+            batch = replay_messages(events, service, topic, replay_id, selection=selection,
+                                    include_inputs=include_inputs)
+            futures = [await producer.send(m.topic, m.value, key=m.key, headers=m.headers)
+                       for m in batch]
+            for future in futures:
+                await future
+            sent += len(batch)
+            last = events[-1].position
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return RepublishResult(service.name, topic, replay_id, sent, last,
+                           time.perf_counter() - started)

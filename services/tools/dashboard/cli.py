@@ -1,0 +1,48 @@
+"""`mandat dashboard`: the operations dashboard, a live web page over the output topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "dashboard",
+        help="serve the live operations dashboard (decisions, amounts, parked, rejections, lag)",
+        description="Read the settlement and rejection topics (no consumer group, from the "
+        "beginning unless --from-now), measure each service's lag, and serve a live page. "
+        "Kafka and the services' HTTP ports come from the settings (KAFKA_BOOTSTRAP_SERVERS, "
+        "MANDAT_* or .run/endpoints.env).",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="HTTP port (default: MANDAT_DASHBOARD_HTTP_PORT, 8080)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--from-now",
+        action="store_true",
+        help="only count what is published from now on (default: everything the topics hold)",
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from services.adapters.runtime.settings import ServiceSettings
+    from services.tools.dashboard.server import serve_dashboard
+
+    settings = ServiceSettings()
+    port = settings.dashboard_http_port if args.port is None else args.port
+    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
+    print(
+        f"dashboard: http://{shown}:{port}/  (Kafka {settings.kafka_bootstrap_servers}; "
+        f"Ctrl-C to stop)",
+        flush=True,
+    )
+    asyncio.run(serve_dashboard(settings, port, host=args.host, from_now=args.from_now))
+    return 0
