@@ -6,6 +6,8 @@ facts the decision relied on (see :class:`FaitsRetenus`). ``faits_retenus`` is a
 v1 field, optional and null when no registry fact was used (e.g. a period before 2017).
 """
 
+from typing import Any
+
 from contracts.enums import (
     FormeJuridique,
     ModeAffiliation,
@@ -58,6 +60,23 @@ class Decision(WireModel):
     base_legale: Textes
     regles_version: Code
     faits_retenus: FaitsRetenus | None = None
+
+    @property
+    def event_type(self) -> str:
+        """The decision's event type on the wire: the name of its model."""
+        return type(self).__name__
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as recorded and published: the fields the rules gave, in JSON form
+        (a field left at its default, such as ``faits_retenus`` when no registry fact was
+        used, is not written)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    @property
+    def parked(self) -> bool:
+        """Whether this is the notice that the input waits for a missing fact."""
+        return isinstance(self, DecisionEnAttente)
 
 
 # Collection (alinéa 1) -- rsi.reglements.cotisations.v1

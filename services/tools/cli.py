@@ -9,6 +9,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from services.domain import catalog
+
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
@@ -61,7 +63,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for name in ("collection", "benefits"):
+    for name in catalog.SERVICES:
         parser = sub.add_parser(name, help=f"the {name} service")
         actions = parser.add_subparsers(dest="action", required=True)
         run = actions.add_parser("run", help="run it in the foreground (until SIGTERM/SIGINT)")
@@ -75,7 +77,7 @@ def _migrate_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "service's login role",
     )
     migrate.add_argument(
-        "--service", choices=("collection", "benefits"), help="one service (default: both)"
+        "--service", choices=tuple(catalog.SERVICES), help="one service (default: both)"
     )
     migrate.add_argument(
         "--env-file",

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 
 ASYNCAPI_DIR = Path(__file__).resolve().parents[3] / "docs" / "asyncapi"
 
@@ -19,7 +20,7 @@ def render_all() -> dict[str, str]:
         DATABASE_URL="postgresql://postgres@127.0.0.1:5432/mandat",
     )
     out = {}
-    for name in ("collection", "benefits"):
+    for name in catalog.SERVICES:
         document = json.loads(build(name, settings).asyncapi())
         out[name] = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return out

@@ -416,8 +416,7 @@ class BatchHandler:
                     if event.event_id != message.event_id:
                         self._count_decision(event, report)
                 return
-            field_name, _, reason = outcome.refused.partition(": ")
-            message = ContractError(reason, field_name)
+            message = ContractError(outcome.refused.reason, outcome.refused.field)
         kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
         self._reject(tx, record, rejection_id, message, report, kind)
 

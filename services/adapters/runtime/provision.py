@@ -11,8 +11,9 @@ from pydantic import SecretStr
 
 from services.adapters.eventstore.roles import new_password, provision
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 
-SERVICES = ("collection", "benefits")
+SERVICES = tuple(catalog.SERVICES)
 
 
 async def provision_services(

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import topics
+from services.domain import catalog
 
 
 class ServiceSettings(BaseSettings):
@@ -88,7 +89,7 @@ class ServiceSettings(BaseSettings):
         return names[contract_name]
 
     def _of(self, service: str, what: str) -> Any:
-        if service not in ("collection", "benefits"):
+        if service not in catalog.SERVICES:
             raise ValueError(f"unknown service {service!r}")
         return getattr(self, f"{service}_{what}")
 

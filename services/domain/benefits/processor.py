@@ -35,6 +35,8 @@ class BenefitsProcessor(RegistryAwareProcessor[BenefitsView, RuleSet]):
 
     def process_input(self, emitter: Emitter, message: Input) -> Outcome:
         p = message.payload
+        if not isinstance(p, PrestationEspecesDue):  # the topic's types are checked at the door
+            raise TypeError(f"not an input of the benefits service: {message.event_type}")
         if p.prestation_id in self.view.benefits:
             return same_content(
                 "prestation_id", p.prestation_id, p, self.view.benefits[p.prestation_id]

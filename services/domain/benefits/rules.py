@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from services.domain.kernel.decisions import Decision
+from contracts import outbound as out
+from contracts.enums import Motif
+from contracts.inbound import PrestationEspecesDue
 from services.domain.registry import Registry, faits_retenus
 
 VERSEMENT = "VERSEMENT_PRESTATIONS_ESPECES"
@@ -36,7 +38,15 @@ RULES_2017 = RuleSet(
 )
 
 
-def decide_benefit(b: Any, registry: Registry, rules: RuleSet = RULES_2017) -> Decision:
+BenefitsDecision = (
+    out.VersementDelegue | out.VersementDirect | out.PrestationNonTraitee | out.DecisionEnAttente
+)
+"""What the rules of alinéa 2 decide: the outbound models of the benefits topic."""
+
+
+def decide_benefit(
+    b: PrestationEspecesDue, registry: Registry, rules: RuleSet = RULES_2017
+) -> BenefitsDecision:
     """Who pays a `PrestationEspecesDue` (checks of alinéa 2, in order)."""
     jour: date = b.fait_generateur_le
     common: dict[str, Any] = {
@@ -44,39 +54,34 @@ def decide_benefit(b: Any, registry: Registry, rules: RuleSet = RULES_2017) -> D
         "caisse_de_base": b.caisse_de_base,
         "base_legale": [rules.base_alinea],
         "regles_version": rules.version,
-        "prestation_id": b.prestation_id,
     }
     # every L611-1 category (artisans, commerçants, professions libérales) is in scope
     if jour < rules.debut_alinea:
-        return Decision("PrestationNonTraitee", common | {"motif": "PERIODE_ANTERIEURE_A_2017"})
+        return out.PrestationNonTraitee(
+            **common, prestation_id=b.prestation_id, motif=Motif.PERIODE_ANTERIEURE_A_2017
+        )
     affiliation = registry.affiliation_at(b.nir, jour)
     organisme = registry.organismes.get(affiliation.organisme_id) if affiliation else None
     if affiliation is None or organisme is None:
-        waiting = {k: v for k, v in common.items() if k != "prestation_id"}
-        return Decision(
-            "DecisionEnAttente",
-            waiting | {"sujet_id": b.prestation_id, "motif": "AFFILIATION_INCONNUE"},
+        return out.DecisionEnAttente(
+            **common, sujet_id=b.prestation_id, motif=Motif.AFFILIATION_INCONNUE
         )
     convention = registry.convention_for(organisme.organisme_id, VERSEMENT, b.caisse_de_base, jour)
-    amounts = {"nature": b.nature, "montant_cents": b.montant_cents}
     if convention is None:
-        return Decision(
-            "VersementDirect",
-            common
-            | amounts
-            | {
-                "motif": "AUCUNE_CONVENTION",
-                "faits_retenus": faits_retenus(affiliation, organisme, None),
-            },
+        return out.VersementDirect(
+            **common,
+            prestation_id=b.prestation_id,
+            nature=b.nature,
+            montant_cents=b.montant_cents,
+            motif=Motif.AUCUNE_CONVENTION,
+            faits_retenus=faits_retenus(affiliation, organisme, None),
         )
-    return Decision(
-        "VersementDelegue",
-        common
-        | amounts
-        | {
-            "base_legale": [rules.base_alinea, rules.base_organismes],
-            "organisme_id": organisme.organisme_id,
-            "convention_id": convention.convention_id,
-            "faits_retenus": faits_retenus(affiliation, organisme, convention),
-        },
+    return out.VersementDelegue(
+        **common | {"base_legale": [rules.base_alinea, rules.base_organismes]},
+        prestation_id=b.prestation_id,
+        nature=b.nature,
+        montant_cents=b.montant_cents,
+        organisme_id=organisme.organisme_id,
+        convention_id=convention.convention_id,
+        faits_retenus=faits_retenus(affiliation, organisme, convention),
     )

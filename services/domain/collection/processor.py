@@ -8,7 +8,6 @@ affiliation, payments and unpaid notices waiting for their contribution).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
@@ -26,9 +25,8 @@ from services.domain.collection.view import (
     waits_for_contribution,
 )
 from services.domain.kernel.decider import RegistryAwareProcessor
-from services.domain.kernel.decisions import Decision
 from services.domain.kernel.parking import Waiting
-from services.domain.kernel.processing import Emitter, Input, Outcome, decision_id
+from services.domain.kernel.processing import Emitter, Input, Outcome, Refusal, decision_id
 from services.domain.kernel.streams import same_content
 
 SERVICE = "collection"
@@ -57,38 +55,46 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
 
     def process_input(self, emitter: Emitter, message: Input) -> Outcome:
         kind, p = message.event_type, message.payload
-        refused = self._contradiction(kind, p)
+        if not isinstance(p, CotisationDue | PaiementRecu | CotisationImpayee):
+            # the topic's types are checked at the door: this is a wiring mistake
+            raise TypeError(f"not an input of the collection service: {kind}")
+        refused = self._contradiction(p)
         if refused is not None:
             return refused
         emitter.input(contribution_stream(p.cotisation_id), message)
-        if kind == "CotisationDue":
+        if isinstance(p, CotisationDue):
             self._decide_contribution(emitter, message.event_id, p, message.correlation_id)
         else:
-            self._decide_follow_up(emitter, message.event_id, kind, p, message.correlation_id)
+            self._decide_follow_up(emitter, message.event_id, p, message.correlation_id)
         return emitter.outcome
 
-    def _contradiction(self, kind: str, p: Any) -> Outcome | None:
+    def _contradiction(self, p: CotisationDue | PaiementRecu | CotisationImpayee) -> Outcome | None:
         """A second fact under an existing business id: the same is a duplicate (no effect),
         a different one is refused — never silently merged."""
-        if kind == "CotisationDue" and p.cotisation_id in self.view.contributions:
+        if isinstance(p, CotisationDue) and p.cotisation_id in self.view.contributions:
             return same_content(
                 "cotisation_id", p.cotisation_id, p, self.view.contributions[p.cotisation_id].due
             )
-        if kind == "PaiementRecu" and p.paiement_id in self.view.payments:
+        if isinstance(p, PaiementRecu) and p.paiement_id in self.view.payments:
             return same_content("paiement_id", p.paiement_id, p, self.view.payments[p.paiement_id])
         known = self.view.contributions.get(p.cotisation_id)
-        if kind != "CotisationDue" and known is not None and known.due["nir"] != p.nir:
+        if not isinstance(p, CotisationDue) and known is not None and known.due["nir"] != p.nir:
             return Outcome(
-                refused=f"payload.nir: does not match the nir of cotisation {p.cotisation_id}"
+                refused=Refusal(
+                    "payload.nir", f"does not match the nir of cotisation {p.cotisation_id}"
+                )
             )
         if (
-            kind == "PaiementRecu"
+            isinstance(p, PaiementRecu)
             and known is not None
             and known.paid_cents + p.montant_cents > MAX_PAID_CENTS
         ):  # sums are checked where they are made: a balance stays a 64-bit integer
             return Outcome(
-                refused=f"payload.montant_cents: the payments on cotisation {p.cotisation_id}"
-                f" would exceed {MAX_PAID_CENTS} cents"
+                refused=Refusal(
+                    "payload.montant_cents",
+                    f"the payments on cotisation {p.cotisation_id} would exceed"
+                    f" {MAX_PAID_CENTS} cents",
+                )
             )
         return None
 
@@ -119,7 +125,6 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
             self._decide_follow_up(
                 emitter,
                 UUID(waiting_id),
-                waiting.event_type,
                 model,
                 waiting.correlation_id(waiting_id),
                 parked=True,
@@ -129,41 +134,31 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
         self,
         emitter: Emitter,
         event_id: UUID,
-        kind: str,
-        p: Any,
+        p: PaiementRecu | CotisationImpayee,
         correlation_id: str,
         *,
         parked: bool = False,
     ) -> None:
         state = self.view.contributions.get(p.cotisation_id)
-        if state is not None and not state.decided:
-            decision = Decision(
-                "DecisionEnAttente",
-                {
-                    "nir": p.nir,
-                    "caisse_de_base": state.due["caisse_de_base"],
-                    "base_legale": [self.rules.base_alinea],
-                    "regles_version": self.rules.version,
-                    "sujet_id": p.paiement_id if kind == "PaiementRecu" else p.cotisation_id,
-                    "motif": "AFFILIATION_INCONNUE",
-                },
+        known = (
+            None
+            if state is None
+            else Contribution(
+                cotisation_id=p.cotisation_id,
+                nir=state.due["nir"],
+                caisse_de_base=state.due["caisse_de_base"],
+                montant_cents=state.due["montant_cents"],
+                organisme_id=state.organisme_id,
+                paid_cents=state.paid_cents,
+                faits_retenus=state.faits_retenus,
+                decided=state.decided,
             )
-        else:
-            known = (
-                None
-                if state is None
-                else Contribution(
-                    cotisation_id=p.cotisation_id,
-                    nir=state.due["nir"],
-                    caisse_de_base=state.due["caisse_de_base"],
-                    montant_cents=state.due["montant_cents"],
-                    organisme_id=state.organisme_id,
-                    paid_cents=state.paid_cents,
-                    faits_retenus=state.faits_retenus,
-                )
-            )
-            decide = decide_payment if kind == "PaiementRecu" else decide_unpaid
-            decision = decide(p, known, self.rules)
+        )
+        decision = (
+            decide_payment(p, known, self.rules)
+            if isinstance(p, PaiementRecu)
+            else decide_unpaid(p, known, self.rules)
+        )
         if decision.parked and parked:
             return
         emitter.decision(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypedDict
 
-from services.domain.kernel.decisions import Decision
+from contracts import outbound as out
+from contracts.enums import Motif, Recouvreur
+from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
 from services.domain.registry import Registry, faits_retenus
 
 ENCAISSEMENT = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS"
@@ -43,7 +45,7 @@ RULES_2017 = RuleSet(
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """What the store knows of a decided contribution, as the follow-up rules need it."""
+    """What the store knows of a recorded contribution, as the follow-up rules need it."""
 
     cotisation_id: str
     nir: str
@@ -52,9 +54,17 @@ class Contribution:
     organisme_id: str | None  # set when collection was delegated
     paid_cents: int
     faits_retenus: dict[str, Any] | None  # what the delegation relied on
+    decided: bool = True  # False while the contribution itself waits for its affiliation
 
 
-def _common(nir: str, caisse: str | None, bases: list[str], rules: RuleSet) -> dict[str, Any]:
+class _Common(TypedDict):
+    nir: str
+    caisse_de_base: str
+    base_legale: list[str]
+    regles_version: str
+
+
+def _common(nir: str, caisse: str, bases: list[str], rules: RuleSet) -> _Common:
     return {
         "nir": nir,
         "caisse_de_base": caisse,
@@ -63,94 +73,141 @@ def _common(nir: str, caisse: str | None, bases: list[str], rules: RuleSet) -> d
     }
 
 
-def decide_contribution(c: Any, registry: Registry, rules: RuleSet = RULES_2017) -> Decision:
+def _waiting(
+    nir: str, caisse: str | None, sujet_id: str, motif: Motif, rules: RuleSet
+) -> out.DecisionEnAttente:
+    return out.DecisionEnAttente(
+        nir=nir,
+        caisse_de_base=caisse,
+        base_legale=[rules.base_alinea],
+        regles_version=rules.version,
+        sujet_id=sujet_id,
+        motif=motif,
+    )
+
+
+CollectionDecision = (
+    out.EncaissementDelegue
+    | out.EncaissementNonDelegue
+    | out.PaiementEncaissePourCompte
+    | out.PaiementNonImpute
+    | out.ContentieuxDelegue
+    | out.ContentieuxSansObjet
+    | out.DecisionEnAttente
+)
+"""What the rules of alinéa 1 decide: the outbound models of the collection topic."""
+
+
+def decide_contribution(
+    c: CotisationDue, registry: Registry, rules: RuleSet = RULES_2017
+) -> CollectionDecision:
     """Who collects a `CotisationDue` (checks 1–7 of alinéa 1, in order)."""
     jour: date = c.periode.debut
-    common = _common(c.nir, c.caisse_de_base, [rules.base_alinea], rules)
 
-    def not_delegated(motif: str, recouvreur: str | None, bases: list[str]) -> Decision:
-        payload = common | {"base_legale": bases, "cotisation_id": c.cotisation_id}
-        return Decision(
-            "EncaissementNonDelegue", payload | {"motif": motif, "recouvreur": recouvreur}
+    def not_delegated(
+        motif: Motif, recouvreur: Recouvreur | None, bases: list[str]
+    ) -> out.EncaissementNonDelegue:
+        return out.EncaissementNonDelegue(
+            **_common(c.nir, c.caisse_de_base, bases, rules),
+            cotisation_id=c.cotisation_id,
+            motif=motif,
+            recouvreur=recouvreur,
         )
 
     if jour < rules.debut_alinea:
-        return not_delegated("PERIODE_ANTERIEURE_A_2017", None, [rules.base_alinea])
+        return not_delegated(Motif.PERIODE_ANTERIEURE_A_2017, None, [rules.base_alinea])
     if jour >= rules.debut_recouvrement_urssaf:
-        return not_delegated("RECOUVREMENT_URSSAF", "URSSAF", [rules.base_urssaf])
+        return not_delegated(Motif.RECOUVREMENT_URSSAF, Recouvreur.URSSAF, [rules.base_urssaf])
     if c.categorie != "PROFESSION_LIBERALE":
         bases = [rules.base_alinea, rules.base_interlocuteur_unique]
-        return not_delegated("CATEGORIE_HORS_CHAMP", "URSSAF", bases)
+        return not_delegated(Motif.CATEGORIE_HORS_CHAMP, Recouvreur.URSSAF, bases)
     affiliation = registry.affiliation_at(c.nir, jour)
     organisme = registry.organismes.get(affiliation.organisme_id) if affiliation else None
     if affiliation is None or organisme is None:
         # an affiliation to an organism not declared yet cannot be judged either: wait
-        payload = common | {"sujet_id": c.cotisation_id, "motif": "AFFILIATION_INCONNUE"}
-        return Decision("DecisionEnAttente", payload)
-    common["faits_retenus"] = faits_retenus(affiliation, organisme, None)
+        return _waiting(c.nir, c.caisse_de_base, c.cotisation_id, Motif.AFFILIATION_INCONNUE, rules)
     if organisme.forme_juridique not in rules.formes_eligibles:
-        return not_delegated("ORGANISME_INELIGIBLE", "CAISSE_DE_BASE", [rules.base_alinea])
+        return out.EncaissementNonDelegue(
+            **_common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
+            faits_retenus=faits_retenus(affiliation, organisme, None),
+            cotisation_id=c.cotisation_id,
+            motif=Motif.ORGANISME_INELIGIBLE,
+            recouvreur=Recouvreur.CAISSE_DE_BASE,
+        )
     convention = registry.convention_for(
         organisme.organisme_id, ENCAISSEMENT, c.caisse_de_base, jour
     )
     if convention is None:
-        return not_delegated("AUCUNE_CONVENTION", "CAISSE_DE_BASE", [rules.base_alinea])
-    common["faits_retenus"] = faits_retenus(affiliation, organisme, convention)
-    payload = common | {
-        "cotisation_id": c.cotisation_id,
-        "organisme_id": organisme.organisme_id,
-        "convention_id": convention.convention_id,
-        "montant_cents": c.montant_cents,
-    }
-    return Decision("EncaissementDelegue", payload)
-
-
-def decide_payment(p: Any, known: Contribution | None, rules: RuleSet = RULES_2017) -> Decision:
-    """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
-    if known is None:
-        payload = _common(p.nir, None, [rules.base_alinea], rules)
-        return Decision(
-            "DecisionEnAttente",
-            payload | {"sujet_id": p.paiement_id, "motif": "COTISATION_INCONNUE"},
+        return out.EncaissementNonDelegue(
+            **_common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
+            faits_retenus=faits_retenus(affiliation, organisme, None),
+            cotisation_id=c.cotisation_id,
+            motif=Motif.AUCUNE_CONVENTION,
+            recouvreur=Recouvreur.CAISSE_DE_BASE,
         )
-    common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
-    common |= {"cotisation_id": known.cotisation_id, "paiement_id": p.paiement_id}
-    if known.organisme_id is None:
-        return Decision("PaiementNonImpute", common | {"motif": "NON_DELEGUE"})
-    solde = known.montant_cents - known.paid_cents - p.montant_cents
-    return Decision(
-        "PaiementEncaissePourCompte",
-        common
-        | {
-            "organisme_id": known.organisme_id,
-            "montant_cents": p.montant_cents,
-            "solde_restant_cents": solde,
-            "faits_retenus": known.faits_retenus,
-        },
+    return out.EncaissementDelegue(
+        **_common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
+        faits_retenus=faits_retenus(affiliation, organisme, convention),
+        cotisation_id=c.cotisation_id,
+        organisme_id=organisme.organisme_id,
+        convention_id=convention.convention_id,
+        montant_cents=c.montant_cents,
     )
 
 
-def decide_unpaid(i: Any, known: Contribution | None, rules: RuleSet = RULES_2017) -> Decision:
-    """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
+def decide_payment(
+    p: PaiementRecu, known: Contribution | None, rules: RuleSet = RULES_2017
+) -> CollectionDecision:
+    """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
     if known is None:
-        payload = _common(i.nir, None, [rules.base_alinea], rules)
-        return Decision(
-            "DecisionEnAttente",
-            payload | {"sujet_id": i.cotisation_id, "motif": "COTISATION_INCONNUE"},
+        return _waiting(p.nir, None, p.paiement_id, Motif.COTISATION_INCONNUE, rules)
+    if not known.decided:
+        return _waiting(
+            p.nir, known.caisse_de_base, p.paiement_id, Motif.AFFILIATION_INCONNUE, rules
         )
     common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
-    common["cotisation_id"] = known.cotisation_id
     if known.organisme_id is None:
-        return Decision("ContentieuxSansObjet", common | {"motif": "NON_DELEGUE"})
+        return out.PaiementNonImpute(
+            **common,
+            cotisation_id=known.cotisation_id,
+            paiement_id=p.paiement_id,
+            motif=Motif.NON_DELEGUE,
+        )
+    return out.PaiementEncaissePourCompte(
+        **common,
+        faits_retenus=known.faits_retenus,
+        cotisation_id=known.cotisation_id,
+        paiement_id=p.paiement_id,
+        organisme_id=known.organisme_id,
+        montant_cents=p.montant_cents,
+        solde_restant_cents=known.montant_cents - known.paid_cents - p.montant_cents,
+    )
+
+
+def decide_unpaid(
+    i: CotisationImpayee, known: Contribution | None, rules: RuleSet = RULES_2017
+) -> CollectionDecision:
+    """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
+    if known is None:
+        return _waiting(i.nir, None, i.cotisation_id, Motif.COTISATION_INCONNUE, rules)
+    if not known.decided:
+        return _waiting(
+            i.nir, known.caisse_de_base, i.cotisation_id, Motif.AFFILIATION_INCONNUE, rules
+        )
+    common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+    if known.organisme_id is None:
+        return out.ContentieuxSansObjet(
+            **common, cotisation_id=known.cotisation_id, motif=Motif.NON_DELEGUE
+        )
     solde = known.montant_cents - known.paid_cents
     if solde <= 0:
-        return Decision("ContentieuxSansObjet", common | {"motif": "SOLDE_NUL"})
-    return Decision(
-        "ContentieuxDelegue",
-        common
-        | {
-            "organisme_id": known.organisme_id,
-            "restant_du_cents": solde,
-            "faits_retenus": known.faits_retenus,
-        },
+        return out.ContentieuxSansObjet(
+            **common, cotisation_id=known.cotisation_id, motif=Motif.SOLDE_NUL
+        )
+    return out.ContentieuxDelegue(
+        **common,
+        faits_retenus=known.faits_retenus,
+        cotisation_id=known.cotisation_id,
+        organisme_id=known.organisme_id,
+        restant_du_cents=solde,
     )

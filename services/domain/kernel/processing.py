@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from contracts.inbound import InboundPayload
 from services.domain.kernel.parking import Parking
 from services.domain.kernel.records import NewEvent, StoredEvent
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
@@ -59,7 +60,7 @@ class Input:
 
     event_id: UUID
     event_type: str
-    payload: Any  # the contract's payload model
+    payload: InboundPayload  # the contract's payload model
     metadata: dict[str, Any]
 
     @property
@@ -80,12 +81,24 @@ def input_content(event_type: str, payload: Any, metadata: Mapping[str, Any]) ->
     return (event_type, payload, tuple(metadata.get(k) for k in _ENVELOPE_KEYS))
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the rules refuse an input: the field at fault (``payload.<name>``, as in a
+    contract breach) and the reason, which names no personal value."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
 @dataclass(slots=True)
 class Outcome:
     """What processing one input gave: events to append, or why it was refused."""
 
     events: list[tuple[str, int, NewEvent]] = field(default_factory=list)  # stream, version
-    refused: str | None = None  # a business-level breach (e.g. same id, other content)
+    refused: Refusal | None = None  # a business-level breach (e.g. same id, other content)
     duplicate: bool = False  # same content under a new event id: nothing to do
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.domain.kernel.processing import Outcome
+from services.domain.kernel.processing import Outcome, Refusal
 
 REJECTIONS_STREAM = "rejets"
 
@@ -27,6 +27,8 @@ def same_content(field: str, value: str, incoming: Any, recorded: dict[str, Any]
         k for k in payload.keys() | recorded.keys() if payload.get(k) != recorded.get(k)
     )
     return Outcome(
-        refused=f"payload.{field}: {value} is already recorded with other content "
-        f"(differs in {', '.join(differing)})"
+        refused=Refusal(
+            f"payload.{field}",
+            f"{value} is already recorded with other content (differs in {', '.join(differing)})",
+        )
     )

@@ -12,6 +12,7 @@ import asyncio
 import sys
 from datetime import UTC, date, datetime, timedelta
 
+from services.domain import catalog
 from services.tools.audit import commands
 from services.tools.audit.options import CommandError
 
@@ -35,7 +36,7 @@ def _common(parser: argparse.ArgumentParser, *, service: bool = True) -> None:
     if service:
         parser.add_argument(
             "--service",
-            choices=("collection", "benefits"),
+            choices=tuple(catalog.SERVICES),
             help="one service's store (default: both)",
         )
     parser.add_argument(

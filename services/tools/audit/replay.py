@@ -117,7 +117,7 @@ class Replayer:
             model = PAYLOAD_MODELS[head.event_type].model_validate(head.payload)
             outcome = self.processor.process(
                 Input(head.event_id, head.event_type, model, head.metadata))
-            error = outcome.refused or ("a duplicate of an earlier input"
+            error = str(outcome.refused or "") or ("a duplicate of an earlier input"
                                         if outcome.duplicate or not outcome.events else "")
         except Exception as exc:  # a damaged record is reported, not fatal
             error = f"{type(exc).__name__}: {exc}"

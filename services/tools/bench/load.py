@@ -61,7 +61,6 @@ from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.service import ServiceRuntime
 from services.adapters.runtime.settings import ServiceSettings
-from services.domain.catalog import BENEFITS, COLLECTION
 from services.domain.kernel.processing import decision_id
 from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.bench.pipeline import (
@@ -225,7 +224,7 @@ async def fill(
     store = await prepare_store(dsn, kind.schema(s))
     try:
         feeder = Feeder(
-            store, COLLECTION if kind.name == "collection" else BENEFITS, s, seed=kind.schema(s)
+            store, kind.service, s, seed=kind.schema(s)
         )
         started = time.perf_counter()
         head, messages, rejected = 0, 0, 0

@@ -60,9 +60,11 @@ from services.adapters.runtime.handler import BatchReport
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.service import ServiceRuntime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
+from services.domain.catalog import ServiceDescription
 from services.domain.kernel.processing import decision_id
 
-SERVICES = ("collection", "benefits")
+SERVICES = tuple(catalog.SERVICES)
 CAISSE = "PL-IDF"
 ORGANISMS = 50
 BATCH = 500  # records per fetch of the passthrough, as the services' batch_max_records
@@ -292,25 +294,33 @@ def benefit(i: int, tag: str, number: str) -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Kind:
-    """What differs between the services, for the benchmark."""
+    """A service of the catalog, with how the benchmark fabricates its main input."""
 
-    name: str
-    input_type: str
+    service: ServiceDescription
     make_input: Callable[[int, str, str], tuple[str, dict[str, Any]]]
-    final_types: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def input_type(self) -> str:
+        return self.service.main_input
+
+    @property
+    def final_types(self) -> frozenset[str]:
+        return self.service.final_types
 
     def input_topic(self, s: ServiceSettings) -> str:
-        return s.topic_cotisations if self.name == "collection" else s.topic_prestations
-
-    def output_topic(self, s: ServiceSettings) -> str:
-        return (
-            s.topic_reglements_cotisations
-            if self.name == "collection"
-            else s.topic_reglements_prestations
+        return s.topic(
+            next(t for t, types in self.service.inputs.items() if self.input_type in types)
         )
 
+    def output_topic(self, s: ServiceSettings) -> str:
+        return s.topic(self.service.decisions_topic)
+
     def schema(self, s: ServiceSettings) -> str:
-        return s.collection_schema if self.name == "collection" else s.benefits_schema
+        return s.schema_of(self.name)
 
     def runtime(self, s: ServiceSettings) -> ServiceRuntime:
         from services.adapters.runtime.apps import build_runtime
@@ -319,18 +329,8 @@ class Kind:
 
 
 KINDS = {
-    "collection": Kind(
-        "collection",
-        "CotisationDue",
-        contribution,
-        topics.COLLECTION_DECISION_TYPES - {"DecisionEnAttente"},
-    ),
-    "benefits": Kind(
-        "benefits",
-        "PrestationEspecesDue",
-        benefit,
-        topics.BENEFITS_DECISION_TYPES - {"DecisionEnAttente"},
-    ),
+    "collection": Kind(catalog.COLLECTION, contribution),
+    "benefits": Kind(catalog.BENEFITS, benefit),
 }
 
 
@@ -467,7 +467,7 @@ class Watcher(Follower):
         event_type = headers.get("event_type", b"").decode()
         self.types[event_type] += 1
         if event_type not in self.final_types:
-            self.parked += event_type == "DecisionEnAttente"
+            self.parked += event_type == topics.PARKED
             return
         cause = self.expected.get(headers.get("event_id", b""))
         if cause is None:

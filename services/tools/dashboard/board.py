@@ -26,22 +26,13 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from contracts import topics
+from services.domain import catalog
 from services.tools.dashboard.shown import shown
 
-SERVICES = ("collection", "benefits")
-PARKED = "DecisionEnAttente"
-DECISION_ORDER = {
-    "collection": (
-        "EncaissementDelegue",
-        "EncaissementNonDelegue",
-        "PaiementEncaissePourCompte",
-        "PaiementNonImpute",
-        "ContentieuxDelegue",
-        "ContentieuxSansObjet",
-        PARKED,
-    ),
-    "benefits": ("VersementDelegue", "VersementDirect", "PrestationNonTraitee", PARKED),
-}
+SERVICES = tuple(catalog.SERVICES)
+PARKED = topics.PARKED
+DECISION_ORDER = {name: service.decision_order for name, service in catalog.SERVICES.items()}
 """Display order of decision types (unknown types come after, alphabetically)."""
 
 AMOUNT_FIELD = {

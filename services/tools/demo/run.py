@@ -25,6 +25,7 @@ from typing import TextIO
 
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 from services.tools.demo.collector import PENDING, Collector
 from services.tools.demo.player import Player
 from services.tools.demo.progress import Progress
@@ -101,7 +102,7 @@ async def play(
             _quiet_services()
             started = time.monotonic()
             settings = await provision_services(settings)  # as the owner, first
-            for service in ("collection", "benefits"):
+            for service in catalog.SERVICES:
                 await stack.enter_async_context(build_runtime(service, settings).running())
             progress.say(
                 f"services collection and benefits started in-process in "

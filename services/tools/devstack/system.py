@@ -20,9 +20,10 @@ from pathlib import Path
 
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 from services.tools.devstack import stack
 
-SERVICES = ("collection", "benefits")
+SERVICES = tuple(catalog.SERVICES)
 
 
 def _pid_file(name: str) -> Path:

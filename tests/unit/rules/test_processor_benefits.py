@@ -77,7 +77,7 @@ def test_a_second_benefit_under_the_same_id_with_other_content_is_refused(b, ben
     outcome = benefits.send(b.prestation(nature="IJ_PATERNITE"))
     assert outcome.events == [] and not outcome.duplicate
     assert outcome.refused is not None
-    assert outcome.refused.startswith("payload.prestation_id:") and "nature" in outcome.refused
+    assert outcome.refused.field == "payload.prestation_id" and "nature" in outcome.refused.reason
 
 
 def test_the_same_benefit_under_a_new_event_id_is_a_duplicate(b, benefits):

@@ -1,0 +1,84 @@
+"""Every byte both services decide on the demo scenario, pinned.
+
+Decisions are part of the hashed, replayed record: a refactoring of the rules, the models or
+the processors must not change one byte of what they emit for the same inputs. The digest
+below was taken from the code before the rules returned the outbound models; if a change of
+the law (a new RuleSet) or of the scenario changes it on purpose, record the new digest in
+the same commit and say why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from contracts import topics
+from contracts.parsing import ContractError, parse_inbound
+from services.domain.catalog import SERVICES
+from services.domain.kernel.processing import Input
+from services.domain.kernel.records import canonical_bytes
+from services.tools.demo.scenario import generate
+
+pytestmark = pytest.mark.unit
+
+SIZE, SEED = 3000, 7
+EXPECTED = (6771, "4e5cbfe43d3c196e909aa67a1b1c7e5b0d344c6ee7d6ab96798faf35abb1f78f")
+TOPIC_OF_ROLE = {
+    "referentiel": topics.REFERENTIEL,
+    "cotisations": topics.COTISATIONS,
+    "prestations": topics.PRESTATIONS,
+}
+
+
+def decide_scenario() -> tuple[int, str]:
+    """Feed the scenario's messages to each service's processor, in publication order, and
+    digest what comes out: refusals and every event (stream, version, id, type, payload,
+    metadata in canonical JSON)."""
+    scenario = generate(SIZE, SEED, "T")
+    digest = hashlib.sha256()
+    emitted = 0
+    for service in SERVICES.values():
+        processor = service.new_processor()
+        for message in scenario.messages:
+            allowed = service.inputs.get(TOPIC_OF_ROLE[message.topic])
+            if allowed is None:
+                continue
+            try:
+                event = parse_inbound(message.value)
+            except ContractError as error:
+                digest.update(f"refused-contract {error}\n".encode())
+                continue
+            if event.event_type not in allowed:
+                continue
+            metadata = {
+                "correlation_id": event.correlation_id,
+                "causation_id": event.causation_id,
+                "source": event.source,
+                "occurred_at": event.occurred_at.isoformat(),
+                "schema_version": event.schema_version,
+            }
+            outcome = processor.process(
+                Input(event.event_id, event.event_type, event.payload, metadata)
+            )
+            digest.update(f"{outcome.refused} {outcome.duplicate}\n".encode())
+            for stream, version, new in outcome.events:
+                emitted += 1
+                digest.update(
+                    b"|".join(
+                        [
+                            stream.encode(),
+                            str(version).encode(),
+                            str(new.event_id).encode(),
+                            new.event_type.encode(),
+                            canonical_bytes(new.payload),
+                            canonical_bytes(new.metadata),
+                        ]
+                    )
+                    + b"\n"
+                )
+    return emitted, digest.hexdigest()
+
+
+def test_the_services_decide_the_scenario_byte_for_byte_as_before() -> None:
+    assert decide_scenario() == EXPECTED
