@@ -6,6 +6,7 @@ convention) arriving on one partition, in order. :func:`expected_key` is that ke
 :func:`contracts.parse_inbound` refuses a record published under another one.
 """
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, overload
@@ -102,3 +103,35 @@ def kafka_headers(event: InboundEnvelope | OutboundEnvelope) -> list[tuple[str, 
         ("event_id", str(event.event_id).encode()),
         ("schema_version", str(event.schema_version).encode()),
     ]
+
+
+def wire_envelope(
+    event_type: str,
+    payload: Mapping[str, Any],
+    *,
+    event_id: UUID | str,
+    occurred_at: str | None,
+    source: str | None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    schema_version: int = 1,
+) -> dict[str, Any]:
+    """A contract-v1 envelope as JSON-ready data, around a payload already in wire form.
+
+    What the benchmarks, the demo, the audit feed and republishing send; :func:`envelop`
+    is the validated, typed way for code that holds models."""
+    return {
+        "event_id": str(event_id),
+        "event_type": event_type,
+        "schema_version": schema_version,
+        "occurred_at": occurred_at,
+        "source": source,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "payload": payload,
+    }
+
+
+def wire_bytes(document: Mapping[str, Any]) -> bytes:
+    """A message value: compact JSON, UTF-8 (non-ASCII kept as is)."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

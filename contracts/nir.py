@@ -47,6 +47,12 @@ def make_nir(body13: str) -> str:
     return body13 + nir_key(body13)
 
 
+def sample_nir(n: int) -> str:
+    """A valid, fictitious NIR, distinct for each ``0 <= n < 1,000,000`` (men born in 1975,
+    département and commune from ``n``): what tests, benchmarks and examples use."""
+    return make_nir(f"1{(n % 99) + 1:02d}0175{n:06d}"[:13])
+
+
 def check_nir(value: str) -> str:
     """Return ``value`` when it is a valid NIR; raise a pydantic error saying why not."""
     if len(value) != NIR_LENGTH:

@@ -35,22 +35,20 @@ PRESTATIONS_EVENT_TYPES: Final = frozenset({"PrestationEspecesDue"})
 PARKED: Final = "DecisionEnAttente"
 """The notice that an input waits for a missing fact (both services publish it)."""
 
-COLLECTION_DECISION_TYPES: Final = frozenset(
-    {
-        "EncaissementDelegue",
-        "EncaissementNonDelegue",
-        "PaiementEncaissePourCompte",
-        "PaiementNonImpute",
-        "ContentieuxDelegue",
-        "ContentieuxSansObjet",
-        "DecisionEnAttente",
-    }
+COLLECTION_DECISIONS: Final = (
+    "EncaissementDelegue",
+    "EncaissementNonDelegue",
+    "PaiementEncaissePourCompte",
+    "PaiementNonImpute",
+    "ContentieuxDelegue",
+    "ContentieuxSansObjet",
+    PARKED,
 )
-"""Decision types published on the collection decisions topic."""
-BENEFITS_DECISION_TYPES: Final = frozenset(
-    {"VersementDelegue", "VersementDirect", "PrestationNonTraitee", "DecisionEnAttente"}
-)
-"""Decision types published on the benefits decisions topic."""
+"""Decision types published on the collection decisions topic, in display order."""
+COLLECTION_DECISION_TYPES: Final = frozenset(COLLECTION_DECISIONS)
+BENEFITS_DECISIONS: Final = ("VersementDelegue", "VersementDirect", "PrestationNonTraitee", PARKED)
+"""Decision types published on the benefits decisions topic, in display order."""
+BENEFITS_DECISION_TYPES: Final = frozenset(BENEFITS_DECISIONS)
 INBOUND_EVENT_TYPES: Final = (
     REFERENTIEL_EVENT_TYPES | COTISATIONS_EVENT_TYPES | PRESTATIONS_EVENT_TYPES
 )

@@ -21,15 +21,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
-from contracts.nir import make_nir
+from contracts.messages import wire_bytes, wire_envelope
+from contracts.nir import sample_nir
 from services.adapters.runtime.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def nir(n: int) -> str:
-    """A valid NIR, distinct for each n."""
-    return make_nir(f"1{(n % 99) + 1:02d}0175{n:06d}"[:13])
+nir = sample_nir
 
 
 def envelope(
@@ -39,18 +38,16 @@ def envelope(
     event_id: str | None = None,
     correlation_id: str | None = None,
 ) -> bytes:
-    return json.dumps(
-        {
-            "event_id": event_id or str(uuid.uuid4()),
-            "event_type": event_type,
-            "schema_version": 1,
-            "occurred_at": "2017-01-15T08:00:00Z",
-            "source": "caisse-de-base/PL-IDF",
-            "correlation_id": correlation_id,
-            "causation_id": None,
-            "payload": payload,
-        }
-    ).encode()
+    return wire_bytes(
+        wire_envelope(
+            event_type,
+            payload,
+            event_id=event_id or uuid.uuid4(),
+            occurred_at="2017-01-15T08:00:00Z",
+            source="caisse-de-base/PL-IDF",
+            correlation_id=correlation_id,
+        )
+    )
 
 
 def organisme(oid: str, forme: str = "MUTUELLE") -> tuple[str, dict[str, Any]]:

@@ -91,15 +91,7 @@ COLLECTION = ServiceDescription(
     },
     decisions_topic=topics.REGLEMENTS_COTISATIONS,
     rejections_topic=topics.REJETS_COLLECTION,
-    decision_order=(
-        "EncaissementDelegue",
-        "EncaissementNonDelegue",
-        "PaiementEncaissePourCompte",
-        "PaiementNonImpute",
-        "ContentieuxDelegue",
-        "ContentieuxSansObjet",
-        PARKED,
-    ),
+    decision_order=topics.COLLECTION_DECISIONS,
     main_input="CotisationDue",
     rule_sets=_by_version(collection_rules.RULES_2017),
     current=collection_rules.RULES_2017,
@@ -114,7 +106,7 @@ BENEFITS = ServiceDescription(
     },
     decisions_topic=topics.REGLEMENTS_PRESTATIONS,
     rejections_topic=topics.REJETS_BENEFITS,
-    decision_order=("VersementDelegue", "VersementDirect", "PrestationNonTraitee", PARKED),
+    decision_order=topics.BENEFITS_DECISIONS,
     main_input="PrestationEspecesDue",
     rule_sets=_by_version(benefits_rules.RULES_2017),
     current=benefits_rules.RULES_2017,
@@ -123,10 +115,6 @@ BENEFITS = ServiceDescription(
 SERVICES: Mapping[str, ServiceDescription] = {s.name: s for s in (COLLECTION, BENEFITS)}
 """Every service, by name."""
 
-# The contract's topic table states the same sets: a service described here that the
-# contract does not publish (or the other way round) is a mistake caught at import.
-assert COLLECTION.decision_types == topics.COLLECTION_DECISION_TYPES
-assert BENEFITS.decision_types == topics.BENEFITS_DECISION_TYPES
 
 
 def selected(name: str | None) -> list[ServiceDescription]:

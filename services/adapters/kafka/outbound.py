@@ -14,7 +14,7 @@ from services.adapters.kafka.relay import POSITION_HEADER, Outgoing
 from services.domain.kernel.processing import REJECTION
 
 
-def _common_headers(event: StoredEvent) -> list[tuple[str, bytes]]:
+def common_headers(event: StoredEvent) -> list[tuple[str, bytes]]:
     return [
         ("event_type", event.event_type.encode()),
         ("event_id", str(event.event_id).encode()),
@@ -40,7 +40,7 @@ def decision_envelope(event: StoredEvent, source: str) -> dict[str, Any]:
 def decision_message(event: StoredEvent, topic: str, source: str) -> Outgoing:
     value = orjson.dumps(decision_envelope(event, source))
     return Outgoing(
-        topic, event.payload["nir"].encode(), value, _common_headers(event), event.position
+        topic, event.payload["nir"].encode(), value, common_headers(event), event.position
     )
 
 
@@ -81,7 +81,7 @@ def rejection_message(event: StoredEvent, topic: str) -> Outgoing:
     ]
     if p.get("field"):
         headers.append(("reject_field", p["field"].encode()))
-    headers += _common_headers(event)
+    headers += common_headers(event)
     key, value = raw(p["key"]), raw(p["value"])
     if key is None and value is None:
         # neither (Kafka allows it, the client cannot send it), or kept by reference only

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.messages import key_field
 from services.domain.kernel.processing import Outcome, Refusal
 
 REJECTIONS_STREAM = "rejets"
 
 
 def registry_stream(event_type: str, payload: Any) -> str:
-    """The stream a registry fact belongs to (by the entity it is about)."""
-    if event_type == "OrganismeDeclare":
-        return f"organisme-{payload.organisme_id}"
-    if event_type in ("ConventionConclue", "ConventionResiliee"):
-        return f"convention-{payload.convention_id}"
-    return f"affiliation-{payload.nir}"
+    """The stream a registry fact belongs to: the entity it is about, which is also what
+    keys it on Kafka (an organism, a convention, or the person of an affiliation)."""
+    field = key_field(event_type)
+    return f"{_ENTITY_OF_KEY[field]}-{getattr(payload, field)}"
+
+
+_ENTITY_OF_KEY = {"organisme_id": "organisme", "convention_id": "convention", "nir": "affiliation"}
 
 
 def same_content(field: str, value: str, incoming: Any, recorded: dict[str, Any]) -> Outcome:

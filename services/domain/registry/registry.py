@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-REGISTRY_EVENT_TYPES = frozenset(
-    {"OrganismeDeclare", "ConventionConclue", "ConventionResiliee", "AffiliationEnregistree"}
-)
+from contracts.topics import REFERENTIEL_EVENT_TYPES
+
+REGISTRY_EVENT_TYPES = REFERENTIEL_EVENT_TYPES
+"""The registry facts: what the registry topic carries."""
 
 
 @dataclass(frozen=True, slots=True)

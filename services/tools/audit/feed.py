@@ -8,7 +8,6 @@ Benchmarks and tests use it to fill a store; nothing else does.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from contracts.messages import wire_bytes, wire_envelope
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import create_pool
@@ -56,11 +56,9 @@ def envelope(event_type: str, payload: dict[str, Any], *, event_id: uuid.UUID,
              occurred_at: str = "2017-01-15T08:00:00Z", source: str = "audit-feed",
              correlation_id: str | None = None, causation_id: str | None = None) -> bytes:
     """A contract-v1 message value (JSON envelope)."""
-    return json.dumps({
-        "event_id": str(event_id), "event_type": event_type, "schema_version": 1,
-        "occurred_at": occurred_at, "source": source, "correlation_id": correlation_id,
-        "causation_id": causation_id, "payload": payload,
-    }, ensure_ascii=False, separators=(",", ":")).encode()
+    return wire_bytes(wire_envelope(
+        event_type, payload, event_id=event_id, occurred_at=occurred_at, source=source,
+        correlation_id=correlation_id, causation_id=causation_id))
 
 
 class Feeder:

@@ -9,7 +9,6 @@ is one of them is refused.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,9 +17,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from contracts.messages import key_field, wire_bytes, wire_envelope
 from services.adapters.eventstore import EventStore, StoredEvent
-from services.adapters.kafka.outbound import decision_message
-from services.adapters.kafka.relay import POSITION_HEADER, Outgoing
+from services.adapters.kafka.outbound import common_headers, decision_message
+from services.adapters.kafka.relay import Outgoing
 from services.adapters.kafka.topics import ensure_topics
 from services.domain.catalog import INPUT_TYPES, ServiceDescription
 from services.tools.audit.reading import Selection, read_ahead
@@ -37,25 +37,14 @@ def input_message(event: StoredEvent, topic: str) -> Outgoing:
     """A recorded input as the envelope it came in (contract v1), keyed like the inbound
     topics (organism, convention or NIR)."""
     m = event.metadata
-    envelope = {
-        "event_id": str(event.event_id), "event_type": event.event_type,
-        "schema_version": event.schema_version, "occurred_at": m.get("occurred_at"),
-        "source": m.get("source"), "correlation_id": m.get("correlation_id"),
-        "causation_id": m.get("causation_id"), "payload": event.payload,
-    }
-    p = event.payload
-    if event.event_type == "OrganismeDeclare":
-        key = p["organisme_id"]
-    elif event.event_type in ("ConventionConclue", "ConventionResiliee"):
-        key = p["convention_id"]
-    else:
-        key = p["nir"]
-    value = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
-    headers = [("event_type", event.event_type.encode()),
-               ("event_id", str(event.event_id).encode()),
-               ("schema_version", str(event.schema_version).encode()),
-               (POSITION_HEADER, str(event.position).encode())]
-    return Outgoing(topic, str(key).encode(), value, headers, event.position)
+    envelope = wire_envelope(
+        event.event_type, event.payload, event_id=event.event_id,
+        occurred_at=m.get("occurred_at"), source=m.get("source"),
+        correlation_id=m.get("correlation_id"), causation_id=m.get("causation_id"),
+        schema_version=event.schema_version)
+    key = event.payload[key_field(event.event_type)]
+    value = wire_bytes(envelope)
+    return Outgoing(topic, str(key).encode(), value, common_headers(event), event.position)
 
 
 def replay_messages(events: Iterable[StoredEvent], service: ServiceDescription, topic: str,

@@ -53,7 +53,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import topics
-from contracts.nir import make_nir
+from contracts.messages import wire_bytes, wire_envelope
+from contracts.nir import sample_nir
 from services.adapters.eventstore.roles import drop_store
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.handler import BatchReport
@@ -173,9 +174,7 @@ def _warnings_only(record: logging.LogRecord) -> bool:
 # --- the messages (contract v1, as an upstream agency sends them) ---------------------------
 
 
-def nir(n: int) -> str:
-    """A valid NIR, distinct for each n < 1,000,000."""
-    return make_nir(f"1{(n % 99) + 1:02d}0175{n:06d}"[:13])
+nir = sample_nir
 
 
 def _now_instant() -> str:
@@ -188,18 +187,15 @@ def envelope(
     event_id: str,
     occurred_at: str = "2017-01-15T08:00:00Z",
 ) -> bytes:
-    return json.dumps(
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "schema_version": 1,
-            "occurred_at": occurred_at,
-            "source": f"caisse-de-base/{CAISSE}",
-            "correlation_id": None,
-            "causation_id": None,
-            "payload": payload,
-        }
-    ).encode()
+    return wire_bytes(
+        wire_envelope(
+            event_type,
+            payload,
+            event_id=event_id,
+            occurred_at=occurred_at,
+            source=f"caisse-de-base/{CAISSE}",
+        )
+    )
 
 
 def organism_id(i: int) -> str:

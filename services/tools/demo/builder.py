@@ -4,7 +4,6 @@ every scenario)."""
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections import Counter
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
+from contracts.messages import wire_bytes, wire_envelope
 from services.tools.demo.benefits import COMBOS, add_benefits
 from services.tools.demo.breaches import add_breaches
 from services.tools.demo.disorder import add_duplicates_and_conflicts, add_out_of_order_payments
@@ -100,16 +100,14 @@ class Builder:
     ) -> dict[str, Any]:
         """A contract v1 envelope, with the next event id of this run."""
         self.serial += 1
-        return {
-            "event_id": str(uuid.uuid5(_IDS, f"{self.tag}/{self.seed}/{self.serial}")),
-            "event_type": event_type,
-            "schema_version": 1,
-            "occurred_at": f"{when.isoformat()}T08:00:00Z",
-            "source": source,
-            "correlation_id": correlation,
-            "causation_id": None,
-            "payload": payload,
-        }
+        return wire_envelope(
+            event_type,
+            payload,
+            event_id=uuid.uuid5(_IDS, f"{self.tag}/{self.seed}/{self.serial}"),
+            occurred_at=f"{when.isoformat()}T08:00:00Z",
+            source=source,
+            correlation_id=correlation,
+        )
 
     def again(
         self, document: dict[str, Any], payload: dict[str, Any], when: date
@@ -122,7 +120,7 @@ class Builder:
     @staticmethod
     def encode(document: dict[str, Any]) -> bytes:
         """The bytes published for `document` (compact, UTF-8)."""
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return wire_bytes(document)
 
     def message(
         self,
