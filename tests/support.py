@@ -21,6 +21,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
+from contracts import outbound
 from contracts.messages import wire_bytes, wire_envelope
 from contracts.nir import sample_nir
 from services.adapters.runtime.settings import ServiceSettings
@@ -377,3 +378,34 @@ def kill(process: subprocess.Popen[bytes], how: signal.Signals = signal.SIGKILL)
     """Signal a spawned service's whole process group and wait for it to end."""
     os.killpg(process.pid, how)
     process.wait(40)
+
+
+_DECISION_DEFAULTS: dict[str, Any] = {
+    "nir": sample_nir(1),
+    "caisse_de_base": "PL-IDF",
+    "base_legale": ["CSS L611-20 al.1 (v. 2017-01-01)"],
+    "regles_version": "al1-2017.1",
+    "cotisation_id": "COT-1",
+    "paiement_id": "PAI-1",
+    "prestation_id": "PRE-1",
+    "sujet_id": "COT-1",
+    "organisme_id": "OC-1",
+    "convention_id": "CONV-1",
+    "montant_cents": 100,
+    "solde_restant_cents": 0,
+    "restant_du_cents": 100,
+    "motif": "AUCUNE_CONVENTION",
+    "recouvreur": None,
+    "nature": "IJ_MALADIE",
+}
+
+
+def decision_payload(event_type: str, **fields: Any) -> dict[str, Any]:
+    """A complete, valid payload of decision `event_type`: `fields`, and for every other
+    field its model requires, a plausible value."""
+    model = getattr(outbound, event_type)
+    return {
+        name: fields.get(name, _DECISION_DEFAULTS.get(name))
+        for name in model.model_fields
+        if name in fields or name in _DECISION_DEFAULTS
+    }

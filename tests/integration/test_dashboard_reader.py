@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from support import Feed, nir
+from support import Feed, decision_payload, nir
 
 from services.adapters.runtime.settings import ServiceSettings
 from services.tools.dashboard.server import Dashboard
@@ -62,8 +62,9 @@ def decision(
             "schema_version": 1,
             "occurred_at": "2026-01-01T10:00:00Z",
             "source": "collection",
+            "correlation_id": None,
             "causation_id": str(uuid.uuid4()),
-            "payload": {"caisse_de_base": "PL-IDF", "motif": motif, **payload},
+            "payload": decision_payload(event_type, motif=motif, **payload),
         }
     ).encode()
 
@@ -190,12 +191,14 @@ async def test_an_aborted_transaction_is_never_counted(settings: ServiceSettings
             await asyncio.wait_for(dashboard.subscribed.wait(), 60)
             await producer.begin_transaction()
             await producer.send_and_wait(
-                s.topic_reglements_prestations, decision("PrestationNonTraitee", "ABORTED")
+                s.topic_reglements_prestations,
+                decision("PrestationNonTraitee", "AUCUNE_CONVENTION"),
             )
             await producer.abort_transaction()
             async with producer.transaction():
                 await producer.send_and_wait(
-                    s.topic_reglements_prestations, decision("PrestationNonTraitee", "COMMITTED")
+                    s.topic_reglements_prestations,
+                    decision("PrestationNonTraitee", "PERIODE_ANTERIEURE_A_2017"),
                 )
             await until(
                 lambda: dashboard.board.snapshot()["services"]["benefits"]["final"] >= 1,
@@ -205,4 +208,4 @@ async def test_an_aborted_transaction_is_never_counted(settings: ServiceSettings
             rows = dashboard.board.snapshot()["services"]["benefits"]["decisions"]
     finally:
         await producer.stop()
-    assert [(r["motif"], r["count"]) for r in rows] == [("COMMITTED", 1)]
+    assert [(r["motif"], r["count"]) for r in rows] == [("PERIODE_ANTERIEURE_A_2017", 1)]

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from contracts import topics
+from contracts.parsing import ContractError, parse_outbound
 from services.domain import catalog
 from services.tools.dashboard.shown import shown
 
@@ -370,33 +371,29 @@ def _short_label(text: str) -> str | None:
 
 
 def _read_decision(value: bytes | None) -> _Decision | None:
-    """The scalars the board needs from a decision, or None when it cannot be read: no
-    JSON object, no `event_type` string, no `payload` object, an amount outside the
-    contract where its type carries one."""
-    envelope = _document(value)
-    if envelope is None:
+    """The scalars the board needs from a decision, read through the contract's outbound
+    models; None when the value is not a decision of contract v1 (too large, not JSON,
+    an unknown type, a field out of the contract)."""
+    if not value or len(value) > MAX_VALUE:
         return None
-    event_type, payload = envelope.get("event_type"), envelope.get("payload")
-    if not isinstance(event_type, str) or not event_type or not isinstance(payload, dict):
+    try:
+        decision = parse_outbound(value)
+    except ContractError:
         return None
-    cents = 0
-    if event_type in AMOUNT_FIELD:
-        amount = payload.get(AMOUNT_FIELD[event_type])
-        if type(amount) is not int or not 0 <= amount <= MAX_CENTS:
-            return None
-        cents = amount
-    event_id = _kept_id(envelope.get("event_id"))
-    cause = _kept_id(envelope.get("causation_id")) or _kept_id(payload.get("sujet_id")) or event_id
+    payload = decision.payload
+    amount = getattr(payload, AMOUNT_FIELD.get(decision.event_type, ""), 0)
+    event_id = str(decision.event_id)
+    sujet_id = getattr(payload, "sujet_id", None)
     return _Decision(
         event_id=event_id,
-        event_type=_label(event_type, "?"),
-        motif=_label(payload.get("motif"), ""),
-        cents=cents,
-        organisme_id=_label(payload.get("organisme_id"), "?"),
-        caisse=_label(payload.get("caisse_de_base"), "?"),
-        cause=cause,
-        sujet_id=payload.get("sujet_id"),
-        occurred_at=envelope.get("occurred_at"),
+        event_type=_label(decision.event_type, "?"),
+        motif=_label(getattr(payload, "motif", None), ""),
+        cents=amount if type(amount) is int else 0,
+        organisme_id=_label(getattr(payload, "organisme_id", None), "?"),
+        caisse=_label(payload.caisse_de_base, "?"),
+        cause=_kept_id(decision.causation_id) or _kept_id(sujet_id) or event_id,
+        sujet_id=sujet_id,
+        occurred_at=decision.occurred_at.isoformat(),
     )
 
 

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from support import decision_payload
 
 from services.tools.dashboard.board import Board
 
@@ -23,7 +24,7 @@ def decision(event_type: str, cause: str, *, event_id: str | None = None, **payl
             "source": "collection",
             "correlation_id": None,
             "causation_id": cause,
-            "payload": {"nir": "x", "caisse_de_base": "PL-IDF", **payload},
+            "payload": decision_payload(event_type, **payload),
         }
     ).encode()
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import decision_payload
 
 from contracts.nir import make_nir
 from services.tools.dashboard.board import MAX_VALUE, SERVICES, Board
@@ -171,8 +172,15 @@ records = st.tuples(
 def valid_decision() -> bytes:
     return _envelope(
         "VersementDirect",
-        {"montant_cents": 100, "caisse_de_base": "PL-IDF", "motif": "AUCUNE_CONVENTION"},
-        {"event_id": str(uuid.uuid4()), "causation_id": str(uuid.uuid4())},
+        decision_payload("VersementDirect"),
+        {
+            "event_id": str(uuid.uuid4()),
+            "causation_id": str(uuid.uuid4()),
+            "schema_version": 1,
+            "occurred_at": "2026-01-01T10:00:00Z",
+            "source": "benefits",
+            "correlation_id": None,
+        },
     )
 
 
