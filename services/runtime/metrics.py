@@ -45,6 +45,9 @@ class ServiceMetrics:
             ["component"],
             registry=r,
         )
+        self.ready = Gauge(
+            "mandat_ready", "1 when the service is ready (what /ready answers)", registry=r
+        )
         self.consumer_lag = Gauge(
             "mandat_consumer_lag_messages",
             "Records of an input partition the service's group has not committed yet "

@@ -314,6 +314,7 @@ class ServiceRuntime:
             self.metrics.parked.set(state["parked"])
         if state.get("parked_oldest_seconds") is not None:
             self.metrics.parked_oldest.set(state["parked_oldest_seconds"])
+        self.metrics.ready.set(1 if state.get("ready") else 0)
         refused = self.anchorer is not None and self.anchorer.refused is not None
         self.metrics.chain_check_failed.labels(check="anchorer").set(1 if refused else 0)
 
