@@ -23,6 +23,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,7 @@ class BrokerLag:
         parts = await self.partitions(topics)
         ends = await self.consumer.end_offsets(parts)
         starts = await self.consumer.beginning_offsets(parts)
-        committed = await self.admin.list_consumer_group_offsets(group, partitions=parts)
+        committed = await self._committed(group, parts)
         lags = []
         for tp in parts:
             meta = committed.get(tp)
@@ -136,6 +138,24 @@ class BrokerLag:
             lag = max(0, ends[tp] - read_from)
             lags.append(PartitionLag(tp.topic, tp.partition, offset, ends[tp], lag))
         return lags
+
+    async def _committed(
+        self, group: str, parts: list[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets. A broker that has not placed its offsets topic
+        yet (the first group it ever sees) says so for a moment: asked again, briefly."""
+        assert self.admin is not None
+        for attempt in range(_COORDINATOR_TRIES):
+            try:
+                return await self.admin.list_consumer_group_offsets(group, partitions=parts)
+            except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                if attempt + 1 == _COORDINATOR_TRIES:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+_COORDINATOR_TRIES = 6  # about 3 s in all
 
 
 class LagGauge:
