@@ -26,8 +26,8 @@ def promtool() -> str:
     )
     if found is None:
         pytest.skip(
-            "promtool is not installed: `make install` extracts it from Debian's prometheus "
-            "package (or: apt-get install prometheus)"
+            "promtool is not installed: `make promtool` (run by `make install`) extracts it from "
+            "Debian's prometheus package (or: apt-get install prometheus)"
         )
     return found
 
