@@ -147,7 +147,10 @@ class BrokerLag:
         assert self.admin is not None
         for attempt in range(_COORDINATOR_TRIES):
             try:
-                return await self.admin.list_consumer_group_offsets(group, partitions=parts)
+                found: dict[
+                    TopicPartition, OffsetAndMetadata
+                ] = await self.admin.list_consumer_group_offsets(group, partitions=parts)
+                return found
             except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
                 if attempt + 1 == _COORDINATOR_TRIES:
                     raise

@@ -64,7 +64,7 @@ def chain_watch(runtime: ServiceRuntime, rate: float) -> ChainWatch:
 
 def oldest_parked(parking: Parking) -> str | None:
     """The event id of the input parked first. Inputs enter `undecided` in store order (a
-    parked one keeps its place), and only those of the batch in hand are there unparked:
+    parked one keeps its place), and normally only those of the batch in hand are unparked:
     the first parked one is found after a handful of steps, not a scan of all."""
     return next((event_id for event_id, w in parking.undecided.items() if w.waits_for), None)
 
