@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ def test_the_compose_file_has_kafka_postgres_and_both_services(compose: dict[str
         "collection",
         "benefits",
         "dashboard",
+        "prometheus",
+        "grafana",
     }
 
 
@@ -108,3 +111,69 @@ def test_the_owner_migrates_once_before_the_services(compose: dict[str, Any]) ->
     for name in ("collection", "benefits"):
         condition = compose["services"][name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully"
+
+
+def mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> the repository file a service mounts there (bind mounts only)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("./"):
+            found[target] = REPO / source
+    return found
+
+
+def test_prometheus_scrapes_both_services_and_loads_the_alert_rules(
+    compose: dict[str, Any],
+) -> None:
+    prometheus = compose["services"]["prometheus"]
+    files = mounts(prometheus)
+    assert all(path.is_file() for path in files.values()), files
+    config_path = files["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_path.read_text())
+    # the rule files it names are mounted beside it
+    for rules in config["rule_files"]:
+        assert f"/etc/prometheus/{rules}" in files
+        assert files[f"/etc/prometheus/{rules}"] == config_path.parent / rules
+    [job] = config["scrape_configs"]
+    defaults = ServiceSettings.model_fields
+    scraped = {
+        group["labels"]["service"]: set(group["targets"]) for group in job["static_configs"]
+    }
+    assert scraped == {
+        name: {f"{name}:{defaults[f'{name}_http_port'].default}"}
+        for name in ("collection", "benefits")
+    }
+    for name in scraped:  # the compose service listens on that port
+        assert compose["services"][name]["environment"][f"MANDAT_{name.upper()}_HTTP_PORT"] == (
+            str(defaults[f"{name}_http_port"].default)
+        )
+    assert set(prometheus["depends_on"]) == {"collection", "benefits"}
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_board(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    files = mounts(grafana)
+    assert all(path.exists() for path in files.values()), files
+    sources = files["/etc/grafana/provisioning/datasources"]
+    boards = files["/etc/grafana/provisioning/dashboards"]
+    [datasource] = [
+        d for f in sources.glob("*.yml") for d in yaml.safe_load(f.read_text())["datasources"]
+    ]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    [provider] = [
+        p for f in boards.glob("*.yml") for p in yaml.safe_load(f.read_text())["providers"]
+    ]
+    # the board is mounted in the folder the provider loads
+    board_in_container = [t for t in files if t.startswith(provider["options"]["path"] + "/")]
+    assert len(board_in_container) == 1
+    board_file = files[board_in_container[0]]
+    assert board_file == REPO / "infra" / "grafana" / "mandat.json"
+    board = json.loads(board_file.read_text())
+    used = {p["datasource"]["uid"] for p in board["panels"]} | {
+        t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]
+    }
+    assert used == {datasource["uid"]}
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] in files

@@ -45,6 +45,44 @@ class ServiceMetrics:
             ["component"],
             registry=r,
         )
+        self.ready = Gauge(
+            "mandat_ready", "1 when the service is ready (what /ready answers)", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "mandat_consumer_lag_messages",
+            "Records of an input partition the service's group has not committed yet "
+            "(read from the broker, mandat/adapters/runtime/lag.py)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.consumer_lag_checked = Gauge(
+            "mandat_consumer_lag_checked_timestamp_seconds",
+            "When the consumer lag was last measured (0: not yet)",
+            registry=r,
+        )
+        self.parked_oldest = Gauge(
+            "mandat_parked_oldest_seconds",
+            "Age of the oldest parked input, from its store commit (0 when none is parked)",
+            registry=r,
+        )
+        self.chain_check_failed = Gauge(
+            "mandat_chain_check_failed",
+            "1 when a check of the store's hash chain failed: `rolling` re-verifies every "
+            "row's hash in the background, `anchorer` refuses to sign a store that "
+            "contradicts its last anchor (mandat/tools/audit/chainwatch.py, anchorer.py)",
+            ["check"],
+            registry=r,
+        )
+        self.chain_checked = Gauge(
+            "mandat_chain_checked_position",
+            "Last position the rolling chain check verified in its current pass",
+            registry=r,
+        )
+        self.chain_passes = Counter(
+            "mandat_chain_check_passes",
+            "Complete passes of the rolling chain check over the store, found intact",
+            registry=r,
+        )
         self.append_seconds = Histogram(
             "mandat_append_seconds",
             "Store transaction of one batch (decide + append)",

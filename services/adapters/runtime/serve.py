@@ -10,6 +10,7 @@ import uvicorn
 
 from services.adapters.runtime.http import StatusApp
 from services.adapters.runtime.logs import configure_json_logging
+from services.adapters.runtime.monitoring import monitors
 from services.adapters.runtime.service import ServiceRuntime
 from services.adapters.runtime.settings import ServiceSettings
 
@@ -56,11 +57,13 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
     server = uvicorn.Server(config)
     async with runtime.running():
         log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
-        gauges = asyncio.create_task(_refresh(runtime))
+        gauges = [asyncio.create_task(t) for t in (_refresh(runtime), *monitors(runtime))]
         try:
             await server.serve()
         finally:
-            gauges.cancel()
+            for task in gauges:
+                task.cancel()
+            await asyncio.gather(*gauges, return_exceptions=True)
     log.info("%s stopped", service)
 
 

@@ -28,6 +28,7 @@ from services.adapters.kafka.outbound import Routes
 from services.adapters.kafka.relay import Relay
 from services.adapters.runtime.handler import BatchHandler, BatchReport
 from services.adapters.runtime.metrics import ServiceMetrics
+from services.adapters.runtime.monitoring import parked_age
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.kernel.processing import Processor
 
@@ -256,6 +257,9 @@ class ServiceRuntime:
             state["relay_published"] = self.relay.published
         if self.handler is not None:
             state["parked"] = len(self.handler.processor.view.parking.parked())
+            state["parked_oldest_seconds"] = await parked_age(
+                self.pool, self.handler.processor.view.parking
+            )
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons
         state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)
@@ -308,6 +312,11 @@ class ServiceRuntime:
                 self.metrics.relay_lag.set(state["store_head"] - state["relay_published"])
         if "parked" in state:
             self.metrics.parked.set(state["parked"])
+        if state.get("parked_oldest_seconds") is not None:
+            self.metrics.parked_oldest.set(state["parked_oldest_seconds"])
+        self.metrics.ready.set(1 if state.get("ready") else 0)
+        refused = self.anchorer is not None and self.anchorer.refused is not None
+        self.metrics.chain_check_failed.labels(check="anchorer").set(1 if refused else 0)
 
     async def connect_relay(self) -> asyncpg.Connection:
         user, password = self.settings.login(self.spec.name)

@@ -1,7 +1,8 @@
 """Each service's lag, as the dashboard measures it from outside.
 
 - consumer lag: end offsets of the service's input topics − the offsets its consumer group
-  committed (Kafka only: measurable even when the service is down);
+  committed (Kafka only: measurable even when the service is down), read as the services
+  read it for their own metric (mandat/adapters/runtime/lag.py);
 - relay lag: `store_head − relay_published` from the service's `/ready` (committed in
   PostgreSQL, not yet on Kafka); a service whose HTTP does not answer is shown as down;
 - readiness: `/ready` answers 503 when the service is not ready, with its reasons, and
@@ -19,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
+from services.adapters.runtime.lag import BrokerLag, NoInputTopics, total
 from services.adapters.runtime.settings import ServiceSettings
 from services.tools.dashboard.shown import shown
 
@@ -255,34 +255,22 @@ def readiness(reply: Reply) -> dict[str, Any]:
 
 
 class LagProbe:
-    """Measures the lags of the services on demand (one admin client, one consumer)."""
+    """Measures the lags of the services on demand (the broker side: `BrokerLag`)."""
 
     def __init__(self, settings: ServiceSettings, http_host: str | None = None) -> None:
         self.bootstrap = settings.kafka_bootstrap_servers
         self.targets = targets(settings, http_host)
-        self.admin: AIOKafkaAdminClient | None = None
-        self.consumer: AIOKafkaConsumer | None = None
+        self.broker: BrokerLag | None = None
 
     async def start(self) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
-        await self.admin.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            request_timeout_ms=5000,
-        )
-        await self.consumer.start()
+        broker = BrokerLag(self.bootstrap)
+        await broker.start()
+        self.broker = broker
 
     async def close(self) -> None:
-        for closing in (
-            self.consumer.stop() if self.consumer else None,
-            self.admin.close() if self.admin else None,
-        ):
-            if closing is not None:
-                with contextlib.suppress(Exception):  # closing is best effort
-                    await closing
-        self.admin = self.consumer = None
+        if self.broker is not None:
+            await self.broker.close()
+        self.broker = None
 
     async def measure(self) -> dict[str, dict[str, Any]]:
         """Every service's lags: {name: {...}} (never raises: errors are reported)."""
@@ -308,30 +296,16 @@ class LagProbe:
         return readiness(reply)
 
     async def _consumer_lag(self, target: Target) -> dict[str, Any]:
-        if self.admin is None or self.consumer is None:
+        if self.broker is None:
             return {"consumer_lag": None, "consumer_error": "not connected to Kafka"}
         try:
-            described = await self.admin.describe_topics(list(target.inputs))
-            parts = [
-                TopicPartition(d["topic"], p["partition"])
-                for d in described
-                if not d.get("error_code")
-                for p in d["partitions"]
-            ]
-            if not parts:
-                return {"consumer_lag": None, "consumer_error": "input topics not found"}
-            ends = await self.consumer.end_offsets(parts)
-            starts = await self.consumer.beginning_offsets(parts)
-            committed = await self.admin.list_consumer_group_offsets(target.group, partitions=parts)
-            lag = 0
-            for tp in parts:
-                meta = committed.get(tp)
-                offset = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
-                lag += max(0, ends[tp] - max(offset, starts[tp]))
-            return {
-                "consumer_lag": lag,
-                "input_messages": sum(ends.values()),
-                "consumer_error": None,
-            }
+            lags = await self.broker.measure(target.group, target.inputs)
+        except NoInputTopics:
+            return {"consumer_lag": None, "consumer_error": "input topics not found"}
         except Exception as exc:  # shown on the page, measured again next time
             return {"consumer_lag": None, "consumer_error": shown(f"{type(exc).__name__}: {exc}")}
+        return {
+            "consumer_lag": total(lags),
+            "input_messages": sum(p.end for p in lags),
+            "consumer_error": None,
+        }

@@ -1,0 +1,87 @@
+"""What a service process measures for its metrics besides its batches: the consumer lag
+read from the broker, the rolling check of its store's hash chain, and the age of its oldest
+parked input. Started by `serve` (a process that exposes /metrics), not by `running()`:
+tests, the demo and benchmarks that run a service in process do not pay for them."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from services.adapters.runtime.lag import BrokerLag, LagGauge
+from services.domain.kernel.parking import Parking
+
+if TYPE_CHECKING:
+    from services.adapters.runtime.service import ServiceRuntime
+    from services.adapters.trust.chainwatch import ChainWatch
+
+
+def lag_gauge(runtime: ServiceRuntime) -> LagGauge:
+    """The consumer-lag gauges of `runtime`'s group on its input topics."""
+    s, m = runtime.settings, runtime.metrics
+    return LagGauge(
+        BrokerLag(s.kafka_bootstrap_servers),
+        runtime.spec.group_id,
+        sorted(runtime.spec.inputs),
+        m.consumer_lag,
+        m.consumer_lag_checked,
+        every=s.lag_every_seconds,
+    )
+
+
+def monitors(runtime: ServiceRuntime) -> list[Coroutine[Any, Any, None]]:
+    """The background tasks of a started service that keep its metrics current."""
+    tasks = [lag_gauge(runtime).run()]
+    rate = runtime.settings.chain_check_rows_per_second
+    if rate > 0 and runtime.handler is not None:
+        tasks.append(chain_watch(runtime, rate).run())
+    return tasks
+
+
+def chain_watch(runtime: ServiceRuntime, rate: float) -> ChainWatch:
+    """The rolling check of `runtime`'s store, shown by its chain gauges."""
+    from services.adapters.trust.chainwatch import ChainWatch
+
+    assert runtime.handler is not None
+    m = runtime.metrics
+    failed = m.chain_check_failed.labels(check="rolling")
+    failed.set(0)
+    shown = 0  # passes already counted
+
+    def show(watch: ChainWatch) -> None:
+        nonlocal shown
+        failed.set(1 if watch.broken is not None else 0)
+        m.chain_checked.set(watch.checked)
+        m.chain_passes.inc(watch.passes - shown)
+        shown = watch.passes
+
+    return ChainWatch(
+        runtime.handler.store, runtime.spec.name, rows_per_second=rate, on_change=show
+    )
+
+
+def oldest_parked(parking: Parking) -> str | None:
+    """The event id of the input parked first. Inputs enter `undecided` in store order (a
+    parked one keeps its place), and normally only those of the batch in hand are unparked:
+    the first parked one is found after a handful of steps, not a scan of all."""
+    return next((event_id for event_id, w in parking.undecided.items() if w.waits_for), None)
+
+
+async def parked_age(pool: asyncpg.Pool | None, parking: Parking) -> float | None:
+    """Seconds since the oldest parked input was committed to the store (0.0 when none is
+    parked; None when the store does not answer): one lookup by the unique event id."""
+    event_id = oldest_parked(parking)
+    if event_id is None:
+        return 0.0
+    if pool is None:
+        return None
+    try:
+        age = await pool.fetchval(
+            "SELECT extract(epoch FROM now() - recorded_at) FROM events WHERE event_id = $1",
+            event_id,
+        )
+    except (asyncpg.PostgresError, OSError, ValueError):
+        return None
+    return max(0.0, float(age)) if age is not None else None
