@@ -13,6 +13,7 @@ from contracts.inbound import CotisationDue
 from services.adapters.eventstore import StoredEvent
 from services.domain.catalog import BENEFITS, COLLECTION
 from services.domain.collection.rules import RULES_2017, decide_contribution
+from services.domain.collection.view import CollectionView
 from services.tools.audit.reading import Selection, steps
 from services.tools.audit.replay import Replayer, ReplaySummary
 from services.tools.audit.sample import (
@@ -144,8 +145,9 @@ def test_a_registry_fact_recorded_after_a_decision_does_not_change_its_replay() 
                                           "effet_au": "2016-12-31"}))
     [cotisation] = [e for e in record.of_type("CotisationDue")
                     if e.payload["cotisation_id"] == "COT-A"]
-    today = decide_contribution(CotisationDue.model_validate(cotisation.payload),
-                                record.processor.view.registry)
+    view = record.processor.view
+    assert isinstance(view, CollectionView)
+    today = decide_contribution(CotisationDue.model_validate(cotisation.payload), view.registry)
     assert (today.event_type, today.payload["motif"]) == ("EncaissementNonDelegue",
                                                           "AUCUNE_CONVENTION")
     summary = _replay(record.events)

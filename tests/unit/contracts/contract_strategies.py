@@ -1,6 +1,7 @@
 """Hypothesis strategies of contract v1 messages, shared by the property tests of this
 directory (imported by them as `contract_strategies`)."""
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, get_args
 
@@ -93,7 +94,7 @@ def payloads(model: type[BaseModel]) -> st.SearchStrategy[Any]:
     )
 
 
-def events(classes: dict[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
+def events(classes: Mapping[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
     def one(cls: type[BaseModel]) -> st.SearchStrategy[Any]:
         return st.builds(
             cls,
