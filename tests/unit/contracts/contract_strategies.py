@@ -96,6 +96,8 @@ def payloads(model: type[BaseModel]) -> st.SearchStrategy[Any]:
 
 def events(classes: Mapping[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
     def one(cls: type[BaseModel]) -> st.SearchStrategy[Any]:
+        payload_model = cls.model_fields["payload"].annotation
+        assert isinstance(payload_model, type) and issubclass(payload_model, BaseModel)
         return st.builds(
             cls,
             event_id=st.uuids(),
@@ -103,7 +105,7 @@ def events(classes: Mapping[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
             source=codes,
             correlation_id=st.none() | codes,
             causation_id=st.none() | codes,
-            payload=payloads(cls.model_fields["payload"].annotation),  # type: ignore[arg-type]
+            payload=payloads(payload_model),
         )
 
     return st.one_of([one(cls) for cls in classes.values()])
