@@ -59,9 +59,11 @@ clean: down
 bench: install
 	$(BIN)/mandat bench all
 
+# mypy's targets are in pyproject.toml ([tool.mypy] files): the code and the tests
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 schemas: install
 	$(BIN)/python -m contracts.export_schemas

@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from services.adapters.runtime.settings import ServiceSettings
 
 def _docker_engine() -> bool:
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         return bool(docker.from_env(timeout=2).ping())
     except Exception:
@@ -109,8 +110,8 @@ def _local_stack() -> Iterator[tuple[str, str]]:
 
 @contextlib.contextmanager
 def _containers() -> Iterator[tuple[str, str]]:
-    from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
-    from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
 
     kafka = (
         KafkaContainer("confluentinc/cp-kafka:7.9.0")
@@ -174,7 +175,8 @@ def unique() -> str:
 @pytest.fixture
 def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
     """Settings with this test's own topics, consumer groups and store schemas."""
-    names = {
+    # keyword arguments of ServiceSettings: each a topic name (str)
+    names: dict[str, Any] = {
         f"topic_{name}": f"t{unique}.{name}"
         for name in (
             "referentiel",

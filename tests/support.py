@@ -183,7 +183,8 @@ class Received:
 
     @property
     def json(self) -> dict[str, Any]:
-        return json.loads(self.value)
+        decoded: dict[str, Any] = json.loads(self.value)
+        return decoded
 
     @property
     def event_type(self) -> str:
@@ -229,10 +230,11 @@ async def read_topics(
 async def store_events(database_url: str, schema: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url)
     try:
-        return await conn.fetch(
+        rows: list[asyncpg.Record] = await conn.fetch(
             f"SELECT position, stream_id, event_id, event_type, payload::text AS payload, "
             f'metadata::text AS metadata FROM "{schema}".events ORDER BY position'
         )
+        return rows
     finally:
         await conn.close()
 

@@ -459,7 +459,7 @@ async def test_a_restarted_anchorer_extends_its_last_anchor_without_refolding(
     first = await s.anchor()
     await s.more("X", 3)
     counting = CountingPool(s.collection.pool)
-    store = EventStore(counting, s.collection.schema)  # type: ignore[arg-type]
+    store = EventStore(counting, s.collection.schema)
     async with Anchorer(
         store,
         service="collection",

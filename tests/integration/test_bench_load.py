@@ -9,10 +9,10 @@ import asyncio
 import json
 
 import pytest
+from test_bench_pipeline import leftovers
 
 from services.tools.bench import cli as bench_cli
 from services.tools.bench import load
-from tests.integration.test_bench_pipeline import leftovers
 
 pytestmark = pytest.mark.integration
 

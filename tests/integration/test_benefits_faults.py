@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -32,6 +33,10 @@ from support import (
 from contracts.topics import BENEFITS_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    # the fixtures' types: pytest imports the conftest itself, a test module does not
+    from conftest import LocalPostgres
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +135,7 @@ async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_dupl
 
 
 async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejects_nothing(
-    settings: ServiceSettings, local_postgres: object,
+    settings: ServiceSettings, local_postgres: LocalPostgres,
 ) -> None:
     s = settings
     failures: list[BaseException] = []
@@ -141,12 +146,12 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejec
         await seed_registry(feed, s, N)
         await registry_recorded(s, N + 2)
         ids = await publish_many(feed, s.topic_prestations, benefits(N // 2))
-        local_postgres.stop()  # type: ignore[attr-defined]
+        local_postgres.stop()
         try:
             ids += await publish_many(feed, s.topic_prestations, benefits(N // 2, N // 2))
             await asyncio.sleep(4)
         finally:
-            local_postgres.start()  # type: ignore[attr-defined]
+            local_postgres.start()
         await assert_exactly_once(s, ids)
     assert failures, "the outage was not felt by the service: nothing was tested"
     rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_benefits],

@@ -65,7 +65,7 @@ async def test_both_services_share_the_registry_topic_and_decide_only_their_own_
         recorded = await asyncio.gather(
             wait_for_store(dsn, s.collection_schema, REGISTRY, len(facts), timeout=20),
             wait_for_store(dsn, s.benefits_schema, REGISTRY, len(facts), timeout=20))
-        assert recorded == [len(facts), len(facts)]
+        assert list(recorded) == [len(facts), len(facts)]
         people = [nir(300 + i) for i in range(PEOPLE)]
         cot_ids = await publish_many(feed, s.topic_cotisations,
                                      [cotisation(f"COT-{i}", n) for i, n in enumerate(people)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from support import (
@@ -30,6 +31,10 @@ from support import (
 from contracts.topics import COLLECTION_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    # the fixtures' types: pytest imports the conftest itself, a test module does not
+    from conftest import LocalKafka, LocalPostgres
 
 pytestmark = pytest.mark.integration
 
@@ -113,21 +118,21 @@ async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
 
 async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
     settings: ServiceSettings,
-    local_postgres: object,
+    local_postgres: LocalPostgres,
 ) -> None:
     s = settings.model_copy(update={"stall_after_seconds": 1.0})
     runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
         ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))
-        local_postgres.stop()  # type: ignore[attr-defined]
+        local_postgres.stop()
         try:
             ids += await publish_many(feed, s.topic_cotisations, contributions(N // 2, N // 2))
             await asyncio.sleep(4)
             # work in hand and no progress: readiness says so, with the reason
             during = await runtime.probe()
         finally:
-            local_postgres.start()  # type: ignore[attr-defined]
+            local_postgres.start()
         await assert_exactly_once(s, ids)
         after = await runtime.probe()
     assert not during["ready"] and during["stalled"]["consumer"] > 1.0
@@ -141,7 +146,7 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
 
 async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
     settings: ServiceSettings,
-    local_kafka: object,
+    local_kafka: LocalKafka,
 ) -> None:
     """The broker stops and comes back on the same address: the consumer and the relay
     reconnect; every decision is recorded and published once."""
@@ -150,11 +155,11 @@ async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothi
         async with Feed(s.kafka_bootstrap_servers) as feed:
             await seed_registry(feed, s, N)
             ids = await publish_many(feed, s.topic_cotisations, contributions(N // 2))
-        local_kafka.stop()  # type: ignore[attr-defined]
+        local_kafka.stop()
         try:
             await asyncio.sleep(4)
         finally:
-            local_kafka.start()  # type: ignore[attr-defined]
+            local_kafka.start()
         async with Feed(s.kafka_bootstrap_servers) as feed:
             ids += await publish_many(feed, s.topic_cotisations, contributions(N // 2, N // 2))
         await assert_exactly_once(s, ids)

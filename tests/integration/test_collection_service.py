@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from support import (
     Feed,
+    Received,
     affiliation,
     convention,
     cotisation,
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.integration
 FINAL = COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}
 
 
-def of_type(messages: list, event_type: str) -> list:
+def of_type(messages: list[Received], event_type: str) -> list[Received]:
     return [m for m in messages if m.headers.get("event_type") == event_type.encode()]
 
 

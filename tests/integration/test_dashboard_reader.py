@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from support import Feed, decision_payload, nir
 
 from services.adapters.runtime.settings import ServiceSettings
+from services.tools.dashboard.board import Headers, Outcome
 from services.tools.dashboard.server import Dashboard
 from services.tools.dashboard.shown import NIR_MASK, render_json
 
@@ -159,12 +160,19 @@ async def test_a_reader_failure_resumes_where_it_stopped(settings: ServiceSettin
     board_ingest = dashboard.board.ingest
     failed: list[int] = []
 
-    def fail_once(*args: object, **kwargs: object) -> str:
+    def fail_once(
+        service: str,
+        role: str,
+        value: bytes | None,
+        headers: Headers = (),
+        timestamp_ms: int | None = None,
+    ) -> Outcome:
         if not failed and dashboard.records_read == 3:
             failed.append(dashboard.records_read)
             raise ConnectionResetError("the broker went away")  # as a network fault would
-        return board_ingest(*args, **kwargs)  # type: ignore[arg-type]
+        return board_ingest(service, role, value, headers, timestamp_ms)
 
+    # the board's method replaced on purpose, for the reader to fail once mid-stream
     dashboard.board.ingest = fail_once  # type: ignore[method-assign]
     async with dashboard.running(), Feed(s.kafka_bootstrap_servers) as feed:
         await asyncio.wait_for(dashboard.subscribed.wait(), 60)

@@ -39,6 +39,7 @@ class CountingStore(EventStore):
                 self.folded += len(events)
                 return events
 
+            # the transaction's method replaced on purpose, to count what it reads
             tx.read_since = counted  # type: ignore[method-assign]
             try:
                 yield tx

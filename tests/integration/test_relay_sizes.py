@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -98,7 +99,7 @@ async def test_an_existing_topic_gets_room_and_keeps_its_other_settings(
 ) -> None:
     """A deployment from before the limits: its rejection topic is raised, never lowered."""
     topic = f"t{unique}.old"
-    common = {"partitions": 1, "replication_factor": 1, "retention_ms": 86_400_000}
+    common: dict[str, Any] = {"partitions": 1, "replication_factor": 1, "retention_ms": 86_400_000}
     await ensure_topics(kafka_bootstrap, [topic], **common)  # broker's default limit
     before = await configs_of(kafka_bootstrap, topic)
     assert before[MAX_MESSAGE_BYTES][1] is False  # inherited

@@ -11,10 +11,11 @@ from audit_memory import MemoryRecord
 
 from contracts.inbound import CotisationDue
 from services.adapters.eventstore import StoredEvent
-from services.domain.catalog import BENEFITS, COLLECTION
-from services.domain.collection.rules import RULES_2017, decide_contribution
+from services.domain.catalog import BENEFITS, COLLECTION, ServiceDescription
+from services.domain.collection.rules import RULES_2017, RuleSet, decide_contribution
+from services.domain.collection.view import CollectionView
 from services.tools.audit.reading import Selection, steps
-from services.tools.audit.replay import Replayer, ReplaySummary
+from services.tools.audit.replay import Mode, Replayer, ReplaySummary
 from services.tools.audit.sample import (
     ASSUREUR,
     MUTUELLE,
@@ -34,9 +35,10 @@ URSSAF_MID_2017 = replace(RULES_2017, version="al1-2017.2",
                           debut_recouvrement_urssaf=date(2017, 7, 1))
 
 
-def _replay(events: list[StoredEvent], **options: object) -> ReplaySummary:
-    service = options.pop("service", COLLECTION)
-    replayer = Replayer(service, **options)  # type: ignore[arg-type]
+def _replay(events: list[StoredEvent], *, service: ServiceDescription = COLLECTION,
+            mode: Mode = "verify", rules: RuleSet | None = None,
+            selection: Selection | None = None) -> ReplaySummary:
+    replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
     for step in steps(events):
         replayer.step(step)
     return replayer.summary
@@ -144,8 +146,9 @@ def test_a_registry_fact_recorded_after_a_decision_does_not_change_its_replay() 
                                           "effet_au": "2016-12-31"}))
     [cotisation] = [e for e in record.of_type("CotisationDue")
                     if e.payload["cotisation_id"] == "COT-A"]
-    today = decide_contribution(CotisationDue.model_validate(cotisation.payload),
-                                record.processor.view.registry)
+    view = record.processor.view
+    assert isinstance(view, CollectionView)
+    today = decide_contribution(CotisationDue.model_validate(cotisation.payload), view.registry)
     assert (today.event_type, today.payload["motif"]) == ("EncaissementNonDelegue",
                                                           "AUCUNE_CONVENTION")
     summary = _replay(record.events)

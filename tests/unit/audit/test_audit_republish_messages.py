@@ -46,7 +46,9 @@ def test_inputs_go_out_as_the_envelope_they_came_in_when_asked() -> None:
     assert [dict(m.headers)["event_type"] for m in out] == [
         b"CotisationDue", b"EncaissementDelegue", b"PaiementRecu",
         b"PaiementEncaissePourCompte"]
-    envelope = json.loads(out[0].value)
+    value = out[0].value
+    assert value is not None
+    envelope = json.loads(value)
     stored = record.events[7]
     assert envelope["event_id"] == str(stored.event_id)
     assert envelope["payload"] == stored.payload and out[0].key == NIR_A.encode()
@@ -57,6 +59,7 @@ def test_inputs_go_out_as_the_envelope_they_came_in_when_asked() -> None:
 
 async def test_a_live_topic_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(LiveTopicError):
+        # no store at all (None, not an EventStore): the refusal comes before any reading
         await republish(None, COLLECTION, "nowhere:1", topic="rsi.reglements.cotisations.v1",  # type: ignore[arg-type]
                         live_topics=["rsi.reglements.cotisations.v1"], replay_id="r",
                         selection=Selection())

@@ -1,6 +1,7 @@
 """Hypothesis strategies of contract v1 messages, shared by the property tests of this
 directory (imported by them as `contract_strategies`)."""
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, get_args
 
@@ -93,8 +94,10 @@ def payloads(model: type[BaseModel]) -> st.SearchStrategy[Any]:
     )
 
 
-def events(classes: dict[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
+def events(classes: Mapping[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
     def one(cls: type[BaseModel]) -> st.SearchStrategy[Any]:
+        payload_model = cls.model_fields["payload"].annotation
+        assert isinstance(payload_model, type) and issubclass(payload_model, BaseModel)
         return st.builds(
             cls,
             event_id=st.uuids(),
@@ -102,7 +105,7 @@ def events(classes: dict[str, type[BaseModel]]) -> st.SearchStrategy[Any]:
             source=codes,
             correlation_id=st.none() | codes,
             causation_id=st.none() | codes,
-            payload=payloads(cls.model_fields["payload"].annotation),  # type: ignore[arg-type]
+            payload=payloads(payload_model),
         )
 
     return st.one_of([one(cls) for cls in classes.values()])

@@ -32,7 +32,7 @@ ALLOWED = {
 BY_TYPE = {t: types for types in ALLOWED.values() for t in types}
 
 
-def _keeps_the_contract(value: bytes, key: bytes | None) -> None:
+def _keeps_the_contract(value: bytes | None, key: bytes | None) -> None:
     event = parse_inbound(value, key=key)
     parse_inbound(value, allowed=BY_TYPE[event.event_type], key=key)
 
@@ -111,6 +111,7 @@ def _audit_facts() -> list[tuple[str, dict[str, Any]]]:
 def test_the_audit_feed_and_republished_inputs_are_keyed_as_the_contract_says() -> None:
     for position, (event_type, payload) in enumerate(_audit_facts(), start=1):
         key = payload.get("nir") or payload.get("convention_id") or payload.get("organisme_id")
+        assert key is not None
         event_id = uuid.uuid4()
         _keeps_the_contract(feed_envelope(event_type, payload, event_id=event_id), key.encode())
         stored = StoredEvent(

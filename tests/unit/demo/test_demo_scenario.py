@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from services.tools.demo.scenario import (
     PRESTATIONS,
     REFERENTIEL,
     RESEND,
+    Message,
     Scenario,
     annual_contribution,
     generate,
@@ -46,13 +48,13 @@ def scenario() -> Scenario:
     return generate(2000, 42, "RUNA")
 
 
-def _valid(scenario: Scenario) -> list[tuple[object, dict]]:
+def _valid(scenario: Scenario) -> list[tuple[Message, dict[str, Any]]]:
     return [(m, m.document()) for m in scenario.messages if m.kind != BREACH]
 
 
 def _shape(scenario: Scenario) -> list[tuple[object, ...]]:
     """What a scenario is once its run tag, NIRs and event ids are set aside."""
-    shape = []
+    shape: list[tuple[object, ...]] = []
     for m in scenario.messages:
         if m.kind == BREACH:
             shape.append((m.topic, m.kind, m.event_type, m.subject, m.note))
@@ -107,7 +109,7 @@ def test_size_is_about_the_number_of_contribution_and_benefit_inputs(size: int) 
 
 
 def test_breaches_break_the_contract_and_everything_else_keeps_it(scenario: Scenario) -> None:
-    breaches = Counter()
+    breaches: Counter[str] = Counter()
     for m in scenario.messages:
         if m.kind == BREACH:
             with pytest.raises(ContractError):
@@ -171,11 +173,11 @@ def test_contributions_cover_three_years_three_categories_and_every_payment_stor
     assert {(d["periode"]["debut"][:4], d["categorie"]) for d in dues} == {
         (str(y), c) for y in (2016, 2017, 2018) for c in CATEGORIES
     }
-    paid = defaultdict(int)
+    paid: defaultdict[str, int] = defaultdict(int)
     for p in scenario.payloads("PaiementRecu"):
         paid[p["cotisation_id"]] += p["montant_cents"]
     unpaid = {u["cotisation_id"] for u in scenario.payloads("CotisationImpayee")}
-    stories = Counter()
+    stories: Counter[str] = Counter()
     for d in dues:
         got = paid.get(d["cotisation_id"], 0)
         stories[

@@ -20,7 +20,7 @@ OUTPUTS = {
 }
 
 
-def _decision(event_type: str, cause: str, **payload: Any) -> bytes:
+def _decision(event_type: str, cause: str | None, **payload: Any) -> bytes:
     return json.dumps(
         {"event_type": event_type, "causation_id": cause, "payload": payload}
     ).encode()

@@ -7,6 +7,7 @@ processors) because conftest modules are not importable reliably from test modul
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -171,7 +172,7 @@ def benefits() -> Driver:
 
 
 @pytest.fixture
-def new_driver() -> Any:
+def new_driver() -> Callable[[str], Driver]:
     """Make a fresh driver of a service ("collection" or "benefits")."""
     def make(service: str) -> Driver:
         if service == "collection":

@@ -1,14 +1,23 @@
 """The benefits processor: parking and unparking, duplicates, deterministic and valid decisions,
 and a view that refolds to the same state."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import BaseModel
 
 from contracts import OUTBOUND_CLASSES
 from services.domain.benefits.rules import RULES_2017
 from services.domain.benefits.view import BenefitsView
+
+if TYPE_CHECKING:
+    # the fixtures' types: pytest imports conftest.py itself, a test module cannot import it
+    # at run time; mypy knows the rules conftest under this name (see [tool.mypy])
+    from unit.rules.conftest import Builders, Driver
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +28,8 @@ def kinds(events: list[Any]) -> list[str]:
     return [e.event_type for e in events]
 
 
-def test_a_parked_benefit_is_decided_when_its_affiliation_arrives(b, benefits):
+def test_a_parked_benefit_is_decided_when_its_affiliation_arrives(
+        b: type[Builders], benefits: Driver) -> None:
     benefits.given(b.org(), b.convention(objet=VERS))
     parked = benefits.send(b.prestation(), correlation_id="CORR-B")
     [waiting] = benefits.decisions(parked)
@@ -38,7 +48,7 @@ def test_a_parked_benefit_is_decided_when_its_affiliation_arrives(b, benefits):
 
 
 def test_a_benefit_waiting_for_an_undeclared_organism_is_decided_when_it_is_declared(
-        b, benefits):
+        b: type[Builders], benefits: Driver) -> None:
     benefits.given(b.affiliation(), b.prestation())
     [decided] = benefits.decisions(benefits.send(b.org()))
     assert (decided.event_type, decided.payload["motif"]) == ("VersementDirect",
@@ -51,28 +61,32 @@ def test_a_benefit_waiting_for_an_undeclared_organism_is_decided_when_it_is_decl
     pytest.param(lambda b: b.affiliation(du="2017-06-01"), id="an affiliation starting later"),
     pytest.param(lambda b: b.convention(cid="CNV-2", objet=VERS), id="a convention concluded"),
 ])
-def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(b, benefits, fact):
+def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(
+        b: type[Builders], benefits: Driver, fact: Callable[[type[Builders]], BaseModel]) -> None:
     benefits.given(b.org(), b.prestation(le="2017-05-02"))
     assert benefits.decisions(benefits.send(fact(b))) == []
     assert kinds(benefits.all_decisions()) == ["DecisionEnAttente"]
     assert len(benefits.view.parking.parked()) == 1
 
 
-def test_several_benefits_parked_on_one_nir_are_decided_in_arrival_order(b, benefits):
+def test_several_benefits_parked_on_one_nir_are_decided_in_arrival_order(
+        b: type[Builders], benefits: Driver) -> None:
     benefits.given(b.org(), b.convention(objet=VERS), b.prestation(pid="PRE-2"),
                    b.prestation(pid="PRE-1", nature="IJ_MATERNITE"))
     decided = benefits.decisions(benefits.send(b.affiliation()))
     assert [d.payload["prestation_id"] for d in decided] == ["PRE-2", "PRE-1"]
 
 
-def test_a_decided_benefit_is_not_rewritten_by_a_later_registry_fact(b, benefits):
+def test_a_decided_benefit_is_not_rewritten_by_a_later_registry_fact(
+        b: type[Builders], benefits: Driver) -> None:
     benefits.given(*b.delegable(objet=VERS), b.prestation())
     for fact in (b.resiliation(au="2017-01-31"), b.affiliation(oid="OC-B", du="2017-01-01")):
         assert benefits.decisions(benefits.send(fact)) == []
     assert kinds(benefits.all_decisions()) == ["VersementDelegue"]
 
 
-def test_a_second_benefit_under_the_same_id_with_other_content_is_refused(b, benefits):
+def test_a_second_benefit_under_the_same_id_with_other_content_is_refused(
+        b: type[Builders], benefits: Driver) -> None:
     benefits.given(*b.delegable(objet=VERS), b.prestation(nature="IJ_MATERNITE"))
     outcome = benefits.send(b.prestation(nature="IJ_PATERNITE"))
     assert outcome.events == [] and not outcome.duplicate
@@ -80,13 +94,14 @@ def test_a_second_benefit_under_the_same_id_with_other_content_is_refused(b, ben
     assert outcome.refused.field == "payload.prestation_id" and "nature" in outcome.refused.reason
 
 
-def test_the_same_benefit_under_a_new_event_id_is_a_duplicate(b, benefits):
+def test_the_same_benefit_under_a_new_event_id_is_a_duplicate(
+        b: type[Builders], benefits: Driver) -> None:
     benefits.given(*b.delegable(objet=VERS), b.prestation())
     outcome = benefits.send(b.prestation())
     assert outcome.duplicate and outcome.events == [] and outcome.refused is None
 
 
-def test_a_parked_benefit_resent_is_a_duplicate(b, benefits):
+def test_a_parked_benefit_resent_is_a_duplicate(b: type[Builders], benefits: Driver) -> None:
     benefits.given(b.prestation())
     assert benefits.send(b.prestation()).duplicate
     assert len(benefits.view.parking.parked()) == 1
@@ -106,13 +121,14 @@ def history(b: Any) -> list[Any]:
     ]
 
 
-def run(driver: Any, payloads: list[Any]) -> list[Any]:
+def run(driver: Driver, payloads: list[Any]) -> list[Any]:
     for payload in payloads:
         driver.send(payload)
     return driver.log
 
 
-def test_the_same_history_gives_identical_events_in_two_fresh_processors(b, new_driver):
+def test_the_same_history_gives_identical_events_in_two_fresh_processors(
+        b: type[Builders], new_driver: Callable[[str], Driver]) -> None:
     first, second = new_driver("benefits"), new_driver("benefits")
     assert run(first, history(b)) == run(second, history(b))
     assert kinds(first.all_decisions()) == [
@@ -120,7 +136,8 @@ def test_the_same_history_gives_identical_events_in_two_fresh_processors(b, new_
         "DecisionEnAttente", "VersementDirect"]
 
 
-def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts(b, benefits):
+def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts(
+        b: type[Builders], benefits: Driver) -> None:
     run(benefits, history(b))
     for event in benefits.all_decisions():
         envelope = OUTBOUND_CLASSES[event.event_type].model_validate({
@@ -154,7 +171,8 @@ def state(view: BenefitsView) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("cut", [1, 7, None])
-def test_folding_the_emitted_events_gives_the_processors_own_view(b, benefits, cut):
+def test_folding_the_emitted_events_gives_the_processors_own_view(
+        b: type[Builders], benefits: Driver, cut: int | None) -> None:
     run(benefits, history(b)[:cut])
     assert state(refolded(benefits.log)) == state(benefits.view)
     assert state(benefits.view)["benefits"]

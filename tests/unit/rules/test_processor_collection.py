@@ -1,16 +1,25 @@
 """The collection processor: parking and unparking, follow-ups in order, business-id checks,
 deterministic ids, contract-valid decisions, and a view that refolds to the same state."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
+from pydantic import BaseModel
 
 from contracts import OUTBOUND_CLASSES
 from services.domain.collection.rules import RULES_2017
 from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import decision_id
+
+if TYPE_CHECKING:
+    # the fixtures' types: pytest imports conftest.py itself, a test module cannot import it
+    # at run time; mypy knows the rules conftest under this name (see [tool.mypy])
+    from unit.rules.conftest import Builders, Driver
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +28,8 @@ def kinds(events: list[Any]) -> list[str]:
     return [e.event_type for e in events]
 
 
-def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(b, collection):
+def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.convention())
     parked = collection.send(b.cotisation(), correlation_id="CORR-1")
     [waiting] = collection.decisions(parked)
@@ -43,8 +53,8 @@ def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(b, collec
 
 
 def test_a_contribution_waiting_for_an_undeclared_organism_is_decided_when_it_is_declared(
-    b, collection
-):
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.affiliation(), b.convention())
     [waiting] = collection.decisions(collection.send(b.cotisation()))
     assert waiting.event_type == "DecisionEnAttente"
@@ -65,7 +75,8 @@ def test_a_contribution_waiting_for_an_undeclared_organism_is_decided_when_it_is
         pytest.param(lambda b: b.resiliation(), id="a convention terminated"),
     ],
 )
-def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(b, collection, fact):
+def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(
+        b: type[Builders], collection: Driver, fact: Callable[[type[Builders]], BaseModel]) -> None:
     collection.given(b.org(), b.convention(), b.cotisation(debut="2017-03-01"))
 
     outcome = collection.send(fact(b))
@@ -75,7 +86,8 @@ def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(b, collection
     assert len(collection.view.parking.parked()) == 1
 
 
-def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_order(b, collection):
+def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_order(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention())
     first = collection.send(b.paiement(pid="PAY-1", montant=100000))
     second = collection.send(b.paiement(pid="PAY-2", montant=120000))
@@ -107,7 +119,8 @@ def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_o
     assert collection.view.contributions["COT-1"].paid_cents == 220000
 
 
-def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payments(b, collection):
+def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payments(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(
         b.org(),
         b.affiliation(),
@@ -129,7 +142,8 @@ def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payme
     assert decided[3].payload["solde_restant_cents"] == 0
 
 
-def test_payments_on_a_delegated_contribution_track_the_balance_down_past_zero(b, collection):
+def test_payments_on_a_delegated_contribution_track_the_balance_down_past_zero(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=195000))
     soldes = []
     for n, amount in enumerate((50000, 100000, 60000)):
@@ -145,7 +159,8 @@ def test_payments_on_a_delegated_contribution_track_the_balance_down_past_zero(b
     )
 
 
-def test_an_unpaid_delegated_contribution_goes_to_litigation_for_its_balance(b, collection):
+def test_an_unpaid_delegated_contribution_goes_to_litigation_for_its_balance(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(
         b.org(),
         b.affiliation(),
@@ -159,7 +174,8 @@ def test_an_unpaid_delegated_contribution_goes_to_litigation_for_its_balance(b, 
     assert litigation.payload["organisme_id"] == b.OC
 
 
-def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigated(b, collection):
+def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigated(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.cotisation(categorie="ARTISAN"))
     [payment] = collection.decisions(collection.send(b.paiement()))
     [unpaid] = collection.decisions(collection.send(b.impaye()))
@@ -168,8 +184,8 @@ def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigate
 
 
 def test_a_payment_on_a_contribution_parked_for_its_affiliation_is_parked_and_decided_after(
-    b, collection
-):
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.convention(), b.cotisation())
     [waiting] = collection.decisions(collection.send(b.paiement(pid="PAY-5")))
     assert (waiting.event_type, waiting.payload["sujet_id"], waiting.payload["motif"]) == (
@@ -186,7 +202,8 @@ def test_a_payment_on_a_contribution_parked_for_its_affiliation_is_parked_and_de
     assert collection.view.parking.undecided == {}
 
 
-def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(b, collection):
+def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.convention(), b.paiement())
     arrival = collection.send(b.cotisation())
     assert kinds(collection.decisions(arrival)) == ["DecisionEnAttente"]  # the contribution's
@@ -202,7 +219,8 @@ def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(
     ]
 
 
-def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(b, collection):
+def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(debut="2017-03-01"))
 
     later = [
@@ -222,7 +240,8 @@ def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(b, col
     )
 
 
-def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arrives(b, collection):
+def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arrives(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.cotisation(debut="2017-03-01"))
     assert collection.decisions(collection.send(b.convention(du="2017-01-01"))) == []
     [payment] = collection.decisions(collection.send(b.paiement()))
@@ -230,7 +249,8 @@ def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arriv
     assert kinds(collection.all_decisions()) == ["EncaissementNonDelegue", "PaiementNonImpute"]
 
 
-def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(b, collection):
+def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.convention(), b.cotisation(montant=195000))
     [waiting] = collection.decisions(collection.send(b.impaye()))
     assert (waiting.event_type, waiting.payload["sujet_id"], waiting.payload["motif"]) == (
@@ -245,7 +265,8 @@ def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(
     assert decided[1].payload["restant_du_cents"] == 195000
 
 
-def test_a_second_contribution_under_the_same_id_with_other_content_is_refused(b, collection):
+def test_a_second_contribution_under_the_same_id_with_other_content_is_refused(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=195000))
     before = len(collection.log)
 
@@ -259,20 +280,23 @@ def test_a_second_contribution_under_the_same_id_with_other_content_is_refused(b
     assert collection.view.contributions["COT-1"].due["montant_cents"] == 195000
 
 
-def test_the_same_contribution_under_a_new_event_id_is_a_duplicate(b, collection):
+def test_the_same_contribution_under_a_new_event_id_is_a_duplicate(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation())
     outcome = collection.send(b.cotisation())
     assert outcome.duplicate and outcome.events == [] and outcome.refused is None
 
 
-def test_a_parked_contribution_resent_is_a_duplicate_not_a_second_wait(b, collection):
+def test_a_parked_contribution_resent_is_a_duplicate_not_a_second_wait(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.cotisation())
     outcome = collection.send(b.cotisation())
     assert outcome.duplicate and outcome.events == []
     assert len(collection.view.parking.parked()) == 1
 
 
-def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_duplicate(b, collection):
+def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_duplicate(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(), b.paiement())
     assert collection.send(b.paiement()).duplicate
     refused = collection.send(b.paiement(montant=1))
@@ -281,7 +305,8 @@ def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_dupli
     assert collection.view.contributions["COT-1"].paid_cents == 50000
 
 
-def test_a_follow_up_naming_another_nir_than_its_contribution_is_refused(b, collection):
+def test_a_follow_up_naming_another_nir_than_its_contribution_is_refused(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation())
     for follow_up in (b.paiement(nir=b.NIR2), b.impaye(nir=b.NIR2)):
         outcome = collection.send(follow_up)
@@ -289,13 +314,15 @@ def test_a_follow_up_naming_another_nir_than_its_contribution_is_refused(b, coll
         assert outcome.refused is not None and outcome.refused.field == "payload.nir"
 
 
-def test_a_payment_naming_another_nir_is_not_booked_whichever_arrives_first(b, collection):
+def test_a_payment_naming_another_nir_is_not_booked_whichever_arrives_first(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.paiement(nir=b.NIR2))
     decided = collection.decisions(collection.send(b.cotisation()))
     assert "PaiementEncaissePourCompte" not in kinds(decided)
 
 
-def test_a_decision_carries_the_correlation_id_of_its_input_or_its_event_id(b, collection):
+def test_a_decision_carries_the_correlation_id_of_its_input_or_its_event_id(
+        b: type[Builders], collection: Driver) -> None:
     collection.given(b.org(), b.affiliation(), b.convention())
     with_corr = collection.decisions(collection.send(b.cotisation(), correlation_id="C-9"))
     without = collection.send(b.cotisation(cid="COT-2"))
@@ -331,19 +358,21 @@ def history(b: Any) -> list[Any]:
     ]
 
 
-def run(driver: Any, payloads: list[Any]) -> list[tuple[str, int, Any]]:
+def run(driver: Driver, payloads: list[Any]) -> list[tuple[str, int, Any]]:
     for payload in payloads:
         driver.send(payload)
     return driver.log
 
 
-def test_the_same_history_gives_identical_events_in_two_fresh_processors(b, new_driver):
+def test_the_same_history_gives_identical_events_in_two_fresh_processors(
+        b: type[Builders], new_driver: Callable[[str], Driver]) -> None:
     first, second = new_driver("collection"), new_driver("collection")
     assert run(first, history(b)) == run(second, history(b))
     assert len(first.all_decisions()) >= 15
 
 
-def test_decision_ids_derive_from_the_trigger_and_rank(b, collection):
+def test_decision_ids_derive_from_the_trigger_and_rank(
+        b: type[Builders], collection: Driver) -> None:
     run(collection, history(b))
     inputs = {e.event_id for _, _, e in collection.log if e.event_type not in OUTBOUND_CLASSES}
     ids = [e.event_id for _, _, e in collection.log]
@@ -353,10 +382,12 @@ def test_decision_ids_derive_from_the_trigger_and_rank(b, collection):
         if event.event_id in inputs:
             trigger, start = event.event_id, rank
         else:
+            assert trigger is not None  # the log starts with an input
             assert event.event_id == decision_id(trigger, rank - start, "collection")
 
 
-def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts(b, collection):
+def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts(
+        b: type[Builders], collection: Driver) -> None:
     run(collection, history(b))
     decisions = collection.all_decisions()
     assert set(kinds(decisions)) == {
@@ -413,13 +444,15 @@ def state(view: CollectionView) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("cut", [4, 5, 6, None])
-def test_folding_the_emitted_events_gives_the_processors_own_view(b, collection, cut):
+def test_folding_the_emitted_events_gives_the_processors_own_view(
+        b: type[Builders], collection: Driver, cut: int | None) -> None:
     run(collection, history(b)[:cut])
     assert state(refolded(collection.log)) == state(collection.view)
     assert state(collection.view)["contributions"]  # something was folded
 
 
-def test_the_refolded_view_decides_the_next_input_like_the_live_one(b, collection, new_driver):
+def test_the_refolded_view_decides_the_next_input_like_the_live_one(
+        b: type[Builders], collection: Driver, new_driver: Callable[[str], Driver]) -> None:
     run(collection, history(b)[:5])  # COT-1 and two payments parked
     assert len(collection.view.parking.parked()) == 3
     replayed = new_driver("collection")
@@ -435,7 +468,8 @@ def test_the_refolded_view_decides_the_next_input_like_the_live_one(b, collectio
     ]
 
 
-def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(b, collection):
+def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(
+        b: type[Builders], collection: Driver) -> None:
     """Each amount is within the contract, but their sum on one contribution is bounded too:
     the payment that would pass the bound is refused, the balance never overflows."""
     from services.domain.collection.processor import MAX_PAID_CENTS

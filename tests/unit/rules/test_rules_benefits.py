@@ -1,11 +1,18 @@
 """Alinéa 2 as a pure rule: who pays a cash benefit, for every category and nature."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from contracts import outbound
 from services.domain.benefits.rules import RULES_2017, decide_benefit
+
+if TYPE_CHECKING:
+    # the fixtures' types: pytest imports conftest.py itself, a test module cannot import it
+    # at run time; mypy knows the rules conftest under this name (see [tool.mypy])
+    from unit.rules.conftest import Builders
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +44,8 @@ OUTCOMES = {  # outcome: (fait_generateur_le, motif)
 @pytest.mark.parametrize("outcome", list(OUTCOMES))
 @pytest.mark.parametrize("nature", NATURES)
 @pytest.mark.parametrize("categorie", CATEGORIES)
-def test_every_category_and_nature_gets_each_outcome_of_alinea_2(b, categorie, nature, outcome):
+def test_every_category_and_nature_gets_each_outcome_of_alinea_2(
+        b: type[Builders], categorie: str, nature: str, outcome: str) -> None:
     le, motif = OUTCOMES[outcome]
     benefit = b.prestation(categorie=categorie, nature=nature, le=le, montant=236456)
 
@@ -120,7 +128,9 @@ TABLE = [
 
 
 @pytest.mark.parametrize(("facts", "le", "expected"), TABLE)
-def test_alinea_2_decides_who_pays_a_cash_benefit(b, facts, le, expected):
+def test_alinea_2_decides_who_pays_a_cash_benefit(
+        b: type[Builders], facts: list[tuple[str, dict[str, Any]]], le: str,
+        expected: tuple[str, str | None, str | None]) -> None:
     registry = b.registry(*(getattr(b, kind)(**kw) for kind, kw in facts))
 
     decision = decide_benefit(b.prestation(le=le), registry)
@@ -135,13 +145,13 @@ def test_alinea_2_decides_who_pays_a_cash_benefit(b, facts, le, expected):
 @pytest.mark.parametrize("forme", ["MUTUELLE", "SOCIETE_ASSURANCE",
                                    "GROUPEMENT_SOCIETES_ASSURANCE", "ORGANISME_SECURITE_SOCIALE"])
 def test_alinea_2_has_no_legal_form_check_an_organism_of_any_form_with_the_convention_pays(
-        b, forme):
+        b: type[Builders], forme: str) -> None:
     decision = decide_benefit(b.prestation(), b.registry(*b.delegable(forme=forme, objet=VERS)))
     assert decision.event_type == "VersementDelegue"
     assert decision.payload["faits_retenus"]["organisme"]["forme_juridique"] == forme
 
 
-def test_a_delegated_payment_carries_the_registry_facts_it_relied_on(b):
+def test_a_delegated_payment_carries_the_registry_facts_it_relied_on(b: type[Builders]) -> None:
     registry = b.registry(b.org(), b.affiliation(mode="OFFICE"),
                           b.convention(objet=VERS, au="2017-12-31"))
     decision = decide_benefit(b.prestation(), registry)
@@ -153,14 +163,15 @@ def test_a_delegated_payment_carries_the_registry_facts_it_relied_on(b):
     }
 
 
-def test_a_direct_payment_carries_the_affiliation_and_organism_but_no_convention(b):
+def test_a_direct_payment_carries_the_affiliation_and_organism_but_no_convention(
+        b: type[Builders]) -> None:
     decision = decide_benefit(b.prestation(), b.registry(b.org(), b.affiliation()))
     faits = decision.payload["faits_retenus"]
     assert faits["organisme"]["organisme_id"] == b.OC
     assert "convention" not in faits
 
 
-def test_a_benefit_before_2017_carries_no_registry_fact(b):
+def test_a_benefit_before_2017_carries_no_registry_fact(b: type[Builders]) -> None:
     decision = decide_benefit(b.prestation(le="2016-12-31"),
                               b.registry(*b.delegable(objet=VERS)))
     assert decision.payload.get("faits_retenus") is None

@@ -1,8 +1,10 @@
 """Alinéa 1 as pure rules: every motif, its precedence, the date bounds, and the follow-ups."""
 
+from __future__ import annotations
+
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +16,11 @@ from services.domain.collection.rules import (
     decide_payment,
     decide_unpaid,
 )
+
+if TYPE_CHECKING:
+    # the fixtures' types: pytest imports conftest.py itself, a test module cannot import it
+    # at run time; mypy knows the rules conftest under this name (see [tool.mypy])
+    from unit.rules.conftest import Builders
 
 pytestmark = pytest.mark.unit
 
@@ -156,7 +163,9 @@ def outbound_model(event_type: str) -> Any:
 
 
 @pytest.mark.parametrize(("facts", "categorie", "debut", "expected"), TABLE)
-def test_alinea_1_decides_who_collects_a_contribution(b, facts, categorie, debut, expected):
+def test_alinea_1_decides_who_collects_a_contribution(
+        b: type[Builders], facts: list[tuple[str, dict[str, Any]]], categorie: str, debut: str,
+        expected: tuple[str, str | None, str | None, str | None, str | None]) -> None:
     registry = b.registry(*(getattr(b, kind)(**kw) for kind, kw in facts))
     due = b.cotisation(categorie=categorie, debut=debut)
 
@@ -188,13 +197,15 @@ def test_alinea_1_decides_who_collects_a_contribution(b, facts, categorie, debut
                  id="artisans cite the interlocuteur social unique"),
     pytest.param(PL, "2017-05-01", [AL1], id="a delegation cites alinea 1"),
 ])
-def test_each_decision_cites_its_legal_basis(b, categorie, debut, bases):
+def test_each_decision_cites_its_legal_basis(
+        b: type[Builders], categorie: str, debut: str, bases: list[str]) -> None:
     decision = decide_contribution(b.cotisation(categorie=categorie, debut=debut),
                                    b.registry(*b.delegable()))
     assert list(decision.payload["base_legale"]) == bases
 
 
-def test_a_delegation_carries_the_affiliation_organism_and_convention_it_relied_on(b):
+def test_a_delegation_carries_the_affiliation_organism_and_convention_it_relied_on(
+        b: type[Builders]) -> None:
     registry = b.registry(b.org(), b.affiliation(mode="OFFICE", du="2016-04-01"),
                           b.convention(du="2017-01-01", au="2017-12-31"))
     decision = decide_contribution(b.cotisation(debut="2017-05-01"), registry)
@@ -211,7 +222,7 @@ def test_a_delegation_carries_the_affiliation_organism_and_convention_it_relied_
     pytest.param("MUTUELLE", False, id="AUCUNE_CONVENTION"),
 ])
 def test_a_refusal_for_the_organism_carries_the_affiliation_and_organism_but_no_convention(
-        b, forme, facts_extra):
+        b: type[Builders], forme: str, facts_extra: bool) -> None:
     facts = [b.org(forme=forme), b.affiliation()]
     if facts_extra:
         facts.append(b.convention())
@@ -228,13 +239,13 @@ def test_a_refusal_for_the_organism_carries_the_affiliation_and_organism_but_no_
     pytest.param(ARTISAN, "2017-05-01", id="artisan"),
 ])
 def test_a_decision_taken_before_reading_the_registry_carries_no_registry_fact(
-        b, categorie, debut):
+        b: type[Builders], categorie: str, debut: str) -> None:
     decision = decide_contribution(b.cotisation(categorie=categorie, debut=debut),
                                    b.registry(*b.delegable()))
     assert decision.payload.get("faits_retenus") is None
 
 
-def test_the_dates_of_the_law_are_data_of_the_rule_set(b):
+def test_the_dates_of_the_law_are_data_of_the_rule_set(b: type[Builders]) -> None:
     later_urssaf = replace(RULES_2017, version="al1-test",
                            debut_recouvrement_urssaf=date(2019, 1, 1))
     decision = decide_contribution(b.cotisation(debut="2018-06-01"), b.registry(*b.delegable()),
@@ -243,7 +254,7 @@ def test_the_dates_of_the_law_are_data_of_the_rule_set(b):
     assert decision.payload["regles_version"] == "al1-test"
 
 
-def test_deciding_twice_on_the_same_registry_gives_the_same_payload(b):
+def test_deciding_twice_on_the_same_registry_gives_the_same_payload(b: type[Builders]) -> None:
     registry = b.registry(*b.delegable())
     due = b.cotisation()
     assert decide_contribution(due, registry) == decide_contribution(due, registry)
@@ -266,7 +277,8 @@ def contribution(b: Any, *, delegated: bool = True, paid: int = 0, due: int = 19
     pytest.param(150000, 50000, -5000, id="a payment past the due amount gives a negative balance"),
     pytest.param(195000, 1000, -1000, id="a payment on a paid contribution is all overpaid"),
 ])
-def test_a_payment_on_a_delegated_contribution_is_held_for_the_caisse(b, paid, amount, solde):
+def test_a_payment_on_a_delegated_contribution_is_held_for_the_caisse(
+        b: type[Builders], paid: int, amount: int, solde: int) -> None:
     decision = decide_payment(b.paiement(montant=amount), contribution(b, paid=paid))
     assert decision.event_type == "PaiementEncaissePourCompte"
     assert decision.payload["solde_restant_cents"] == solde
@@ -276,7 +288,7 @@ def test_a_payment_on_a_delegated_contribution_is_held_for_the_caisse(b, paid, a
     outbound.PaiementEncaissePourCompte.model_validate(decision.payload)
 
 
-def test_a_payment_on_a_non_delegated_contribution_is_not_imputed(b):
+def test_a_payment_on_a_non_delegated_contribution_is_not_imputed(b: type[Builders]) -> None:
     decision = decide_payment(b.paiement(), contribution(b, delegated=False))
     assert decision.event_type == "PaiementNonImpute"
     assert decision.payload["motif"] == "NON_DELEGUE"
@@ -284,7 +296,7 @@ def test_a_payment_on_a_non_delegated_contribution_is_not_imputed(b):
     outbound.PaiementNonImpute.model_validate(decision.payload)
 
 
-def test_a_payment_before_its_contribution_is_parked_with_no_caisse_yet(b):
+def test_a_payment_before_its_contribution_is_parked_with_no_caisse_yet(b: type[Builders]) -> None:
     decision = decide_payment(b.paiement(pid="PAY-7"), None)
     assert decision.event_type == "DecisionEnAttente"
     assert decision.payload["motif"] == "COTISATION_INCONNUE"
@@ -300,7 +312,8 @@ def test_a_payment_before_its_contribution_is_parked_with_no_caisse_yet(b):
     pytest.param(200000, "ContentieuxSansObjet", "SOLDE_NUL", None, id="overpaid: SOLDE_NUL"),
 ])
 def test_an_unpaid_notice_on_a_delegated_contribution_goes_to_litigation_by_its_balance(
-        b, paid, expected, motif, restant):
+        b: type[Builders], paid: int, expected: str, motif: str | None,
+        restant: int | None) -> None:
     # the notice's own restant_du_cents is not what is litigated: the booked balance is
     decision = decide_unpaid(b.impaye(restant=999), contribution(b, paid=paid))
     assert decision.event_type == expected
@@ -312,13 +325,13 @@ def test_an_unpaid_notice_on_a_delegated_contribution_goes_to_litigation_by_its_
     outbound_model(expected).model_validate(decision.payload)
 
 
-def test_an_unpaid_notice_on_a_non_delegated_contribution_has_no_object(b):
+def test_an_unpaid_notice_on_a_non_delegated_contribution_has_no_object(b: type[Builders]) -> None:
     decision = decide_unpaid(b.impaye(), contribution(b, delegated=False))
     assert decision.event_type == "ContentieuxSansObjet"
     assert decision.payload["motif"] == "NON_DELEGUE"
 
 
-def test_an_unpaid_notice_before_its_contribution_is_parked(b):
+def test_an_unpaid_notice_before_its_contribution_is_parked(b: type[Builders]) -> None:
     decision = decide_unpaid(b.impaye(cid="COT-9"), None)
     assert decision.event_type == "DecisionEnAttente"
     assert (decision.payload["sujet_id"], decision.payload["motif"]) == (
