@@ -9,9 +9,9 @@ import contextlib
 import dataclasses
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 from aiokafka.errors import ConsumerStoppedError, KafkaError
@@ -26,7 +26,7 @@ from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.roles import check_migrated
 from services.adapters.kafka.outbound import Routes
 from services.adapters.kafka.relay import Relay
-from services.adapters.runtime.handler import BatchHandler, BatchReport
+from services.adapters.runtime.handler import BatchHandler, BatchReport, Record
 from services.adapters.runtime.metrics import ServiceMetrics
 from services.adapters.runtime.monitoring import parked_age
 from services.adapters.runtime.settings import ServiceSettings
@@ -199,11 +199,15 @@ class ServiceRuntime:
         )
 
         @subscriber
-        async def consume(records: list[InboundEvent]) -> None:
+        async def consume(documented: list[InboundEvent]) -> None:
+            # The annotation is what AsyncAPI documents (the contract's inputs). With our
+            # decoder and apply_types=False, FastStream hands over the raw records, which
+            # the handler judges one by one: a breach must reach our rejection path.
+            records = cast(Sequence[Record], documented)
             assert self.handler is not None
-            report = await self.handler.handle(records)  # type: ignore[arg-type]
+            report = await self.handler.handle(records)
             try:  # recorded: what follows must not send the batch back for redelivery
-                self.metrics.observe(report, records)  # type: ignore[arg-type]
+                self.metrics.observe(report, records)
                 self.on_report(report)
             except Exception:
                 log.exception("after a recorded batch")

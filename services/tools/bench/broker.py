@@ -64,7 +64,7 @@ def measure(messages: int) -> dict[str, Any]:
         rss_burst = _rss_kib(node.pid)
         stop_kafka(run_dir)
         started = time.perf_counter()
-        node = start_kafka(run_dir)
+        node = start_kafka(run_dir, port=0, controller_port=0)  # never the default ports
         restart = time.perf_counter() - started
         rss_restart = _rss_kib(node.pid)
         stop_kafka(run_dir)
