@@ -43,6 +43,7 @@ from services.audit.signing import (
 )
 from services.audit.trail import trail
 from services.cli import print_json
+from services.runtime.kafka_security import client_options
 from services.runtime.settings import ServiceSettings
 
 
@@ -251,6 +252,7 @@ async def republish_cmd(args: argparse.Namespace) -> int:
                         partitions=settings.topic_partitions,
                         replication_factor=settings.topic_replication_factor,
                         retention_ms=settings.topic_retention_ms,
+                        client_options=client_options(settings, "admin"),
                     )
                 )
             except LiveTopicError as exc:
@@ -299,6 +301,7 @@ async def redrive_cmd(args: argparse.Namespace) -> int:
                     from_position=args.from_position,
                     to_position=args.to_position,
                     dry_run=args.dry_run,
+                    client_options=client_options(settings_of(args), "admin"),
                 )
             )
     if args.json:
@@ -379,7 +382,11 @@ async def _anchor_records(args: argparse.Namespace) -> list[AnchorRecord]:
     """Every record of the anchors topic (the second, independent system)."""
     bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     try:
-        return await read_anchors(bootstrap, _anchors_topic(args))
+        return await read_anchors(
+            bootstrap,
+            _anchors_topic(args),
+            client_options=client_options(settings_of(args), "reader"),
+        )
     except AnchorReadError as exc:
         raise CommandError(str(exc)) from exc
     except Exception as exc:  # the broker cannot be reached: the check cannot run
@@ -435,6 +442,7 @@ async def anchor_cmd(args: argparse.Namespace) -> int:
                 key=key,
                 bootstrap_servers=bootstrap,
                 topic=_anchors_topic(args),
+                client_options=client_options(settings_of(args), "admin"),
             ) as anchorer,
         ):
             try:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.dashboard.shown import shown
+from services.runtime.kafka_security import client_options
 from services.runtime.settings import ServiceSettings
 
 
@@ -259,18 +260,22 @@ class LagProbe:
 
     def __init__(self, settings: ServiceSettings, http_host: str | None = None) -> None:
         self.bootstrap = settings.kafka_bootstrap_servers
+        self.client_options = client_options(settings, "reader")  # read only
         self.targets = targets(settings, http_host)
         self.admin: AIOKafkaAdminClient | None = None
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        self.admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=5000, **self.client_options
+        )
         await self.admin.start()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=5000,
+            **self.client_options,
         )
         await self.consumer.start()
 

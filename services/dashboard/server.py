@@ -22,6 +22,7 @@ from starlette.routing import Route
 from services.dashboard.board import Board
 from services.dashboard.lag import LagProbe
 from services.dashboard.shown import render_json, shown
+from services.runtime.kafka_security import client_options, secured
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_topics
 
@@ -145,6 +146,8 @@ class Dashboard:
             partitions=s.topic_partitions,
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
+            client_options=client_options(s, "reader"),
+            create=not secured(s),  # a reader creates nothing: the admin provisioned them
         )
         consumer = AIOKafkaConsumer(
             *self.roles,
@@ -155,6 +158,7 @@ class Dashboard:
             auto_offset_reset="latest" if self.from_now else "earliest",
             isolation_level="read_committed",
             client_id="mandat-dashboard",
+            **client_options(s, "reader"),
         )
         await consumer.start()
         try:
