@@ -20,12 +20,14 @@ no-op on the broker).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request
 
 from services.runtime.kafka_security import client_options
@@ -157,8 +159,12 @@ class AclRefused(RuntimeError):
     """The broker refused to create some bindings."""
 
 
-async def apply_acls(settings: ServiceSettings, bindings: Iterable[Acl] | None = None) -> int:
-    """Create the bindings (all of :func:`acls` by default) as the admin; returns how many."""
+async def apply_acls(
+    settings: ServiceSettings, bindings: Iterable[Acl] | None = None, timeout: float = 30.0
+) -> int:
+    """Create the bindings (all of :func:`acls` by default) as the admin, and wait until the
+    broker enforces them (it applies them from the metadata log a moment after the
+    controller accepted them); returns how many."""
     todo = list(acls(settings) if bindings is None else bindings)
     if not todo:
         return 0
@@ -167,18 +173,60 @@ async def apply_acls(settings: ServiceSettings, bindings: Iterable[Acl] | None =
     )
     await client.bootstrap()
     try:
-        node = client.get_random_node()
-        response: Any = await client.send(node, _CreateAcls(todo))
+        response: Any = await client.send(client.get_random_node(), _CreateAcls(todo))
+        errors = [
+            f"{acl.principal} {acl.operation} {acl.resource} {acl.name}: {code} {message}"
+            for acl, (code, message) in zip(todo, response.creation_responses, strict=True)
+            if code
+        ]
+        if errors:
+            raise AclRefused("; ".join(errors))
+        deadline = time.monotonic() + timeout
+        while not set(todo) <= await _described(client):
+            if time.monotonic() > deadline:
+                raise AclRefused(f"the broker does not enforce the ACLs after {timeout} s")
+            await asyncio.sleep(0.1)
     finally:
         await client.close()
-    errors = [
-        f"{acl.principal} {acl.operation} {acl.resource} {acl.name}: {code} {message}"
-        for acl, (code, message) in zip(todo, response.creation_responses, strict=True)
-        if code
-    ]
-    if errors:
-        raise AclRefused("; ".join(errors))
     return len(todo)
+
+
+async def described_acls(settings: ServiceSettings) -> set[Acl]:
+    """The ALLOW bindings the broker enforces now (read, topic, group and transactional id
+    ones: those this module writes), as the admin."""
+    client = AIOKafkaClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **client_options(settings, "admin")
+    )
+    await client.bootstrap()
+    try:
+        return await _described(client)
+    finally:
+        await client.close()
+
+
+_NAMES = {code: name for name, code in _RESOURCE.items()}
+_OPERATIONS = {code: name for name, code in _OPERATION.items()}
+_PATTERNS = {code: name for name, code in _PATTERN.items()}
+_ANY = 1
+
+
+async def _described(client: AIOKafkaClient) -> set[Acl]:
+    request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
+    response: Any = await client.send(client.get_random_node(), request)
+    if response.error_code:
+        raise AclRefused(f"describe ACLs: {response.error_code} {response.error_message}")
+    found: set[Acl] = set()
+    for kind, name, pattern, entries in response.resources:
+        for principal, _host, operation, permission in entries:
+            if (
+                permission == _ALLOW
+                and kind in _NAMES
+                and operation in _OPERATIONS
+                and pattern in _PATTERNS
+            ):
+                acl = Acl(principal, _NAMES[kind], name, _OPERATIONS[operation], _PATTERNS[pattern])  # type: ignore[arg-type]
+                found.add(acl)
+    return found
 
 
 async def provision_kafka(settings: ServiceSettings) -> list[str]:
