@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from services.demo.run import play
     from services.devstack import stack
+    from services.devstack.kafka_auth import login_settings
     from services.runtime.settings import ServiceSettings
 
     if args.size < 1:
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             settings = ServiceSettings(
                 KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
                 DATABASE_URL=endpoints["DATABASE_URL"],
+                **login_settings(endpoints),  # the Kafka login of each role
             )
         summary = asyncio.run(
             play(

@@ -30,6 +30,7 @@ from services.demo.render import TITLES, euros
 from services.demo.scenario import generate, new_run_tag
 from services.demo.summarise import AMOUNT_FIELDS, summarise
 from services.demo.summary import Summary
+from services.runtime.kafka_acls import provision_kafka
 from services.runtime.provision import provision_services
 from services.runtime.settings import ServiceSettings
 
@@ -102,6 +103,7 @@ async def play(
             _quiet_services()
             started = time.monotonic()
             settings = await provision_services(settings)  # as the owner, first
+            await provision_kafka(settings)  # topics and ACLs, as the Kafka admin
             for build in (collection_runtime, benefits_runtime):
                 await stack.enter_async_context(build(settings).running())
             progress.say(

@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MECHANISM = "SCRAM-SHA-512"
 NODE_USER = "mandat-broker"
@@ -130,3 +131,47 @@ def local_auth(run_dir: Path, users: Iterable[str], super_users: Iterable[str]) 
     with os.fdopen(fd, "w") as out:
         json.dump({"users": dict(auth.users), "node_password": auth.node_password}, out)
     return auth
+
+
+# ------------------------------------------------------------------ the local stack
+
+
+def role_usernames() -> dict[str, str]:
+    """Each role's Kafka username as the settings name it (MANDAT_KAFKA_<ROLE>_USERNAME)."""
+    from services.runtime.kafka_security import ROLES
+    from services.runtime.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    return {role: str(getattr(settings, f"kafka_{role}_username")) for role in ROLES}
+
+
+def stack_auth(run_dir: Path) -> BrokerAuth | None:
+    """The local stack's broker credentials (`make up`), or None when
+    MANDAT_LOCAL_KAFKA_AUTH=off asks for the old PLAINTEXT broker."""
+    if os.environ.get("MANDAT_LOCAL_KAFKA_AUTH", "on").lower() in ("off", "0", "false"):
+        return None
+    users = role_usernames()
+    return local_auth(run_dir, users.values(), [users["admin"]])
+
+
+def client_endpoints(auth: BrokerAuth | None) -> dict[str, str]:
+    """What clients need to log in, as `.run/endpoints.env` entries (MANDAT_KAFKA_*)."""
+    if auth is None:
+        return {"MANDAT_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    found = {
+        "MANDAT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "MANDAT_KAFKA_SASL_MECHANISM": MECHANISM,
+    }
+    for role, user in role_usernames().items():
+        found[f"MANDAT_KAFKA_{role.upper()}_USERNAME"] = user
+        found[f"MANDAT_KAFKA_{role.upper()}_PASSWORD"] = auth.users[user]
+    return found
+
+
+def login_settings(endpoints: Mapping[str, str]) -> dict[str, Any]:
+    """The MANDAT_KAFKA_* entries of `.run/endpoints.env` as ServiceSettings arguments."""
+    return {
+        key.removeprefix("MANDAT_").lower(): value
+        for key, value in endpoints.items()
+        if key.startswith("MANDAT_KAFKA_")
+    }

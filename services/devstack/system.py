@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 from services.devstack import stack
+from services.devstack.kafka_auth import login_settings
+from services.runtime.kafka_acls import provision_kafka
 from services.runtime.provision import provision_services
 from services.runtime.settings import ServiceSettings
 
@@ -96,7 +98,10 @@ def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
     settings = ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
         DATABASE_URL=endpoints["DATABASE_URL"],
+        **login_settings(endpoints),  # the Kafka login of each role
     )
+    # as the Kafka admin: every topic, and each principal's ACLs (services create nothing)
+    asyncio.run(provision_kafka(settings))
     # as the owner: migrations and the services' login roles (passwords kept in endpoints.env
     # from one `up` to the next, so running services keep logging in)
     settings = asyncio.run(provision_services(settings))
