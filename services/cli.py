@@ -161,6 +161,7 @@ def _registrations() -> list[Register]:
         "services.audit.cli",
         "services.bench.cli",
         "services.dashboard.cli",
+        "services.runtime.kafka_cli",
     ):
         try:
             found.append(__import__(module, fromlist=["register"]).register)
