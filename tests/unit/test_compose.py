@@ -108,3 +108,13 @@ def test_the_owner_migrates_once_before_the_services(compose: dict[str, Any]) ->
     for name in ("collection", "benefits"):
         condition = compose["services"][name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully"
+
+
+def test_each_kafka_client_holds_its_own_principal_only(compose: dict[str, Any]) -> None:
+    roles = {"collection": "COLLECTION", "benefits": "BENEFITS", "dashboard": "READER"}
+    for name, role in roles.items():
+        env = compose["services"][name]["environment"]
+        kafka_passwords = {k for k in env if k.startswith("MANDAT_KAFKA_") and "PASSWORD" in k}
+        assert kafka_passwords == {f"MANDAT_KAFKA_{role}_PASSWORD"}
+        protocol = env["MANDAT_KAFKA_SECURITY_PROTOCOL"]
+        assert protocol.startswith("${MANDAT_KAFKA_SECURITY_PROTOCOL")
