@@ -39,9 +39,12 @@ Operation = Literal["READ", "WRITE", "DESCRIBE"]
 Pattern = Literal["LITERAL", "PREFIXED"]
 
 # Kafka's wire codes (org.apache.kafka.common.resource / acl enums)
-_RESOURCE = {"TOPIC": 2, "GROUP": 3, "TRANSACTIONAL_ID": 5}
-_PATTERN = {"LITERAL": 3, "PREFIXED": 4}
-_OPERATION = {"READ": 3, "WRITE": 4, "DESCRIBE": 8}
+_NAMES: dict[int, ResourceType] = {2: "TOPIC", 3: "GROUP", 5: "TRANSACTIONAL_ID"}
+_OPERATIONS: dict[int, Operation] = {3: "READ", 4: "WRITE", 8: "DESCRIBE"}
+_PATTERNS: dict[int, Pattern] = {3: "LITERAL", 4: "PREFIXED"}
+_RESOURCE = {name: code for code, name in _NAMES.items()}
+_OPERATION = {name: code for code, name in _OPERATIONS.items()}
+_PATTERN = {name: code for code, name in _PATTERNS.items()}
 _ALLOW = 3
 _CLI_RESOURCE = {"TOPIC": "--topic", "GROUP": "--group", "TRANSACTIONAL_ID": "--transactional-id"}
 
@@ -204,9 +207,6 @@ async def described_acls(settings: ServiceSettings) -> set[Acl]:
         await client.close()
 
 
-_NAMES = {code: name for name, code in _RESOURCE.items()}
-_OPERATIONS = {code: name for name, code in _OPERATION.items()}
-_PATTERNS = {code: name for name, code in _PATTERN.items()}
 _ANY = 1
 
 
@@ -224,8 +224,8 @@ async def _described(client: AIOKafkaClient) -> set[Acl]:
                 and operation in _OPERATIONS
                 and pattern in _PATTERNS
             ):
-                acl = Acl(principal, _NAMES[kind], name, _OPERATIONS[operation], _PATTERNS[pattern])  # type: ignore[arg-type]
-                found.add(acl)
+                resource, op = _NAMES[kind], _OPERATIONS[operation]
+                found.add(Acl(principal, resource, name, op, _PATTERNS[pattern]))
     return found
 
 

@@ -113,7 +113,8 @@ def test_the_policy_readers_write_nothing() -> None:
 def test_the_relays_transactional_id_is_the_one_the_acls_allow() -> None:
     s = ServiceSettings(collection_schema="c_x")
     store: Any = SimpleNamespace(schema="c_x")
-    relay = Relay(store, connect=None, routes=None, bootstrap_servers="x", name="collection")  # type: ignore[arg-type]
+    unused: Any = None
+    relay = Relay(store, unused, unused, "127.0.0.1:1", name="collection")
     assert relay.transactional_id == relay_transactional_id(s, "collection")
 
 
