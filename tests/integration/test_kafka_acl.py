@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
+from aiokafka.protocol.admin import CreateTopicsRequest
 from pydantic import SecretStr
 from support import (
     Feed,
@@ -236,8 +239,10 @@ async def test_a_wrong_password_and_no_login_are_refused(
     wrong = AIOKafkaProducer(**as_role(s, "admin", password="not-the-password"))
     await refused(asyncio.wait_for(wrong.start(), REFUSED), KafkaError)
     await wrong.stop()
-    # no login (ANONYMOUS) on the client listener and on the controller listener
+    # no login (ANONYMOUS) on the client listener and on the controller listener, both open
     for address in (s.kafka_bootstrap_servers, secure_broker.controller):
+        host, port = address.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=5).close()
         anonymous = AIOKafkaAdminClient(bootstrap_servers=address, request_timeout_ms=5000)
         await refused(asyncio.wait_for(anonymous.start(), REFUSED), KafkaError, TimeoutError)
         await anonymous.close()
@@ -250,6 +255,34 @@ async def test_a_wrong_password_and_no_login_are_refused(
         await refused(asyncio.wait_for(controller.start(), REFUSED), KafkaError, TimeoutError)
         await controller.close()
     assert NODE_USER not in USERS.values()
+
+
+async def test_the_controller_listener_creates_nothing_for_an_anonymous_client(
+    secure: ServiceSettings, secure_broker: SecureBroker
+) -> None:
+    """A controller answers CreateTopics itself: on a PLAINTEXT controller listener (the
+    broker before logins) this very request created the topic."""
+    host, port = secure_broker.controller.rsplit(":", 1)
+    conn = await create_conn(host, int(port), request_timeout_ms=5000)  # ApiVersions only
+    name = f"{s_prefix(secure)}.anonymous"
+    try:
+        topic = AIOKafkaAdminClient._convert_new_topic_request(NewTopic(name, 1, 1))
+        request = CreateTopicsRequest(
+            create_topic_requests=[topic], timeout=5000, validate_only=False
+        )
+        await refused(asyncio.wait_for(conn.send(request), REFUSED), KafkaError)
+    finally:
+        conn.close()
+    admin = AIOKafkaAdminClient(**as_role(secure, "admin"))
+    await asyncio.wait_for(admin.start(), REFUSED)
+    try:
+        assert name not in await asyncio.wait_for(admin.list_topics(), REFUSED)
+    finally:
+        await admin.close()
+
+
+def s_prefix(s: ServiceSettings) -> str:
+    return s.topic_referentiel.rsplit(".", 1)[0]
 
 
 # --------------------------------------------------------------- the services run
