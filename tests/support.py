@@ -147,9 +147,13 @@ def key_of(payload: dict[str, Any]) -> bytes:
 class Feed:
     """Publishes contract messages like an upstream agency (acks=all, idempotent)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, **client_options: Any) -> None:
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            **client_options,
         )
 
     async def __aenter__(self) -> Feed:
@@ -196,6 +200,7 @@ async def read_topics(
     topics: list[str],
     until: Callable[[list[Received]], bool],
     timeout: float = 30.0,
+    **client_options: Any,
 ) -> list[Received]:
     """Everything on `topics` from the beginning, until `until(messages)` holds (or timeout:
     then what was read, for the assertion to show)."""
@@ -208,6 +213,7 @@ async def read_topics(
         isolation_level="read_committed",  # the relay publishes in transactions
         # above the largest rejection copy: aiokafka skips a record it cannot fetch whole
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **client_options,
     )
     await consumer.start()
     found: list[Received] = []

@@ -163,6 +163,7 @@ def _registrations() -> list[Register]:
         "services.tools.audit.cli",
         "services.tools.bench.cli",
         "services.tools.dashboard.cli",
+        "services.tools.kafka_cli",
     ):
         try:
             found.append(__import__(module, fromlist=["register"]).register)

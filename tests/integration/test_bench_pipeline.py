@@ -118,3 +118,13 @@ def test_the_pipeline_benchmark_needs_a_broker(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(SystemExit, match="no broker"):
         pipeline.resolve_bootstrap(None)
     assert pipeline.resolve_bootstrap("h:1") == "h:1"
+
+
+def test_the_pipeline_benchmark_refuses_a_broker_that_wants_logins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MANDAT_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    with pytest.raises(SystemExit, match="do not make"):
+        pipeline.resolve_bootstrap("h:1")
+    monkeypatch.setenv("MANDAT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    assert pipeline.resolve_bootstrap("h:1") == "h:1"

@@ -178,3 +178,13 @@ def test_grafana_is_provisioned_with_prometheus_and_the_board(compose: dict[str,
     }
     assert used == {datasource["uid"]}
     assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] in files
+
+
+def test_each_kafka_client_holds_its_own_principal_only(compose: dict[str, Any]) -> None:
+    roles = {"collection": "COLLECTION", "benefits": "BENEFITS", "dashboard": "READER"}
+    for name, role in roles.items():
+        env = compose["services"][name]["environment"]
+        kafka_passwords = {k for k in env if k.startswith("MANDAT_KAFKA_") and "PASSWORD" in k}
+        assert kafka_passwords == {f"MANDAT_KAFKA_{role}_PASSWORD"}
+        protocol = env["MANDAT_KAFKA_SECURITY_PROTOCOL"]
+        assert protocol.startswith("${MANDAT_KAFKA_SECURITY_PROTOCOL")

@@ -34,7 +34,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -105,6 +105,7 @@ class Relay:
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         ack_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.connect = connect
@@ -120,6 +121,7 @@ class Relay:
         self.max_request_size = max_request_size
         self.ack_timeout = ack_timeout  # a batch Kafka does not commit in time is retried
         self.clock = clock
+        self.client_options = dict(client_options or {})  # login (kafka_security.py)
         self.leader = False
         self.publishing = False  # leads, its producer fenced any other, tails read
         self.published = 0  # store position up to which everything routable is on Kafka
@@ -238,6 +240,7 @@ class Relay:
             max_batch_size=512 * 1024,
             max_request_size=self.max_request_size,
             client_id=f"relay-{self.name}",
+            **self.client_options,
         )
 
     # ---------------------------------------------------------------- publishing
@@ -323,6 +326,7 @@ class Relay:
             isolation_level="read_committed",
             # a record larger than this would be skipped by aiokafka, not returned
             max_partition_fetch_bytes=self.max_request_size + 64 * 1024,
+            **self.client_options,
         )
         await consumer.start()
         try:

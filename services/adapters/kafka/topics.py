@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -23,6 +24,17 @@ REJECTION_HEADROOM = 64 * 1024
 """What a rejection copy may add to the refused record: reason, origin and id headers."""
 MAX_MESSAGE_BYTES = "max.message.bytes"
 _TOPIC_OVERRIDE = 1  # DescribeConfigs config_source DYNAMIC_TOPIC_CONFIG: set on the topic
+
+
+class TopicsMissing(RuntimeError):
+    """Topics a client may not create (or not see: no DESCRIBE right) are not there."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            f"Kafka topics missing or not visible to this principal: {', '.join(missing)};"
+            " create them as the admin (`mandat kafka provision`) and check the ACLs"
+        )
+        self.missing = missing
 
 
 def rejection_max_message_bytes(inbound_max: int = INBOUND_MAX_MESSAGE_BYTES) -> int:
@@ -52,19 +64,27 @@ async def ensure_topics(
     replication_factor: int,
     retention_ms: int,
     max_message_bytes: Mapping[str, int] | None = None,
+    client_options: Mapping[str, Any] | None = None,
+    create: bool = True,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns those created.
 
     `max_message_bytes` gives topics an explicit size limit. An existing topic whose limit
     is lower is raised to it (a deployment created before the limits existed), never
-    lowered."""
+    lowered. `create=False` (a principal that may not create topics, when the broker
+    enforces ACLs: the admin provisions them) only checks that they are all there and
+    raises :class:`TopicsMissing` naming those that are not."""
     limits = dict(max_message_bytes or {})
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **dict(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = set(names)
         missing = sorted(wanted - existing)
+        if not create:
+            if missing:
+                raise TopicsMissing(missing)
+            return []
         if missing:
             new = [
                 NewTopic(

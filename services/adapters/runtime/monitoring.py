@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from services.adapters.kafka.security import client_options, role_of
 from services.adapters.runtime.lag import BrokerLag, LagGauge
 from services.domain.kernel.parking import Parking
 
@@ -22,7 +23,10 @@ def lag_gauge(runtime: ServiceRuntime) -> LagGauge:
     """The consumer-lag gauges of `runtime`'s group on its input topics."""
     s, m = runtime.settings, runtime.metrics
     return LagGauge(
-        BrokerLag(s.kafka_bootstrap_servers),
+        BrokerLag(
+            s.kafka_bootstrap_servers,
+            client_options=client_options(s, role_of(runtime.spec.name)),
+        ),
         runtime.spec.group_id,
         sorted(runtime.spec.inputs),
         m.consumer_lag,

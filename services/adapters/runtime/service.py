@@ -26,6 +26,12 @@ from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.roles import check_migrated
 from services.adapters.kafka.outbound import Routes
 from services.adapters.kafka.relay import Relay
+from services.adapters.kafka.security import (
+    client_options,
+    faststream_security,
+    role_of,
+    secured,
+)
 from services.adapters.runtime.handler import BatchHandler, BatchReport, Record
 from services.adapters.runtime.metrics import ServiceMetrics
 from services.adapters.runtime.monitoring import parked_age
@@ -169,6 +175,7 @@ class ServiceRuntime:
             # the handler gets raw records and parses them with the contract itself: a
             # breach must reach the rejection path, not fail in FastStream's validation
             apply_types=False,
+            security=faststream_security(settings, role_of(spec.name)),
         )
         self._subscribe()
         self._document_outputs()
@@ -355,6 +362,9 @@ class ServiceRuntime:
                 [routes.rejections_topic],
                 s.topic_max_message_bytes,
             ),
+            # with ACLs the service may not create topics: the admin provisioned them
+            client_options=client_options(s, role_of(self.spec.name)),
+            create=not secured(s),
         )
         self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size, login=login)
         store = EventStore(self.pool, self.spec.schema)
@@ -375,7 +385,11 @@ class ServiceRuntime:
             from services.adapters.trust.anchorer import Anchorer
 
             self.anchorer = Anchorer.from_settings(
-                store, self.spec.name, s, connect=self.connect_relay
+                store,
+                self.spec.name,
+                s,
+                connect=self.connect_relay,
+                client_options=client_options(s, role_of(self.spec.name)),
             )
         self.relay = Relay(
             store,
@@ -384,6 +398,7 @@ class ServiceRuntime:
             s.kafka_bootstrap_servers,
             name=self.spec.name,
             max_request_size=rejection_max_message_bytes(s.topic_max_message_bytes),
+            client_options=client_options(s, role_of(self.spec.name)),
         )
 
     async def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +35,21 @@ class ServiceSettings(BaseSettings):
     # and the tools.
     collection_db_password: SecretStr | None = None
     benefits_db_password: SecretStr | None = None
+
+    # Kafka authentication (mandat/adapters/runtime/kafka_security.py, docs/trust.md): PLAINTEXT
+    # (no login, the tests' broker) or SASL_PLAINTEXT, as one principal per role
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_collection_username: str = "mandat-collection"
+    kafka_collection_password: SecretStr | None = None
+    kafka_benefits_username: str = "mandat-benefits"
+    kafka_benefits_password: SecretStr | None = None
+    kafka_upstream_username: str = "mandat-upstream"  # writes the inbound topics only
+    kafka_upstream_password: SecretStr | None = None
+    kafka_reader_username: str = "mandat-reader"  # dashboards and auditors: read only
+    kafka_reader_password: SecretStr | None = None
+    kafka_admin_username: str = "mandat-admin"  # topics and ACLs; operator tools
+    kafka_admin_password: SecretStr | None = None
 
     topic_referentiel: str = topics.REFERENTIEL
     topic_cotisations: str = topics.COTISATIONS

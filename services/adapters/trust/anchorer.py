@@ -285,6 +285,8 @@ class Anchorer:
                 partitions=1,
                 replication_factor=self.replication_factor,
                 retention_ms=-1,
+                client_options=self.client_options,
+                create=not self.client_options,  # a login: the admin provisioned it
             )
             self._topic_ready = True
 

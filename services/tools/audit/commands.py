@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.topics import AUDIT_REPLAY
 from services.adapters.eventstore.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
+from services.adapters.kafka.security import client_options
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.trust.anchors import Anchor, AnchorReadError, AnchorRecord, read_anchors
 from services.adapters.trust.signing import (
@@ -251,6 +252,7 @@ async def republish_cmd(args: argparse.Namespace) -> int:
                         partitions=settings.topic_partitions,
                         replication_factor=settings.topic_replication_factor,
                         retention_ms=settings.topic_retention_ms,
+                        client_options=client_options(settings, "admin"),
                     )
                 )
             except LiveTopicError as exc:
@@ -299,6 +301,7 @@ async def redrive_cmd(args: argparse.Namespace) -> int:
                     from_position=args.from_position,
                     to_position=args.to_position,
                     dry_run=args.dry_run,
+                    client_options=client_options(settings_of(args), "admin"),
                 )
             )
     if args.json:
@@ -379,7 +382,11 @@ async def _anchor_records(args: argparse.Namespace) -> list[AnchorRecord]:
     """Every record of the anchors topic (the second, independent system)."""
     bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     try:
-        return await read_anchors(bootstrap, _anchors_topic(args))
+        return await read_anchors(
+            bootstrap,
+            _anchors_topic(args),
+            client_options=client_options(settings_of(args), "reader"),
+        )
     except AnchorReadError as exc:
         raise CommandError(str(exc)) from exc
     except Exception as exc:  # the broker cannot be reached: the check cannot run
@@ -435,6 +442,7 @@ async def anchor_cmd(args: argparse.Namespace) -> int:
                 key=key,
                 bootstrap_servers=bootstrap,
                 topic=_anchors_topic(args),
+                client_options=client_options(settings_of(args), "admin"),
             ) as anchorer,
         ):
             try:

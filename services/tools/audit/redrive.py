@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -124,7 +124,10 @@ async def selected_rejections(
 
 
 async def _fetch_quarantined(
-    bootstrap: str, service: str, events: Sequence[StoredEvent]
+    bootstrap: str,
+    service: str,
+    events: Sequence[StoredEvent],
+    client_options: Mapping[str, Any] | None = None,
 ) -> tuple[list[Original], list[str]]:
     """Read quarantined records back from their topics, each checked against its id (which
     is derived from its origin and bytes)."""
@@ -135,6 +138,7 @@ async def _fetch_quarantined(
         enable_auto_commit=False,
         group_id=None,
         isolation_level="read_committed",
+        **dict(client_options or {}),
     )
     await consumer.start()
     found, missing = [], []
@@ -181,6 +185,7 @@ async def redrive(
     to_position: int | None = None,
     dry_run: bool = False,
     max_request_size: int = 4 * 1024 * 1024,
+    client_options: Mapping[str, Any] | None = None,
 ) -> RedriveResult:
     """Re-publish the selected rejected records to their source topics."""
     started = time.perf_counter()
@@ -190,7 +195,9 @@ async def redrive(
     )
     whole = [original_of(e) for e in events if not quarantined(e)]
     by_reference = [e for e in events if quarantined(e)]
-    fetched, result.missing = await _fetch_quarantined(bootstrap, service, by_reference)
+    fetched, result.missing = await _fetch_quarantined(
+        bootstrap, service, by_reference, client_options
+    )
     chosen = sorted([*whole, *fetched], key=lambda o: o.position)
     # a record with neither key nor value (possible in Kafka) cannot be sent by this client
     result.selected = [o for o in chosen if o.key is not None or o.value is not None]
@@ -203,6 +210,7 @@ async def redrive(
         acks="all",
         enable_idempotence=True,
         max_request_size=max_request_size,
+        **dict(client_options or {}),
     )
     await producer.start()
     try:

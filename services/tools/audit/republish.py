@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,15 +93,18 @@ async def republish(store: EventStore, service: ServiceDescription, bootstrap_se
                     topic: str, live_topics: Iterable[str], replay_id: str,
                     selection: Selection, include_inputs: bool = False,
                     partitions: int = 3, replication_factor: int = 1,
-                    retention_ms: int = -1) -> RepublishResult:
+                    retention_ms: int = -1,
+                    client_options: Mapping[str, Any] | None = None) -> RepublishResult:
     """Send the selected events, in store order, and wait until Kafka acknowledged them."""
     if topic in set(live_topics):
         raise LiveTopicError(f"{topic} is a live topic: republish writes only to an audit topic")
     started = time.perf_counter()
     await ensure_topics(bootstrap_servers, [topic], partitions=partitions,
-                        replication_factor=replication_factor, retention_ms=retention_ms)
+                        replication_factor=replication_factor, retention_ms=retention_ms,
+                        client_options=client_options)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True,
-                                acks="all", linger_ms=5, client_id=f"replay-{service.name}")
+                                acks="all", linger_ms=5, client_id=f"replay-{service.name}",
+                                **dict(client_options or {}))
     await producer.start()
     sent = last = 0
     try:

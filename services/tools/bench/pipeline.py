@@ -117,6 +117,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def resolve_bootstrap(explicit: str | None = None) -> str:
     """The broker to measure against: explicit, else $KAFKA_BOOTSTRAP_SERVERS, else
     `.run/endpoints.env`."""
+    from services.adapters.kafka.security import secured
+
+    if secured(ServiceSettings()):  # the benchmarks' own clients do not log in
+        raise SystemExit(
+            "MANDAT_KAFKA_SECURITY_PROTOCOL asks for Kafka logins, which the benchmarks' clients"
+            " do not make: run them against a broker without authentication"
+            " (`MANDAT_LOCAL_KAFKA_AUTH=off make up` on a fresh .run/)"
+        )
     if explicit:
         return explicit
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from services.adapters.kafka.security import client_options
 from services.adapters.runtime.lag import BrokerLag, NoInputTopics, total
 from services.adapters.runtime.settings import ServiceSettings
 from services.tools.dashboard.shown import shown
@@ -259,11 +260,12 @@ class LagProbe:
 
     def __init__(self, settings: ServiceSettings, http_host: str | None = None) -> None:
         self.bootstrap = settings.kafka_bootstrap_servers
+        self.client_options = client_options(settings, "reader")  # read only
         self.targets = targets(settings, http_host)
         self.broker: BrokerLag | None = None
 
     async def start(self) -> None:
-        broker = BrokerLag(self.bootstrap)
+        broker = BrokerLag(self.bootstrap, client_options=self.client_options)
         await broker.start()
         self.broker = broker
 

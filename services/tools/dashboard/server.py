@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from services.adapters.kafka.security import client_options, secured
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.settings import ServiceSettings
 from services.tools.dashboard.board import Board
@@ -145,6 +146,8 @@ class Dashboard:
             partitions=s.topic_partitions,
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
+            client_options=client_options(s, "reader"),
+            create=not secured(s),  # a reader creates nothing: the admin provisioned them
         )
         consumer = AIOKafkaConsumer(
             *self.roles,
@@ -155,6 +158,7 @@ class Dashboard:
             auto_offset_reset="latest" if self.from_now else "earliest",
             isolation_level="read_committed",
             client_id="mandat-dashboard",
+            **client_options(s, "reader"),
         )
         await consumer.start()
         try:

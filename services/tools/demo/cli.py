@@ -58,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     from services.adapters.runtime.settings import ServiceSettings
     from services.tools.demo.run import play
     from services.tools.devstack import stack
+    from services.tools.devstack.kafka_auth import login_settings
 
     if args.size < 1:
         print("--size must be at least 1", file=sys.stderr)
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             settings = ServiceSettings(
                 KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
                 DATABASE_URL=endpoints["DATABASE_URL"],
+                **login_settings(endpoints),  # the Kafka login of each role
             )
         summary = asyncio.run(
             play(

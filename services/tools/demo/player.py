@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.adapters.kafka.security import client_options
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.settings import ServiceSettings
 from services.tools.demo.collector import Collector
@@ -58,6 +59,7 @@ class Player:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             isolation_level="read_committed",  # the relay publishes in transactions
+            **client_options(s, "reader"),  # it watches the outputs
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -65,8 +67,9 @@ class Player:
             enable_idempotence=True,
             linger_ms=5,
             max_batch_size=256 * 1024,
+            **client_options(s, "upstream"),  # it plays the upstream agencies
         )
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(s, "reader"))
         self.registry_start: dict[TopicPartition, int] = {}
         self.partitions: dict[str, list[int]] = {}
         self.reader: asyncio.Task[None] | None = None
@@ -79,6 +82,7 @@ class Player:
             partitions=s.topic_partitions,
             replication_factor=s.topic_replication_factor,
             retention_ms=s.topic_retention_ms,
+            client_options=client_options(s, "admin"),
         )
         await self.admin.start()
         await self.consumer.start()

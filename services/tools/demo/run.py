@@ -23,6 +23,7 @@ import sys
 import time
 from typing import TextIO
 
+from services.adapters.kafka.acls import provision_kafka
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain import catalog
@@ -102,6 +103,7 @@ async def play(
             _quiet_services()
             started = time.monotonic()
             settings = await provision_services(settings)  # as the owner, first
+            await provision_kafka(settings)  # topics and ACLs, as the Kafka admin
             for service in catalog.SERVICES:
                 await stack.enter_async_context(build_runtime(service, settings).running())
             progress.say(

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.tools.devstack.kafka_auth import BrokerAuth
+
 KAFKA_VERSION = "3.9.2"
 """Kafka release run locally; must match ``kafka.version`` in infra/kafka/pom.xml."""
 
@@ -249,6 +251,7 @@ def _server_properties(
     node_id: int = 1,
     voters: str | None = None,
     replication: int = 1,
+    auth: BrokerAuth | None = None,
 ) -> str:
     """A combined broker + controller. One node by default; in a cluster (`voters` names
     every controller) internal topics are replicated `replication` times and need a
@@ -283,6 +286,8 @@ def _server_properties(
         # rather than the default 9 s: loopback has no network to be patient with
         settings["broker.heartbeat.interval.ms"] = "500"
         settings["broker.session.timeout.ms"] = "4000"
+    if auth is not None:  # SASL listeners and ACLs (kafka_auth.py)
+        settings |= auth.properties(HOST, port, controller_port)
     lines = [f"{key}={value}" for key, value in settings.items()]
     header = "# Written by services/tools/devstack/kafka.py on each start.\n"
     return header + "\n".join(lines) + "\n"
@@ -311,7 +316,9 @@ def _java() -> str:
     return found
 
 
-def _format_storage(run_dir: Path, lib: Path, repo_root: Path) -> None:
+def _format_storage(
+    run_dir: Path, lib: Path, repo_root: Path, auth: BrokerAuth | None = None
+) -> None:
     """Format ``run_dir/data`` once; a formatted dir is never formatted again."""
     if (run_dir / "data" / "meta.properties").is_file():
         return
@@ -328,6 +335,7 @@ def _format_storage(run_dir: Path, lib: Path, repo_root: Path) -> None:
         _cluster_id(run_dir),
         "-c",
         str(run_dir / "server.properties"),
+        *(auth.format_arguments() if auth is not None else []),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -434,6 +442,7 @@ def start_kafka(
     heap_mb: int = 512,
     repo_root: Path | None = None,
     timeout: float = 60.0,
+    auth: BrokerAuth | None = None,
 ) -> KafkaNode:
     """Start (or find) the one-node broker of ``run_dir`` and wait until it serves clients.
 
@@ -442,7 +451,8 @@ def start_kafka(
     ``port=0`` picks free ports for both the client and the controller listener;
     ``controller_port=0`` picks the controller's only. Raises :class:`KafkaStartError`
     (with the log's tail) if the JVM dies or ``timeout`` passes; on timeout a JVM this call
-    launched is stopped.
+    launched is stopped. With `auth`, the node takes SASL logins only and enforces ACLs
+    (mandat/tools/devstack/kafka_auth.py).
     """
     run_dir = run_dir.resolve()
     existing = is_running(run_dir)
@@ -457,8 +467,11 @@ def start_kafka(
         controller_port = _free_ports(1)[0]
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     _pid_file(run_dir).unlink(missing_ok=True)
-    (run_dir / "server.properties").write_text(_server_properties(run_dir, port, controller_port))
-    _format_storage(run_dir, lib, root)
+    config = run_dir / "server.properties"
+    config.touch(mode=0o600)  # with auth it holds the node's own password
+    config.chmod(0o600)
+    config.write_text(_server_properties(run_dir, port, controller_port, auth=auth))
+    _format_storage(run_dir, lib, root, auth)
     log_file = _log_file(run_dir)
     log_offset = log_file.stat().st_size if log_file.is_file() else 0
     proc = _launch(run_dir, lib, root, heap_mb)

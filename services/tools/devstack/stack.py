@@ -12,6 +12,7 @@ from pathlib import Path
 
 from services.tools.devstack.kafka import is_running as kafka_running
 from services.tools.devstack.kafka import start_kafka, stop_kafka
+from services.tools.devstack.kafka_auth import client_endpoints, stack_auth
 from services.tools.devstack.postgres import is_running as postgres_running
 from services.tools.devstack.postgres import start_postgres, stop_postgres
 
@@ -25,12 +26,18 @@ POSTGRES_PORT = int(os.environ.get("MANDAT_POSTGRES_PORT", "5432"))
 def up(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Start (or find running) Kafka and PostgreSQL; write and return the endpoints."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    auth = stack_auth(RUN_DIR / "kafka")  # SASL/SCRAM and ACLs (kafka_auth.py)
     kafka = start_kafka(
-        RUN_DIR / "kafka", port=KAFKA_PORT, controller_port=KAFKA_PORT + 1, repo_root=REPO_ROOT
+        RUN_DIR / "kafka",
+        port=KAFKA_PORT,
+        controller_port=KAFKA_PORT + 1,
+        repo_root=REPO_ROOT,
+        auth=auth,
     )
     postgres = start_postgres(RUN_DIR / "postgres", port=POSTGRES_PORT)
     endpoints = read_endpoints()
     endpoints |= {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "DATABASE_URL": postgres.url}
+    endpoints |= client_endpoints(auth)
     endpoints |= extra or {}
     write_endpoints(endpoints)
     return endpoints

@@ -18,10 +18,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from services.adapters.kafka.acls import provision_kafka
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain import catalog
 from services.tools.devstack import stack
+from services.tools.devstack.kafka_auth import login_settings
 
 SERVICES = tuple(catalog.SERVICES)
 
@@ -97,7 +99,10 @@ def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
     settings = ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=endpoints["KAFKA_BOOTSTRAP_SERVERS"],
         DATABASE_URL=endpoints["DATABASE_URL"],
+        **login_settings(endpoints),  # the Kafka login of each role
     )
+    # as the Kafka admin: every topic, and each principal's ACLs (services create nothing)
+    asyncio.run(provision_kafka(settings))
     # as the owner: migrations and the services' login roles (passwords kept in endpoints.env
     # from one `up` to the next, so running services keep logging in)
     settings = asyncio.run(provision_services(settings))
