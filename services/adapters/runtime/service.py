@@ -241,7 +241,7 @@ class ServiceRuntime:
         state: dict[str, Any] = {"service": self.spec.name}
         try:
             assert self.pool is not None
-            head = int(await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+            head = await EventStore(self.pool, self.spec.schema).head()
             state["postgres"] = True
         except Exception:
             head, state["postgres"] = -1, False

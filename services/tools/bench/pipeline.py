@@ -55,6 +55,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts import topics
 from contracts.nir import make_nir
 from services.adapters.eventstore.roles import drop_store
+from services.adapters.eventstore.server import server_settings
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.handler import BatchReport
 from services.adapters.runtime.provision import provision_services
@@ -821,10 +822,9 @@ def _load() -> list[float]:
 async def _server(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {
-            name: await conn.fetchval(f"SHOW {name}")
-            for name in ("server_version", "fsync", "synchronous_commit")
-        }
+        return dict(
+            await server_settings(conn, ("server_version", "fsync", "synchronous_commit"))
+        )
     finally:
         await conn.close()
 
