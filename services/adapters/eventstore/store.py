@@ -77,6 +77,19 @@ class ChainReport:
         return self.first_broken is None
 
 
+async def check_chain(events: AsyncIterator[StoredEvent]) -> ChainReport:
+    """Walk `events` (a whole store, in position order): the first position where the
+    positions skip or a row's hash is not the chain hash of its content and the row before."""
+    previous, checked, expected_position = GENESIS_HASH, 0, 1
+    async for event in events:
+        if event.position != expected_position:
+            return ChainReport(checked, expected_position)
+        if expected_hash(previous, event) != event.hash:
+            return ChainReport(checked, event.position)
+        previous, checked, expected_position = event.hash, checked + 1, event.position + 1
+    return ChainReport(checked, None)
+
+
 class StoreTransaction:
     """One serialised write transaction: read what is committed, then append after it."""
 
@@ -291,14 +304,7 @@ class EventStore:
     async def verify_chain(self, *, batch: int = 5000) -> ChainReport:
         """Recompute every row's hash from its content and the row before; report the first
         position where the stored hash, or the sequence of positions, does not hold."""
-        previous, checked, expected_position = GENESIS_HASH, 0, 1
-        async for event in self.iter_all(0, batch=batch):
-            if event.position != expected_position:
-                return ChainReport(checked, expected_position)
-            if expected_hash(previous, event) != event.hash:
-                return ChainReport(checked, event.position)
-            previous, checked, expected_position = event.hash, checked + 1, event.position + 1
-        return ChainReport(checked, None)
+        return await check_chain(self.iter_all(0, batch=batch))
 
     # --- reads by position: the chain hashes and times the trust tools work on ----------------
 
