@@ -7,8 +7,8 @@ way the real store keeps them:
 - writes are serialised (an asyncio lock stands for the advisory lock), and a transaction
   reads what is committed, then appends after it;
 - the rows of a transaction are checked at commit as the table's constraints check them
-  (an event id once, a stream version once): a refusal, or an error raised inside the block,
-  commits nothing;
+  (an event id once, a stream version once, no NUL character in text, which PostgreSQL
+  refuses): a refusal, or an error raised inside the block, commits nothing;
 - each row is hashed from the canonical JSON of its content, and its payload and metadata
   are kept as that JSON decoded again (what PostgreSQL hands back), so the chain hashes are
   the ones the PostgreSQL store computes for the same rows at the same times.
@@ -24,7 +24,7 @@ from uuid import UUID
 
 import orjson
 
-from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError
+from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError, StoreError
 from services.adapters.eventstore.port import Store
 from services.adapters.eventstore.store import ChainReport, EventStore, check_chain, utc_now
 from services.domain.kernel.records import (
@@ -34,6 +34,23 @@ from services.domain.kernel.records import (
     canonical_bytes,
     chain_hash,
 )
+
+
+def _has_nul(value: object) -> bool:
+    """Whether a JSON value holds the NUL character in a string or a key (PostgreSQL's text
+    and jsonb refuse it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class RefusedValueError(StoreError):
+    """A value the PostgreSQL store would refuse too (there: `UntranslatableCharacterError`,
+    SQLSTATE 22P05): a record's doing, not a dependency's."""
 
 
 class MemoryTransaction:
@@ -46,6 +63,7 @@ class MemoryTransaction:
         self._hash = events[-1].hash if events else GENESIS_HASH
         self._versions: dict[str, int] = {}
         self.rows: list[StoredEvent] = []
+        self.refused: str | None = None  # why the commit will fail, known at append
 
     @property
     def head_position(self) -> int:
@@ -71,6 +89,8 @@ class MemoryTransaction:
         recorded_at = self._store.clock()
         payload_json = canonical_bytes(event.payload)
         metadata_json = canonical_bytes(event.metadata)
+        if _has_nul([stream_id, event.event_type, event.payload, event.metadata]):
+            self.refused = f"{event.event_type}: a NUL character in JSON text"
         self._hash = chain_hash(
             self._hash,
             position=self._position,
@@ -104,9 +124,7 @@ class MemoryTransaction:
 class MemoryEventStore:
     """An append-only, hash-chained event store held in a list (see `port.Store`)."""
 
-    def __init__(
-        self, schema: str = "memory", *, clock: Callable[[], datetime] = utc_now
-    ) -> None:
+    def __init__(self, schema: str = "memory", *, clock: Callable[[], datetime] = utc_now) -> None:
         self.schema = schema
         self.clock = clock
         self.events: list[StoredEvent] = []  # committed, events[i].position == i + 1
@@ -122,6 +140,8 @@ class MemoryEventStore:
         async with self._lock:
             tx = MemoryTransaction(self)
             yield tx
+            if tx.refused is not None:
+                raise RefusedValueError(tx.refused)
             self._commit(tx.rows)
 
     def _commit(self, rows: Sequence[StoredEvent]) -> None:
