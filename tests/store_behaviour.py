@@ -327,6 +327,22 @@ async def test_of_two_transactions_taking_the_same_version_exactly_one_commits(
     assert [e.stream_version for e in await store.read_stream("s")] == [1, 2]
 
 
+async def test_of_two_transactions_appending_the_same_version_blind_exactly_one_commits(
+    store: Store,
+) -> None:
+    async def blind(by: str) -> None:
+        async with store.transaction() as tx:
+            await asyncio.sleep(0)
+            tx.append_at("s", 1, event(by=by))
+
+    outcomes = await asyncio.gather(blind("first"), blind("second"), return_exceptions=True)
+
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], ConcurrencyError), outcomes
+    assert [e.payload["by"] for e in await store.read_stream("s")] == ["first"]
+    assert await store.head() == 1
+
+
 async def test_concurrent_writers_take_every_position_once_with_no_gap(store: Store) -> None:
     async def writer(w: int) -> list[int]:
         taken: list[int] = []
