@@ -269,7 +269,8 @@ async def test_an_error_inside_a_transaction_writes_nothing_and_the_chain_goes_o
 async def test_a_nul_character_in_text_is_refused_at_commit(store: Store) -> None:
     """PostgreSQL refuses it in text and jsonb; a record can carry one."""
     await append(store, "a", [event()])
-    for bad in (event(note="a\x00b"), event(**{"k\x00": 1})):
+    in_key = NewEvent(uuid4(), "CotisationDue", {"k\x00": 1})
+    for bad in (event(note="a\x00b"), in_key):
         with pytest.raises((StoreError, asyncpg.DataError)):  # each store says it its way
             async with store.transaction() as tx:
                 tx.append_at("b", 1, event())
@@ -282,11 +283,11 @@ _json = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
-    | st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))),
+    | st.text(st.characters(codec="utf-8", exclude_characters="\x00")),
     lambda inner: (
         st.lists(inner, max_size=4)
         | st.dictionaries(
-            st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))),
+            st.text(st.characters(codec="utf-8", exclude_characters="\x00")),
             inner,
             max_size=4,
         )

@@ -166,9 +166,7 @@ def spread(count: int, subject_events: int) -> Callable[[int], bool]:
     return lambda pair: pair % stride == stride // 2 and pair // stride < pairs
 
 
-async def fill(
-    store: EventStore, count: int, subject_events: int
-) -> tuple[Frontier, bytes, float]:
+async def fill(store: EventStore, count: int, subject_events: int) -> tuple[Frontier, bytes, float]:
     """COPY the rows in chunks; the frontier of the tree over them, the last chain hash,
     and the seconds it took."""
     frontier = Frontier()
