@@ -822,7 +822,7 @@ def _load() -> list[float]:
 async def _server(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
-        return dict(await server_settings(conn, ("server_version", "fsync", "synchronous_commit")))
+        return await server_settings(conn, ("server_version", "fsync", "synchronous_commit"))
     finally:
         await conn.close()
 
