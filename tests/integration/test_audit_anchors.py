@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.adapters.eventstore import ANY_VERSION, EventStore, NewEvent, StoredEvent
+from services.adapters.eventstore import EventStore, NewEvent, StoredEvent
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.trust.anchorer import Anchorer, AnchorRefused
@@ -204,15 +204,15 @@ async def truncate(s: Signed, rows: int) -> int:
 async def append_directly(s: Signed, count: int) -> None:
     """Rows appended by the store's own appender (what a service does after a truncation)."""
     for i in range(count):
-        await s.collection.append(
-            f"reuse-{i}",
-            ANY_VERSION,
-            [
+        async with s.collection.transaction() as tx:
+            version = await tx.stream_version(f"reuse-{i}")
+            tx.append_at(
+                f"reuse-{i}",
+                version + 1,
                 NewEvent(
                     uuid.uuid4(), "CotisationDue", {"cotisation_id": f"COT-R-{i}", "nir": NIR_B}
-                )
-            ],
-        )
+                ),
+            )
 
 
 # --- the tests --------------------------------------------------------------------------------

@@ -16,9 +16,6 @@ import asyncpg
 import pytest
 
 from services.adapters.eventstore import (
-    ANY_VERSION,
-    ConcurrencyError,
-    DuplicateEventError,
     EventStore,
     NewEvent,
     migrations,
@@ -80,140 +77,16 @@ async def positions(store: EventStore) -> list[int]:
     return [e.position for e in await store.read_all(0, 100_000)]
 
 
-# --- appending and reading ---------------------------------------------------------------
+# Appending, reading, refusals and the chain's computation are the behaviour every store
+# keeps: tests/store_behaviour.py, run on PostgreSQL by test_store_behaviour.py. What follows
+# is PostgreSQL's own: migrations, the append-only guard, tampering, the lock's gap safety.
 
 
-async def test_appended_events_are_read_back_in_stream_order_with_their_content(
-    store: EventStore,
-) -> None:
-    first = [event(montant_cents=100, libellé="Été"), event("PaiementRecu", montant_cents=40)]
-    result = await store.append("cotisation-A", 0, first)
-    other = await store.append("cotisation-B", 0, [event(montant_cents=7)])
-    more = await store.append("cotisation-A", 2, [event("CotisationImpayee", reste=60)])
-    anyway = await store.append("cotisation-A", ANY_VERSION, [event("Note", n=1)])
-
-    assert (result.version, result.positions, result.already_stored) == (2, (1, 2), False)
-    assert (other.version, other.positions) == (1, (3,))
-    assert (more.version, more.positions) == (3, (4,))
-    assert (anyway.version, anyway.positions) == (4, (5,))
-
-    stream = await store.read_stream("cotisation-A")
-    assert [e.stream_version for e in stream] == [1, 2, 3, 4]
-    assert [e.position for e in stream] == [1, 2, 4, 5]
-    assert [e.event_type for e in stream] == [
-        "CotisationDue", "PaiementRecu", "CotisationImpayee", "Note"]
-    assert stream[0].event_id == first[0].event_id
-    assert stream[0].payload == {"montant_cents": 100, "libellé": "Été"}
-    assert stream[0].metadata == first[0].metadata
-    assert stream[0].recorded_at.tzinfo is not None
-    assert [e.event_type for e in await store.read_stream("cotisation-A", 2)] == [
-        "CotisationImpayee", "Note"]
-    assert [e.position for e in await store.read_stream("cotisation-B")] == [3]
-    assert await store.read_stream("cotisation-unknown") == []
-    assert await store.head() == 5
-
-
-async def test_appending_at_a_stale_expected_version_raises_concurrency_error_and_writes_nothing(
-    store: EventStore,
-) -> None:
-    await store.append("cotisation-A", 0, [event(), event()])
-
-    for stale in (0, 1, 3):
-        with pytest.raises(ConcurrencyError) as caught:
-            await store.append("cotisation-A", stale, [event()])
-        assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == (
-            "cotisation-A", stale, 2)
-    with pytest.raises(ConcurrencyError):
-        await store.append("cotisation-new", 1, [event()])
-
-    assert await positions(store) == [1, 2]
-
-
-async def test_of_two_concurrent_appenders_expecting_the_same_version_exactly_one_wins(
-    store: EventStore,
-) -> None:
-    outcomes = await asyncio.gather(
-        store.append("cotisation-A", 0, [event(by="first")]),
-        store.append("cotisation-A", 0, [event(by="second")]),
-        return_exceptions=True,
-    )
-
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    assert len(errors) == 1 and isinstance(errors[0], ConcurrencyError), outcomes
-    assert errors[0].actual == 1
-    assert [e.stream_version for e in await store.read_stream("cotisation-A")] == [1]
-
-
-async def test_a_wrong_version_appended_without_check_is_refused_at_commit(
-    store: EventStore,
-) -> None:
-    await store.append("cotisation-A", 0, [event()])
-
-    with pytest.raises(ConcurrencyError):
-        async with store.transaction() as tx:
-            await tx.append("cotisation-B", 0, [event()], check=False)
-            await tx.append("cotisation-A", 0, [event()], check=False)  # A is at 1, not 0
-
-    assert await positions(store) == [1]  # the whole transaction is rolled back
-
-
-async def test_appending_the_same_event_ids_again_is_a_no_op_that_says_so(
-    store: EventStore,
-) -> None:
-    batch = [event(), event()]
-    first = await store.append("cotisation-A", 0, batch)
-
-    again = await store.append("cotisation-A", 0, batch)  # a retry at the old version
-    again_later = await store.append("cotisation-A", 2, batch)
-
-    assert first.already_stored is False
-    for retry in (again, again_later):
-        assert (retry.already_stored, retry.positions, retry.version) == (True, (), 2)
-    assert await positions(store) == [1, 2]
-
-
-async def test_a_batch_mixing_stored_and_new_event_ids_is_refused_and_writes_nothing(
-    store: EventStore,
-) -> None:
-    stored = event()
-    await store.append("cotisation-A", 0, [stored])
-
-    with pytest.raises(DuplicateEventError):
-        await store.append("cotisation-A", 1, [stored, event()])
-    with pytest.raises(DuplicateEventError):
-        await store.append("cotisation-B", 0, [event(), stored])
-
-    assert await positions(store) == [1]
-    assert await store.read_stream("cotisation-B") == []
-
-
-async def test_a_stored_event_id_appended_without_check_is_refused_at_commit(
-    store: EventStore,
-) -> None:
-    stored = event()
-    await store.append("cotisation-A", 0, [stored])
-
-    with pytest.raises(DuplicateEventError):
-        async with store.transaction() as tx:
-            await tx.append("cotisation-B", 0, [stored], check=False)
-
-    assert await positions(store) == [1]
-
-
-async def test_iter_all_reads_every_event_in_global_order_across_batches(
-    store: EventStore,
-) -> None:
-    for i in range(5):  # interleave streams so global order differs from stream order
-        await store.append(f"s-{i % 2}", ANY_VERSION, [event(i=i, j=j) for j in range(5)])
-
-    everything = [e async for e in store.iter_all(batch=7)]
-    assert [e.position for e in everything] == list(range(1, 26))
-    assert [(e.payload["i"], e.payload["j"]) for e in everything] == [
-        (i, j) for i in range(5) for j in range(5)]
-    assert [e.position for e in await store.read_all(10, 4)] == [11, 12, 13, 14]
-    assert [e.position async for e in store.iter_all(20, batch=2)] == [21, 22, 23, 24, 25]
-    assert [e.position async for e in store.iter_all(3, batch=4, until=9)] == list(range(4, 10))
-    assert [e.position async for e in store.iter_all(25, batch=5)] == []
+async def append(store: EventStore, stream_id: str, events: list[NewEvent]) -> list[int]:
+    """Append `events` after the stream's current version, in one transaction."""
+    async with store.transaction() as tx:
+        version = await tx.stream_version(stream_id)
+        return [tx.append_at(stream_id, version + i, e) for i, e in enumerate(events, 1)]
 
 
 # --- migrations ----------------------------------------------------------------------------
@@ -287,7 +160,7 @@ CHANGES = {
 async def test_the_service_role_has_no_permission_to_change_events(
     store: EventStore, operation: str
 ) -> None:
-    await store.append("cotisation-A", 0, [event(), event()])
+    await append(store, "cotisation-A", [event(), event()])
     async with store.pool.acquire() as conn:
         assert await conn.fetchval("SELECT current_user") == "mandat_service"
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
@@ -300,7 +173,7 @@ async def test_the_service_role_has_no_permission_to_change_events(
 async def test_the_trigger_refuses_changes_to_events_even_for_the_superuser_owner(
     store: EventStore, admin: Any, operation: str
 ) -> None:
-    await store.append("cotisation-A", 0, [event(), event()])
+    await append(store, "cotisation-A", [event(), event()])
     assert await admin.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     assert await admin.fetchval(
         "SELECT tableowner = current_user FROM pg_tables"
@@ -322,7 +195,7 @@ async def test_verify_chain_accepts_an_empty_store_and_a_freshly_written_one(
     assert (empty.checked, empty.first_broken, empty.ok) == (0, None, True)
 
     for i in range(4):
-        await store.append(f"s-{i % 2}", ANY_VERSION, [event(i=i, j=j) for j in range(3)])
+        await append(store, f"s-{i % 2}", [event(i=i, j=j) for j in range(3)])
     report = await store.verify_chain(batch=5)  # across batches
 
     assert (report.checked, report.first_broken, report.ok) == (12, None, True)
@@ -349,7 +222,7 @@ async def test_verify_chain_reports_a_tampered_payload_at_its_exact_position(
     store: EventStore, admin: Any, how: str
 ) -> None:
     for i in range(5):
-        await store.append(f"s-{i}", 0, [event(montant_cents=100 + i)])
+        await append(store, f"s-{i}", [event(montant_cents=100 + i)])
     assert (await store.verify_chain()).ok
 
     await _tamper_payload(admin, how, 3)
@@ -365,7 +238,7 @@ async def test_a_tampered_row_whose_hash_was_recomputed_breaks_the_chain_at_the_
     store: EventStore, admin: Any
 ) -> None:
     for i in range(5):
-        await store.append(f"s-{i}", 0, [event(montant_cents=100 + i)])
+        await append(store, f"s-{i}", [event(montant_cents=100 + i)])
     await _tamper_payload(admin, "replication role", 3)
     second, third = await store.read_all(1, 2)
     await admin.execute("SET session_replication_role = replica")
@@ -382,7 +255,7 @@ async def test_verify_chain_reports_a_deleted_row_at_its_position(
     store: EventStore, admin: Any
 ) -> None:
     for i in range(5):
-        await store.append(f"s-{i}", 0, [event()])
+        await append(store, f"s-{i}", [event()])
     await admin.execute("SET session_replication_role = replica")
     await admin.execute("DELETE FROM events WHERE position = 4")
     await admin.execute("RESET session_replication_role")
@@ -418,20 +291,20 @@ async def test_a_later_transaction_waits_for_an_earlier_one_and_a_reader_skips_n
 
     async def transaction_a() -> tuple[int, ...]:
         async with store.transaction() as tx:
-            result = await tx.append("stream-a", 0, [event(), event()])
+            taken = (tx.append_at("stream-a", 1, event()), tx.append_at("stream-a", 2, event()))
             await tx.flush(store.channel)  # rows inserted, not committed
             a_written.set()
             await release_a.wait()
-        return result.positions
+        return taken
 
     async def transaction_b() -> tuple[int, ...]:
         async with store.transaction() as tx:
             b_entered.set()
-            result = await tx.append("stream-b", 0, [event()])
+            taken = (tx.append_at("stream-b", 1, event()),)
             await tx.flush(store.channel)
             b_written.set()
             await release_b.wait()
-        return result.positions
+        return taken
 
     task_a = asyncio.create_task(transaction_a())
     task_b: asyncio.Task[tuple[int, ...]] | None = None
@@ -477,15 +350,12 @@ async def test_a_follower_sees_every_position_once_in_order_under_concurrent_wri
         version = 0
         for _ in range(appends_each):
             batch = [event(writer=w, version=version + k) for k in range(rng.randint(1, 3))]
-            if rng.random() < 0.5:
-                result = await store.append(f"writer-{w}", version, batch)
-            else:
-                async with store.transaction() as tx:
-                    await asyncio.sleep(rng.uniform(0, 0.002))
-                    result = await tx.append(f"writer-{w}", version, batch)
-                    await asyncio.sleep(rng.uniform(0, 0.002))
-            version = result.version
-            taken += result.positions
+            async with store.transaction() as tx:
+                await asyncio.sleep(rng.uniform(0, 0.002))
+                for k, e in enumerate(batch, 1):
+                    taken.append(tx.append_at(f"writer-{w}", version + k, e))
+                await asyncio.sleep(rng.uniform(0, 0.002))
+            version += len(batch)
             await asyncio.sleep(rng.uniform(0, 0.002))
         return taken
 

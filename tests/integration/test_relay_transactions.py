@@ -92,8 +92,8 @@ async def append(store: EventStore, count: int, blob: int = 10) -> list[int]:
     for _ in range(count):
         stream = f"s-{uuid.uuid4().hex[:8]}"
         event = NewEvent(event_id=uuid.uuid4(), event_type="Thing", payload={"b": "x" * blob})
-        result = await store.append(stream, 0, [event])
-        positions += list(result.positions)
+        async with store.transaction() as tx:
+            positions.append(tx.append_at(stream, 1, event))
     return positions
 
 

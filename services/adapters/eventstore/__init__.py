@@ -3,7 +3,6 @@
 from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError, StoreError
 from services.adapters.eventstore.store import (
     ANY_VERSION,
-    AppendResult,
     ChainReport,
     EventStore,
     StoreTransaction,
@@ -12,7 +11,6 @@ from services.domain.kernel.records import NewEvent, StoredEvent
 
 __all__ = [
     "ANY_VERSION",
-    "AppendResult",
     "ChainReport",
     "ConcurrencyError",
     "DuplicateEventError",

@@ -12,7 +12,7 @@ re-executes.
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,13 +33,16 @@ from services.domain.kernel.records import (
 )
 
 ANY_VERSION = -1
-"""Expected version meaning "append whatever the stream's version is"."""
+"""The expected version a `ConcurrencyError` names when the database, not the appender,
+found the stream's version taken (at commit: which version was expected is not known)."""
 
 _COLUMNS = (
     "position, stream_id, stream_version, event_id, event_type, schema_version,"
     " payload, metadata, recorded_at, hash"
 )
-_COPY_COLUMNS = [c.strip() for c in _COLUMNS.split(",")]
+COLUMNS = tuple(c.strip() for c in _COLUMNS.split(","))
+"""The columns of `events`, in the order of `StoredEvent`'s fields and of `bulk_copy` rows."""
+_COPY_COLUMNS = list(COLUMNS)
 
 
 def utc_now() -> datetime:
@@ -63,16 +66,6 @@ def _stored(row: asyncpg.Record) -> StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class AppendResult:
-    """What an append did: the stream's version after it, the positions it took."""
-
-    stream_id: str
-    version: int
-    positions: tuple[int, ...]
-    already_stored: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class ChainReport:
     """Result of verifying the hash chain."""
 
@@ -82,6 +75,19 @@ class ChainReport:
     @property
     def ok(self) -> bool:
         return self.first_broken is None
+
+
+async def check_chain(events: AsyncIterator[StoredEvent]) -> ChainReport:
+    """Walk `events` (a whole store, in position order): the first position where the
+    positions skip or a row's hash is not the chain hash of its content and the row before."""
+    previous, checked, expected_position = GENESIS_HASH, 0, 1
+    async for event in events:
+        if event.position != expected_position:
+            return ChainReport(checked, expected_position)
+        if expected_hash(previous, event) != event.hash:
+            return ChainReport(checked, event.position)
+        previous, checked, expected_position = event.hash, checked + 1, event.position + 1
+    return ChainReport(checked, None)
 
 
 class StoreTransaction:
@@ -116,13 +122,6 @@ class StoreTransaction:
         )
         return [_stored(r) for r in rows]
 
-    async def stored_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these event ids the store already holds."""
-        rows = await self.conn.fetch(
-            "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])", list(event_ids)
-        )
-        return {r["event_id"] for r in rows}
-
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
         """The events the store already holds under these ids (one indexed lookup)."""
         rows = await self.conn.fetch(
@@ -139,45 +138,6 @@ class StoreTransaction:
             )
             self._versions[stream_id] = int(version)
         return self._versions[stream_id]
-
-    async def append(
-        self,
-        stream_id: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        *,
-        check: bool = True,
-    ) -> AppendResult:
-        """Append `events` to `stream_id`, which must be at `expected_version`.
-
-        With `check` (the default) the store looks up the stream's version and which event
-        ids it already holds: a batch wholly stored already is a no-op that says so
-        (idempotency), partly stored is `DuplicateEventError`, a version mismatch is
-        `ConcurrencyError`. A caller that keeps its own exact view of the store (the
-        services, under the lock) passes `check=False`; the unique constraints still refuse
-        a wrong version or a duplicate id at commit.
-        """
-        if check:
-            ids = [e.event_id for e in events]
-            stored = await self.stored_ids(ids)
-            if stored and len(stored) == len(set(ids)):
-                version = await self.stream_version(stream_id)
-                return AppendResult(stream_id, version, (), already_stored=True)
-            if stored:
-                raise DuplicateEventError(f"{len(stored)} of {len(ids)} events already stored")
-            actual = await self.stream_version(stream_id)
-            if expected_version != ANY_VERSION and expected_version != actual:
-                raise ConcurrencyError(stream_id, expected_version, actual)
-            version = actual
-        elif expected_version == ANY_VERSION:
-            version = await self.stream_version(stream_id)
-        else:
-            version = self._versions.get(stream_id, expected_version)
-            if version != expected_version:
-                raise ConcurrencyError(stream_id, expected_version, version)
-        positions = self._append_rows(stream_id, version, events)
-        version += len(events)
-        return AppendResult(stream_id, version, tuple(positions))
 
     def _append_rows(self, stream_id: str, version: int, events: Sequence[NewEvent]) -> list[int]:
         """Give the events their positions, versions and chained hashes; keep them to write."""
@@ -272,13 +232,6 @@ class EventStore:
             yield tx
             await tx.flush(self.channel)
 
-    async def append(
-        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
-    ) -> AppendResult:
-        """Append to one stream in a transaction of its own (see StoreTransaction.append)."""
-        async with self.transaction() as tx:
-            return await tx.append(stream_id, expected_version, events)
-
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
         """A stream's events after `after_version`, in order."""
         rows = await self.pool.fetch(
@@ -296,7 +249,8 @@ class EventStore:
             after,
             limit,
         )
-        return [_stored(r) for r in rows]
+        # the columns are StoredEvent's fields in order: positional is cheaper than by name
+        return [StoredEvent(*r) for r in rows]
 
     async def read_types(
         self, after: int, event_types: Iterable[str], limit: int = 1000
@@ -339,6 +293,10 @@ class EventStore:
         except Exception:
             return False
 
+    async def exists(self) -> bool:
+        """Whether the schema holds an event store (its migrations were applied)."""
+        return await self.pool.fetchval("SELECT to_regclass('events')") is not None
+
     async def head(self) -> int:
         """The last committed position (0 for an empty store)."""
         return int(await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
@@ -346,11 +304,136 @@ class EventStore:
     async def verify_chain(self, *, batch: int = 5000) -> ChainReport:
         """Recompute every row's hash from its content and the row before; report the first
         position where the stored hash, or the sequence of positions, does not hold."""
-        previous, checked, expected_position = GENESIS_HASH, 0, 1
-        async for event in self.iter_all(0, batch=batch):
-            if event.position != expected_position:
-                return ChainReport(checked, expected_position)
-            if expected_hash(previous, event) != event.hash:
-                return ChainReport(checked, event.position)
-            previous, checked, expected_position = event.hash, checked + 1, event.position + 1
-        return ChainReport(checked, None)
+        return await check_chain(self.iter_all(0, batch=batch))
+
+    # --- reads by position: the chain hashes and times the trust tools work on ----------------
+
+    async def hash_at(self, position: int) -> bytes | None:
+        """The chain hash of the row at `position` (None when the store holds no such row)."""
+        value = await self.pool.fetchval("SELECT hash FROM events WHERE position = $1", position)
+        return None if value is None else bytes(value)
+
+    async def hashes_at(self, positions: Iterable[int]) -> dict[int, bytes]:
+        """The chain hashes of the rows at `positions` the store holds (one indexed read)."""
+        rows = await self.pool.fetch(
+            "SELECT position, hash FROM events WHERE position = ANY($1::bigint[])", list(positions)
+        )
+        return {r["position"]: bytes(r["hash"]) for r in rows}
+
+    async def chain_hashes(self, after: int, until: int, limit: int) -> list[tuple[int, bytes]]:
+        """(position, chain hash) of up to `limit` rows in (after, until], in order (32 bytes
+        a row: their content is not read)."""
+        rows = await self.pool.fetch(
+            "SELECT position, hash FROM events WHERE position > $1 AND position <= $2"
+            " ORDER BY position LIMIT $3",
+            after,
+            until,
+            limit,
+        )
+        return [(r["position"], bytes(r["hash"])) for r in rows]
+
+    async def recorded_times(
+        self, after: int, until: int, limit: int
+    ) -> list[tuple[int, datetime]]:
+        """(position, recorded_at) of up to `limit` rows in (after, until], in order."""
+        rows = await self.pool.fetch(
+            "SELECT position, recorded_at FROM events WHERE position > $1 AND position <= $2"
+            " ORDER BY position LIMIT $3",
+            after,
+            until,
+            limit,
+        )
+        return [(r["position"], r["recorded_at"]) for r in rows]
+
+    async def age_of(self, event_id: str) -> float | None:
+        """Seconds since the event `event_id` was committed (None when no row has that id):
+        one lookup by the unique event id."""
+        age = await self.pool.fetchval(
+            "SELECT extract(epoch FROM now() - recorded_at) FROM events WHERE event_id = $1",
+            event_id,
+        )
+        return None if age is None else max(0.0, float(age))
+
+    # --- reads by content: what the audit trail and the benches look for ---------------------
+
+    async def mentioning(self, subject: str, causations: Sequence[str]) -> list[StoredEvent]:
+        """The events whose payload names `subject` (as a cotisation, prestation, paiement,
+        sujet or NIR) or that were caused by one of `causations` (event ids), in order."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE $1 IN (payload->>'cotisation_id',"
+            " payload->>'prestation_id', payload->>'paiement_id', payload->>'sujet_id',"
+            " payload->>'nir') OR metadata->>'causation_id' = ANY($2::text[]) ORDER BY position",
+            subject,
+            list(causations),
+        )
+        return [_stored(r) for r in rows]
+
+    async def registry_facts(
+        self, organismes: Sequence[str], conventions: Sequence[str], nirs: Sequence[str]
+    ) -> list[StoredEvent]:
+        """The registry facts about these organismes, conventions and persons (affiliations),
+        in order."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE (event_type = 'OrganismeDeclare'"
+            " AND payload->>'organisme_id' = ANY($1::text[]))"
+            " OR (event_type IN ('ConventionConclue', 'ConventionResiliee')"
+            " AND payload->>'convention_id' = ANY($2::text[]))"
+            " OR (event_type = 'AffiliationEnregistree' AND payload->>'nir' = ANY($3::text[]))"
+            " ORDER BY position",
+            list(organismes),
+            list(conventions),
+            list(nirs),
+        )
+        return [_stored(r) for r in rows]
+
+    async def count_of_types(self, event_types: Iterable[str]) -> int:
+        """How many events of `event_types` the store holds."""
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM events WHERE event_type = ANY($1::text[])", list(event_types)
+            )
+        )
+
+    async def count_by_causation(self, event_types: Iterable[str]) -> Mapping[str | None, int]:
+        """How many events of `event_types` each cause (metadata causation_id) has."""
+        rows = await self.pool.fetch(
+            "SELECT metadata->>'causation_id' AS cause, count(*) AS n"
+            " FROM events WHERE event_type = ANY($1::text[]) GROUP BY 1",
+            list(event_types),
+        )
+        return {r["cause"]: int(r["n"]) for r in rows}
+
+    async def read_records(self, after: int, limit: int) -> list[asyncpg.Record]:
+        """Up to `limit` rows after `after`, left as the driver's records (a bench's baseline
+        of what reading costs before any event is built)."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+                after,
+                limit,
+            )
+        )
+
+    async def rows_after(self, after: int) -> list[tuple[Any, ...]]:
+        """Every row after `after` as a tuple of `COLUMNS` (what `bulk_copy` takes)."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position", after
+        )
+        return [tuple(r) for r in rows]
+
+    # --- bulk loading (benches): rows made elsewhere, their chain hashes already computed -----
+
+    async def bulk_copy(self, rows: Sequence[tuple[Any, ...]], *, chunk: int = 20_000) -> None:
+        """COPY `rows` (tuples of `COLUMNS`, payload and metadata as `Encoded` JSON) as they
+        are, in transactions of `chunk` rows; no lock and no check beyond the table's
+        constraints: for a bench filling a store of its own, never for a service's store."""
+        async with self.pool.acquire() as conn:
+            for start in range(0, len(rows), chunk):
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "events", records=rows[start : start + chunk], columns=_COPY_COLUMNS
+                    )
+
+    async def analyze(self) -> None:
+        """Refresh the planner's statistics of `events` (after a bulk load)."""
+        await self.pool.execute("ANALYZE events")

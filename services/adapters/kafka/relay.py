@@ -43,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.adapters.eventstore.leases import RelayCheckpoints, still_connected, try_lead
 from services.adapters.eventstore.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class Relay:
         self.max_request_size = max_request_size
         self.ack_timeout = ack_timeout  # a batch Kafka does not commit in time is retried
         self.clock = clock
-        self.client_options = dict(client_options or {})  # login (kafka_security.py)
+        self.client_options = dict(client_options or {})  # login (adapters/kafka/security.py)
+        self.checkpoints = RelayCheckpoints(store.schema)
         self.leader = False
         self.publishing = False  # leads, its producer fenced any other, tails read
         self.published = 0  # store position up to which everything routable is on Kafka
@@ -168,7 +170,7 @@ class Relay:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await self.connect()
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
+                if await try_lead(conn, self.lock_key):
                     self.leader = True
                     log.info("relay %s leads", self.name)
                     await self._lead(conn)
@@ -211,7 +213,7 @@ class Relay:
             await self._check_tails(producer, on_kafka, await self.store.head())
             self.publishing = True
             while True:
-                await conn.fetchval("SELECT 1")  # still holding the lock (connection alive)
+                await still_connected(conn)  # still holding the lock
                 events, complete_to = await self.store.read_types(
                     self.published, self.routes.event_types, self.batch
                 )
@@ -293,23 +295,12 @@ class Relay:
     # ---------------------------------------------------------------- checkpoint
 
     async def _checkpoint(self, conn: asyncpg.Connection) -> int:
-        value = await conn.fetchval(
-            f'SELECT position FROM "{self.store.schema}".relay_checkpoints WHERE relay = $1',
-            self.name,
-        )
-        return int(value or 0)
+        return await self.checkpoints.read(conn, self.name)
 
     async def _save_checkpoint(self, conn: asyncpg.Connection, position: int) -> None:
         """On the connection that holds the lead (a leader that lost it cannot write), and
         never backwards (a deposed leader's late write cannot undo a newer one)."""
-        await conn.execute(
-            f'INSERT INTO "{self.store.schema}".relay_checkpoints AS c (relay, position)'
-            " VALUES ($1, $2) ON CONFLICT (relay) DO UPDATE"
-            " SET position = EXCLUDED.position, updated_at = now()"
-            " WHERE c.position < EXCLUDED.position",
-            self.name,
-            position,
-        )
+        await self.checkpoints.save(conn, self.name, position)
 
     # --------------------------------------------------------------------- tails
 

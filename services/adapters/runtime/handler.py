@@ -34,8 +34,9 @@ import asyncpg
 
 from contracts import check_headers, mask_personal
 from contracts.parsing import ContractError, parse_inbound
-from services.adapters.eventstore import EventStore, NewEvent, StoreTransaction
+from services.adapters.eventstore import NewEvent
 from services.adapters.eventstore.errors import StoreError
+from services.adapters.eventstore.port import Store, Transaction
 from services.domain.kernel.processing import (
     REJECTION,
     Input,
@@ -202,7 +203,7 @@ class BatchHandler:
 
     def __init__(
         self,
-        store: EventStore,
+        store: Store,
         new_processor: Callable[[], Processor],
         allowed: Mapping[str, frozenset[str]],
         *,
@@ -247,7 +248,7 @@ class BatchHandler:
         async with self.store.transaction() as tx:
             await self._fold_new(tx)
 
-    async def _fold_new(self, tx: StoreTransaction, batch: int = 20_000) -> None:
+    async def _fold_new(self, tx: Transaction, batch: int = 20_000) -> None:
         view = self.processor.view
         while events := await tx.read_since(view.position, batch):
             for event in events:
@@ -397,7 +398,7 @@ class BatchHandler:
 
     def _decide(
         self,
-        tx: StoreTransaction,
+        tx: Transaction,
         record: Record,
         rejection_id: UUID,
         message: Input | ContractError,
@@ -422,7 +423,7 @@ class BatchHandler:
 
     def _reject(
         self,
-        tx: StoreTransaction,
+        tx: Transaction,
         record: Record,
         rejection_id: UUID,
         error: ContractError,

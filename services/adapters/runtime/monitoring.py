@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from services.adapters.eventstore import EventStore
 from services.adapters.kafka.security import client_options, role_of
 from services.adapters.runtime.lag import BrokerLag, LagGauge
 from services.domain.kernel.parking import Parking
@@ -61,9 +62,9 @@ def chain_watch(runtime: ServiceRuntime, rate: float) -> ChainWatch:
         m.chain_passes.inc(watch.passes - shown)
         shown = watch.passes
 
-    return ChainWatch(
-        runtime.handler.store, runtime.spec.name, rows_per_second=rate, on_change=show
-    )
+    assert runtime.pool is not None  # a started service
+    store = EventStore(runtime.pool, runtime.spec.schema)
+    return ChainWatch(store, runtime.spec.name, rows_per_second=rate, on_change=show)
 
 
 def oldest_parked(parking: Parking) -> str | None:
@@ -73,19 +74,15 @@ def oldest_parked(parking: Parking) -> str | None:
     return next((event_id for event_id, w in parking.undecided.items() if w.waits_for), None)
 
 
-async def parked_age(pool: asyncpg.Pool | None, parking: Parking) -> float | None:
+async def parked_age(store: EventStore | None, parking: Parking) -> float | None:
     """Seconds since the oldest parked input was committed to the store (0.0 when none is
     parked; None when the store does not answer): one lookup by the unique event id."""
     event_id = oldest_parked(parking)
     if event_id is None:
         return 0.0
-    if pool is None:
+    if store is None:
         return None
     try:
-        age = await pool.fetchval(
-            "SELECT extract(epoch FROM now() - recorded_at) FROM events WHERE event_id = $1",
-            event_id,
-        )
+        return await store.age_of(event_id)
     except (asyncpg.PostgresError, OSError, ValueError):
         return None
-    return max(0.0, float(age)) if age is not None else None

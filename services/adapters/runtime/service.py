@@ -253,7 +253,7 @@ class ServiceRuntime:
         state: dict[str, Any] = {"service": self.spec.name}
         try:
             assert self.pool is not None
-            head = int(await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+            head = await EventStore(self.pool, self.spec.schema).head()
             state["postgres"] = True
         except Exception:
             head, state["postgres"] = -1, False
@@ -268,8 +268,9 @@ class ServiceRuntime:
             state["relay_published"] = self.relay.published
         if self.handler is not None:
             state["parked"] = len(self.handler.processor.view.parking.parked())
+            store = None if self.pool is None else EventStore(self.pool, self.spec.schema)
             state["parked_oldest_seconds"] = await parked_age(
-                self.pool, self.handler.processor.view.parking
+                store, self.handler.processor.view.parking
             )
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons

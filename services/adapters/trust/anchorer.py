@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.leases import still_connected, try_lead
 from services.adapters.eventstore.store import utc_now
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.settings import ServiceSettings
@@ -143,9 +144,7 @@ class Anchorer:
                         continue
                     if self.connect is not None:
                         conn = await self.connect()
-                        if not await conn.fetchval(
-                            "SELECT pg_try_advisory_lock($1)", self.lock_key
-                        ):
+                        if not await try_lead(conn, self.lock_key):
                             await asyncio.sleep(max(self.poll_seconds, 1.0))
                             continue
                     self.leader = True
@@ -170,7 +169,7 @@ class Anchorer:
         await self._resume()
         while True:
             if conn is not None:
-                await conn.fetchval("SELECT 1")  # still holding the lock
+                await still_connected(conn)  # still holding the lock
             if await self._due():
                 await self.anchor_now()
                 self._failing_since, self.stall_reason = None, None
@@ -252,7 +251,7 @@ class Anchorer:
 
     async def _still_holds(self, size: int, chain_hash: bytes, what: str) -> None:
         """Refuse unless the row at `size` is there with the chain hash it had in `what`."""
-        stored = await self.store.pool.fetchval("SELECT hash FROM events WHERE position = $1", size)
+        stored = await self.store.hash_at(size)
         if stored is None:
             head = await self.store.head()
             raise AnchorRefused(f"the store ends at #{head}, below {what}: its tail was deleted")

@@ -8,11 +8,6 @@ from collections.abc import AsyncIterator, Iterable
 from services.adapters.eventstore import EventStore
 from services.adapters.trust.merkle import Frontier, Range
 
-_HASHES = (
-    "SELECT position, hash FROM events WHERE position > $1 AND position <= $2"
-    " ORDER BY position LIMIT $3"
-)
-
 
 async def chain_hashes(
     store: EventStore, after: int = 0, until: int | None = None, *, batch: int = 50_000
@@ -21,12 +16,12 @@ async def chain_hashes(
     order. Positions are yielded as stored: a caller checks they have no gap."""
     last = until if until is not None else 2**63 - 1
     while after < last:
-        rows = await store.pool.fetch(_HASHES, after, last, batch)
+        rows = await store.chain_hashes(after, last, batch)
         for row in rows:
-            yield row["position"], bytes(row["hash"])
+            yield row
         if len(rows) < batch:
             return
-        after = rows[-1]["position"]
+        after = rows[-1][0]
 
 
 class GapError(Exception):

@@ -34,11 +34,6 @@ from services.adapters.trust.anchors import Anchor, AnchorRecord
 from services.adapters.trust.merkle import Frontier
 from services.adapters.trust.storetree import chain_hashes
 
-_TIMES = (
-    "SELECT position, recorded_at FROM events WHERE position > $1 AND position <= $2"
-    " ORDER BY position LIMIT $3"
-)
-
 
 @dataclass
 class AnchorCheck:
@@ -242,15 +237,14 @@ async def _reused(
     found = []
     after = since
     while after < upper:
-        rows = await store.pool.fetch(_TIMES, after, upper, 50_000)
-        for row in rows:
-            position, recorded_at = row["position"], row["recorded_at"]
+        rows = await store.recorded_times(after, upper, 50_000)
+        for position, recorded_at in rows:
             i = bisect.bisect_left(sizes, position)
             if i < len(anchors) and recorded_at > _time(earliest[i]):
                 found.append((position, recorded_at, earliest[i]))
         if len(rows) < 50_000:
             break
-        after = rows[-1]["position"]
+        after = rows[-1][0]
     return found
 
 

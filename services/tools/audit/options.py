@@ -71,8 +71,9 @@ async def open_store(
     except (OSError, asyncpg.PostgresError) as exc:
         raise CommandError(f"cannot connect to PostgreSQL: {exc}") from exc
     try:
-        if await pool.fetchval("SELECT to_regclass('events')") is None:
+        store = EventStore(pool, schema)
+        if not await store.exists():
             raise CommandError(f"no event store in schema {schema!r} ({service.name})")
-        yield EventStore(pool, schema)
+        yield store
     finally:
         await pool.close()

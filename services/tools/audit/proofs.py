@@ -147,10 +147,8 @@ async def prove_service(
             f"the store does not hold the rows the {anchor.describe()} signed: "
             f"{exc}; run `mandat audit chain`"
         ) from exc
-    head_hash = await store.pool.fetchval(
-        "SELECT hash FROM events WHERE position = $1", anchor.size
-    )
-    if tree.root() != anchor.root or bytes(head_hash) != anchor.chain_hash:
+    head_hash = await store.hash_at(anchor.size)
+    if tree.root() != anchor.root or head_hash != anchor.chain_hash:
         raise ProofError(
             f"the store does not hold what the {anchor.describe()} signed; run `mandat audit chain`"
         )
@@ -178,10 +176,7 @@ async def prove_service(
 
 async def _previous_hashes(store: EventStore, positions: Sequence[int]) -> dict[int, bytes]:
     wanted = [p - 1 for p in positions if p > 1]
-    rows = await store.pool.fetch(
-        "SELECT position, hash FROM events WHERE position = ANY($1::bigint[])", wanted
-    )
-    found = {0: GENESIS_HASH} | {r["position"]: bytes(r["hash"]) for r in rows}
+    found = {0: GENESIS_HASH} | await store.hashes_at(wanted)
     missing = [p for p in wanted if p not in found]
     if missing:
         raise ProofError(f"position #{missing[0]} is missing from the store")

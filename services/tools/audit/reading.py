@@ -80,15 +80,9 @@ def steps(events: Iterable[StoredEvent]) -> Iterator[Step]:
         yield step
 
 
-_ROWS = ("SELECT position, stream_id, stream_version, event_id, event_type, schema_version,"
-         " payload, metadata, recorded_at, hash FROM events WHERE position > $1"
-         " ORDER BY position LIMIT $2")
-
-
 async def read_batch(store: EventStore, after: int, limit: int) -> list[StoredEvent]:
-    """`store.read_all`, building each event from its row's columns in order (the columns
-    are StoredEvent's fields, in order: positional is cheaper than by name)."""
-    return [StoredEvent(*row) for row in await store.pool.fetch(_ROWS, after, limit)]
+    """`store.read_all` (kept as the one place the readers of this module read through)."""
+    return await store.read_all(after, limit)
 
 
 async def read_ahead(store: EventStore, after: int = 0, *, batch: int = 5000

@@ -18,17 +18,6 @@ from services.domain.catalog import INPUT_TYPES
 from services.domain.kernel.processing import REJECTION
 from services.domain.registry import REGISTRY_EVENT_TYPES
 
-_SELECT = ("SELECT position, stream_id, stream_version, event_id, event_type, schema_version,"
-           " payload, metadata, recorded_at, hash FROM events")
-_ABOUT = (f"{_SELECT} WHERE $1 IN (payload->>'cotisation_id', payload->>'prestation_id',"
-          " payload->>'paiement_id', payload->>'sujet_id', payload->>'nir')"
-          " OR metadata->>'causation_id' = ANY($2::text[]) ORDER BY position")
-_FACTS = (f"{_SELECT} WHERE (event_type = 'OrganismeDeclare'"
-          " AND payload->>'organisme_id' = ANY($1::text[]))"
-          " OR (event_type IN ('ConventionConclue', 'ConventionResiliee')"
-          " AND payload->>'convention_id' = ANY($2::text[]))"
-          " OR (event_type = 'AffiliationEnregistree' AND payload->>'nir' = ANY($3::text[]))"
-          " ORDER BY position")
 _QUIET = frozenset({"nir", "base_legale", "regles_version", "faits_retenus"})
 _ORDER = {name: rank for rank, name in enumerate((
     "cotisation_id", "prestation_id", "paiement_id", "sujet_id", "organisme_id", "nom",
@@ -145,17 +134,16 @@ def relied_on(decision: StoredEvent, facts: list[StoredEvent]) -> tuple[int, ...
 async def trail(store: EventStore, service: str, subject: str) -> Trail:
     """Read the trail of `subject` (two passes: what names it, then what its inputs caused;
     then the registry facts its decisions relied on)."""
-    about = [StoredEvent(**dict(r)) for r in await store.pool.fetch(_ABOUT, subject, [])]
+    about = await store.mentioning(subject, [])
     inputs = [str(e.event_id) for e in about if e.event_type in INPUT_TYPES]
-    about = [StoredEvent(**dict(r)) for r in await store.pool.fetch(_ABOUT, subject, inputs)]
+    about = await store.mentioning(subject, inputs)
     decisions = [e for e in about if _role(e) == "decision"]
     faits = [d.payload.get("faits_retenus") or {} for d in decisions]
     organismes = sorted({f["organisme"]["organisme_id"] for f in faits if "organisme" in f})
     conventions = sorted({f["convention"]["convention_id"] for f in faits if "convention" in f})
     nirs = sorted({d.payload["nir"] for d, f in zip(decisions, faits, strict=True)
                    if "affiliation" in f})
-    facts = [StoredEvent(**dict(r))
-             for r in await store.pool.fetch(_FACTS, organismes, conventions, nirs)]
+    facts = await store.registry_facts(organismes, conventions, nirs)
     by_position = {e.position: e for e in [*about, *facts]}
     positions = {str(e.event_id): e.position for e in [*about, *facts]}
     result = Trail(service, subject)

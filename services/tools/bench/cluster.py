@@ -27,6 +27,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.roles import drop_store
 from services.adapters.kafka.topics import ensure_topics, size_limits
 from services.adapters.runtime.provision import provision_services
@@ -132,18 +136,22 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _count(dsn: str, schema: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
+@asynccontextmanager
+async def _store(dsn: str, schema: str) -> AsyncIterator[EventStore]:
+    """The run's store, read as its owner (one connection, closed on exit)."""
+    pool = await create_pool(dsn, schema, min_size=1, max_size=1, as_service_role=False)
     try:
-        return await conn.fetch(sql.replace("{schema}", schema), *args)
+        yield EventStore(pool, schema)
     finally:
-        await conn.close()
+        await pool.close()
 
 
 async def _registry_recorded(dsn: str, schema: str, facts: int, timeout: float) -> None:
-    sql = 'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1::text[])'
     deadline = time.monotonic() + timeout
-    while int((await _count(dsn, schema, sql, list(REGISTRY_TYPES)))[0][0]) < facts:
+    while True:
+        async with _store(dsn, schema) as store:
+            if await store.count_of_types(REGISTRY_TYPES) >= facts:
+                return
         if time.monotonic() > deadline:
             raise TimeoutError("the registry was not recorded")
         await asyncio.sleep(0.3)
@@ -325,18 +333,10 @@ async def _report(
     fault: Fault,
     streamed: float,
 ) -> dict[str, Any]:
-    rows = await _count(
-        dsn,
-        schema,
-        "SELECT metadata->>'causation_id' AS cause, count(*) AS n"
-        ' FROM "{schema}".events WHERE event_type = ANY($1::text[]) GROUP BY 1',
-        sorted(KIND.final_types),
-    )
-    decided = {row["cause"]: int(row["n"]) for row in rows}
+    async with _store(dsn, schema) as store:
+        decided = dict(await store.count_by_causation(sorted(KIND.final_types)))
+        rejected = await store.count_of_types([REJECTION])
     ids = {m.event_id for m in work}
-    rejected = await _count(
-        dsn, schema, 'SELECT count(*) FROM "{schema}".events WHERE event_type = $1', REJECTION
-    )
     latencies = sorted(r.arrived[i][0] - sent[i] for i in ids if i in r.arrived and i in sent)
     drain = max((r.arrived[i][0] for i in ids if i in r.arrived), default=fault.killed_at)
     recover = _recovery(r, sent, fault.killed_at, s.topic_partitions)
@@ -352,7 +352,7 @@ async def _report(
         "store_unexpected": len(set(decided) - ids),
         "published": len(ids & set(r.arrived)),
         "topic_duplicates": r.duplicates,
-        "rejected": int(rejected[0][0]),
+        "rejected": rejected,
         "recover_seconds": None if recover is None else round(recover, 2),
         "drain_seconds": round(drain - fault.killed_at, 2),
         "broker_restart_seconds": round(fault.restart_seconds, 2),

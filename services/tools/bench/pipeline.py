@@ -56,6 +56,7 @@ from contracts import topics
 from contracts.messages import wire_bytes, wire_envelope
 from contracts.nir import sample_nir
 from services.adapters.eventstore.roles import drop_store
+from services.adapters.eventstore.server import server_settings
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.handler import BatchReport
 from services.adapters.runtime.provision import provision_services
@@ -825,10 +826,7 @@ def _load() -> list[float]:
 async def _server(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {
-            name: await conn.fetchval(f"SHOW {name}")
-            for name in ("server_version", "fsync", "synchronous_commit")
-        }
+        return await server_settings(conn, ("server_version", "fsync", "synchronous_commit"))
     finally:
         await conn.close()
 

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from services.adapters.eventstore.roles import drop_store
 from services.adapters.runtime.handler import PROCESSING_ERROR
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import COLLECTION
@@ -167,7 +168,7 @@ async def measure(
         if not keep:
             conn = await asyncpg.connect(dsn)
             try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                await drop_store(conn, schema)
             finally:
                 await conn.close()
     return report

@@ -33,6 +33,7 @@ from contracts.nir import make_nir
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import Encoded, create_pool
+from services.adapters.eventstore.roles import drop_store
 from services.adapters.trust.anchors import sign
 from services.adapters.trust.merkle import Frontier
 from services.adapters.trust.storetree import chain_hashes, tree_of
@@ -42,18 +43,6 @@ from services.tools.audit.proofs import check_proof, proof_bytes, prove_service
 SUBJECT = make_nir("1750175123456")
 _IDS = UUID("6b2a1f0e-5c4d-4e3b-9a8f-7d6c5b4a3e21")
 _T0 = datetime(2017, 1, 2, 8, 0, tzinfo=UTC)
-_COLUMNS = [
-    "position",
-    "stream_id",
-    "stream_version",
-    "event_id",
-    "event_type",
-    "schema_version",
-    "payload",
-    "metadata",
-    "recorded_at",
-    "hash",
-]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -177,25 +166,22 @@ def spread(count: int, subject_events: int) -> Callable[[int], bool]:
     return lambda pair: pair % stride == stride // 2 and pair // stride < pairs
 
 
-async def fill(
-    pool: asyncpg.Pool, count: int, subject_events: int
-) -> tuple[Frontier, bytes, float]:
+async def fill(store: EventStore, count: int, subject_events: int) -> tuple[Frontier, bytes, float]:
     """COPY the rows in chunks; the frontier of the tree over them, the last chain hash,
     and the seconds it took."""
     frontier = Frontier()
     started = time.perf_counter()
     chunk: list[tuple[Any, ...]] = []
     last = GENESIS_HASH
-    async with pool.acquire() as conn:
-        for row in rows(0, count, GENESIS_HASH, spread(count, subject_events)):
-            frontier.push_data(row[-1])
-            chunk.append(row)
-            if len(chunk) == 20_000:
-                await conn.copy_records_to_table("events", records=chunk, columns=_COLUMNS)
-                last, chunk = chunk[-1][-1], []
-        if chunk:
-            await conn.copy_records_to_table("events", records=chunk, columns=_COLUMNS)
-            last = chunk[-1][-1]
+    for row in rows(0, count, GENESIS_HASH, spread(count, subject_events)):
+        frontier.push_data(row[-1])
+        chunk.append(row)
+        if len(chunk) == 20_000:
+            await store.bulk_copy(chunk)
+            last, chunk = chunk[-1][-1], []
+    if chunk:
+        await store.bulk_copy(chunk)
+        last = chunk[-1][-1]
     return frontier, last, time.perf_counter() - started
 
 
@@ -218,15 +204,15 @@ async def measure(dsn: str, *, rows: int = 1_000_000, subject_events: int = 100)
             await pool.close()
     finally:
         try:
-            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await drop_store(admin, schema)
         finally:
             await admin.close()
 
 
 async def _measure(store: EventStore, count: int, subject_events: int) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
-    frontier, last, fill_seconds = await fill(store.pool, count, subject_events)
-    await store.pool.execute("ANALYZE events")
+    frontier, last, fill_seconds = await fill(store, count, subject_events)
+    await store.analyze()
     started = time.perf_counter()
     tree = await tree_of(store, count)
     tree_seconds = time.perf_counter() - started
@@ -279,7 +265,7 @@ async def _extend(store: EventStore, frontier: Frontier, last: bytes) -> float:
     for _ in range(3):
         start = frontier.size
         more = list(rows(start, start + 1000, last, lambda pair: False))
-        await store.pool.copy_records_to_table("events", records=more, columns=_COLUMNS)
+        await store.bulk_copy(more)
         began = time.perf_counter()
         async for position, digest in chain_hashes(store, start):
             assert position == frontier.size + 1

@@ -27,14 +27,12 @@ from typing import Any
 import asyncpg
 
 from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.roles import drop_store
+from services.adapters.eventstore.server import server_settings
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import COLLECTION
 from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit.replay import replay
-
-_SELECT = ("SELECT position, stream_id, stream_version, event_id, event_type, schema_version,"
-           " payload, metadata, recorded_at, hash FROM events WHERE position > $1"
-           " ORDER BY position LIMIT $2")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -99,10 +97,9 @@ async def _read_iter_all(store: EventStore, batch: int) -> tuple[int, float]:
 
 async def _read_select(store: EventStore, batch: int) -> tuple[int, float]:
     started, count, after = time.perf_counter(), 0, 0
-    async with store.pool.acquire() as conn:
-        while rows := await conn.fetch(_SELECT, after, batch):
-            count += len(rows)
-            after = rows[-1]["position"]
+    while rows := await store.read_records(after, batch):
+        count += len(rows)
+        after = rows[-1]["position"]
     return count, time.perf_counter() - started
 
 
@@ -138,13 +135,13 @@ async def measure(dsn: str, *, events: int = 200_000, seed: int = 42, write_batc
             if summary is None or again.seconds < summary.seconds:
                 summary = again
         assert summary is not None
-        server = await store.pool.fetchval("SHOW server_version")
+        server = (await server_settings(store.pool, ["server_version"]))["server_version"]
     finally:
         await store.pool.close()
         if not keep:
             admin = await asyncpg.connect(dsn)
             try:
-                await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                await drop_store(admin, schema)
             finally:
                 await admin.close()
     replayed = _rate(summary.events_read, summary.seconds)

@@ -2,9 +2,9 @@
 
 In a fresh schema (`bench_<random>`, dropped at the end), as the services' role:
 
-  single      `EventStore.append`, one event per transaction (checks ids and version);
+  single      one event per `EventStore.transaction()` (`append_at`, as the services append);
   batch 100   100 events per `EventStore.transaction()`, appended as the services do it
-  batch 1000  (their own view, `check=False`): lock, head, one COPY, notify, commit;
+  batch 1000  (`append_at` at the version they know): lock, head, one COPY, notify, commit;
   COPY        the rows of `batch 1000` again, `copy_records_to_table` into a plain table of
               the same columns (no key, no constraint, no trigger), 1,000 per transaction.
 
@@ -30,6 +30,8 @@ import asyncpg
 from services.adapters.eventstore import EventStore, NewEvent
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import create_pool
+from services.adapters.eventstore.roles import drop_store
+from services.adapters.eventstore.server import server_settings
 
 BATCH_SIZES = (100, 1000)
 COPY_CHUNK = 1000
@@ -123,8 +125,9 @@ class Phase:
 async def _single(store: EventStore, work: Sequence[tuple[str, NewEvent]]) -> Phase:
     started = time.perf_counter()
     for stream_id, event in work:
-        await store.append(stream_id, 0, [event])
-    return Phase("single", "single append (EventStore.append, 1/tx)", len(work), len(work),
+        async with store.transaction() as tx:
+            tx.append_at(stream_id, 1, event)
+    return Phase("single", "single append (append_at, 1/tx)", len(work), len(work),
                  time.perf_counter() - started)
 
 
@@ -134,7 +137,7 @@ async def _batched(store: EventStore, work: Sequence[tuple[str, NewEvent]], size
     for start in range(0, len(work), size):
         async with store.transaction() as tx:
             for stream_id, event in work[start:start + size]:
-                await tx.append(stream_id, 0, [event], check=False)
+                tx.append_at(stream_id, 1, event)
         transactions += 1
     return Phase(f"batch_{size}", f"batch of {size} (one transaction)", len(work),
                  transactions, time.perf_counter() - started)
@@ -163,10 +166,11 @@ async def measure(dsn: str, *, events: int = 2000, batched_events: int = 20_000)
     schema = f"bench_{secrets.token_hex(5)}"
     admin = await asyncpg.connect(dsn)
     try:
+        shown = await server_settings(admin, ("server_version", "fsync", "synchronous_commit"))
         server = {
-            "version": await admin.fetchval("SHOW server_version"),
-            "fsync": await admin.fetchval("SHOW fsync"),
-            "synchronous_commit": await admin.fetchval("SHOW synchronous_commit"),
+            "version": shown["server_version"],
+            "fsync": shown["fsync"],
+            "synchronous_commit": shown["synchronous_commit"],
         }
         await apply_migrations(admin, schema)
         await admin.execute(f'SET search_path TO "{schema}"')
@@ -180,9 +184,7 @@ async def measure(dsn: str, *, events: int = 2000, batched_events: int = 20_000)
                 work = [decision(i, f"b{size}") for i in range(batched_events)]
                 before = await store.head()
                 phases.append(await _batched(store, work, size))
-            rows = [tuple(r) for r in await raw_pool.fetch(
-                f"SELECT {', '.join(_COLUMNS)} FROM events WHERE position > $1"
-                " ORDER BY position", before)]
+            rows = await store.rows_after(before)
             phases.append(await _copy(raw_pool, schema, rows))
             sample = decision(0, "size")[1]
         finally:
@@ -190,7 +192,7 @@ async def measure(dsn: str, *, events: int = 2000, batched_events: int = 20_000)
             await pool.close()
     finally:
         try:
-            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await drop_store(admin, schema)
         finally:
             await admin.close()
     rates = {p.name: p.events_per_second for p in phases}

@@ -1,0 +1,215 @@
+"""The event store in memory, behind the same protocol as the PostgreSQL one (`port.Store`).
+
+For tests of what sits on the store (the batch handler, the readers) without a database, and
+held to the same behavioural suite as the real store. It keeps the real store's promises the
+way the real store keeps them:
+
+- writes are serialised (an asyncio lock stands for the advisory lock), and a transaction
+  reads what is committed, then appends after it;
+- the rows of a transaction are checked at commit as the table's constraints check them
+  (an event id once, a stream version once, no NUL character in text, which PostgreSQL
+  refuses): a refusal, or an error raised inside the block, commits nothing;
+- each row is hashed from the canonical JSON of its content, and its payload and metadata
+  are kept as that JSON decoded again (what PostgreSQL hands back), so the chain hashes are
+  the ones the PostgreSQL store computes for the same rows at the same times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from uuid import UUID
+
+import orjson
+
+from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError, StoreError
+from services.adapters.eventstore.port import Store
+from services.adapters.eventstore.store import ChainReport, EventStore, check_chain, utc_now
+from services.domain.kernel.records import (
+    GENESIS_HASH,
+    NewEvent,
+    StoredEvent,
+    canonical_bytes,
+    chain_hash,
+)
+
+
+def _has_nul(value: object) -> bool:
+    """Whether a JSON value holds the NUL character in a string or a key (PostgreSQL's text
+    and jsonb refuse it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class RefusedValueError(StoreError):
+    """A value the PostgreSQL store would refuse too (there: `UntranslatableCharacterError`,
+    SQLSTATE 22P05): a record's doing, not a dependency's."""
+
+
+class MemoryTransaction:
+    """A write transaction on a `MemoryEventStore` (see `port.Transaction`)."""
+
+    def __init__(self, store: MemoryEventStore) -> None:
+        self._store = store
+        events = store.events
+        self._position = len(events)
+        self._hash = events[-1].hash if events else GENESIS_HASH
+        self._versions: dict[str, int] = {}
+        self.rows: list[StoredEvent] = []
+        self.refused: str | None = None  # why the commit will fail, known at append
+
+    @property
+    def head_position(self) -> int:
+        return self._position
+
+    async def read_since(self, position: int, limit: int | None = None) -> list[StoredEvent]:
+        found = self._store.events[max(position, 0) :]
+        return found if limit is None else found[:limit]
+
+    async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
+        by_id = self._store.by_id
+        return {i: by_id[i] for i in event_ids if i in by_id}
+
+    async def stream_version(self, stream_id: str) -> int:
+        if stream_id not in self._versions:
+            self._versions[stream_id] = self._store.versions.get(stream_id, 0)
+        return self._versions[stream_id]
+
+    def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:
+        """Append one event at a version the caller knows to be next; the commit refuses a
+        wrong guess. Returns the position it takes."""
+        self._position += 1
+        recorded_at = self._store.clock()
+        payload_json = canonical_bytes(event.payload)
+        metadata_json = canonical_bytes(event.metadata)
+        if _has_nul([stream_id, event.event_type, event.payload, event.metadata]):
+            self.refused = f"{event.event_type}: a NUL character in JSON text"
+        self._hash = chain_hash(
+            self._hash,
+            position=self._position,
+            stream_id=stream_id,
+            stream_version=stream_version,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            payload_json=payload_json,
+            metadata_json=metadata_json,
+            recorded_at=recorded_at,
+        )
+        self.rows.append(
+            StoredEvent(
+                position=self._position,
+                stream_id=stream_id,
+                stream_version=stream_version,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                schema_version=event.schema_version,
+                payload=orjson.loads(payload_json),
+                metadata=orjson.loads(metadata_json),
+                recorded_at=recorded_at.astimezone(UTC),
+                hash=self._hash,
+            )
+        )
+        self._versions[stream_id] = stream_version
+        return self._position
+
+
+class MemoryEventStore:
+    """An append-only, hash-chained event store held in a list (see `port.Store`)."""
+
+    def __init__(self, schema: str = "memory", *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.schema = schema
+        self.clock = clock
+        self.events: list[StoredEvent] = []  # committed, events[i].position == i + 1
+        self.by_id: dict[UUID, StoredEvent] = {}
+        self.versions: dict[str, int] = {}
+        self._keys: set[tuple[str, int]] = set()
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MemoryTransaction]:
+        """A serialised write transaction; its appends are committed when the block exits
+        without an error, and only if every row passes the table's constraints."""
+        async with self._lock:
+            tx = MemoryTransaction(self)
+            yield tx
+            if tx.refused is not None:
+                raise RefusedValueError(tx.refused)
+            self._commit(tx.rows)
+
+    def _commit(self, rows: Sequence[StoredEvent]) -> None:
+        """Check `rows` as the table's unique constraints would, then keep them all."""
+        ids: set[UUID] = set()
+        keys: set[tuple[str, int]] = set()
+        for row in rows:
+            key = (row.stream_id, row.stream_version)
+            if row.stream_version < 1 or key in self._keys or key in keys:
+                raise ConcurrencyError(row.stream_id, row.stream_version - 1)
+            if row.event_id in self.by_id or row.event_id in ids:
+                raise DuplicateEventError(f"event id {row.event_id} is already stored")
+            ids.add(row.event_id)
+            keys.add(key)
+        for row in rows:
+            self.events.append(row)
+            self.by_id[row.event_id] = row
+            self._keys.add((row.stream_id, row.stream_version))
+            self.versions[row.stream_id] = max(
+                self.versions.get(row.stream_id, 0), row.stream_version
+            )
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        return True
+
+    async def head(self) -> int:
+        return len(self.events)
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        found = [
+            e for e in self.events if e.stream_id == stream_id and e.stream_version > after_version
+        ]
+        return sorted(found, key=lambda e: e.stream_version)
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        return self.events[max(after, 0) : max(after, 0) + limit]
+
+    async def read_types(
+        self, after: int, event_types: Iterable[str], limit: int = 1000
+    ) -> tuple[list[StoredEvent], int]:
+        wanted = set(event_types)
+        found = [e for e in self.events[max(after, 0) :] if e.event_type in wanted][:limit]
+        if len(found) == limit:
+            return found, found[-1].position
+        return found, max(len(self.events), after)
+
+    async def iter_all(
+        self, after: int = 0, *, batch: int = 5000, until: int | None = None
+    ) -> AsyncIterator[StoredEvent]:
+        for event in self.events[max(after, 0) :]:
+            if until is not None and event.position > until:
+                return
+            yield event
+
+    async def verify_chain(self, *, batch: int = 5000) -> ChainReport:
+        return await check_chain(self.iter_all(0, batch=batch))
+
+    async def hash_at(self, position: int) -> bytes | None:
+        return self.events[position - 1].hash if 0 < position <= len(self.events) else None
+
+    async def hashes_at(self, positions: Iterable[int]) -> dict[int, bytes]:
+        return {p: self.events[p - 1].hash for p in positions if 0 < p <= len(self.events)}
+
+    async def chain_hashes(self, after: int, until: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.events[max(after, 0) : max(until, 0)][:limit]
+        return [(e.position, e.hash) for e in rows]
+
+
+def _both_are_stores(postgres: EventStore, memory: MemoryEventStore) -> tuple[Store, Store]:
+    """Never called: mypy checks here that both stores satisfy the protocol."""
+    return postgres, memory

@@ -1,0 +1,106 @@
+"""The event store as its users see it: the batch handler writes through a `Transaction`,
+the audit and replay readers read through the `Store`. The PostgreSQL store
+(`store.EventStore`) and the in-memory one (`memory.MemoryEventStore`) both satisfy these
+protocols, and one behavioural suite (tests/integration/test_store_behaviour.py) holds them
+to the same promises:
+
+- an event id is stored once, forever (a second one is `DuplicateEventError` at commit);
+- a stream's versions are taken once each (`ConcurrencyError` at commit);
+- positions are 1, 2, 3 ... with no gap, in commit order; each row's chain hash is
+  `chain_hash` of the row before and its content;
+- a transaction is all or nothing: an error inside it, or a refusal at commit, leaves the
+  store as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol
+from uuid import UUID
+
+from services.domain.kernel.records import NewEvent, StoredEvent
+
+if TYPE_CHECKING:
+    from services.adapters.eventstore.store import ChainReport
+
+
+class Transaction(Protocol):
+    """One serialised write transaction: what is committed, then appends after it."""
+
+    @property
+    def head_position(self) -> int:
+        """The last position taken, counting this transaction's own appends."""
+        ...
+
+    async def read_since(self, position: int, limit: int | None = None) -> list[StoredEvent]:
+        """The committed events after `position` (at most `limit`), in store order."""
+        ...
+
+    async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
+        """The events the store already holds under these ids."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's version (0 when it has no event), this transaction included."""
+        ...
+
+    def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:
+        """Append one event as version `stream_version` of `stream_id`; its position."""
+        ...
+
+
+class Store(Protocol):
+    """An append-only, hash-chained event store."""
+
+    @property
+    def schema(self) -> str: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A serialised write transaction, committed when its block exits without error."""
+        ...
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        """Whether the store answers now (a dependency check)."""
+        ...
+
+    async def head(self) -> int:
+        """The last committed position (0 for an empty store)."""
+        ...
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        """A stream's events after `after_version`, in order."""
+        ...
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Up to `limit` events after position `after`, in store order."""
+        ...
+
+    async def read_types(
+        self, after: int, event_types: Iterable[str], limit: int = 1000
+    ) -> tuple[list[StoredEvent], int]:
+        """Up to `limit` events of `event_types` after `after`, and the position up to which
+        that answer is complete."""
+        ...
+
+    def iter_all(
+        self, after: int = 0, *, batch: int = 5000, until: int | None = None
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event after `after` (up to `until`, inclusive)."""
+        ...
+
+    async def verify_chain(self, *, batch: int = 5000) -> ChainReport:
+        """Recompute every row's hash; the first position where the chain does not hold."""
+        ...
+
+    async def hash_at(self, position: int) -> bytes | None:
+        """The chain hash of the row at `position`, if any."""
+        ...
+
+    async def hashes_at(self, positions: Iterable[int]) -> dict[int, bytes]:
+        """The chain hashes of the rows at `positions` the store holds."""
+        ...
+
+    async def chain_hashes(self, after: int, until: int, limit: int) -> list[tuple[int, bytes]]:
+        """(position, chain hash) of up to `limit` rows in (after, until], in order."""
+        ...
