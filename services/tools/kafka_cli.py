@@ -2,7 +2,7 @@
 
 For a cluster `mandat up` did not start: `provision` creates every topic and, when the
 settings say the broker takes logins (MANDAT_KAFKA_SECURITY_PROTOCOL), every ACL of
-mandat/adapters/runtime/kafka_acls.py; `acls` prints them as `kafka-acls` commands (for operators
+services/adapters/kafka/acls.py; `acls` prints them as `kafka-acls` commands (for operators
 who apply ACLs with their own tooling) or, with `--check`, compares them with what the
 broker enforces.
 """

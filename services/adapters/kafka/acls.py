@@ -73,7 +73,7 @@ class Acl:
 
 
 def relay_transactional_id(settings: ServiceSettings, service: str) -> str:
-    """The relay's transactional id (mandat/adapters/kafka/relay.py's default)."""
+    """The relay's transactional id (services/adapters/kafka/relay.py's default)."""
     return f"mandat-relay-{service}-{settings.schema_of(service)}"
 
 

@@ -5,7 +5,7 @@ producers (`upstream`), the dashboards and auditors (`reader`) or the operator's
 (`admin`) -- and gets the keyword arguments for aiokafka, or FastStream's `security` object.
 With `MANDAT_KAFKA_SECURITY_PROTOCOL=PLAINTEXT` (the default, the tests' broker) there is no
 login at all; with `SASL_PLAINTEXT` each role logs in as its own principal, whose rights the
-broker's ACLs restrict (mandat/adapters/runtime/kafka_acls.py). A role without a password is an
+broker's ACLs restrict (services/adapters/kafka/acls.py). A role without a password is an
 error, not a silent anonymous connection.
 """
 

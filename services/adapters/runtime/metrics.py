@@ -51,7 +51,7 @@ class ServiceMetrics:
         self.consumer_lag = Gauge(
             "mandat_consumer_lag_messages",
             "Records of an input partition the service's group has not committed yet "
-            "(read from the broker, mandat/adapters/runtime/lag.py)",
+            "(read from the broker, services/adapters/runtime/lag.py)",
             ["topic", "partition"],
             registry=r,
         )
@@ -69,7 +69,7 @@ class ServiceMetrics:
             "mandat_chain_check_failed",
             "1 when a check of the store's hash chain failed: `rolling` re-verifies every "
             "row's hash in the background, `anchorer` refuses to sign a store that "
-            "contradicts its last anchor (mandat/tools/audit/chainwatch.py, anchorer.py)",
+            "contradicts its last anchor (services/adapters/trust/chainwatch.py, anchorer.py)",
             ["check"],
             registry=r,
         )

@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     collection_db_password: SecretStr | None = None
     benefits_db_password: SecretStr | None = None
 
-    # Kafka authentication (mandat/adapters/runtime/kafka_security.py, docs/trust.md): PLAINTEXT
+    # Kafka authentication (services/adapters/kafka/security.py, docs/trust.md): PLAINTEXT
     # (no login, the tests' broker) or SASL_PLAINTEXT, as one principal per role
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
@@ -82,11 +82,11 @@ class ServiceSettings(BaseSettings):
     benefits_http_port: int = 8082
     dashboard_http_port: int = 8080
 
-    # what a service process measures for its metrics (mandat/adapters/runtime/serve.py)
+    # what a service process measures for its metrics (services/adapters/runtime/serve.py)
     lag_every_seconds: float = Field(10.0, gt=0)  # consumer lag, read from the broker
     chain_check_rows_per_second: float = Field(1000.0, ge=0)  # rolling chain check; 0: off
 
-    # signed anchors of each store (mandat/tools/audit/anchorer.py, docs/trust.md)
+    # signed anchors of each store (services/adapters/trust/anchorer.py, docs/trust.md)
     anchor_key_file: str | None = None  # Ed25519 private key (PEM, mode 0600); None: none
     anchor_every_events: int = Field(1000, ge=1)  # an anchor every N new rows...
     anchor_every_seconds: float = Field(10.0, gt=0)  # ...or every T seconds, if the head moved

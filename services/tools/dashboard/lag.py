@@ -2,7 +2,7 @@
 
 - consumer lag: end offsets of the service's input topics − the offsets its consumer group
   committed (Kafka only: measurable even when the service is down), read as the services
-  read it for their own metric (mandat/adapters/runtime/lag.py);
+  read it for their own metric (services/adapters/runtime/lag.py);
 - relay lag: `store_head − relay_published` from the service's `/ready` (committed in
   PostgreSQL, not yet on Kafka); a service whose HTTP does not answer is shown as down;
 - readiness: `/ready` answers 503 when the service is not ready, with its reasons, and

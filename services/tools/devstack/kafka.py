@@ -452,7 +452,7 @@ def start_kafka(
     ``controller_port=0`` picks the controller's only. Raises :class:`KafkaStartError`
     (with the log's tail) if the JVM dies or ``timeout`` passes; on timeout a JVM this call
     launched is stopped. With `auth`, the node takes SASL logins only and enforces ACLs
-    (mandat/tools/devstack/kafka_auth.py).
+    (services/tools/devstack/kafka_auth.py).
     """
     run_dir = run_dir.resolve()
     existing = is_running(run_dir)

@@ -1,4 +1,4 @@
-"""Authentication and ACLs of the local broker (mandat/tools/devstack/kafka.py).
+"""Authentication and ACLs of the local broker (services/tools/devstack/kafka.py).
 
 With a :class:`BrokerAuth`, the node has no unauthenticated listener left:
 
