@@ -57,7 +57,6 @@ from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.service import ServiceRuntime
 from services.adapters.runtime.settings import ServiceSettings
@@ -71,17 +70,24 @@ from services.tools.bench.pipeline import (
     Kind,
     _cleanup,
     _load,
-    _ms,
-    _percentile,
     _producer,
     _server,
-    _warnings_only,
     envelope,
     nir,
     registry_facts,
     resolve_bootstrap,
     run_settings,
     until,
+)
+from services.tools.bench.shared import (
+    add_run_options,
+    closing_lines,
+    ensure_run_topics,
+    latency_figures,
+    ms,
+    passthrough_clients,
+    run_and_print,
+    spread,
 )
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
@@ -126,21 +132,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="where the paced sender and the output reader run: a process of their own "
         "(default), or the service's event loop, as in the pipeline benchmark",
     )
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=900.0,
-        help="give up waiting for a phase after this many seconds",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="leave the store schema and topics behind"
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_run_options(parser, timeout=900.0, keep="leave the store schema and topics behind")
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -158,34 +150,22 @@ def run(args: argparse.Namespace) -> int:
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
     bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
-    # FastStream writes access lines per batch to stdout (which --json needs clean)
-    quiet = [logging.getLogger(n) for n in ("faststream", "faststream.access.kafka")]
-    for logger in quiet:
-        logger.addFilter(_warnings_only)
-    try:
-        report = asyncio.run(
-            measure(
-                bootstrap,
-                dsn,
-                service=getattr(args, "service", "collection"),
-                events=getattr(args, "events", 200_000),
-                rates=getattr(args, "rates", (500.0, 2000.0)),
-                seconds=getattr(args, "seconds", 60.0),
-                write_batch=getattr(args, "write_batch", 5000),
-                generator=getattr(args, "generator", "process"),
-                timeout=getattr(args, "timeout", 900.0),
-                keep=getattr(args, "keep", False),
-            )
-        )
-    finally:
-        for logger in quiet:
-            logger.removeFilter(_warnings_only)
-    if getattr(args, "json", False):
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
+    report = run_and_print(
+        measure(
+            bootstrap,
+            dsn,
+            service=getattr(args, "service", "collection"),
+            events=getattr(args, "events", 200_000),
+            rates=getattr(args, "rates", (500.0, 2000.0)),
+            seconds=getattr(args, "seconds", 60.0),
+            write_batch=getattr(args, "write_batch", 5000),
+            generator=getattr(args, "generator", "process"),
+            timeout=getattr(args, "timeout", 900.0),
+            keep=getattr(args, "keep", False),
+        ),
+        getattr(args, "json", False),
+        format_report,
+    )
     return 0 if report["all_decided"] else 1
 
 
@@ -394,13 +374,13 @@ class Pauses:
             "wall_seconds": round(wall, 3),
             "loop_thread_cpu_seconds": round(cpu, 3),
             "loop_thread_runqueue_wait_seconds": round(self._left[3] - self._entered[3], 3),
-            "loop_lag_ms": _spread(lags),
+            "loop_lag_ms": spread(lags),
             "loop_stalls": len(self.stalls),
-            "loop_stall_ms": [[_ms(w), _ms(c)] for w, c in sorted(self.stalls)[-5:]],
+            "loop_stall_ms": [[ms(w), ms(c)] for w, c in sorted(self.stalls)[-5:]],
             "gc_collections": {str(g): n for g, n in sorted(by_generation.items())},
-            "gc_pause_total_ms": _ms(sum(w for _, w, _ in self.gc_pauses)),
-            "gc_pause_cpu_ms": _ms(sum(c for _, _, c in self.gc_pauses)),
-            "gc_pause_max_ms": [_ms(longest[1]), _ms(longest[2])],
+            "gc_pause_total_ms": ms(sum(w for _, w, _ in self.gc_pauses)),
+            "gc_pause_cpu_ms": ms(sum(c for _, _, c in self.gc_pauses)),
+            "gc_pause_max_ms": [ms(longest[1]), ms(longest[2])],
         }
 
 
@@ -413,16 +393,6 @@ def memory() -> dict[str, int]:
             if name in ("VmRSS", "VmHWM"):
                 found[name] = int(value.split()[0])
     return {"rss_kib": found.get("VmRSS", 0), "peak_rss_kib": found.get("VmHWM", 0)}
-
-
-def _spread(ordered: list[float]) -> dict[str, float] | None:
-    if not ordered:
-        return None
-    return {
-        "median": _ms(statistics.median(ordered)),
-        "p99": _ms(_percentile(ordered, 0.99)),
-        "max": _ms(ordered[-1]),
-    }
 
 
 # --- a paced run ----------------------------------------------------------------------------
@@ -487,18 +457,9 @@ async def paced(
     lags = sorted(s - p for s, p in zip(sent, planned, strict=True))
     span = last_sent - start
     result: dict[str, Any] = {
-        "target_rate": rate,
-        "sent": count,
-        "decided": len(got),
-        "achieved_rate": round((count - 1) / span, 1) if span > 0 else float(count),
-        "seconds": round(span, 3),
-        "median_ms": _ms(statistics.median(latencies)) if latencies else None,
-        "p90_ms": _ms(_percentile(latencies, 0.90)) if latencies else None,
-        "p99_ms": _ms(_percentile(latencies, 0.99)) if latencies else None,
-        "max_ms": _ms(latencies[-1]) if latencies else None,
-        "min_ms": _ms(latencies[0]) if latencies else None,
-        "from_planned_send_ms": _spread(from_plan),
-        "sender_lag_ms": _spread(lags),
+        **latency_figures(latencies, rate=rate, sent=count, decided=len(got), span=span),
+        "from_planned_send_ms": spread(from_plan),
+        "sender_lag_ms": spread(lags),
         "duplicates_read": arrivals.duplicates,
         "unexpected_read": arrivals.unexpected,
     }
@@ -509,8 +470,8 @@ async def paced(
             (arrivals.stored[i][0] - sent_wall[i], arrivals.stored[i][1] - arrivals.stored[i][0])
             for i in arrivals.stored
         ]
-        result["send_to_recorded_ms"] = _spread(sorted(a for a, _ in split))
-        result["recorded_to_read_back_ms"] = _spread(sorted(b for _, b in split))
+        result["send_to_recorded_ms"] = spread(sorted(a for a, _ in split))
+        result["recorded_to_read_back_ms"] = spread(sorted(b for _, b in split))
         result["decision_types"] = dict(sorted(arrivals.types.items()))
         result["not_final_read"] = arrivals.not_final
     return result
@@ -549,7 +510,7 @@ def _batches(batches: Batches, since: int) -> dict[str, Any]:
         "batches": len(reports),
         "mean_batch": round(statistics.fmean(sizes), 1) if sizes else 0,
         "max_batch": max(sizes, default=0),
-        "handler_ms": _spread(seconds),
+        "handler_ms": spread(seconds),
         "handler_busy_seconds": round(sum(seconds), 3),
         "rejected": sum(sum(r.rejected.values()) for r in reports),
         "retries": sum(r.attempts - 1 for r in reports),
@@ -783,21 +744,8 @@ async def raw_runs(
 ) -> list[dict[str, Any]]:
     """The paced runs through the raw passthrough (running for all of them)."""
     bootstrap = s.kafka_bootstrap_servers
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-        max_poll_records=BATCH,
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=512 * 1024,
+    consumer, producer = passthrough_clients(
+        bootstrap, source, group, fetch_max_wait_ms=50, max_poll_records=BATCH
     )
     await consumer.start()
     await producer.start()
@@ -880,13 +828,7 @@ async def measure(
         "target": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS},
     }
     try:
-        await ensure_topics(
-            bootstrap,
-            names,
-            partitions=s.topic_partitions,
-            replication_factor=s.topic_replication_factor,
-            retention_ms=s.topic_retention_ms,
-        )
+        await ensure_run_topics(bootstrap, names, s)
         report["fill"] = await fill(kind, s, dsn, events=events, nirs=nirs, write_batch=write_batch)
         gc.collect()  # the fill's own view is garbage now: the service's memory is its own
         report["fill"]["memory"] = memory()
@@ -991,13 +933,7 @@ def format_report(r: dict[str, Any]) -> str:
         + ", ".join(f"{label} {kib / 1024:,.0f} MiB" for label, kib in mem)
         + f"; peak {r['memory_peak_kib'] / 1024:,.0f} MiB"
     )
-    machine = r["machine"]
-    state = "kept" if r["kept"] else "dropped"
-    lines += [
-        f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
-        f"{machine.get('load_average_after')}",
-        f"topics and schema of {r['suffix']}: {state}",
-    ]
+    lines += closing_lines(r, "topics and schema")
     return "\n".join(lines)
 
 
