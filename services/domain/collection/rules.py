@@ -155,17 +155,27 @@ def decide_contribution(
     )
 
 
+def _follow_up(
+    known: Contribution | None, nir: str, sujet_id: str, rules: RuleSet
+) -> tuple[Contribution, _Common] | out.DecisionEnAttente:
+    """What a follow-up of a contribution (a payment, an unpaid notice) is judged on: the
+    contribution as decided, and the common fields of the decision; or a wait, while the
+    contribution is unknown or not decided yet."""
+    if known is None:
+        return _waiting(nir, None, sujet_id, Motif.COTISATION_INCONNUE, rules)
+    if not known.decided:
+        return _waiting(nir, known.caisse_de_base, sujet_id, Motif.AFFILIATION_INCONNUE, rules)
+    return known, _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+
+
 def decide_payment(
     p: PaiementRecu, known: Contribution | None, rules: RuleSet = RULES_2017
 ) -> CollectionDecision:
     """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
-    if known is None:
-        return _waiting(p.nir, None, p.paiement_id, Motif.COTISATION_INCONNUE, rules)
-    if not known.decided:
-        return _waiting(
-            p.nir, known.caisse_de_base, p.paiement_id, Motif.AFFILIATION_INCONNUE, rules
-        )
-    common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+    judged = _follow_up(known, p.nir, p.paiement_id, rules)
+    if isinstance(judged, out.DecisionEnAttente):
+        return judged
+    known, common = judged
     if known.organisme_id is None:
         return out.PaiementNonImpute(
             **common,
@@ -188,13 +198,10 @@ def decide_unpaid(
     i: CotisationImpayee, known: Contribution | None, rules: RuleSet = RULES_2017
 ) -> CollectionDecision:
     """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
-    if known is None:
-        return _waiting(i.nir, None, i.cotisation_id, Motif.COTISATION_INCONNUE, rules)
-    if not known.decided:
-        return _waiting(
-            i.nir, known.caisse_de_base, i.cotisation_id, Motif.AFFILIATION_INCONNUE, rules
-        )
-    common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+    judged = _follow_up(known, i.nir, i.cotisation_id, rules)
+    if isinstance(judged, out.DecisionEnAttente):
+        return judged
+    known, common = judged
     if known.organisme_id is None:
         return out.ContentieuxSansObjet(
             **common, cotisation_id=known.cotisation_id, motif=Motif.NON_DELEGUE

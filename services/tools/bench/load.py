@@ -203,9 +203,7 @@ async def fill(
     """Record history in the service's store, in batches, until it holds `events` rows."""
     store = await prepare_store(dsn, kind.schema(s))
     try:
-        feeder = Feeder(
-            store, kind.service, s, seed=kind.schema(s)
-        )
+        feeder = Feeder(store, kind.service, s, seed=kind.schema(s))
         started = time.perf_counter()
         head, messages, rejected = 0, 0, 0
         source = history(kind, nirs, "fill")
@@ -615,17 +613,40 @@ def _generate(conn: Connection, d: Drive) -> None:
         conn.close()
 
 
-async def service_runs(
-    kind: Kind,
-    s: ServiceSettings,
-    *,
-    rates: tuple[float, ...],
-    seconds: float,
-    nirs: int,
-    timeout: float,
-    generator: str = "process",
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Pacing:
+    """The paced runs asked for, through the service and through the raw passthrough
+    alike: one per rate, `seconds` long, over `nirs` NIRs of the store, their load
+    generator where `generator` says."""
+
+    rates: tuple[float, ...]
+    seconds: float
+    nirs: int
+    timeout: float
+    generator: str = "process"
+
+    def drive(
+        self, kind: Kind, s: ServiceSettings, source: str, target: str, raw: bool, rate: float
+    ) -> Drive:
+        """The run at `rate` from `source` to `target` (raw: through the passthrough)."""
+        return Drive(
+            s.kafka_bootstrap_servers,
+            kind.name,
+            source,
+            target,
+            s.topic_partitions,
+            raw,
+            f"{'R' if raw else 'L'}{int(rate)}",
+            self.nirs,
+            rate,
+            self.seconds,
+            min(self.timeout, 60.0 + self.seconds),
+        )
+
+
+async def service_runs(kind: Kind, s: ServiceSettings, pacing: Pacing) -> dict[str, Any]:
     """Start the service on the filled store, let it settle, then one paced run per rate."""
+    timeout = pacing.timeout
     result: dict[str, Any] = {}
     runtime = kind.runtime(s)
     batches = Batches(runtime)
@@ -634,24 +655,12 @@ async def service_runs(
         result["start"] = await settle(runtime, entered, timeout)
         result["start"]["memory"] = memory()
         runs = []
-        for rate in rates:
-            d = Drive(
-                s.kafka_bootstrap_servers,
-                kind.name,
-                kind.input_topic(s),
-                kind.output_topic(s),
-                s.topic_partitions,
-                False,
-                f"L{int(rate)}",
-                nirs,
-                rate,
-                seconds,
-                min(timeout, 60.0 + seconds),
-            )
+        for rate in pacing.rates:
+            d = pacing.drive(kind, s, kind.input_topic(s), kind.output_topic(s), False, rate)
             since = len(batches.reports)
             load_before = _load()
             pauses = Pauses()
-            one = await drive(d, generator, pauses)
+            one = await drive(d, pacing.generator, pauses)
             one |= {
                 "service": _batches(batches, since),
                 **pauses.summary(),
@@ -730,17 +739,7 @@ async def _copy(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, target: 
 
 
 async def raw_runs(
-    kind: Kind,
-    s: ServiceSettings,
-    source: str,
-    target: str,
-    group: str,
-    *,
-    rates: tuple[float, ...],
-    seconds: float,
-    nirs: int,
-    timeout: float,
-    generator: str = "process",
+    kind: Kind, s: ServiceSettings, source: str, target: str, group: str, pacing: Pacing
 ) -> list[dict[str, Any]]:
     """The paced runs through the raw passthrough (running for all of them)."""
     bootstrap = s.kafka_bootstrap_servers
@@ -752,24 +751,12 @@ async def raw_runs(
     copying = asyncio.create_task(_copy(consumer, producer, target), name="raw-passthrough")
     runs = []
     try:
-        await until(lambda: bool(consumer.assignment()), timeout, "the raw consumer's group")
-        for rate in rates:
-            d = Drive(
-                bootstrap,
-                kind.name,
-                source,
-                target,
-                s.topic_partitions,
-                True,
-                f"R{int(rate)}",
-                nirs,
-                rate,
-                seconds,
-                min(timeout, 60.0 + seconds),
-            )
+        await until(lambda: bool(consumer.assignment()), pacing.timeout, "the raw consumer's group")
+        for rate in pacing.rates:
+            d = pacing.drive(kind, s, source, target, True, rate)
             load_before = _load()
             pauses = Pauses()
-            one = await drive(d, generator, pauses)
+            one = await drive(d, pacing.generator, pauses)
             if copying.done():
                 copying.result()  # the passthrough failed: say why
             one |= {**pauses.summary(), "load_average": [load_before, _load()]}
@@ -832,9 +819,8 @@ async def measure(
         report["fill"] = await fill(kind, s, dsn, events=events, nirs=nirs, write_batch=write_batch)
         gc.collect()  # the fill's own view is garbage now: the service's memory is its own
         report["fill"]["memory"] = memory()
-        ran = await service_runs(
-            kind, s, rates=rates, seconds=seconds, nirs=nirs, timeout=timeout, generator=generator
-        )
+        pacing = Pacing(rates, seconds, nirs, timeout, generator)
+        ran = await service_runs(kind, s, pacing)
         report["start"], report["service_runs"] = ran["start"], ran["runs"]
         gc.collect()
         report["raw_runs"] = await raw_runs(
@@ -843,11 +829,7 @@ async def measure(
             raw_in,
             raw_out,
             f"{suffix}-raw",
-            rates=rates,
-            seconds=seconds,
-            nirs=nirs,
-            timeout=timeout,
-            generator=generator,
+            pacing,
         )
         report["machine"]["load_average_after"] = _load()
         report["memory_peak_kib"] = memory()["peak_rss_kib"]
