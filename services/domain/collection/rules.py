@@ -7,8 +7,10 @@ order of domain.md; the first that fails gives the motif.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any, TypedDict
 
 from contracts import outbound as out
@@ -156,26 +158,23 @@ def decide_contribution(
 
 
 def _follow_up(
-    known: Contribution | None, nir: str, sujet_id: str, rules: RuleSet
-) -> tuple[Contribution, _Common] | out.DecisionEnAttente:
-    """What a follow-up of a contribution (a payment, an unpaid notice) is judged on: the
-    contribution as decided, and the common fields of the decision; or a wait, while the
-    contribution is unknown or not decided yet."""
+    known: Contribution | None,
+    nir: str,
+    sujet_id: str,
+    rules: RuleSet,
+    decide: Callable[[Contribution, _Common], CollectionDecision],
+) -> CollectionDecision:
+    """A follow-up of a contribution (a payment, an unpaid notice) waits while the
+    contribution is unknown or not decided yet; else `decide` judges it on the contribution
+    as decided, with the common fields of the decision."""
     if known is None:
         return _waiting(nir, None, sujet_id, Motif.COTISATION_INCONNUE, rules)
     if not known.decided:
         return _waiting(nir, known.caisse_de_base, sujet_id, Motif.AFFILIATION_INCONNUE, rules)
-    return known, _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+    return decide(known, _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules))
 
 
-def decide_payment(
-    p: PaiementRecu, known: Contribution | None, rules: RuleSet = RULES_2017
-) -> CollectionDecision:
-    """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
-    judged = _follow_up(known, p.nir, p.paiement_id, rules)
-    if isinstance(judged, out.DecisionEnAttente):
-        return judged
-    known, common = judged
+def _payment(p: PaiementRecu, known: Contribution, common: _Common) -> CollectionDecision:
     if known.organisme_id is None:
         return out.PaiementNonImpute(
             **common,
@@ -194,14 +193,14 @@ def decide_payment(
     )
 
 
-def decide_unpaid(
-    i: CotisationImpayee, known: Contribution | None, rules: RuleSet = RULES_2017
+def decide_payment(
+    p: PaiementRecu, known: Contribution | None, rules: RuleSet = RULES_2017
 ) -> CollectionDecision:
-    """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
-    judged = _follow_up(known, i.nir, i.cotisation_id, rules)
-    if isinstance(judged, out.DecisionEnAttente):
-        return judged
-    known, common = judged
+    """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
+    return _follow_up(known, p.nir, p.paiement_id, rules, partial(_payment, p))
+
+
+def _unpaid(i: CotisationImpayee, known: Contribution, common: _Common) -> CollectionDecision:
     if known.organisme_id is None:
         return out.ContentieuxSansObjet(
             **common, cotisation_id=known.cotisation_id, motif=Motif.NON_DELEGUE
@@ -218,3 +217,10 @@ def decide_unpaid(
         organisme_id=known.organisme_id,
         restant_du_cents=solde,
     )
+
+
+def decide_unpaid(
+    i: CotisationImpayee, known: Contribution | None, rules: RuleSet = RULES_2017
+) -> CollectionDecision:
+    """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
+    return _follow_up(known, i.nir, i.cotisation_id, rules, partial(_unpaid, i))
