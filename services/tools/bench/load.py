@@ -72,6 +72,7 @@ from services.tools.bench.pipeline import (
     _load,
     _producer,
     _server,
+    awaited,
     envelope,
     nir,
     registry_facts,
@@ -89,6 +90,7 @@ from services.tools.bench.shared import (
     run_and_print,
     spread,
 )
+from services.tools.tasks import stop_task
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
 TARGET_RATE = 2000.0
@@ -357,10 +359,7 @@ class Pauses:
     async def __aexit__(self, *exc: object) -> None:
         self._left = self._now()
         gc.callbacks.remove(self._gc)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def summary(self) -> dict[str, Any]:
         lags = sorted(self.loop_lags)
@@ -445,10 +444,7 @@ async def paced(
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    with contextlib.suppress(TimeoutError):
-        await until(
-            lambda: len(arrivals.arrived) >= count, wait, f"the outputs of {topic}", poll=0.05
-        )
+    await awaited(lambda: len(arrivals.arrived) >= count, wait, f"the outputs of {topic}")
     got = arrivals.arrived
     latencies = sorted(got[i] - sent[i] for i in got)
     from_plan = sorted(got[i] - planned[i] for i in got)
@@ -762,9 +758,7 @@ async def raw_runs(
             one |= {**pauses.summary(), "load_average": [load_before, _load()]}
             runs.append(one)
     finally:
-        copying.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await copying
+        await stop_task(copying)
         await producer.stop()
         await consumer.stop()
     return runs
