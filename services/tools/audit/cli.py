@@ -75,8 +75,7 @@ def _selection(parser: argparse.ArgumentParser, *, subject: bool = True) -> None
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `replay`, `audit` and `projections` to the `mandat` command line."""
-    replay = sub.add_parser("replay", help="re-run the rules over the record; republish it")
-    actions = replay.add_subparsers(dest="action", required=True)
+    actions = _group(sub, "replay", "re-run the rules over the record; republish it")
     verify = _action(
         actions,
         "verify",
@@ -117,8 +116,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     again.add_argument("--replay-id", help="the replay_id header (default: a new uuid)")
     _kafka(again)
 
-    audit = sub.add_parser("audit", help="the hash chain, a subject's trail")
-    audits = audit.add_subparsers(dest="action", required=True)
+    audits = _group(sub, "audit", "the hash chain, a subject's trail")
     _action(
         audits,
         "chain",
@@ -139,8 +137,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _trust_commands(audits)
 
-    rejections = sub.add_parser("rejections", help="records the services refused")
-    rejection_actions = rejections.add_subparsers(dest="action", required=True)
+    rejection_actions = _group(sub, "rejections", "records the services refused")
     redrive = _action(
         rejection_actions,
         "redrive",
@@ -162,8 +159,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     redrive.add_argument("--dry-run", action="store_true", help="list, send nothing")
     _kafka(redrive)
 
-    projections = sub.add_parser("projections", help="balances folded from the record")
-    kinds = projections.add_subparsers(dest="action", required=True)
+    kinds = _group(sub, "projections", "balances folded from the record")
     rebuild = _action(
         kinds,
         "rebuild",
@@ -176,6 +172,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="replace live rows that differ by the rebuilt ones (admin)",
     )
+
+
+def _group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The command `name`, whose subcommands (its actions) are added to what it returns."""
+    return sub.add_parser(name, help=summary).add_subparsers(dest="action", required=True)
 
 
 def _action(
