@@ -9,6 +9,7 @@ of at most 200, arrays of at most 200 entries, amounts of at most 10¹¹ cents.
 """
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Final
 
@@ -80,12 +81,7 @@ def _iso_date(value: object) -> object:
     if isinstance(value, str):
         if _DATE.fullmatch(value) is None:
             raise PydanticCustomError("date_format", "must be a date string YYYY-MM-DD")
-        try:
-            return date.fromisoformat(value)
-        except ValueError as error:
-            raise PydanticCustomError(
-                "date_value", "is not a calendar date: {why}", {"why": str(error)}
-            ) from None
+        return _parsed(date.fromisoformat, value, "date_value", "is not a calendar date")
     return value
 
 
@@ -98,12 +94,15 @@ def _iso_instant(value: object) -> object:
             "instant_format",
             "must be an ISO 8601 date-time with offset, e.g. 2017-01-15T08:00:00Z",
         )
+    return _parsed(datetime.fromisoformat, value, "instant_value", "is not a valid instant")
+
+
+def _parsed(parse: Callable[[str], object], value: str, code: str, what: str) -> object:
+    """`parse(value)`, its ValueError said as `what: why` under the error type `code`."""
     try:
-        return datetime.fromisoformat(value)
+        return parse(value)
     except ValueError as error:
-        raise PydanticCustomError(
-            "instant_value", "is not a valid instant: {why}", {"why": str(error)}
-        ) from None
+        raise PydanticCustomError(code, what + ": {why}", {"why": str(error)}) from None
 
 
 _TEXT_SCHEMA: Final = {"type": "string", "minLength": 1, "maxLength": TEXT_MAX, "pattern": r"\S"}

@@ -31,8 +31,7 @@ from services.domain.kernel.records import (
     GENESIS_HASH,
     NewEvent,
     StoredEvent,
-    canonical_bytes,
-    chain_hash,
+    chained,
 )
 
 
@@ -87,22 +86,11 @@ class MemoryTransaction:
         wrong guess. Returns the position it takes."""
         self._position += 1
         recorded_at = self._store.clock()
-        payload_json = canonical_bytes(event.payload)
-        metadata_json = canonical_bytes(event.metadata)
+        payload_json, metadata_json, self._hash = chained(
+            self._hash, self._position, stream_id, stream_version, event, recorded_at
+        )
         if _has_nul([stream_id, event.event_type, event.payload, event.metadata]):
             self.refused = f"{event.event_type}: a NUL character in JSON text"
-        self._hash = chain_hash(
-            self._hash,
-            position=self._position,
-            stream_id=stream_id,
-            stream_version=stream_version,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            payload_json=payload_json,
-            metadata_json=metadata_json,
-            recorded_at=recorded_at,
-        )
         self.rows.append(
             StoredEvent(
                 position=self._position,

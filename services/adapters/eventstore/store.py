@@ -27,8 +27,7 @@ from services.domain.kernel.records import (
     GENESIS_HASH,
     NewEvent,
     StoredEvent,
-    canonical_bytes,
-    chain_hash,
+    chained,
     expected_hash,
 )
 
@@ -146,19 +145,8 @@ class StoreTransaction:
             version += 1
             self._position += 1
             recorded_at = self._clock()
-            payload_json = canonical_bytes(event.payload)
-            metadata_json = canonical_bytes(event.metadata)
-            self._hash = chain_hash(
-                self._hash,
-                position=self._position,
-                stream_id=stream_id,
-                stream_version=version,
-                event_id=event.event_id,
-                event_type=event.event_type,
-                schema_version=event.schema_version,
-                payload_json=payload_json,
-                metadata_json=metadata_json,
-                recorded_at=recorded_at,
+            payload_json, metadata_json, self._hash = chained(
+                self._hash, self._position, stream_id, version, event, recorded_at
             )
             self._rows.append(
                 (

@@ -7,8 +7,10 @@ order of domain.md; the first that fails gives the motif.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any, TypedDict
 
 from contracts import outbound as out
@@ -155,17 +157,24 @@ def decide_contribution(
     )
 
 
-def decide_payment(
-    p: PaiementRecu, known: Contribution | None, rules: RuleSet = RULES_2017
+def _follow_up(
+    known: Contribution | None,
+    nir: str,
+    sujet_id: str,
+    rules: RuleSet,
+    decide: Callable[[Contribution, _Common], CollectionDecision],
 ) -> CollectionDecision:
-    """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
+    """A follow-up of a contribution (a payment, an unpaid notice) waits while the
+    contribution is unknown or not decided yet; else `decide` judges it on the contribution
+    as decided, with the common fields of the decision."""
     if known is None:
-        return _waiting(p.nir, None, p.paiement_id, Motif.COTISATION_INCONNUE, rules)
+        return _waiting(nir, None, sujet_id, Motif.COTISATION_INCONNUE, rules)
     if not known.decided:
-        return _waiting(
-            p.nir, known.caisse_de_base, p.paiement_id, Motif.AFFILIATION_INCONNUE, rules
-        )
-    common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+        return _waiting(nir, known.caisse_de_base, sujet_id, Motif.AFFILIATION_INCONNUE, rules)
+    return decide(known, _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules))
+
+
+def _payment(p: PaiementRecu, known: Contribution, common: _Common) -> CollectionDecision:
     if known.organisme_id is None:
         return out.PaiementNonImpute(
             **common,
@@ -184,17 +193,14 @@ def decide_payment(
     )
 
 
-def decide_unpaid(
-    i: CotisationImpayee, known: Contribution | None, rules: RuleSet = RULES_2017
+def decide_payment(
+    p: PaiementRecu, known: Contribution | None, rules: RuleSet = RULES_2017
 ) -> CollectionDecision:
-    """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
-    if known is None:
-        return _waiting(i.nir, None, i.cotisation_id, Motif.COTISATION_INCONNUE, rules)
-    if not known.decided:
-        return _waiting(
-            i.nir, known.caisse_de_base, i.cotisation_id, Motif.AFFILIATION_INCONNUE, rules
-        )
-    common = _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules)
+    """What a `PaiementRecu` means: held for the caisse by the OC, not ours, or parked."""
+    return _follow_up(known, p.nir, p.paiement_id, rules, partial(_payment, p))
+
+
+def _unpaid(i: CotisationImpayee, known: Contribution, common: _Common) -> CollectionDecision:
     if known.organisme_id is None:
         return out.ContentieuxSansObjet(
             **common, cotisation_id=known.cotisation_id, motif=Motif.NON_DELEGUE
@@ -211,3 +217,10 @@ def decide_unpaid(
         organisme_id=known.organisme_id,
         restant_du_cents=solde,
     )
+
+
+def decide_unpaid(
+    i: CotisationImpayee, known: Contribution | None, rules: RuleSet = RULES_2017
+) -> CollectionDecision:
+    """What a `CotisationImpayee` means: litigation by the OC, nothing to do, or parked."""
+    return _follow_up(known, i.nir, i.cotisation_id, rules, partial(_unpaid, i))

@@ -85,17 +85,36 @@ def chain_hash(
     return hashlib.sha256(previous + b"[" + b",".join(parts) + b"]").digest()
 
 
-def expected_hash(previous: bytes, event: StoredEvent) -> bytes:
-    """The hash a stored row must carry, given the hash of the row before it."""
-    return chain_hash(
+def chained(
+    previous: bytes,
+    position: int,
+    stream_id: str,
+    stream_version: int,
+    event: NewEvent | StoredEvent,
+    recorded_at: datetime,
+) -> tuple[bytes, bytes, bytes]:
+    """The event's payload and metadata as canonical JSON, and its hash at that place in
+    the chain: what an appender writes, and what a checker recomputes."""
+    payload_json = canonical_bytes(event.payload)
+    metadata_json = canonical_bytes(event.metadata)
+    digest = chain_hash(
         previous,
-        position=event.position,
-        stream_id=event.stream_id,
-        stream_version=event.stream_version,
+        position=position,
+        stream_id=stream_id,
+        stream_version=stream_version,
         event_id=event.event_id,
         event_type=event.event_type,
         schema_version=event.schema_version,
-        payload_json=canonical_bytes(event.payload),
-        metadata_json=canonical_bytes(event.metadata),
-        recorded_at=event.recorded_at,
+        payload_json=payload_json,
+        metadata_json=metadata_json,
+        recorded_at=recorded_at,
     )
+    return payload_json, metadata_json, digest
+
+
+def expected_hash(previous: bytes, event: StoredEvent) -> bytes:
+    """The hash a stored row must carry, given the hash of the row before it."""
+    _, _, digest = chained(
+        previous, event.position, event.stream_id, event.stream_version, event, event.recorded_at
+    )
+    return digest

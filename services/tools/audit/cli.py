@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 from services.domain import catalog
@@ -51,8 +52,7 @@ def _common(parser: argparse.ArgumentParser, *, service: bool = True) -> None:
 
 
 def _selection(parser: argparse.ArgumentParser, *, subject: bool = True) -> None:
-    parser.add_argument("--from-position", type=int, metavar="N", help="first store position")
-    parser.add_argument("--to-position", type=int, metavar="N", help="last store position")
+    _positions(parser)
     parser.add_argument(
         "--since",
         type=_instant,
@@ -75,46 +75,38 @@ def _selection(parser: argparse.ArgumentParser, *, subject: bool = True) -> None
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `replay`, `audit` and `projections` to the `mandat` command line."""
-    replay = sub.add_parser("replay", help="re-run the rules over the record; republish it")
-    actions = replay.add_subparsers(dest="action", required=True)
-    verify = actions.add_parser(
-        "verify", help="recompute every recorded decision and compare, byte for byte"
+    actions = _group(sub, "replay", "re-run the rules over the record; republish it")
+    verify = _action(
+        actions,
+        "verify",
+        "recompute every recorded decision and compare, byte for byte",
+        commands.verify,
+        _common,
+        _selection,
     )
-    _common(verify)
-    _selection(verify)
-    verify.add_argument(
-        "--show",
-        type=int,
-        default=20,
-        metavar="N",
-        help="mismatches printed per service (all with --json)",
+    _show(verify, 20, "mismatches")
+    what_if = _action(
+        actions,
+        "what-if",
+        "the decisions the current rules would take differently",
+        commands.what_if,
+        _common,
+        _selection,
     )
-    verify.set_defaults(func=_run, command_impl=commands.verify)
-
-    what_if = actions.add_parser(
-        "what-if", help="the decisions the current rules would take differently"
-    )
-    _common(what_if)
-    _selection(what_if)
     what_if.add_argument(
         "--rules",
         metavar="MODULE:NAME",
         help="a candidate RuleSet instead of the current one (needs --service)",
     )
-    what_if.add_argument(
-        "--show",
-        type=int,
-        default=50,
-        metavar="N",
-        help="changes printed per service (all with --json)",
+    _show(what_if, 50, "changes")
+    again = _action(
+        actions,
+        "republish",
+        "re-emit stored events to the audit topic, marked as a replay",
+        commands.republish_cmd,
+        _common,
+        _selection,
     )
-    what_if.set_defaults(func=_run, command_impl=commands.what_if)
-
-    again = actions.add_parser(
-        "republish", help="re-emit stored events to the audit topic, marked as a replay"
-    )
-    _common(again)
-    _selection(again)
     again.add_argument("--topic", help="target topic (default: settings, rsi.audit.replay.v1)")
     again.add_argument(
         "--include-inputs",
@@ -122,40 +114,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="inputs and registry facts too, not only decisions",
     )
     again.add_argument("--replay-id", help="the replay_id header (default: a new uuid)")
-    again.add_argument(
-        "--bootstrap-servers",
-        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
-    again.set_defaults(func=_run, command_impl=commands.republish_cmd)
+    _kafka(again)
 
-    audit = sub.add_parser("audit", help="the hash chain, a subject's trail")
-    audits = audit.add_subparsers(dest="action", required=True)
-    chain = audits.add_parser(
+    audits = _group(sub, "audit", "the hash chain, a subject's trail")
+    _action(
+        audits,
         "chain",
-        help="verify the hash chain; report the first break; "
+        "verify the hash chain; report the first break; "
         "with --public-key, the store against its signed anchors",
+        commands.chain,
+        _common,
+        _anchors_options,
     )
-    _common(chain)
-    _anchors_options(chain)
-    chain.set_defaults(func=_run, command_impl=commands.chain)
-    trail = audits.add_parser(
+    _action(
+        audits,
         "trail",
-        help="every input, decision, registry fact relied on, legal basis and "
+        "every input, decision, registry fact relied on, legal basis and "
         "rule-set version about a subject, in order",
+        commands.trail_cmd,
+        _subject,
+        _common,
     )
-    trail.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
-    _common(trail)
-    trail.set_defaults(func=_run, command_impl=commands.trail_cmd)
     _trust_commands(audits)
 
-    rejections = sub.add_parser("rejections", help="records the services refused")
-    rejection_actions = rejections.add_subparsers(dest="action", required=True)
-    redrive = rejection_actions.add_parser(
+    rejection_actions = _group(sub, "rejections", "records the services refused")
+    redrive = _action(
+        rejection_actions,
         "redrive",
-        help="submit rejected records again, after a fix (each decided or rejected "
+        "submit rejected records again, after a fix (each decided or rejected "
         "again exactly once, with its provenance)",
+        commands.redrive_cmd,
+        _common,
     )
-    _common(redrive)
     redrive.add_argument(
         "--kind",
         choices=("processing_error", "contract", "all"),
@@ -165,27 +155,75 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     redrive.add_argument(
         "--id", action="append", default=[], metavar="UUID", help="only this rejection (repeatable)"
     )
-    redrive.add_argument("--from-position", type=int, metavar="N", help="first store position")
-    redrive.add_argument("--to-position", type=int, metavar="N", help="last store position")
+    _positions(redrive)
     redrive.add_argument("--dry-run", action="store_true", help="list, send nothing")
-    redrive.add_argument(
-        "--bootstrap-servers",
-        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
-    redrive.set_defaults(func=_run, command_impl=commands.redrive_cmd)
+    _kafka(redrive)
 
-    projections = sub.add_parser("projections", help="balances folded from the record")
-    kinds = projections.add_subparsers(dest="action", required=True)
-    rebuild = kinds.add_parser(
-        "rebuild", help="fold the projections again from position 0 and compare with live"
+    kinds = _group(sub, "projections", "balances folded from the record")
+    rebuild = _action(
+        kinds,
+        "rebuild",
+        "fold the projections again from position 0 and compare with live",
+        commands.rebuild_cmd,
+        _common,
     )
-    _common(rebuild)
     rebuild.add_argument(
         "--repair",
         action="store_true",
         help="replace live rows that differ by the rebuilt ones (admin)",
     )
-    rebuild.set_defaults(func=_run, command_impl=commands.rebuild_cmd)
+
+
+def _group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The command `name`, whose subcommands (its actions) are added to what it returns."""
+    return sub.add_parser(name, help=summary).add_subparsers(dest="action", required=True)
+
+
+def _action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    impl: Callable[[argparse.Namespace], Awaitable[int]],
+    *options: Callable[[argparse.ArgumentParser], None],
+) -> argparse.ArgumentParser:
+    """The subcommand `name` of `actions`, running `impl`, with `options` added in order."""
+    parser = actions.add_parser(name, help=summary)
+    for add in options:
+        add(parser)
+    parser.set_defaults(func=_run, command_impl=impl)
+    return parser
+
+
+def _show(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    parser.add_argument(
+        "--show",
+        type=int,
+        default=default,
+        metavar="N",
+        help=f"{what} printed per service (all with --json)",
+    )
+
+
+def _subject(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
+
+
+def _positions(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-position", type=int, metavar="N", help="first store position")
+    parser.add_argument("--to-position", type=int, metavar="N", help="last store position")
+
+
+def _kafka(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers",
+        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
+    )
+
+
+def _anchors_topic(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
 
 
 def _anchors_options(parser: argparse.ArgumentParser, *, key_required: bool = False) -> None:
@@ -198,60 +236,65 @@ def _anchors_options(parser: argparse.ArgumentParser, *, key_required: bool = Fa
         help="the anchors' public key (PEM; repeatable, e.g. across a key "
         "rotation)" + ("" if key_required else "; checks the store against its signed anchors"),
     )
-    parser.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
-    parser.add_argument(
-        "--bootstrap-servers",
-        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
+    _anchors_topic(parser)
+    _kafka(parser)
 
 
 def _trust_commands(audits: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`audit keygen`, `anchor`, `prove`, `consistency`, `check-proof` (docs/trust.md)."""
-    keygen = audits.add_parser(
-        "keygen", help="a new anchor key pair: FILE (private, 0600) and FILE.pub (public)"
+    keygen = _action(
+        audits,
+        "keygen",
+        "a new anchor key pair: FILE (private, 0600) and FILE.pub (public)",
+        commands.keygen_cmd,
     )
     keygen.add_argument("--out", required=True, metavar="FILE")
-    keygen.set_defaults(func=_run, command_impl=commands.keygen_cmd)
 
-    anchor = audits.add_parser("anchor", help="sign and publish an anchor of each store now")
-    _common(anchor)
+    anchor = _action(
+        audits,
+        "anchor",
+        "sign and publish an anchor of each store now",
+        commands.anchor_cmd,
+        _common,
+    )
     anchor.add_argument("--key", required=True, metavar="FILE", help="the private key (PEM)")
-    anchor.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
-    anchor.add_argument(
-        "--bootstrap-servers",
-        help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
-    anchor.set_defaults(func=_run, command_impl=commands.anchor_cmd)
+    _anchors_topic(anchor)
+    _kafka(anchor)
 
-    prove = audits.add_parser(
+    prove = _action(
+        audits,
         "prove",
-        help="a subject's events with Merkle inclusion proofs under the latest signed "
+        "a subject's events with Merkle inclusion proofs under the latest signed "
         "anchor (JSON on stdout: `> proof.json`)",
+        commands.prove_cmd,
+        _subject,
+        _common,
+        _anchors_options,
     )
-    prove.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
-    _common(prove)
-    _anchors_options(prove)
     prove.add_argument(
         "--extends",
         type=int,
         metavar="SIZE",
         help="add a consistency proof from the anchor of this size",
     )
-    prove.set_defaults(func=_run, command_impl=commands.prove_cmd)
 
-    consistency = audits.add_parser(
+    consistency = _action(
+        audits,
         "consistency",
-        help="a consistency proof that the latest anchor (or --to-size) extends "
+        "a consistency proof that the latest anchor (or --to-size) extends "
         "the anchor of --from-size (JSON on stdout, checked by check-proof)",
+        commands.consistency_cmd,
+        _common,
+        _anchors_options,
     )
-    _common(consistency)
-    _anchors_options(consistency)
     consistency.add_argument("--from-size", type=int, required=True, metavar="SIZE")
     consistency.add_argument("--to-size", type=int, metavar="SIZE")
-    consistency.set_defaults(func=_run, command_impl=commands.consistency_cmd)
 
-    check = audits.add_parser(
-        "check-proof", help="verify a proof with the public key alone (no database, no Kafka)"
+    check = _action(
+        audits,
+        "check-proof",
+        "verify a proof with the public key alone (no database, no Kafka)",
+        commands.check_proof_cmd,
     )
     check.add_argument("proof", help="the proof file (- for stdin)")
     check.add_argument(
@@ -262,7 +305,6 @@ def _trust_commands(audits: argparse._SubParsersAction[argparse.ArgumentParser])
         help="the anchors' public key (PEM; repeatable)",
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
-    check.set_defaults(func=_run, command_impl=commands.check_proof_cmd)
 
 
 def _run(args: argparse.Namespace) -> int:

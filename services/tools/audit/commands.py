@@ -47,6 +47,11 @@ from services.tools.audit.trail import trail
 from services.tools.cli import print_json
 
 
+def _print_report(command: str, **fields: Any) -> None:
+    """A command's JSON answer: its name, then `fields` in order."""
+    print_json({"command": command, **fields})
+
+
 def _mismatch_lines(m: Mismatch) -> list[str]:
     change = (
         m.event_type
@@ -81,13 +86,11 @@ async def verify(args: argparse.Namespace) -> int:
             )
     ok = all(s.ok for _, s in results)
     if args.json:
-        print_json(
-            {
-                "command": "replay verify",
-                "selection": selection_of(args).describe(),
-                "services": [s.as_dict() for _, s in results],
-                "ok": ok,
-            }
+        _print_report(
+            "replay verify",
+            selection=selection_of(args).describe(),
+            services=[s.as_dict() for _, s in results],
+            ok=ok,
         )
         return 0 if ok else 1
     for schema, s in results:
@@ -126,13 +129,11 @@ async def what_if(args: argparse.Namespace) -> int:
         results.append((store.schema, rules.version, summary))
     changed = sum(len(s.mismatches) for _, _, s in results)
     if args.json:
-        print_json(
-            {
-                "command": "replay what-if",
-                "selection": selection_of(args).describe(),
-                "services": [s.as_dict() | {"rules_version": v} for _, v, s in results],
-                "changed": changed,
-            }
+        _print_report(
+            "replay what-if",
+            selection=selection_of(args).describe(),
+            services=[s.as_dict() | {"rules_version": v} for _, v, s in results],
+            changed=changed,
         )
         return 1 if changed else 0
     for schema, version, s in results:
@@ -162,15 +163,13 @@ async def chain(args: argparse.Namespace) -> int:
         results.append((result, anchors))
     ok = all(r.ok and (a is None or a.ok) for r, a in results)
     if args.json:
-        print_json(
-            {
-                "command": "audit chain",
-                "ok": ok,
-                "services": [
-                    r.as_dict() | ({"anchors": a.as_dict()} if a is not None else {})
-                    for r, a in results
-                ],
-            }
+        _print_report(
+            "audit chain",
+            ok=ok,
+            services=[
+                r.as_dict() | ({"anchors": a.as_dict()} if a is not None else {})
+                for r, a in results
+            ],
         )
         return 0 if ok else 1
     for r, anchors in results:
@@ -210,13 +209,7 @@ async def trail_cmd(args: argparse.Namespace) -> int:
         if found.entries:
             trails.append(found)
     if args.json:
-        print_json(
-            {
-                "command": "audit trail",
-                "subject": args.subject,
-                "services": [t.as_dict() for t in trails],
-            }
-        )
+        _print_report("audit trail", subject=args.subject, services=[t.as_dict() for t in trails])
     else:
         for found in trails:
             print("\n".join(found.lines()))
@@ -258,13 +251,11 @@ async def republish_cmd(args: argparse.Namespace) -> int:
             except LiveTopicError as exc:
                 raise CommandError(str(exc)) from exc
     if args.json:
-        print_json(
-            {
-                "command": "replay republish",
-                "replay_id": replay_id,
-                "topic": topic,
-                "services": [r.as_dict() for r in results],
-            }
+        _print_report(
+            "replay republish",
+            replay_id=replay_id,
+            topic=topic,
+            services=[r.as_dict() for r in results],
         )
         return 0
     for r in results:
@@ -305,12 +296,10 @@ async def redrive_cmd(args: argparse.Namespace) -> int:
                 )
             )
     if args.json:
-        print_json(
-            {
-                "command": "rejections redrive",
-                "dry_run": args.dry_run,
-                "services": [r.as_dict() for r in results],
-            }
+        _print_report(
+            "rejections redrive",
+            dry_run=args.dry_run,
+            services=[r.as_dict() for r in results],
         )
     else:
         for r in results:
@@ -337,13 +326,11 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
         results.extend((service.name, store.schema, c) for c in checks)
     ok = all(c.ok for _, _, c in results)
     if args.json:
-        print_json(
-            {
-                "command": "projections rebuild",
-                "repaired": bool(args.repair and not ok),
-                "projections": [c.as_dict() | {"service": n, "schema": s} for n, s, c in results],
-                "ok": ok,
-            }
+        _print_report(
+            "projections rebuild",
+            repaired=bool(args.repair and not ok),
+            projections=[c.as_dict() | {"service": n, "schema": s} for n, s, c in results],
+            ok=ok,
         )
         return 0 if ok else 1
     for name, schema, c in results:

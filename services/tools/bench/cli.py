@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import io
 import json
-import os
 from types import ModuleType
 from typing import Any
 
@@ -22,17 +21,12 @@ _PACKAGE = "services.tools.bench"
 
 def resolve_database_url(explicit: str | None = None) -> str:
     """The DSN to measure against: explicit, else $DATABASE_URL, else `.run/endpoints.env`."""
-    if explicit:
-        return explicit
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    from services.tools.devstack.stack import read_endpoints
+    from services.tools.bench.shared import from_environment
 
-    found = read_endpoints().get("DATABASE_URL")
-    if found:
-        return found
-    raise SystemExit(
-        "no database: pass --database-url, set DATABASE_URL, or start the stack (make up)"
+    return from_environment(
+        explicit,
+        "DATABASE_URL",
+        "no database: pass --database-url, set DATABASE_URL, or start the stack (make up)",
     )
 
 

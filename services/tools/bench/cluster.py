@@ -33,14 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.pool import create_pool
-from services.adapters.eventstore.roles import drop_store
 from services.adapters.kafka.topics import ensure_topics, size_limits
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
@@ -54,6 +52,7 @@ from services.tools.bench.pipeline import (
     registry_facts,
     run_settings,
 )
+from services.tools.bench.shared import committed_reader, drop_schemas
 from services.tools.devstack.kafka import KafkaCluster
 
 KIND = KINDS["collection"]
@@ -97,14 +96,7 @@ class Reader(Follower):
         self.final_types = final_types
         self.arrived: dict[str, tuple[float, int]] = {}  # input -> (when, partition)
         self.per_event: Counter[bytes] = Counter()
-        self.consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        self.consumer = committed_reader(topic, bootstrap)
 
     def _seen(self, record: Any, now: float, wall: float) -> None:
         headers = dict(record.headers)
@@ -172,14 +164,19 @@ async def _leaders(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], i
         await admin.close()
 
 
-async def _publish_registry(s: ServiceSettings, nirs: int) -> int:
-    facts = registry_facts(nirs)
-    producer = AIOKafkaProducer(
+def _producer(s: ServiceSettings, linger_ms: int) -> AIOKafkaProducer:
+    """Acknowledged by all in-sync replicas, idempotent: it rides over the failover."""
+    return AIOKafkaProducer(
         bootstrap_servers=s.kafka_bootstrap_servers,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=linger_ms,
     )
+
+
+async def _publish_registry(s: ServiceSettings, nirs: int) -> int:
+    facts = registry_facts(nirs)
+    producer = _producer(s, linger_ms=5)
     await producer.start()
     try:
         futures = [
@@ -237,12 +234,7 @@ async def _stream(
     partitioner = DefaultPartitioner()
     sent: dict[str, float] = {}
     per_partition: Counter[int] = Counter()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-    )
+    producer = _producer(s, linger_ms=2)
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -362,12 +354,7 @@ async def _report(
 
 
 async def _drop(dsn: str, s: ServiceSettings) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for schema in (s.collection_schema, s.benefits_schema):
-            await drop_store(conn, schema)  # and its login role
-    finally:
-        await conn.close()
+    await drop_schemas(dsn, s.collection_schema, s.benefits_schema)
 
 
 def measure(
@@ -415,11 +402,11 @@ def measure(
 
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
-    from services.tools.bench.pipeline import _warnings_only
+    from services.tools.bench.shared import warnings_only
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
     for name in ("faststream", "faststream.access.kafka"):
-        logging.getLogger(name).addFilter(_warnings_only)
+        logging.getLogger(name).addFilter(warnings_only)
     # while a broker is down, aiokafka logs every failed connection (hundreds a second);
     # the report says what came of it
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

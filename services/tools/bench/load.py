@@ -57,7 +57,6 @@ from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.service import ServiceRuntime
 from services.adapters.runtime.settings import ServiceSettings
@@ -71,11 +70,9 @@ from services.tools.bench.pipeline import (
     Kind,
     _cleanup,
     _load,
-    _ms,
-    _percentile,
     _producer,
     _server,
-    _warnings_only,
+    awaited,
     envelope,
     nir,
     registry_facts,
@@ -83,6 +80,17 @@ from services.tools.bench.pipeline import (
     run_settings,
     until,
 )
+from services.tools.bench.shared import (
+    add_run_options,
+    closing_lines,
+    ensure_run_topics,
+    latency_figures,
+    ms,
+    passthrough_clients,
+    run_and_print,
+    spread,
+)
+from services.tools.tasks import stop_task
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
 TARGET_RATE = 2000.0
@@ -126,21 +134,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="where the paced sender and the output reader run: a process of their own "
         "(default), or the service's event loop, as in the pipeline benchmark",
     )
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=900.0,
-        help="give up waiting for a phase after this many seconds",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="leave the store schema and topics behind"
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_run_options(parser, timeout=900.0, keep="leave the store schema and topics behind")
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -158,34 +152,22 @@ def run(args: argparse.Namespace) -> int:
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
     bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
-    # FastStream writes access lines per batch to stdout (which --json needs clean)
-    quiet = [logging.getLogger(n) for n in ("faststream", "faststream.access.kafka")]
-    for logger in quiet:
-        logger.addFilter(_warnings_only)
-    try:
-        report = asyncio.run(
-            measure(
-                bootstrap,
-                dsn,
-                service=getattr(args, "service", "collection"),
-                events=getattr(args, "events", 200_000),
-                rates=getattr(args, "rates", (500.0, 2000.0)),
-                seconds=getattr(args, "seconds", 60.0),
-                write_batch=getattr(args, "write_batch", 5000),
-                generator=getattr(args, "generator", "process"),
-                timeout=getattr(args, "timeout", 900.0),
-                keep=getattr(args, "keep", False),
-            )
-        )
-    finally:
-        for logger in quiet:
-            logger.removeFilter(_warnings_only)
-    if getattr(args, "json", False):
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
+    report = run_and_print(
+        measure(
+            bootstrap,
+            dsn,
+            service=getattr(args, "service", "collection"),
+            events=getattr(args, "events", 200_000),
+            rates=getattr(args, "rates", (500.0, 2000.0)),
+            seconds=getattr(args, "seconds", 60.0),
+            write_batch=getattr(args, "write_batch", 5000),
+            generator=getattr(args, "generator", "process"),
+            timeout=getattr(args, "timeout", 900.0),
+            keep=getattr(args, "keep", False),
+        ),
+        getattr(args, "json", False),
+        format_report,
+    )
     return 0 if report["all_decided"] else 1
 
 
@@ -223,9 +205,7 @@ async def fill(
     """Record history in the service's store, in batches, until it holds `events` rows."""
     store = await prepare_store(dsn, kind.schema(s))
     try:
-        feeder = Feeder(
-            store, kind.service, s, seed=kind.schema(s)
-        )
+        feeder = Feeder(store, kind.service, s, seed=kind.schema(s))
         started = time.perf_counter()
         head, messages, rejected = 0, 0, 0
         source = history(kind, nirs, "fill")
@@ -379,10 +359,7 @@ class Pauses:
     async def __aexit__(self, *exc: object) -> None:
         self._left = self._now()
         gc.callbacks.remove(self._gc)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def summary(self) -> dict[str, Any]:
         lags = sorted(self.loop_lags)
@@ -394,13 +371,13 @@ class Pauses:
             "wall_seconds": round(wall, 3),
             "loop_thread_cpu_seconds": round(cpu, 3),
             "loop_thread_runqueue_wait_seconds": round(self._left[3] - self._entered[3], 3),
-            "loop_lag_ms": _spread(lags),
+            "loop_lag_ms": spread(lags),
             "loop_stalls": len(self.stalls),
-            "loop_stall_ms": [[_ms(w), _ms(c)] for w, c in sorted(self.stalls)[-5:]],
+            "loop_stall_ms": [[ms(w), ms(c)] for w, c in sorted(self.stalls)[-5:]],
             "gc_collections": {str(g): n for g, n in sorted(by_generation.items())},
-            "gc_pause_total_ms": _ms(sum(w for _, w, _ in self.gc_pauses)),
-            "gc_pause_cpu_ms": _ms(sum(c for _, _, c in self.gc_pauses)),
-            "gc_pause_max_ms": [_ms(longest[1]), _ms(longest[2])],
+            "gc_pause_total_ms": ms(sum(w for _, w, _ in self.gc_pauses)),
+            "gc_pause_cpu_ms": ms(sum(c for _, _, c in self.gc_pauses)),
+            "gc_pause_max_ms": [ms(longest[1]), ms(longest[2])],
         }
 
 
@@ -413,16 +390,6 @@ def memory() -> dict[str, int]:
             if name in ("VmRSS", "VmHWM"):
                 found[name] = int(value.split()[0])
     return {"rss_kib": found.get("VmRSS", 0), "peak_rss_kib": found.get("VmHWM", 0)}
-
-
-def _spread(ordered: list[float]) -> dict[str, float] | None:
-    if not ordered:
-        return None
-    return {
-        "median": _ms(statistics.median(ordered)),
-        "p99": _ms(_percentile(ordered, 0.99)),
-        "max": _ms(ordered[-1]),
-    }
 
 
 # --- a paced run ----------------------------------------------------------------------------
@@ -477,28 +444,16 @@ async def paced(
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    with contextlib.suppress(TimeoutError):
-        await until(
-            lambda: len(arrivals.arrived) >= count, wait, f"the outputs of {topic}", poll=0.05
-        )
+    await awaited(lambda: len(arrivals.arrived) >= count, wait, f"the outputs of {topic}")
     got = arrivals.arrived
     latencies = sorted(got[i] - sent[i] for i in got)
     from_plan = sorted(got[i] - planned[i] for i in got)
     lags = sorted(s - p for s, p in zip(sent, planned, strict=True))
     span = last_sent - start
     result: dict[str, Any] = {
-        "target_rate": rate,
-        "sent": count,
-        "decided": len(got),
-        "achieved_rate": round((count - 1) / span, 1) if span > 0 else float(count),
-        "seconds": round(span, 3),
-        "median_ms": _ms(statistics.median(latencies)) if latencies else None,
-        "p90_ms": _ms(_percentile(latencies, 0.90)) if latencies else None,
-        "p99_ms": _ms(_percentile(latencies, 0.99)) if latencies else None,
-        "max_ms": _ms(latencies[-1]) if latencies else None,
-        "min_ms": _ms(latencies[0]) if latencies else None,
-        "from_planned_send_ms": _spread(from_plan),
-        "sender_lag_ms": _spread(lags),
+        **latency_figures(latencies, rate=rate, sent=count, decided=len(got), span=span),
+        "from_planned_send_ms": spread(from_plan),
+        "sender_lag_ms": spread(lags),
         "duplicates_read": arrivals.duplicates,
         "unexpected_read": arrivals.unexpected,
     }
@@ -509,8 +464,8 @@ async def paced(
             (arrivals.stored[i][0] - sent_wall[i], arrivals.stored[i][1] - arrivals.stored[i][0])
             for i in arrivals.stored
         ]
-        result["send_to_recorded_ms"] = _spread(sorted(a for a, _ in split))
-        result["recorded_to_read_back_ms"] = _spread(sorted(b for _, b in split))
+        result["send_to_recorded_ms"] = spread(sorted(a for a, _ in split))
+        result["recorded_to_read_back_ms"] = spread(sorted(b for _, b in split))
         result["decision_types"] = dict(sorted(arrivals.types.items()))
         result["not_final_read"] = arrivals.not_final
     return result
@@ -549,7 +504,7 @@ def _batches(batches: Batches, since: int) -> dict[str, Any]:
         "batches": len(reports),
         "mean_batch": round(statistics.fmean(sizes), 1) if sizes else 0,
         "max_batch": max(sizes, default=0),
-        "handler_ms": _spread(seconds),
+        "handler_ms": spread(seconds),
         "handler_busy_seconds": round(sum(seconds), 3),
         "rejected": sum(sum(r.rejected.values()) for r in reports),
         "retries": sum(r.attempts - 1 for r in reports),
@@ -654,17 +609,40 @@ def _generate(conn: Connection, d: Drive) -> None:
         conn.close()
 
 
-async def service_runs(
-    kind: Kind,
-    s: ServiceSettings,
-    *,
-    rates: tuple[float, ...],
-    seconds: float,
-    nirs: int,
-    timeout: float,
-    generator: str = "process",
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Pacing:
+    """The paced runs asked for, through the service and through the raw passthrough
+    alike: one per rate, `seconds` long, over `nirs` NIRs of the store, their load
+    generator where `generator` says."""
+
+    rates: tuple[float, ...]
+    seconds: float
+    nirs: int
+    timeout: float
+    generator: str = "process"
+
+    def drive(
+        self, kind: Kind, s: ServiceSettings, source: str, target: str, raw: bool, rate: float
+    ) -> Drive:
+        """The run at `rate` from `source` to `target` (raw: through the passthrough)."""
+        return Drive(
+            s.kafka_bootstrap_servers,
+            kind.name,
+            source,
+            target,
+            s.topic_partitions,
+            raw,
+            f"{'R' if raw else 'L'}{int(rate)}",
+            self.nirs,
+            rate,
+            self.seconds,
+            min(self.timeout, 60.0 + self.seconds),
+        )
+
+
+async def service_runs(kind: Kind, s: ServiceSettings, pacing: Pacing) -> dict[str, Any]:
     """Start the service on the filled store, let it settle, then one paced run per rate."""
+    timeout = pacing.timeout
     result: dict[str, Any] = {}
     runtime = kind.runtime(s)
     batches = Batches(runtime)
@@ -673,24 +651,12 @@ async def service_runs(
         result["start"] = await settle(runtime, entered, timeout)
         result["start"]["memory"] = memory()
         runs = []
-        for rate in rates:
-            d = Drive(
-                s.kafka_bootstrap_servers,
-                kind.name,
-                kind.input_topic(s),
-                kind.output_topic(s),
-                s.topic_partitions,
-                False,
-                f"L{int(rate)}",
-                nirs,
-                rate,
-                seconds,
-                min(timeout, 60.0 + seconds),
-            )
+        for rate in pacing.rates:
+            d = pacing.drive(kind, s, kind.input_topic(s), kind.output_topic(s), False, rate)
             since = len(batches.reports)
             load_before = _load()
             pauses = Pauses()
-            one = await drive(d, generator, pauses)
+            one = await drive(d, pacing.generator, pauses)
             one |= {
                 "service": _batches(batches, since),
                 **pauses.summary(),
@@ -769,67 +735,30 @@ async def _copy(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, target: 
 
 
 async def raw_runs(
-    kind: Kind,
-    s: ServiceSettings,
-    source: str,
-    target: str,
-    group: str,
-    *,
-    rates: tuple[float, ...],
-    seconds: float,
-    nirs: int,
-    timeout: float,
-    generator: str = "process",
+    kind: Kind, s: ServiceSettings, source: str, target: str, group: str, pacing: Pacing
 ) -> list[dict[str, Any]]:
     """The paced runs through the raw passthrough (running for all of them)."""
     bootstrap = s.kafka_bootstrap_servers
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-        max_poll_records=BATCH,
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=512 * 1024,
+    consumer, producer = passthrough_clients(
+        bootstrap, source, group, fetch_max_wait_ms=50, max_poll_records=BATCH
     )
     await consumer.start()
     await producer.start()
     copying = asyncio.create_task(_copy(consumer, producer, target), name="raw-passthrough")
     runs = []
     try:
-        await until(lambda: bool(consumer.assignment()), timeout, "the raw consumer's group")
-        for rate in rates:
-            d = Drive(
-                bootstrap,
-                kind.name,
-                source,
-                target,
-                s.topic_partitions,
-                True,
-                f"R{int(rate)}",
-                nirs,
-                rate,
-                seconds,
-                min(timeout, 60.0 + seconds),
-            )
+        await until(lambda: bool(consumer.assignment()), pacing.timeout, "the raw consumer's group")
+        for rate in pacing.rates:
+            d = pacing.drive(kind, s, source, target, True, rate)
             load_before = _load()
             pauses = Pauses()
-            one = await drive(d, generator, pauses)
+            one = await drive(d, pacing.generator, pauses)
             if copying.done():
                 copying.result()  # the passthrough failed: say why
             one |= {**pauses.summary(), "load_average": [load_before, _load()]}
             runs.append(one)
     finally:
-        copying.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await copying
+        await stop_task(copying)
         await producer.stop()
         await consumer.stop()
     return runs
@@ -880,19 +809,12 @@ async def measure(
         "target": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS},
     }
     try:
-        await ensure_topics(
-            bootstrap,
-            names,
-            partitions=s.topic_partitions,
-            replication_factor=s.topic_replication_factor,
-            retention_ms=s.topic_retention_ms,
-        )
+        await ensure_run_topics(bootstrap, names, s)
         report["fill"] = await fill(kind, s, dsn, events=events, nirs=nirs, write_batch=write_batch)
         gc.collect()  # the fill's own view is garbage now: the service's memory is its own
         report["fill"]["memory"] = memory()
-        ran = await service_runs(
-            kind, s, rates=rates, seconds=seconds, nirs=nirs, timeout=timeout, generator=generator
-        )
+        pacing = Pacing(rates, seconds, nirs, timeout, generator)
+        ran = await service_runs(kind, s, pacing)
         report["start"], report["service_runs"] = ran["start"], ran["runs"]
         gc.collect()
         report["raw_runs"] = await raw_runs(
@@ -901,11 +823,7 @@ async def measure(
             raw_in,
             raw_out,
             f"{suffix}-raw",
-            rates=rates,
-            seconds=seconds,
-            nirs=nirs,
-            timeout=timeout,
-            generator=generator,
+            pacing,
         )
         report["machine"]["load_average_after"] = _load()
         report["memory_peak_kib"] = memory()["peak_rss_kib"]
@@ -991,13 +909,7 @@ def format_report(r: dict[str, Any]) -> str:
         + ", ".join(f"{label} {kib / 1024:,.0f} MiB" for label, kib in mem)
         + f"; peak {r['memory_peak_kib'] / 1024:,.0f} MiB"
     )
-    machine = r["machine"]
-    state = "kept" if r["kept"] else "dropped"
-    lines += [
-        f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
-        f"{machine.get('load_average_after')}",
-        f"topics and schema of {r['suffix']}: {state}",
-    ]
+    lines += closing_lines(r, "topics and schema")
     return "\n".join(lines)
 
 

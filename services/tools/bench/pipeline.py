@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import secrets
@@ -55,9 +54,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts import topics
 from contracts.messages import wire_bytes, wire_envelope
 from contracts.nir import sample_nir
-from services.adapters.eventstore.roles import drop_store
 from services.adapters.eventstore.server import server_settings
-from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.handler import BatchReport
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.service import ServiceRuntime
@@ -65,6 +62,19 @@ from services.adapters.runtime.settings import ServiceSettings
 from services.domain import catalog
 from services.domain.catalog import ServiceDescription
 from services.domain.kernel.processing import decision_id
+from services.tools.bench.shared import (
+    add_run_options,
+    closing_lines,
+    committed_reader,
+    drop_schemas,
+    ensure_run_topics,
+    from_environment,
+    latency_figures,
+    passthrough_clients,
+    run_and_print,
+    spread,
+)
+from services.tools.tasks import stop_task
 
 SERVICES = tuple(catalog.SERVICES)
 CAISSE = "PL-IDF"
@@ -98,21 +108,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=20.0,
         help="duration of the latency run (default 20)",
     )
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else .run/endpoints.env)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=600.0,
-        help="give up waiting for a phase after this many seconds",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="leave the store schemas and topics behind"
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_run_options(parser, timeout=600.0, keep="leave the store schemas and topics behind")
 
 
 def resolve_bootstrap(explicit: str | None = None) -> str:
@@ -126,17 +122,10 @@ def resolve_bootstrap(explicit: str | None = None) -> str:
             " do not make: run them against a broker without authentication"
             " (`MANDAT_LOCAL_KAFKA_AUTH=off make up` on a fresh .run/)"
         )
-    if explicit:
-        return explicit
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    from services.tools.devstack.stack import read_endpoints
-
-    found = read_endpoints().get("KAFKA_BOOTSTRAP_SERVERS")
-    if found:
-        return found
-    raise SystemExit(
-        "no broker: pass --bootstrap, set KAFKA_BOOTSTRAP_SERVERS, or start the stack (make up)"
+    return from_environment(
+        explicit,
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "no broker: pass --bootstrap, set KAFKA_BOOTSTRAP_SERVERS, or start the stack (make up)",
     )
 
 
@@ -146,38 +135,21 @@ def run(args: argparse.Namespace) -> int:
     dsn = resolve_database_url(getattr(args, "database_url", None))
     bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
     service = getattr(args, "service", "both")
-    # FastStream writes two access lines per batch to stdout (which --json needs clean);
-    # its loggers are set up at broker start, so filter rather than set a level
-    quiet = [logging.getLogger(n) for n in ("faststream", "faststream.access.kafka")]
-    for logger in quiet:
-        logger.addFilter(_warnings_only)
-    try:
-        report = asyncio.run(
-            measure(
-                bootstrap,
-                dsn,
-                services=SERVICES if service == "both" else (service,),
-                events=getattr(args, "events", 20_000),
-                rate=getattr(args, "rate", 500.0),
-                latency_seconds=getattr(args, "latency_seconds", 20.0),
-                timeout=getattr(args, "timeout", 600.0),
-                keep=getattr(args, "keep", False),
-            )
-        )
-    finally:
-        for logger in quiet:
-            logger.removeFilter(_warnings_only)
-    if getattr(args, "json", False):
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
+    run_and_print(
+        measure(
+            bootstrap,
+            dsn,
+            services=SERVICES if service == "both" else (service,),
+            events=getattr(args, "events", 20_000),
+            rate=getattr(args, "rate", 500.0),
+            latency_seconds=getattr(args, "latency_seconds", 20.0),
+            timeout=getattr(args, "timeout", 600.0),
+            keep=getattr(args, "keep", False),
+        ),
+        getattr(args, "json", False),
+        format_report,
+    )
     return 0
-
-
-def _warnings_only(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING
 
 
 # --- the messages (contract v1, as an upstream agency sends them) ---------------------------
@@ -404,10 +376,7 @@ class Follower:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.consumer.stop()
 
     async def _read(self) -> None:
@@ -440,14 +409,7 @@ class Watcher(Follower):
         self.topic = topic
         self.service = service
         self.final_types = final_types
-        self.consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        self.consumer = committed_reader(topic, bootstrap)
         self.expected: dict[bytes, str] = {}
         self.arrived: dict[str, float] = {}
         self.stamped: set[str] = set()
@@ -497,6 +459,13 @@ async def until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(poll)
+
+
+async def awaited(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait up to `timeout` for a paced run's outputs; those still missing then are not an
+    error but a figure of the run (it counts what arrived)."""
+    with contextlib.suppress(TimeoutError):
+        await until(condition, timeout, what, poll=0.05)
 
 
 # --- the phases ----------------------------------------------------------------------------
@@ -695,13 +664,11 @@ async def paced(
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    with contextlib.suppress(TimeoutError):
-        await until(
-            lambda: w.decided(messages) == count,
-            min(timeout, 60.0 + seconds),
-            "the latency run's decisions",
-            poll=0.05,
-        )
+    await awaited(
+        lambda: w.decided(messages) == count,
+        min(timeout, 60.0 + seconds),
+        "the latency run's decisions",
+    )
     latencies = sorted(
         w.arrived[m.event_id] - sent[m.event_id] for m in messages if m.event_id in w.arrived
     )
@@ -719,38 +686,10 @@ async def paced(
     to_store = sorted(a for a, _ in split)
     to_read = sorted(b for _, b in split)
     return {
-        "target_rate": rate,
-        "sent": count,
-        "decided": len(latencies),
-        "achieved_rate": round((count - 1) / span, 1) if span > 0 else float(count),
-        "seconds": round(span, 3),
-        "median_ms": _ms(statistics.median(latencies)) if latencies else None,
-        "p90_ms": _ms(_percentile(latencies, 0.90)) if latencies else None,
-        "p99_ms": _ms(_percentile(latencies, 0.99)) if latencies else None,
-        "max_ms": _ms(latencies[-1]) if latencies else None,
-        "min_ms": _ms(latencies[0]) if latencies else None,
-        "send_to_recorded_ms": _spread(to_store),
-        "recorded_to_read_back_ms": _spread(to_read),
+        **latency_figures(latencies, rate=rate, sent=count, decided=len(latencies), span=span),
+        "send_to_recorded_ms": spread(to_store),
+        "recorded_to_read_back_ms": spread(to_read),
     }
-
-
-def _spread(ordered: list[float]) -> dict[str, float] | None:
-    if not ordered:
-        return None
-    return {
-        "median": _ms(statistics.median(ordered)),
-        "p99": _ms(_percentile(ordered, 0.99)),
-        "max": _ms(ordered[-1]),
-    }
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    """Nearest rank."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
 
 
 async def passthrough(
@@ -760,20 +699,7 @@ async def passthrough(
     the offsets once the batch is acknowledged; from the first fetch to the last copy read
     back."""
     async with Watcher(bootstrap, target) as w:
-        consumer = AIOKafkaConsumer(
-            source,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            max_batch_size=512 * 1024,
-        )
+        consumer, producer = passthrough_clients(bootstrap, source, group)
         entered = time.monotonic()
         await consumer.start()
         await producer.start()
@@ -832,12 +758,7 @@ async def _server(dsn: str) -> dict[str, Any]:
 
 
 async def _cleanup(bootstrap: str, dsn: str, schemas: list[str], names: list[str]) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for schema in schemas:
-            await drop_store(conn, schema)  # and its login role
-    finally:
-        await conn.close()
+    await drop_schemas(dsn, *schemas)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -886,13 +807,7 @@ async def measure(
         "services": {},
     }
     try:
-        await ensure_topics(
-            bootstrap,
-            names,
-            partitions=s.topic_partitions,
-            replication_factor=s.topic_replication_factor,
-            retention_ms=s.topic_retention_ms,
-        )
+        await ensure_run_topics(bootstrap, names, s)
         facts = registry_facts(events)
         producer = _producer(bootstrap, linger_ms=5)
         await producer.start()
@@ -1007,13 +922,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"  {name}: decisions {', '.join(f'{k} {v}' for k, v in sv['decisions'].items())}",
             *([split] if split else []),
         ]
-    machine = report["machine"]
-    state = "kept" if report["kept"] else "dropped"
-    lines += [
-        f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
-        f"{machine.get('load_average_after')}",
-        f"topics and schemas of {report['suffix']}: {state}",
-    ]
+    lines += closing_lines(report, "topics and schemas")
     return "\n".join(lines)
 
 

@@ -25,15 +25,13 @@ import secrets
 import time
 from typing import Any, cast
 
-import asyncpg
-
-from services.adapters.eventstore.roles import drop_store
 from services.adapters.runtime.handler import PROCESSING_ERROR
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import COLLECTION
 from services.domain.collection.processor import CollectionProcessor
 from services.domain.kernel.processing import Input, Outcome, Processor
 from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.bench.shared import drop_schemas
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -166,11 +164,7 @@ async def measure(
     finally:
         await store.pool.close()
         if not keep:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await drop_store(conn, schema)
-            finally:
-                await conn.close()
+            await drop_schemas(dsn, schema)
     return report
 
 

@@ -33,12 +33,12 @@ from contracts.nir import make_nir
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import Encoded, create_pool
-from services.adapters.eventstore.roles import drop_store
-from services.adapters.trust.anchors import sign
+from services.adapters.trust.anchors import Anchor, sign
 from services.adapters.trust.merkle import Frontier
 from services.adapters.trust.storetree import chain_hashes, tree_of
 from services.domain.kernel.records import GENESIS_HASH, canonical_bytes, chain_hash
 from services.tools.audit.proofs import check_proof, proof_bytes, prove_service
+from services.tools.bench.shared import drop_and_close
 
 SUBJECT = make_nir("1750175123456")
 _IDS = UUID("6b2a1f0e-5c4d-4e3b-9a8f-7d6c5b4a3e21")
@@ -203,10 +203,7 @@ async def measure(dsn: str, *, rows: int = 1_000_000, subject_events: int = 100)
         finally:
             await pool.close()
     finally:
-        try:
-            await drop_store(admin, schema)
-        finally:
-            await admin.close()
+        await drop_and_close(admin, schema)
 
 
 async def _measure(store: EventStore, count: int, subject_events: int) -> dict[str, Any]:
@@ -217,14 +214,7 @@ async def _measure(store: EventStore, count: int, subject_events: int) -> dict[s
     tree = await tree_of(store, count)
     tree_seconds = time.perf_counter() - started
     assert tree.root() == frontier.root()
-    anchor = sign(
-        key,
-        service="collection",
-        schema=store.schema,
-        frontier=frontier,
-        chain_hash=last,
-        anchored_at=datetime.now(UTC),
-    )
+    anchor = _sign(key, store, frontier, last)
 
     started = time.perf_counter()
     made = await prove_service(store, "collection", SUBJECT, anchor)
@@ -257,6 +247,18 @@ async def _measure(store: EventStore, count: int, subject_events: int) -> dict[s
     }
 
 
+def _sign(key: Ed25519PrivateKey, store: EventStore, frontier: Frontier, last: bytes) -> Anchor:
+    """An anchor of the store's collection tree as it stands, signed now."""
+    return sign(
+        key,
+        service="collection",
+        schema=store.schema,
+        frontier=frontier,
+        chain_hash=last,
+        anchored_at=datetime.now(UTC),
+    )
+
+
 async def _extend(store: EventStore, frontier: Frontier, last: bytes) -> float:
     """What an anchor costs an anchorer that keeps its frontier: read the chain hashes of
     1,000 new rows, fold them, sign (best of 3, rows appended by COPY in between)."""
@@ -271,14 +273,7 @@ async def _extend(store: EventStore, frontier: Frontier, last: bytes) -> float:
             assert position == frontier.size + 1
             frontier.push_data(digest)
             last = digest
-        sign(
-            key,
-            service="collection",
-            schema=store.schema,
-            frontier=frontier,
-            chain_hash=last,
-            anchored_at=datetime.now(UTC),
-        )
+        _sign(key, store, frontier, last)
         best = min(best, time.perf_counter() - began)
     return best
 

@@ -24,15 +24,13 @@ import secrets
 import time
 from typing import Any
 
-import asyncpg
-
 from services.adapters.eventstore import EventStore
-from services.adapters.eventstore.roles import drop_store
 from services.adapters.eventstore.server import server_settings
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import COLLECTION
 from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit.replay import replay
+from services.tools.bench.shared import drop_schemas
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -139,11 +137,7 @@ async def measure(dsn: str, *, events: int = 200_000, seed: int = 42, write_batc
     finally:
         await store.pool.close()
         if not keep:
-            admin = await asyncpg.connect(dsn)
-            try:
-                await drop_store(admin, schema)
-            finally:
-                await admin.close()
+            await drop_schemas(dsn, schema)
     replayed = _rate(summary.events_read, summary.seconds)
     replayed |= {"inputs": summary.inputs, "decisions_checked": summary.decisions_checked,
                  "matched": summary.matched, "mismatches": len(summary.mismatches)}

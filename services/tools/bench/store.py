@@ -30,8 +30,8 @@ import asyncpg
 from services.adapters.eventstore import EventStore, NewEvent
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import create_pool
-from services.adapters.eventstore.roles import drop_store
 from services.adapters.eventstore.server import server_settings
+from services.tools.bench.shared import drop_and_close
 
 BATCH_SIZES = (100, 1000)
 COPY_CHUNK = 1000
@@ -191,10 +191,7 @@ async def measure(dsn: str, *, events: int = 2000, batched_events: int = 20_000)
             await raw_pool.close()
             await pool.close()
     finally:
-        try:
-            await drop_store(admin, schema)
-        finally:
-            await admin.close()
+        await drop_and_close(admin, schema)
     rates = {p.name: p.events_per_second for p in phases}
     copy_rate = rates[f"copy_{COPY_CHUNK}"]
     return {

@@ -24,6 +24,7 @@ from services.tools.demo.model import (
     Scenario,
 )
 from services.tools.demo.progress import Progress
+from services.tools.tasks import stop_task
 
 _CHUNK = 1000  # messages sent before waiting for their acknowledgements
 
@@ -103,10 +104,7 @@ class Player:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
+        await stop_task(self.reader)
         for closing in (self.producer.stop(), self.consumer.stop(), self.admin.close()):
             with contextlib.suppress(Exception):
                 await closing

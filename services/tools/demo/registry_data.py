@@ -61,57 +61,45 @@ class Convention:
     resiliee_au: date | None = None  # terminated by a ConventionResiliee
 
 
-CONVENTIONS: Final = (
-    Convention(
-        "CNV-2017-001",
-        "OC-MUT-01",
-        ENCAISSEMENT,
-        ("PL-IDF", "PL-PACA", "PL-ARA", "PL-OCC"),
-        date(2017, 1, 1),
-    ),
-    Convention(
-        "CNV-2017-002",
-        "OC-MUT-01",
-        VERSEMENT,
-        ("PL-IDF", "PL-PACA", "PL-ARA", "PL-OCC", "AC-IDF", "AC-PACA"),
-        date(2017, 1, 1),
-    ),
-    Convention("CNV-2017-003", "OC-MUT-02", ENCAISSEMENT, ("PL-NAQ", "PL-HDF"), date(2017, 1, 1)),
-    Convention(
-        "CNV-2017-004",
-        "OC-MUT-02",
-        VERSEMENT,
-        ("AC-IDF", "AC-ARA", "AC-NAQ", "AC-HDF", "PL-NAQ", "PL-HDF"),
-        date(2017, 1, 1),
-    ),
-    Convention("CNV-2017-005", "OC-MUT-03", ENCAISSEMENT, ("PL-PACA", "PL-OCC"), date(2017, 7, 1)),
-    Convention(
-        "CNV-2017-006",
-        "OC-SA-01",
-        ENCAISSEMENT,
-        ("PL-IDF", "PL-ARA", "PL-NAQ", "PL-HDF"),
-        date(2017, 1, 1),
-    ),
-    Convention(
-        "CNV-2017-007",
-        "OC-SA-01",
-        VERSEMENT,
-        ("PL-IDF", "PL-ARA"),
-        date(2017, 1, 1),
-        effet_au=date(2018, 12, 31),
-    ),
-    Convention(
-        "CNV-2017-008",
-        "OC-SA-02",
-        ENCAISSEMENT,
-        ("PL-IDF", "PL-PACA"),
-        date(2017, 1, 1),
-        resiliee_au=date(2017, 6, 30),
-    ),
-    Convention("CNV-2017-009", "OC-GSA-01", ENCAISSEMENT, PL_CAISSES, date(2017, 1, 1)),
-    Convention("CNV-2017-010", "OC-GSA-01", VERSEMENT, PL_CAISSES + AC_CAISSES, date(2017, 1, 1)),
-    Convention("CNV-2017-011", "OC-GSA-02", ENCAISSEMENT, ("PL-ARA", "PL-OCC"), date(2017, 1, 1)),
-    Convention(
-        "CNV-2017-012", "OC-OSS-01", VERSEMENT, ("AC-IDF", "AC-HDF", "PL-IDF"), date(2017, 1, 1)
-    ),
-)
+# One convention a line: its id, its organism, its object (E: encaissement, V: versement),
+# in effect from, its caisses de base (PL-* / AC-*: every caisse of that regime), then
+# maybe `au=DATE` (the end of its term) or `resiliee=DATE` (terminated by a
+# ConventionResiliee on that date).
+_CONVENTION_TABLE: Final = """
+CNV-2017-001  OC-MUT-01  E  2017-01-01  PL-IDF,PL-PACA,PL-ARA,PL-OCC
+CNV-2017-002  OC-MUT-01  V  2017-01-01  PL-IDF,PL-PACA,PL-ARA,PL-OCC,AC-IDF,AC-PACA
+CNV-2017-003  OC-MUT-02  E  2017-01-01  PL-NAQ,PL-HDF
+CNV-2017-004  OC-MUT-02  V  2017-01-01  AC-IDF,AC-ARA,AC-NAQ,AC-HDF,PL-NAQ,PL-HDF
+CNV-2017-005  OC-MUT-03  E  2017-07-01  PL-PACA,PL-OCC
+CNV-2017-006  OC-SA-01   E  2017-01-01  PL-IDF,PL-ARA,PL-NAQ,PL-HDF
+CNV-2017-007  OC-SA-01   V  2017-01-01  PL-IDF,PL-ARA                      au=2018-12-31
+CNV-2017-008  OC-SA-02   E  2017-01-01  PL-IDF,PL-PACA                     resiliee=2017-06-30
+CNV-2017-009  OC-GSA-01  E  2017-01-01  PL-*
+CNV-2017-010  OC-GSA-01  V  2017-01-01  PL-*,AC-*
+CNV-2017-011  OC-GSA-02  E  2017-01-01  PL-ARA,PL-OCC
+CNV-2017-012  OC-OSS-01  V  2017-01-01  AC-IDF,AC-HDF,PL-IDF
+"""
+_OBJECTS: Final = {"E": ENCAISSEMENT, "V": VERSEMENT}
+_REGIMES: Final = {"PL-*": PL_CAISSES, "AC-*": AC_CAISSES}
+
+
+def _convention(line: str) -> Convention:
+    """A line of the table as a Convention."""
+    convention_id, organisme_id, objet, effet_du, caisses, *end = line.split()
+    ends = {name: day for name, _, day in (e.partition("=") for e in end)}
+    return Convention(
+        convention_id,
+        organisme_id,
+        _OBJECTS[objet],
+        tuple(c for part in caisses.split(",") for c in _REGIMES.get(part, (part,))),
+        date.fromisoformat(effet_du),
+        effet_au=_day(ends.get("au")),
+        resiliee_au=_day(ends.get("resiliee")),
+    )
+
+
+def _day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
+CONVENTIONS: Final = tuple(_convention(line) for line in _CONVENTION_TABLE.strip().splitlines())
