@@ -35,6 +35,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -105,6 +106,8 @@ class Relay:
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         ack_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        around_publish: Callable[[Sequence[Any]], AbstractAsyncContextManager[object]]
+        | None = None,
     ) -> None:
         self.store = store
         self.connect = connect
@@ -120,6 +123,8 @@ class Relay:
         self.max_request_size = max_request_size
         self.ack_timeout = ack_timeout  # a batch Kafka does not commit in time is retried
         self.clock = clock
+        # what wraps each batch's publication (services/runtime/tracing.py: its span)
+        self.around_publish = around_publish or (lambda events: contextlib.nullcontext())
         self.leader = False
         self.publishing = False  # leads, its producer fenced any other, tails read
         self.published = 0  # store position up to which everything routable is on Kafka
@@ -220,7 +225,8 @@ class Relay:
                         await asyncio.wait_for(wake.wait(), self.idle_poll)
                     _check_head(await self.store.head(), self.published)
                     continue
-                await self._publish(producer, events, on_kafka)
+                async with self.around_publish(events):
+                    await self._publish(producer, events, on_kafka)
                 self.published = complete_to
                 await self._save_checkpoint(conn, self.published)
                 self._progressed()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 
 import uvicorn
 
+from services.runtime import tracing
 from services.runtime.http import StatusApp
 from services.runtime.logs import configure_json_logging
 from services.runtime.service import ServiceRuntime
@@ -59,6 +61,9 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn stops on SIGTERM, then raises it again for the handler it found: the default
+    # one would end the process there, before the subscriber, the relay and the exporter stop
+    signal.signal(signal.SIGTERM, lambda *_: None)
     async with runtime.running():
         log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
         gauges = asyncio.create_task(_refresh(runtime))
@@ -66,6 +71,7 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
             await server.serve()
         finally:
             gauges.cancel()
+    tracing.disable()  # export the spans still held before the process ends
     log.info("%s stopped", service)
 
 

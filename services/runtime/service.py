@@ -25,6 +25,7 @@ from services.eventstore import EventStore
 from services.eventstore.pool import create_pool
 from services.eventstore.relay import Relay
 from services.eventstore.roles import check_migrated
+from services.runtime import tracing
 from services.runtime.handler import BatchHandler, BatchReport
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbound import Routes
@@ -160,6 +161,7 @@ class ServiceRuntime:
         self._stalled_logged: set[str] = set()  # components whose stall was logged
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
+        tracing.configure(settings, spec.name)
         self.broker = KafkaBroker(
             # FastStream takes a string as one address: a list of brokers must be split
             settings.kafka_bootstrap_servers.split(","),
@@ -168,6 +170,10 @@ class ServiceRuntime:
             # the handler gets raw records and parses them with the contract itself: a
             # breach must reach the rejection path, not fail in FastStream's validation
             apply_types=False,
+            middlewares=tracing.broker_middlewares(),
+            # FastStream's own logger prints plain text to stdout: this one goes where every
+            # other logger goes (JSON lines, services/runtime/logs.py)
+            logger=logging.getLogger("faststream.access.kafka"),
         )
         self._subscribe()
         self._document_outputs()
@@ -367,10 +373,11 @@ class ServiceRuntime:
         self.relay = Relay(
             store,
             self.connect_relay,
-            self.spec.routes,
+            tracing.TracedRoutes(self.spec.routes),
             s.kafka_bootstrap_servers,
             name=self.spec.name,
             max_request_size=rejection_max_message_bytes(s.topic_max_message_bytes),
+            around_publish=tracing.relay_publishing(store),
         )
 
     async def close(self) -> None:

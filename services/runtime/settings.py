@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -69,6 +71,12 @@ class ServiceSettings(BaseSettings):
     anchor_every_events: int = Field(1000, ge=1)  # an anchor every N new rows...
     anchor_every_seconds: float = Field(10.0, gt=0)  # ...or every T seconds, if the head moved
     topic_audit_anchors: str = "rsi.audit.ancrages.v1"  # kept forever, key = service name
+
+    # traces (services/runtime/tracing.py): "console" logs each span as a JSON line, "otlp"
+    # sends them to `otlp_endpoint` (OTLP over HTTP; None: OTEL_EXPORTER_OTLP_* or
+    # http://localhost:4318/v1/traces)
+    trace_exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = None
 
     def schema_of(self, service: str) -> str:
         return self.collection_schema if service == "collection" else self.benefits_schema
