@@ -170,6 +170,9 @@ def enable(exporter: SpanExporter, *, service: str = "mandat", batch: bool = Tru
         _state.provider, _state.switch, _state.forward = provider, switch, forward
     assert _state.switch is not None and _state.forward is not None
     _instrument_asyncpg()
+    # it warns of every baggage entry it cannot read, quoting it: upstream text, at the
+    # rate upstream chooses
+    logging.getLogger("opentelemetry.baggage").setLevel(logging.ERROR)
     previous = _state.forward.inner
     masked = _Masked(exporter)
     _state.forward.inner = BatchSpanProcessor(masked) if batch else SimpleSpanProcessor(masked)
