@@ -73,3 +73,13 @@ def configure_json_logging(service: str, level: int = logging.INFO) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Python's warnings and a crash's traceback are lines of the process too
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, tb)
+        return
+    logging.getLogger("mandat").critical("uncaught %s", kind.__name__, exc_info=(kind, error, tb))

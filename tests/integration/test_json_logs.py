@@ -126,3 +126,24 @@ async def test_a_service_and_the_dashboard_write_nothing_but_json_lines(
     traced = [e for e in lines if "trace_id" in e and e["logger"] != "mandat.trace"]
     assert any(e.get("event_id") for e in traced)
     assert {e["trace_id"] for e in traced} <= {span["trace_id"] for span in spans}
+
+
+def test_a_warning_and_a_crash_are_json_lines_too(tmp_path: Path) -> None:
+    log = tmp_path / "crash.log"
+    code = (
+        "import logging, warnings\n"
+        "from services.runtime.logs import configure_json_logging\n"
+        "configure_json_logging('collection')\n"
+        "warnings.warn('deprecated here')\n"
+        f"raise ValueError('boom for {nir(902)}')\n"
+    )
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, stdout=out, stderr=out, timeout=60
+        )
+    assert done.returncode == 1
+    entries = parse_every_line(log)
+    assert [e["logger"] for e in entries] == ["py.warnings", "mandat"]
+    assert "deprecated here" in entries[0]["msg"]
+    assert entries[1]["level"] == "critical" and "ValueError" in entries[1]["exc"]
+    assert nir(902) not in log.read_text()
