@@ -77,6 +77,7 @@ class ServiceSettings(BaseSettings):
     # http://localhost:4318/v1/traces)
     trace_exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str | None = None
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)  # share of batches traced
 
     def schema_of(self, service: str) -> str:
         return self.collection_schema if service == "collection" else self.benefits_schema

@@ -45,11 +45,11 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_ON,
     Decision,
     ParentBased,
     Sampler,
     SamplingResult,
+    TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags
 
@@ -84,7 +84,7 @@ class _Switch(Sampler):
 
     def __init__(self) -> None:
         self.on = False
-        self.inner = ParentBased(ALWAYS_ON)
+        self.inner = ParentBased(TraceIdRatioBased(1.0))
 
     def should_sample(
         self,
@@ -154,9 +154,12 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(_TRACER_NAME)
 
 
-def enable(exporter: SpanExporter, *, service: str = "mandat", batch: bool = True) -> None:
+def enable(
+    exporter: SpanExporter, *, service: str = "mandat", batch: bool = True, ratio: float = 1.0
+) -> None:
     """Record spans from now on and export them (masked) to `exporter`; replaces the
-    exporter enabled before, if any."""
+    exporter enabled before, if any. `ratio`: the share of traces recorded (a batch's, a
+    relay publication's), all of a trace or none of it."""
     global _active
     if _state.provider is None:
         switch, forward = _Switch(), _Forward()
@@ -178,6 +181,7 @@ def enable(exporter: SpanExporter, *, service: str = "mandat", batch: bool = Tru
     _state.forward.inner = BatchSpanProcessor(masked) if batch else SimpleSpanProcessor(masked)
     if previous is not None:
         previous.shutdown()
+    _state.switch.inner = ParentBased(TraceIdRatioBased(ratio))
     _state.switch.on = _active = True
 
 
@@ -202,7 +206,7 @@ def configure(settings: ServiceSettings, service: str) -> None:
     in-memory exporter, or another service of the same process)."""
     if _active or settings.trace_exporter == "none":
         return
-    enable(exporter_for(settings), service=service)
+    enable(exporter_for(settings), service=service, ratio=settings.trace_sample_ratio)
     log.info("traces exported to %s", settings.trace_exporter)
 
 
@@ -278,8 +282,30 @@ def _mask_attributes(attributes: Attributes) -> dict[str, Any]:
     return {mask_personal(k): _mask(v) for k, v in (attributes or {}).items()}
 
 
+def _texts(span: ReadableSpan) -> Iterator[str]:
+    """Every text of `span` a NIR could hide in."""
+    yield span.name
+    if span.status.description:
+        yield span.status.description
+    for attributes in (
+        span.attributes,
+        *(e.attributes for e in span.events),
+        *(k.attributes for k in span.links),
+    ):
+        for key, value in (attributes or {}).items():
+            yield key
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, tuple | list):
+                yield from (v for v in value if isinstance(v, str))
+    yield from (e.name for e in span.events)
+
+
 def masked(span: ReadableSpan) -> ReadableSpan:
-    """A copy of `span` whose texts (name, attributes, events, links, status) are masked."""
+    """`span`, or a copy of it whose texts (name, attributes, events, links, status) are
+    masked when one needs it (copying every span would cost as much as making it)."""
+    if all(mask_personal(text) == text for text in _texts(span)):
+        return span
     return ReadableSpan(
         name=mask_personal(span.name),
         context=span.context,
@@ -368,8 +394,9 @@ def parse_span(records: Sequence[Any]) -> contextlib.AbstractContextManager[Any]
 def deciding(
     tx: StoreTransaction, record: Any, message: Any
 ) -> contextlib.AbstractContextManager[Any]:
-    """``mandat.decide``: one record handed to the processor, linked to its upstream span."""
-    if not _active:
+    """``mandat.decide``: one record handed to the processor, linked to its upstream span
+    (nothing in a batch whose trace is not sampled)."""
+    if not _active or not trace.get_current_span().is_recording():
         return contextlib.nullcontext()
     return _deciding(tx, record, message)
 
@@ -411,7 +438,7 @@ async def _appending(store: EventStore) -> AsyncIterator[StoreTransaction]:
         async with store.transaction() as tx:
             before = tx.head_position
             yield tx
-            if tx.head_position > before:
+            if tx.head_position > before and span.is_recording():
                 span.set_attribute("mandat.store.first_position", before + 1)
                 span.set_attribute("mandat.store.position", tx.head_position)
                 await _remember(tx, before + 1, span.get_span_context())

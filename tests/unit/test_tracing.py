@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import nullcontext
 from types import SimpleNamespace
 from typing import Any
 
@@ -214,3 +215,21 @@ async def test_the_consume_middleware_failing_by_itself_hands_the_batch_over(
     tracing.flush()
     (consumed,) = [s for s in spans.get_finished_spans() if s.name == "t process"]
     assert consumed.status.status_code.name == "ERROR"
+
+
+def test_a_ratio_of_zero_records_no_trace_but_still_propagates() -> None:
+    exporter = InMemorySpanExporter()
+    tracing.enable(exporter, batch=False, ratio=0.0)
+    try:
+        with tracing.tracer().start_as_current_span("batch") as batch:
+            assert not batch.is_recording() and batch.get_span_context().is_valid
+            record = SimpleNamespace(topic="t", partition=0, offset=1, headers=[])
+            assert isinstance(
+                tracing.deciding(SimpleNamespace(), record, None), type(nullcontext())
+            )
+            out = tracing.TracedRoutes(_Routes()).route(SimpleNamespace(position=1))
+        assert out is not None and dict(out.headers)["traceparent"].endswith(b"-00")
+        tracing.flush()
+        assert exporter.get_finished_spans() == ()
+    finally:
+        tracing.disable()
