@@ -61,13 +61,14 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    # uvicorn stops on SIGTERM, then raises it again for the handler it found: the default
-    # one would end the process there, before the subscriber, the relay and the exporter stop
-    signal.signal(signal.SIGTERM, lambda *_: None)
     async with runtime.running():
         log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
         gauges = asyncio.create_task(_refresh(runtime))
         try:
+            # uvicorn stops on SIGTERM, then raises it again for the handler it found: the
+            # default one would end the process there, before the subscriber, the relay and
+            # the exporter stop. This one asks uvicorn to stop (it may not listen yet).
+            signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
             await server.serve()
         finally:
             gauges.cancel()

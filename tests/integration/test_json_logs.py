@@ -147,3 +147,27 @@ def test_a_warning_and_a_crash_are_json_lines_too(tmp_path: Path) -> None:
     assert "deprecated here" in entries[0]["msg"]
     assert entries[1]["level"] == "critical" and "ValueError" in entries[1]["exc"]
     assert nir(902) not in log.read_text()
+
+
+@pytest.mark.parametrize("when", ["relay collection leads", "Uvicorn running on"])
+async def test_a_service_stopped_at_any_moment_exits_and_its_lines_are_json(
+    settings: ServiceSettings, tmp_path: Path, when: str
+) -> None:
+    """SIGTERM while the subscriber starts, or once HTTP serves: the process ends either way
+    (the graceful stop must not swallow a signal that came before uvicorn listened)."""
+    s, port, log = settings, free_port(), tmp_path / "collection.log"
+    await create_topics(s)
+    service = spawn(["collection", "run"], service_env(s, port), log)
+    try:
+        for _ in range(600):
+            if when in log.read_text() or service.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert when in log.read_text(), log.read_text()[-2000:]
+        service.terminate()
+        assert service.wait(40) in (0, -15)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(10)
+    parse_every_line(log)
