@@ -150,6 +150,7 @@ async def test_the_service_role_holds_exactly_its_grants(
     )
     expected = {(own, "events", p) for p in ("SELECT", "INSERT")}
     expected |= {(own, "schema_migrations", "SELECT")}
+    expected |= {(own, "trace_contexts", p) for p in ("SELECT", "INSERT")}
     expected |= {(own, t, p) for t in maintained for p in ("SELECT", "INSERT", "UPDATE")}
     assert got == expected
     schemas = await as_collection.fetch(

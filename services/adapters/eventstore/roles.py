@@ -10,6 +10,7 @@ neither `SET ROLE` nor `RESET ROLE` gives it more), with exactly:
 - `SELECT, INSERT, UPDATE` on the tables it maintains: its relay's checkpoints and its
   projections (with their checkpoints);
 - `SELECT` on `schema_migrations` (to check it runs on a migrated schema);
+- `SELECT, INSERT` on `trace_contexts` (where each transaction's trace is, for the relay);
 - nothing on any other schema: another service's store is out of its reach.
 """
 
@@ -80,6 +81,8 @@ async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str
         tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
         await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
         await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
+        # traces: where each transaction's span is (written, read, never changed)
+        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".trace_contexts TO "{role}"')
         database = await conn.fetchval("SELECT current_database()")
         await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"')
     return role

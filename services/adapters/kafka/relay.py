@@ -35,6 +35,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,6 +108,8 @@ class Relay:
         ack_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         client_options: Mapping[str, Any] | None = None,
+        around_publish: Callable[[Sequence[Any]], AbstractAsyncContextManager[object]]
+        | None = None,
     ) -> None:
         self.store = store
         self.connect = connect
@@ -124,6 +127,8 @@ class Relay:
         self.clock = clock
         self.client_options = dict(client_options or {})  # login (adapters/kafka/security.py)
         self.checkpoints = RelayCheckpoints(store.schema)
+        # what wraps each batch's publication (mandat/adapters/runtime/tracing.py: its span)
+        self.around_publish = around_publish or (lambda events: contextlib.nullcontext())
         self.leader = False
         self.publishing = False  # leads, its producer fenced any other, tails read
         self.published = 0  # store position up to which everything routable is on Kafka
@@ -224,7 +229,8 @@ class Relay:
                         await asyncio.wait_for(wake.wait(), self.idle_poll)
                     _check_head(await self.store.head(), self.published)
                     continue
-                await self._publish(producer, events, on_kafka)
+                async with self.around_publish(events):
+                    await self._publish(producer, events, on_kafka)
                 self.published = complete_to
                 await self._save_checkpoint(conn, self.published)
                 self._progressed()

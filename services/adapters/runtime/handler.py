@@ -34,6 +34,7 @@ import asyncpg
 
 from contracts import check_headers, mask_personal
 from contracts.parsing import ContractError, parse_inbound
+from services.adapters.runtime import tracing
 from services.adapters.eventstore import NewEvent
 from services.adapters.eventstore.errors import StoreError
 from services.adapters.eventstore.port import Store, Transaction
@@ -259,7 +260,8 @@ class BatchHandler:
     async def _record_all(self, records: Sequence[Record]) -> BatchReport:
         """Commit `records` in order: whole when it works, one by one around a failure."""
         report = BatchReport()
-        parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
+        with tracing.parse_span(records):
+            parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
         service = self.processor.service
         rejection_ids = [record_rejection_id(service, r) for r in records]  # once per batch
         queue: list[list[int]] = [list(range(len(records)))] if records else []
@@ -325,7 +327,7 @@ class BatchHandler:
         report = BatchReport()
         if self._stale:
             await self._refold()
-        async with self.store.transaction() as tx:
+        async with tracing.appending(self.store) as tx:
             await self._fold_new(tx)
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
@@ -367,7 +369,8 @@ class BatchHandler:
                     else:
                         message = ContractError("already recorded with other content", "event_id")
                 try:
-                    self._decide(tx, record, rejections[index], message, report)
+                    with tracing.deciding(tx, record, message):
+                        self._decide(tx, record, rejections[index], message, report)
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
         self.processor.view.position = tx.head_position

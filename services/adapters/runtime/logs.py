@@ -16,9 +16,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 _NIR = re.compile(r"(?<![0-9A-Za-z])[0-9]{5}(?:[0-9]{2}|2A|2B)[0-9]{8}(?![0-9A-Za-z])")
 _SALT = os.urandom(16)
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD |= {"color_message"}  # uvicorn's copy of the message with terminal colours
 
 
 def mask_nir(text: str) -> str:
@@ -32,7 +35,8 @@ def mask_nir(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "msg", ...extra fields}` with NIRs masked."""
+    """`{"ts", "level", "logger", "msg", ...extra fields, "trace_id", "span_id"}` (the last
+    two in a span) with NIRs masked."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -51,6 +55,9 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid and "trace_id" not in entry:  # in a span: where in its trace
+            entry["trace_id"], entry["span_id"] = f"{span.trace_id:032x}", f"{span.span_id:016x}"
         return mask_nir(json.dumps(entry, ensure_ascii=False, default=str))
 
 
@@ -66,3 +73,13 @@ def configure_json_logging(service: str, level: int = logging.INFO) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Python's warnings and a crash's traceback are lines of the process too
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, tb)
+        return
+    logging.getLogger("mandat").critical("uncaught %s", kind.__name__, exc_info=(kind, error, tb))

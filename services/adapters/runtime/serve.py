@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 
 import uvicorn
 
+from services.adapters.runtime import tracing
 from services.adapters.runtime.http import StatusApp
 from services.adapters.runtime.logs import configure_json_logging
 from services.adapters.runtime.monitoring import monitors
@@ -59,11 +61,16 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
         log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
         gauges = [asyncio.create_task(t) for t in (_refresh(runtime), *monitors(runtime))]
         try:
+            # uvicorn stops on SIGTERM, then raises it again for the handler it found: the
+            # default one would end the process there, before the subscriber, the relay and
+            # the exporter stop. This one asks uvicorn to stop (it may not listen yet).
+            signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
             await server.serve()
         finally:
             for task in gauges:
                 task.cancel()
             await asyncio.gather(*gauges, return_exceptions=True)
+    tracing.disable()  # export the spans still held before the process ends
     log.info("%s stopped", service)
 
 

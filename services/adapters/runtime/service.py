@@ -21,6 +21,7 @@ from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 
 from contracts import InboundEvent, OutboundEvent
+from services.adapters.runtime import tracing
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.roles import check_migrated
@@ -167,6 +168,7 @@ class ServiceRuntime:
         self._stalled_logged: set[str] = set()  # components whose stall was logged
         self.on_report: Callable[[BatchReport], None] = lambda report: None
         self.metrics = ServiceMetrics(spec.name)
+        tracing.configure(settings, spec.name)
         self.broker = KafkaBroker(
             # FastStream takes a string as one address: a list of brokers must be split
             settings.kafka_bootstrap_servers.split(","),
@@ -176,6 +178,10 @@ class ServiceRuntime:
             # breach must reach the rejection path, not fail in FastStream's validation
             apply_types=False,
             security=faststream_security(settings, role_of(spec.name)),
+            middlewares=tracing.broker_middlewares(),
+            # FastStream's own logger prints plain text to stdout: this one goes where every
+            # other logger goes (JSON lines, mandat/adapters/runtime/logs.py)
+            logger=logging.getLogger("faststream.access.kafka"),
         )
         self._subscribe()
         self._document_outputs()
@@ -395,11 +401,12 @@ class ServiceRuntime:
         self.relay = Relay(
             store,
             self.connect_relay,
-            self.spec.routes,
+            tracing.TracedRoutes(self.spec.routes),
             s.kafka_bootstrap_servers,
             name=self.spec.name,
             max_request_size=rejection_max_message_bytes(s.topic_max_message_bytes),
             client_options=client_options(s, role_of(self.spec.name)),
+            around_publish=tracing.relay_publishing(store),
         )
 
     async def close(self) -> None:

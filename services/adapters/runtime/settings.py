@@ -92,6 +92,12 @@ class ServiceSettings(BaseSettings):
     anchor_every_seconds: float = Field(10.0, gt=0)  # ...or every T seconds, if the head moved
     topic_audit_anchors: str = "rsi.audit.ancrages.v1"  # kept forever, key = service name
 
+    # traces (mandat/adapters/runtime/tracing.py): "console" logs each span as a JSON line, "otlp"
+    # sends them to `otlp_endpoint` (OTLP over HTTP; None: OTEL_EXPORTER_OTLP_* or
+    # http://localhost:4318/v1/traces)
+    trace_exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)  # share of batches traced
     def topic(self, contract_name: str) -> str:
         """The configured name of the contract's topic `contract_name` (a default name of
         :mod:`contracts.topics`, as the service catalog names its topics)."""

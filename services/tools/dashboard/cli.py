@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,14 +36,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from services.adapters.runtime.settings import ServiceSettings
     from services.tools.dashboard.server import serve_dashboard
+    from services.adapters.runtime.logs import configure_json_logging
 
     settings = ServiceSettings()
     port = settings.dashboard_http_port if args.port is None else args.port
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
-    print(
+    configure_json_logging("dashboard")  # like the services: one JSON object a line
+    logging.getLogger("services.tools.dashboard").info(
         f"dashboard: http://{shown}:{port}/  (Kafka {settings.kafka_bootstrap_servers}; "
-        f"Ctrl-C to stop)",
-        flush=True,
+        f"Ctrl-C to stop)"
     )
     asyncio.run(serve_dashboard(settings, port, host=args.host, from_now=args.from_now))
     return 0
