@@ -60,8 +60,10 @@ bench: install
 	$(BIN)/mandat bench all
 
 # mypy's targets are in pyproject.toml ([tool.mypy] files): the code and the tests
+# ruff (lint and format), mypy --strict over the code and the tests, import-linter's layers
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

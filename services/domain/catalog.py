@@ -116,7 +116,6 @@ SERVICES: Mapping[str, ServiceDescription] = {s.name: s for s in (COLLECTION, BE
 """Every service, by name."""
 
 
-
 def selected(name: str | None) -> list[ServiceDescription]:
     """The services a `--service` option designates (both when it is absent)."""
     return list(SERVICES.values()) if name is None else [SERVICES[name]]

@@ -34,11 +34,22 @@ async def stores(settings: ServiceSettings, database_url: str) -> AsyncIterator[
     collection = await prepare_store(database_url, settings.collection_schema)
     benefits = await prepare_store(database_url, settings.benefits_schema)
     try:
-        sample = await record_sample(Feeder(collection, COLLECTION, settings),
-                                     Feeder(benefits, BENEFITS, settings))
-        yield Stores(collection, benefits, sample, [
-            "--database-url", database_url, "--collection-schema", settings.collection_schema,
-            "--benefits-schema", settings.benefits_schema])
+        sample = await record_sample(
+            Feeder(collection, COLLECTION, settings), Feeder(benefits, BENEFITS, settings)
+        )
+        yield Stores(
+            collection,
+            benefits,
+            sample,
+            [
+                "--database-url",
+                database_url,
+                "--collection-schema",
+                settings.collection_schema,
+                "--benefits-schema",
+                settings.benefits_schema,
+            ],
+        )
     finally:
         await collection.pool.close()
         await benefits.pool.close()
@@ -50,38 +61,52 @@ async def mandat(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, s
 
 
 async def test_an_untouched_chain_holds_over_every_row(
-        stores: Stores, capsys: pytest.CaptureFixture[str]) -> None:
+    stores: Stores, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = await mandat(capsys, "audit", "chain", *stores.argv, "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"]
     assert [s["checked"] for s in report["services"]] == [
-        await stores.collection.head(), await stores.benefits.head()]
+        await stores.collection.head(),
+        await stores.benefits.head(),
+    ]
     code, out = await mandat(capsys, "audit", "chain", *stores.argv)
     assert code == 0 and "audit chain: OK" in out
 
 
 async def test_a_tampered_row_is_caught_at_its_exact_position(
-        stores: Stores, capsys: pytest.CaptureFixture[str], database_url: str) -> None:
+    stores: Stores, capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
     """Back-dating a payment: a clock field replay does not compare, the chain does."""
-    [row] = [e for e in await stores.collection.read_all(0, 1000)
-             if e.payload.get("paiement_id") == "PAY-A-2" and e.event_type == "PaiementRecu"]
+    [row] = [
+        e
+        for e in await stores.collection.read_all(0, 1000)
+        if e.payload.get("paiement_id") == "PAY-A-2" and e.event_type == "PaiementRecu"
+    ]
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
             await conn.execute(f'SET LOCAL search_path TO "{stores.collection.schema}"')
             with pytest.raises(asyncpg.InsufficientPrivilegeError):  # append-only...
                 async with conn.transaction():
-                    await conn.execute("UPDATE events SET recorded_at = recorded_at"
-                                       " - interval '1 day' WHERE position = $1", row.position)
+                    await conn.execute(
+                        "UPDATE events SET recorded_at = recorded_at"
+                        " - interval '1 day' WHERE position = $1",
+                        row.position,
+                    )
             await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")  # ...unless forced
-            await conn.execute("UPDATE events SET recorded_at = recorded_at - interval '1 day'"
-                               " WHERE position = $1", row.position)
+            await conn.execute(
+                "UPDATE events SET recorded_at = recorded_at - interval '1 day'"
+                " WHERE position = $1",
+                row.position,
+            )
             await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
     finally:
         await conn.close()
 
-    code, out = await mandat(capsys, "audit", "chain", *stores.argv, "--service",
-                             "collection", "--json")
+    code, out = await mandat(
+        capsys, "audit", "chain", *stores.argv, "--service", "collection", "--json"
+    )
     [report] = json.loads(out)["services"]
     assert code == 1
     assert report["first_broken"] == row.position and report["checked"] == row.position - 1
@@ -94,7 +119,8 @@ async def test_a_tampered_row_is_caught_at_its_exact_position(
 
 
 async def test_the_trail_of_a_contribution_with_payments_and_a_contentieux(
-        stores: Stores, capsys: pytest.CaptureFixture[str]) -> None:
+    stores: Stores, capsys: pytest.CaptureFixture[str]
+) -> None:
     cotisation = stores.sample.delegated
     code, out = await mandat(capsys, "audit", "trail", cotisation, *stores.argv, "--json")
     report = json.loads(out)
@@ -125,8 +151,7 @@ async def test_the_trail_of_a_contribution_with_payments_and_a_contentieux(
         assert decision["regles_version"] == "al1-2017.1"
         assert decision["base_legale"] == ["CSS L611-20 al.1 (v. 2017-01-01)"]
         assert decision["faits_retenus"]["convention"]["convention_id"] == "CNV-ENC-01"
-    assert [e["payload"].get("solde_restant_cents") for e in entries[6:9:2]] == [145000,
-                                                                                 120000]
+    assert [e["payload"].get("solde_restant_cents") for e in entries[6:9:2]] == [145000, 120000]
     assert entries[-1]["payload"]["restant_du_cents"] == 120000
 
     code, out = await mandat(capsys, "audit", "trail", cotisation, *stores.argv)
@@ -140,26 +165,40 @@ async def test_the_trail_of_a_contribution_with_payments_and_a_contentieux(
 
 
 async def test_a_parked_input_s_trail_says_what_later_fact_decided_it(
-        stores: Stores, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = await mandat(capsys, "audit", "trail", stores.sample.parked_payment,
-                             *stores.argv, "--service", "collection", "--json")
+    stores: Stores, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = await mandat(
+        capsys,
+        "audit",
+        "trail",
+        stores.sample.parked_payment,
+        *stores.argv,
+        "--service",
+        "collection",
+        "--json",
+    )
     assert code == 0
     [trail] = json.loads(out)["services"]
     decisions = [e for e in trail["entries"] if e["role"] == "decision"]
     assert [(d["event_type"], d["motif"]) for d in decisions] == [
-        ("DecisionEnAttente", "AFFILIATION_INCONNUE"), ("PaiementEncaissePourCompte", None)]
-    affiliation = next(e for e in trail["entries"] if e["event_type"] ==
-                       "AffiliationEnregistree")
+        ("DecisionEnAttente", "AFFILIATION_INCONNUE"),
+        ("PaiementEncaissePourCompte", None),
+    ]
+    affiliation = next(e for e in trail["entries"] if e["event_type"] == "AffiliationEnregistree")
     assert affiliation["payload"]["nir"] == NIR_B
     assert decisions[1]["decided_on_position"] == affiliation["position"]
 
 
 async def test_a_nir_s_trail_spans_both_services_and_an_unknown_subject_has_none(
-        stores: Stores, capsys: pytest.CaptureFixture[str]) -> None:
+    stores: Stores, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = await mandat(capsys, "audit", "trail", NIR_B, *stores.argv, "--json")
     services = {t["service"]: t for t in json.loads(out)["services"]}
     assert code == 0 and set(services) == {"collection", "benefits"}
     assert {e["event_type"] for e in services["benefits"]["entries"]} >= {
-        "PrestationEspecesDue", "DecisionEnAttente", "VersementDirect"}
+        "PrestationEspecesDue",
+        "DecisionEnAttente",
+        "VersementDirect",
+    }
     code, out = await mandat(capsys, "audit", "trail", "COT-NOWHERE", *stores.argv)
     assert code == 1 and "nothing recorded about COT-NOWHERE" in out

@@ -28,8 +28,9 @@ async def store(settings: ServiceSettings, database_url: str) -> AsyncIterator[E
     collection = await prepare_store(database_url, settings.collection_schema)
     benefits = await prepare_store(database_url, settings.benefits_schema)
     try:
-        await record_sample(Feeder(collection, COLLECTION, settings),
-                            Feeder(benefits, BENEFITS, settings))
+        await record_sample(
+            Feeder(collection, COLLECTION, settings), Feeder(benefits, BENEFITS, settings)
+        )
         yield collection
     finally:
         await collection.pool.close()
@@ -37,9 +38,16 @@ async def store(settings: ServiceSettings, database_url: str) -> AsyncIterator[E
 
 
 def _argv(settings: ServiceSettings, database_url: str, kafka_bootstrap: str) -> list[str]:
-    return ["--database-url", database_url, "--bootstrap-servers", kafka_bootstrap,
-            "--collection-schema", settings.collection_schema,
-            "--benefits-schema", settings.benefits_schema]
+    return [
+        "--database-url",
+        database_url,
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--collection-schema",
+        settings.collection_schema,
+        "--benefits-schema",
+        settings.benefits_schema,
+    ]
 
 
 async def mandat(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -49,18 +57,36 @@ async def mandat(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, s
 
 
 async def test_a_range_of_decisions_is_republished_to_the_audit_topic_marked_as_a_replay(
-        store: EventStore, settings: ServiceSettings, database_url: str, kafka_bootstrap: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    store: EventStore,
+    settings: ServiceSettings,
+    database_url: str,
+    kafka_bootstrap: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     topic = settings.topic_audit_replay
-    code, out = await mandat(capsys, "replay", "republish", "--service", "collection",
-                             "--from-position", "9", "--to-position", "25", "--topic", topic,
-                             "--replay-id", "audit-2024-01",
-                             *_argv(settings, database_url, kafka_bootstrap), "--json")
+    code, out = await mandat(
+        capsys,
+        "replay",
+        "republish",
+        "--service",
+        "collection",
+        "--from-position",
+        "9",
+        "--to-position",
+        "25",
+        "--topic",
+        topic,
+        "--replay-id",
+        "audit-2024-01",
+        *_argv(settings, database_url, kafka_bootstrap),
+        "--json",
+    )
     assert code == 0, out
     report = json.loads(out)
     stored = {e.position: e for e in await store.read_all(0, 1000)}
-    expected = [e for p, e in stored.items()
-                if 9 <= p <= 25 and e.event_type in COLLECTION.decision_types]
+    expected = [
+        e for p, e in stored.items() if 9 <= p <= 25 and e.event_type in COLLECTION.decision_types
+    ]
     assert report["services"][0]["sent"] == len(expected) > 5
 
     received = await read_topics(kafka_bootstrap, [topic], lambda f: len(f) >= len(expected))
@@ -81,18 +107,36 @@ async def test_a_range_of_decisions_is_republished_to_the_audit_topic_marked_as_
         topics = set(await admin.list_topics())
     finally:
         await admin.close()
-    live_topics = [settings.topic_reglements_cotisations, settings.topic_reglements_prestations,
-                   settings.topic_rejets_collection, settings.topic_rejets_benefits]
+    live_topics = [
+        settings.topic_reglements_cotisations,
+        settings.topic_reglements_prestations,
+        settings.topic_rejets_collection,
+        settings.topic_rejets_benefits,
+    ]
     assert topic in topics and not topics.intersection(live_topics)
 
 
 async def test_inputs_can_be_republished_too_and_live_topics_are_refused(
-        store: EventStore, settings: ServiceSettings, database_url: str, kafka_bootstrap: str,
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    store: EventStore,
+    settings: ServiceSettings,
+    database_url: str,
+    kafka_bootstrap: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     argv = _argv(settings, database_url, kafka_bootstrap)
     topic = settings.topic_audit_replay + ".inputs"
-    code, out = await mandat(capsys, "replay", "republish", "--service", "benefits",
-                             "--include-inputs", "--topic", topic, *argv)
+    code, out = await mandat(
+        capsys,
+        "replay",
+        "republish",
+        "--service",
+        "benefits",
+        "--include-inputs",
+        "--topic",
+        topic,
+        *argv,
+    )
     assert code == 0 and "replay_id" in out
     head = len(await store.read_all(0, 1000))  # the collection store: not asked for
     received = await read_topics(kafka_bootstrap, [topic], lambda f: len(f) >= 19)
@@ -106,6 +150,7 @@ async def test_inputs_can_be_republished_too_and_live_topics_are_refused(
         assert code == 2 and "live topic" in out
     # and the topics a deployment configured
     monkeypatch.setenv("MANDAT_TOPIC_PRESTATIONS", settings.topic_prestations)
-    code, out = await mandat(capsys, "replay", "republish", "--topic",
-                             settings.topic_prestations, *argv)
+    code, out = await mandat(
+        capsys, "replay", "republish", "--topic", settings.topic_prestations, *argv
+    )
     assert code == 2 and "live topic" in out

@@ -56,17 +56,22 @@ def benefits(count: int, offset: int = 0) -> list[tuple[str, dict[str, object]]]
 
 async def seed_registry(feed: Feed, s: ServiceSettings, count: int) -> None:
     await create_topics(s)
-    await publish_many(feed, s.topic_referentiel, [
-        organisme("OC-K"), convention("CNV-K", "OC-K", objet="VERSEMENT_PRESTATIONS_ESPECES")])
-    await publish_many(feed, s.topic_referentiel,
-                       [affiliation(nir(i), "OC-K") for i in range(count)])
+    await publish_many(
+        feed,
+        s.topic_referentiel,
+        [organisme("OC-K"), convention("CNV-K", "OC-K", objet="VERSEMENT_PRESTATIONS_ESPECES")],
+    )
+    await publish_many(
+        feed, s.topic_referentiel, [affiliation(nir(i), "OC-K") for i in range(count)]
+    )
 
 
 async def registry_recorded(s: ServiceSettings, count: int) -> None:
     """The registry topic has several partitions and the service assumes no order between
     them: wait until it recorded the whole registry, so every outcome is known in advance."""
-    found = await wait_for_store(s.database_url.get_secret_value(), s.benefits_schema,
-                                 REGISTRY, count, timeout=30)
+    found = await wait_for_store(
+        s.database_url.get_secret_value(), s.benefits_schema, REGISTRY, count, timeout=30
+    )
     assert found == count, f"{found} registry facts recorded for {count}"
 
 
@@ -81,7 +86,9 @@ async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
     final = [m for m in got if m.event_type in FINAL]
     before_2017 = sum(1 for k in range(len(ids)) if k % 3 == 0)
     assert Counter(m.event_type for m in final) == {
-        "VersementDelegue": len(ids) - before_2017, "PrestationNonTraitee": before_2017}
+        "VersementDelegue": len(ids) - before_2017,
+        "PrestationNonTraitee": before_2017,
+    }
 
 
 async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 40) -> int:
@@ -92,9 +99,12 @@ async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 4
         deadline, found = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
             try:
-                found = int(await conn.fetchval(
-                    f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
-                    list(FINAL)))
+                found = int(
+                    await conn.fetchval(
+                        f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
+                        list(FINAL),
+                    )
+                )
             except asyncpg.UndefinedTableError:
                 found = 0  # the service has not created its store yet
             if found >= count:
@@ -106,7 +116,9 @@ async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 4
 
 
 async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
-    settings: ServiceSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    settings: ServiceSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s, log = settings, tmp_path / "benefits.log"
     monkeypatch.setenv("MANDAT_BATCH_MAX_RECORDS", "50")  # many commits: killed between two
@@ -129,13 +141,15 @@ async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_dupl
         finally:
             second.terminate()
             second.wait(30)
-    rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_benefits],
-                                 lambda m: False, timeout=2)
+    rejected = await read_topics(
+        s.kafka_bootstrap_servers, [s.topic_rejets_benefits], lambda m: False, timeout=2
+    )
     assert rejected == []
 
 
 async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejects_nothing(
-    settings: ServiceSettings, local_postgres: LocalPostgres,
+    settings: ServiceSettings,
+    local_postgres: LocalPostgres,
 ) -> None:
     s = settings
     failures: list[BaseException] = []
@@ -154,6 +168,7 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejec
             local_postgres.start()
         await assert_exactly_once(s, ids)
     assert failures, "the outage was not felt by the service: nothing was tested"
-    rejected = await read_topics(s.kafka_bootstrap_servers, [s.topic_rejets_benefits],
-                                 lambda m: False, timeout=2)
+    rejected = await read_topics(
+        s.kafka_bootstrap_servers, [s.topic_rejets_benefits], lambda m: False, timeout=2
+    )
     assert rejected == []

@@ -132,7 +132,8 @@ async def test_a_migration_file_changed_after_it_was_applied_is_refused(
     conn = await asyncpg.connect(database_url)
     try:
         names = await conn.fetchval(
-            f'SELECT array_agg(name ORDER BY name) FROM "{schema}".schema_migrations')
+            f'SELECT array_agg(name ORDER BY name) FROM "{schema}".schema_migrations'
+        )
         added = await conn.fetchval("SELECT to_regclass($1)", f"{schema}.added_later")
     finally:
         await conn.close()
@@ -177,7 +178,8 @@ async def test_the_trigger_refuses_changes_to_events_even_for_the_superuser_owne
     assert await admin.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     assert await admin.fetchval(
         "SELECT tableowner = current_user FROM pg_tables"
-        " WHERE schemaname = current_schema() AND tablename = 'events'")
+        " WHERE schemaname = current_schema() AND tablename = 'events'"
+    )
 
     with pytest.raises(asyncpg.PostgresError, match=f"append-only: {operation} on events"):
         await admin.execute(CHANGES[operation])
@@ -204,8 +206,9 @@ async def test_verify_chain_accepts_an_empty_store_and_a_freshly_written_one(
 
 
 async def _tamper_payload(admin: Any, how: str, position: int) -> None:
-    update = ("UPDATE events SET payload = jsonb_set(payload, '{montant_cents}', '1')"
-              " WHERE position = $1")
+    update = (
+        "UPDATE events SET payload = jsonb_set(payload, '{montant_cents}', '1') WHERE position = $1"
+    )
     if how == "trigger disabled":
         async with admin.transaction():
             await admin.execute("ALTER TABLE events DISABLE TRIGGER USER")
@@ -242,8 +245,9 @@ async def test_a_tampered_row_whose_hash_was_recomputed_breaks_the_chain_at_the_
     await _tamper_payload(admin, "replication role", 3)
     second, third = await store.read_all(1, 2)
     await admin.execute("SET session_replication_role = replica")
-    await admin.execute("UPDATE events SET hash = $1 WHERE position = 3",
-                        expected_hash(second.hash, third))
+    await admin.execute(
+        "UPDATE events SET hash = $1 WHERE position = 3", expected_hash(second.hash, third)
+    )
     await admin.execute("RESET session_replication_role")
 
     report = await store.verify_chain()
@@ -331,7 +335,10 @@ async def test_a_later_transaction_waits_for_an_earlier_one_and_a_reader_skips_n
         follower += [e.position for e in await store.read_all(follower[-1])]
         assert follower == [1, 2, 3]
         assert [e.stream_id for e in await store.read_all(0)] == [
-            "stream-a", "stream-a", "stream-b"]
+            "stream-a",
+            "stream-a",
+            "stream-b",
+        ]
     finally:
         release_a.set()
         release_b.set()
@@ -386,7 +393,8 @@ async def test_a_follower_sees_every_position_once_in_order_under_concurrent_wri
 
     try:
         taken, (seen, fruitful_polls) = await asyncio.wait_for(
-            asyncio.gather(write_all(), follow()), 30)
+            asyncio.gather(write_all(), follow()), 30
+        )
     finally:
         await reader_pool.close()
 
@@ -397,5 +405,6 @@ async def test_a_follower_sees_every_position_once_in_order_under_concurrent_wri
     assert fruitful_polls >= 10  # the follower really read while the writers wrote
     for w in range(writers):
         assert [e.stream_version for e in await store.read_stream(f"writer-{w}")] == list(
-            range(1, len(taken[w]) + 1))
+            range(1, len(taken[w]) + 1)
+        )
     assert (await store.verify_chain()).checked == total

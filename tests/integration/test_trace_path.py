@@ -15,13 +15,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from support import cotisation, envelope, key_of, nir, read_topics
 
-from services.domain.catalog import COLLECTION
-from services.tools.audit.replay import replay
-from services.adapters.runtime.apps import build_runtime
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.runtime import tracing
+from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import COLLECTION
+from services.tools.audit.replay import replay
 
 pytestmark = pytest.mark.integration
 

@@ -138,9 +138,7 @@ def test_prometheus_scrapes_both_services_and_loads_the_alert_rules(
         assert files[f"/etc/prometheus/{rules}"] == config_path.parent / rules
     [job] = config["scrape_configs"]
     defaults = ServiceSettings.model_fields
-    scraped = {
-        group["labels"]["service"]: set(group["targets"]) for group in job["static_configs"]
-    }
+    scraped = {group["labels"]["service"]: set(group["targets"]) for group in job["static_configs"]}
     assert scraped == {
         name: {f"{name}:{defaults[f'{name}_http_port'].default}"}
         for name in ("collection", "benefits")

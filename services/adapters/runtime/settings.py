@@ -98,6 +98,7 @@ class ServiceSettings(BaseSettings):
     trace_exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)  # share of batches traced
+
     def topic(self, contract_name: str) -> str:
         """The configured name of the contract's topic `contract_name` (a default name of
         :mod:`contracts.topics`, as the service catalog names its topics)."""

@@ -33,9 +33,16 @@ class ChainResult:
         return self.first_broken is None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "schema": self.schema, "checked": self.checked,
-                "head": self.head, "first_broken": self.first_broken, "detail": self.detail,
-                "seconds": round(self.seconds, 3), "ok": self.ok}
+        return {
+            "service": self.service,
+            "schema": self.schema,
+            "checked": self.checked,
+            "head": self.head,
+            "first_broken": self.first_broken,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
+        }
 
 
 async def check_chain(store: EventStore, service: str) -> ChainResult:
@@ -46,8 +53,15 @@ async def check_chain(store: EventStore, service: str) -> ChainResult:
     detail = None
     if report.first_broken is not None:
         detail = await explain(store, report.first_broken)
-    return ChainResult(service, store.schema, report.checked, head, report.first_broken,
-                       detail, time.perf_counter() - started)
+    return ChainResult(
+        service,
+        store.schema,
+        report.checked,
+        head,
+        report.first_broken,
+        detail,
+        time.perf_counter() - started,
+    )
 
 
 async def explain(store: EventStore, position: int) -> dict[str, Any]:

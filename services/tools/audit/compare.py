@@ -51,12 +51,17 @@ def emitted_content(emitted: Emitted) -> dict[str, Any]:
 def decision_only(content: dict[str, Any]) -> dict[str, Any]:
     """What `what-if` compares: the decision without its rule-set version, ids or versions."""
     payload = {k: v for k, v in content["payload"].items() if k != "regles_version"}
-    return {"event_type": content["event_type"], "stream_id": content["stream_id"],
-            "payload": payload, "metadata": content["metadata"]}
+    return {
+        "event_type": content["event_type"],
+        "stream_id": content["stream_id"],
+        "payload": payload,
+        "metadata": content["metadata"],
+    }
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              check_circular=False)
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+)
 """`canonical_json`'s text, from one encoder built once (replay compares every decision)."""
 
 
@@ -77,8 +82,10 @@ class FieldDiff:
         return {"path": self.path, "recorded": self.recorded, "replayed": self.replayed}
 
     def __str__(self) -> str:
-        return f"{self.path}: recorded {canonical_json(self.recorded)}" \
-               f" != replayed {canonical_json(self.replayed)}"
+        return (
+            f"{self.path}: recorded {canonical_json(self.recorded)}"
+            f" != replayed {canonical_json(self.replayed)}"
+        )
 
 
 _ABSENT = "<absent>"
@@ -97,8 +104,7 @@ def diff(recorded: Any, replayed: Any, path: str = "") -> list[FieldDiff]:
             else:
                 found.extend(diff(recorded[key], replayed[key], sub))
         return found
-    if isinstance(recorded, list) and isinstance(replayed, list) \
-            and len(recorded) == len(replayed):
+    if isinstance(recorded, list) and isinstance(replayed, list) and len(recorded) == len(replayed):
         found = []
         for index, (a, b) in enumerate(zip(recorded, replayed, strict=True)):
             found.extend(diff(a, b, f"{path}[{index}]"))

@@ -52,24 +52,47 @@ class FakeRecord:
     timestamp: int = 0
 
 
-def envelope(event_type: str, payload: dict[str, Any], *, event_id: uuid.UUID,
-             occurred_at: str = "2017-01-15T08:00:00Z", source: str = "audit-feed",
-             correlation_id: str | None = None, causation_id: str | None = None) -> bytes:
+def envelope(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    event_id: uuid.UUID,
+    occurred_at: str = "2017-01-15T08:00:00Z",
+    source: str = "audit-feed",
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> bytes:
     """A contract-v1 message value (JSON envelope)."""
-    return wire_bytes(wire_envelope(
-        event_type, payload, event_id=event_id, occurred_at=occurred_at, source=source,
-        correlation_id=correlation_id, causation_id=causation_id))
+    return wire_bytes(
+        wire_envelope(
+            event_type,
+            payload,
+            event_id=event_id,
+            occurred_at=occurred_at,
+            source=source,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+    )
 
 
 class Feeder:
     """Queues inbound messages for one service and records them in batches."""
 
-    def __init__(self, store: EventStore, service: ServiceDescription, settings: ServiceSettings,
-                 *, rules: Any = None, seed: str = "feed") -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        service: ServiceDescription,
+        settings: ServiceSettings,
+        *,
+        rules: Any = None,
+        seed: str = "feed",
+    ) -> None:
         rule_set = rules if rules is not None else service.current
         self.inputs = {settings.topic(t): types for t, types in service.inputs.items()}
         self.handler = BatchHandler(
-            store, lambda: cast(Processor, service.new_processor(rule_set)), self.inputs)
+            store, lambda: cast(Processor, service.new_processor(rule_set)), self.inputs
+        )
         self.seed = seed
         self.count = 0
         self.pending: list[FakeRecord] = []
@@ -91,13 +114,22 @@ class Feeder:
         self.pending.append(record)
         return record
 
-    def message(self, event_type: str, payload: dict[str, Any], *,
-                event_id: uuid.UUID | None = None, **fields: Any) -> uuid.UUID:
+    def message(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        *,
+        event_id: uuid.UUID | None = None,
+        **fields: Any,
+    ) -> uuid.UUID:
         """Queue a valid message; returns its event id."""
         event_id = event_id or self.next_id()
         key = payload.get("nir") or payload.get("convention_id") or payload.get("organisme_id")
-        self.raw(self.topic_of(event_type), envelope(event_type, payload, event_id=event_id,
-                                                     **fields), str(key).encode())
+        self.raw(
+            self.topic_of(event_type),
+            envelope(event_type, payload, event_id=event_id, **fields),
+            str(key).encode(),
+        )
         return event_id
 
     async def flush(self) -> BatchReport:

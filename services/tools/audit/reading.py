@@ -85,12 +85,14 @@ async def read_batch(store: EventStore, after: int, limit: int) -> list[StoredEv
     return await store.read_all(after, limit)
 
 
-async def read_ahead(store: EventStore, after: int = 0, *, batch: int = 5000
-                     ) -> AsyncIterator[list[StoredEvent]]:
+async def read_ahead(
+    store: EventStore, after: int = 0, *, batch: int = 5000
+) -> AsyncIterator[list[StoredEvent]]:
     """Every event after `after`, in batches; the next batch is fetched while the caller
     works on the current one (reading and replaying overlap)."""
     pending: asyncio.Future[list[StoredEvent]] | None = asyncio.ensure_future(
-        read_batch(store, after, batch))
+        read_batch(store, after, batch)
+    )
     try:
         while pending is not None:
             events = await pending
@@ -106,8 +108,9 @@ async def read_ahead(store: EventStore, after: int = 0, *, batch: int = 5000
                 await pending
 
 
-async def read_steps(store: EventStore, *, until: int | None = None, batch: int = 5000
-                     ) -> AsyncIterator[Step]:
+async def read_steps(
+    store: EventStore, *, until: int | None = None, batch: int = 5000
+) -> AsyncIterator[Step]:
     """The store's steps from position 1; with `until`, up to the step holding it."""
     grouper = Grouper()
     async for events in read_ahead(store, 0, batch=batch):
@@ -161,8 +164,14 @@ class Selection:
 
     def describe(self) -> dict[str, Any]:
         """The selection as options (for reports)."""
-        return {k: v for k, v in {
-            "from_position": self.from_position, "to_position": self.to_position,
-            "since": self.since.isoformat() if self.since else None,
-            "until": self.until.isoformat() if self.until else None,
-            "subject": self.subject}.items() if v is not None}
+        return {
+            k: v
+            for k, v in {
+                "from_position": self.from_position,
+                "to_position": self.to_position,
+                "since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None,
+                "subject": self.subject,
+            }.items()
+            if v is not None
+        }

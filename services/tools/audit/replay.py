@@ -46,10 +46,15 @@ class Mismatch:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "position": self.position,
-                "input_position": self.input_position, "event_type": self.event_type,
-                "replayed_type": self.replayed_type, "note": self.note,
-                "diff": [d.as_dict() for d in self.diffs]}
+        return {
+            "kind": self.kind,
+            "position": self.position,
+            "input_position": self.input_position,
+            "event_type": self.event_type,
+            "replayed_type": self.replayed_type,
+            "note": self.note,
+            "diff": [d.as_dict() for d in self.diffs],
+        }
 
 
 @dataclass(slots=True)
@@ -76,19 +81,33 @@ class ReplaySummary:
         return self.events_read / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "mode": self.mode, "events_read": self.events_read,
-                "inputs": self.inputs, "rejections": self.rejections,
-                "decisions_checked": self.decisions_checked, "matched": self.matched,
-                "mismatches": [m.as_dict() for m in self.mismatches],
-                "last_position": self.last_position, "seconds": round(self.seconds, 3),
-                "events_per_second": round(self.events_per_second, 1), "ok": self.ok}
+        return {
+            "service": self.service,
+            "mode": self.mode,
+            "events_read": self.events_read,
+            "inputs": self.inputs,
+            "rejections": self.rejections,
+            "decisions_checked": self.decisions_checked,
+            "matched": self.matched,
+            "mismatches": [m.as_dict() for m in self.mismatches],
+            "last_position": self.last_position,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_second, 1),
+            "ok": self.ok,
+        }
 
 
 class Replayer:
     """Folds steps into a fresh processor and compares what it emits with the record."""
 
-    def __init__(self, service: ServiceDescription, *, mode: Mode = "verify",
-                 rules: Any = None, selection: Selection | None = None) -> None:
+    def __init__(
+        self,
+        service: ServiceDescription,
+        *,
+        mode: Mode = "verify",
+        rules: Any = None,
+        selection: Selection | None = None,
+    ) -> None:
         self.service = service
         self.mode = mode
         self.rules = rules if rules is not None else service.current
@@ -106,9 +125,18 @@ class Replayer:
             s.rejections += step.rejection
             self._fold_recorded(step)  # not an input: nothing to recompute
             if not step.rejection:
-                self._report(Mismatch("recorded_only", head.position, head.position,
-                                      head.event_type, None, note="no input before it"), head,
-                             decision=False)
+                self._report(
+                    Mismatch(
+                        "recorded_only",
+                        head.position,
+                        head.position,
+                        head.event_type,
+                        None,
+                        note="no input before it",
+                    ),
+                    head,
+                    decision=False,
+                )
             return
         s.inputs += 1
         self.selection.note_input(head)
@@ -116,17 +144,28 @@ class Replayer:
         try:
             model = PAYLOAD_MODELS[head.event_type].model_validate(head.payload)
             outcome = self.processor.process(
-                Input(head.event_id, head.event_type, model, head.metadata))
-            error = str(outcome.refused or "") or ("a duplicate of an earlier input"
-                                        if outcome.duplicate or not outcome.events else "")
+                Input(head.event_id, head.event_type, model, head.metadata)
+            )
+            error = str(outcome.refused or "") or (
+                "a duplicate of an earlier input" if outcome.duplicate or not outcome.events else ""
+            )
         except Exception as exc:  # a damaged record is reported, not fatal
             error = f"{type(exc).__name__}: {exc}"
         if error:
             why = " ".join(error.split())
             self._fold_recorded(step)  # keep the view equal to the record, and go on
-            self._report(Mismatch("refused", head.position, head.position, head.event_type,
-                                  None, note=f"the input is refused on replay: {why}"), head,
-                         decision=False)
+            self._report(
+                Mismatch(
+                    "refused",
+                    head.position,
+                    head.position,
+                    head.event_type,
+                    None,
+                    note=f"the input is refused on replay: {why}",
+                ),
+                head,
+                decision=False,
+            )
             return
         self.processor.view.position = step.last_position
         replayed = [emitted_content(e) for e in outcome.events]
@@ -150,37 +189,80 @@ class Replayer:
         self.processor.rules = rules
         return ""
 
-    def _compare(self, step: Step, recorded: list[dict[str, Any]],
-                 replayed: list[dict[str, Any]], problem: str) -> None:
+    def _compare(
+        self,
+        step: Step,
+        recorded: list[dict[str, Any]],
+        replayed: list[dict[str, Any]],
+        problem: str,
+    ) -> None:
         head = step.head
         if not same(recorded[0], replayed[0]):
-            self._report(Mismatch("altered", head.position, head.position, head.event_type,
-                                  replayed[0]["event_type"], tuple(diff(recorded[0],
-                                  replayed[0])), note="the input as recorded"), head,
-                         decision=False)
+            self._report(
+                Mismatch(
+                    "altered",
+                    head.position,
+                    head.position,
+                    head.event_type,
+                    replayed[0]["event_type"],
+                    tuple(diff(recorded[0], replayed[0])),
+                    note="the input as recorded",
+                ),
+                head,
+                decision=False,
+            )
         events = (head, *step.decisions)
         for index in range(1, max(len(recorded), len(replayed))):
             mine = replayed[index] if index < len(replayed) else None
             if index >= len(recorded):
                 assert mine is not None
-                self._report(Mismatch("replayed_only", None, head.position, mine["event_type"],
-                                      mine["event_type"], note="the rules emit a decision "
-                                      "the record does not hold"), head)
+                self._report(
+                    Mismatch(
+                        "replayed_only",
+                        None,
+                        head.position,
+                        mine["event_type"],
+                        mine["event_type"],
+                        note="the rules emit a decision the record does not hold",
+                    ),
+                    head,
+                )
                 continue
             theirs, event = recorded[index], events[index]
             if mine is None:
-                self._report(Mismatch("recorded_only", event.position, head.position,
-                                      event.event_type, None, note="the rules do not emit "
-                                      "this recorded decision"), event)
+                self._report(
+                    Mismatch(
+                        "recorded_only",
+                        event.position,
+                        head.position,
+                        event.event_type,
+                        None,
+                        note="the rules do not emit this recorded decision",
+                    ),
+                    event,
+                )
                 continue
-            left, right = (theirs, mine) if self.mode == "verify" else \
-                (decision_only(theirs), decision_only(mine))
+            left, right = (
+                (theirs, mine)
+                if self.mode == "verify"
+                else (decision_only(theirs), decision_only(mine))
+            )
             if same(left, right):
                 self._count_matches((event,))
                 continue
             kind: Kind = "unknown_rules" if problem else "altered"
-            self._report(Mismatch(kind, event.position, head.position, event.event_type,
-                                  mine["event_type"], tuple(diff(left, right)), problem), event)
+            self._report(
+                Mismatch(
+                    kind,
+                    event.position,
+                    head.position,
+                    event.event_type,
+                    mine["event_type"],
+                    tuple(diff(left, right)),
+                    problem,
+                ),
+                event,
+            )
 
     def _count_matches(self, decisions: tuple[StoredEvent, ...]) -> None:
         for event in decisions:
@@ -188,8 +270,7 @@ class Replayer:
                 self.summary.decisions_checked += 1
                 self.summary.matched += 1
 
-    def _report(self, mismatch: Mismatch, event: StoredEvent, *, decision: bool = True
-                ) -> None:
+    def _report(self, mismatch: Mismatch, event: StoredEvent, *, decision: bool = True) -> None:
         if self.selection.covers(event):
             self.summary.decisions_checked += decision
             self.summary.mismatches.append(mismatch)
@@ -200,15 +281,30 @@ class Replayer:
             try:
                 fold_stored(view, event)
             except Exception as exc:  # a damaged record is reported
-                self._report(Mismatch("refused", event.position, step.head.position,
-                                      event.event_type, None, note=f"cannot fold it: "
-                                      f"{type(exc).__name__}: {exc}"), event, decision=False)
+                self._report(
+                    Mismatch(
+                        "refused",
+                        event.position,
+                        step.head.position,
+                        event.event_type,
+                        None,
+                        note=f"cannot fold it: {type(exc).__name__}: {exc}",
+                    ),
+                    event,
+                    decision=False,
+                )
                 view.position = event.position
 
 
-async def replay(store: EventStore, service: ServiceDescription, *, mode: Mode = "verify",
-                 rules: Any = None, selection: Selection | None = None,
-                 batch: int = 5000) -> ReplaySummary:
+async def replay(
+    store: EventStore,
+    service: ServiceDescription,
+    *,
+    mode: Mode = "verify",
+    rules: Any = None,
+    selection: Selection | None = None,
+    batch: int = 5000,
+) -> ReplaySummary:
     """Replay the whole store of `service` (up to the selection's last position)."""
     replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
     until = replayer.selection.to_position

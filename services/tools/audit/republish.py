@@ -38,21 +38,35 @@ def input_message(event: StoredEvent, topic: str) -> Outgoing:
     topics (organism, convention or NIR)."""
     m = event.metadata
     envelope = wire_envelope(
-        event.event_type, event.payload, event_id=event.event_id,
-        occurred_at=m.get("occurred_at"), source=m.get("source"),
-        correlation_id=m.get("correlation_id"), causation_id=m.get("causation_id"),
-        schema_version=event.schema_version)
+        event.event_type,
+        event.payload,
+        event_id=event.event_id,
+        occurred_at=m.get("occurred_at"),
+        source=m.get("source"),
+        correlation_id=m.get("correlation_id"),
+        causation_id=m.get("causation_id"),
+        schema_version=event.schema_version,
+    )
     key = event.payload[key_field(event.event_type)]
     value = wire_bytes(envelope)
     return Outgoing(topic, str(key).encode(), value, common_headers(event), event.position)
 
 
-def replay_messages(events: Iterable[StoredEvent], service: ServiceDescription, topic: str,
-                    replay_id: str, *, selection: Selection, include_inputs: bool
-                    ) -> list[Outgoing]:
+def replay_messages(
+    events: Iterable[StoredEvent],
+    service: ServiceDescription,
+    topic: str,
+    replay_id: str,
+    *,
+    selection: Selection,
+    include_inputs: bool,
+) -> list[Outgoing]:
     """The audit-topic messages of the selected events (pure)."""
-    marks = [(REPLAY_HEADER, b"true"), (REPLAY_ID_HEADER, replay_id.encode()),
-             ("service", service.name.encode())]
+    marks = [
+        (REPLAY_HEADER, b"true"),
+        (REPLAY_ID_HEADER, replay_id.encode()),
+        ("service", service.name.encode()),
+    ]
     out = []
     for event in events:
         if event.event_type in INPUT_TYPES:
@@ -65,8 +79,11 @@ def replay_messages(events: Iterable[StoredEvent], service: ServiceDescription, 
             message = input_message(event, topic)
         else:
             continue
-        out.append(Outgoing(topic, message.key, message.value, [*message.headers, *marks],
-                            message.position))
+        out.append(
+            Outgoing(
+                topic, message.key, message.value, [*message.headers, *marks], message.position
+            )
+        )
     return out
 
 
@@ -80,31 +97,55 @@ class RepublishResult:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "topic": self.topic, "replay_id": self.replay_id,
-                "sent": self.sent, "last_position": self.last_position,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "service": self.service,
+            "topic": self.topic,
+            "replay_id": self.replay_id,
+            "sent": self.sent,
+            "last_position": self.last_position,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def new_replay_id() -> str:
     return str(uuid.uuid4())
 
 
-async def republish(store: EventStore, service: ServiceDescription, bootstrap_servers: str, *,
-                    topic: str, live_topics: Iterable[str], replay_id: str,
-                    selection: Selection, include_inputs: bool = False,
-                    partitions: int = 3, replication_factor: int = 1,
-                    retention_ms: int = -1,
-                    client_options: Mapping[str, Any] | None = None) -> RepublishResult:
+async def republish(
+    store: EventStore,
+    service: ServiceDescription,
+    bootstrap_servers: str,
+    *,
+    topic: str,
+    live_topics: Iterable[str],
+    replay_id: str,
+    selection: Selection,
+    include_inputs: bool = False,
+    partitions: int = 3,
+    replication_factor: int = 1,
+    retention_ms: int = -1,
+    client_options: Mapping[str, Any] | None = None,
+) -> RepublishResult:
     """Send the selected events, in store order, and wait until Kafka acknowledged them."""
     if topic in set(live_topics):
         raise LiveTopicError(f"{topic} is a live topic: republish writes only to an audit topic")
     started = time.perf_counter()
-    await ensure_topics(bootstrap_servers, [topic], partitions=partitions,
-                        replication_factor=replication_factor, retention_ms=retention_ms,
-                        client_options=client_options)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True,
-                                acks="all", linger_ms=5, client_id=f"replay-{service.name}",
-                                **dict(client_options or {}))
+    await ensure_topics(
+        bootstrap_servers,
+        [topic],
+        partitions=partitions,
+        replication_factor=replication_factor,
+        retention_ms=retention_ms,
+        client_options=client_options,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        client_id=f"replay-{service.name}",
+        **dict(client_options or {}),
+    )
     await producer.start()
     sent = last = 0
     try:
@@ -112,10 +153,17 @@ async def republish(store: EventStore, service: ServiceDescription, bootstrap_se
         async for events in read_ahead(store, after):
             if selection.to_position is not None and events[0].position > selection.to_position:
                 break
-            batch = replay_messages(events, service, topic, replay_id, selection=selection,
-                                    include_inputs=include_inputs)
-            futures = [await producer.send(m.topic, m.value, key=m.key, headers=m.headers)
-                       for m in batch]
+            batch = replay_messages(
+                events,
+                service,
+                topic,
+                replay_id,
+                selection=selection,
+                include_inputs=include_inputs,
+            )
+            futures = [
+                await producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in batch
+            ]
             for future in futures:
                 await future
             sent += len(batch)
@@ -123,5 +171,6 @@ async def republish(store: EventStore, service: ServiceDescription, bootstrap_se
         await producer.flush()
     finally:
         await producer.stop()
-    return RepublishResult(service.name, topic, replay_id, sent, last,
-                           time.perf_counter() - started)
+    return RepublishResult(
+        service.name, topic, replay_id, sent, last, time.perf_counter() - started
+    )

@@ -19,13 +19,44 @@ from services.domain.kernel.processing import REJECTION
 from services.domain.registry import REGISTRY_EVENT_TYPES
 
 _QUIET = frozenset({"nir", "base_legale", "regles_version", "faits_retenus"})
-_ORDER = {name: rank for rank, name in enumerate((
-    "cotisation_id", "prestation_id", "paiement_id", "sujet_id", "organisme_id", "nom",
-    "forme_juridique", "convention_id", "objet", "caisses_de_base", "mode", "categorie",
-    "caisse_de_base", "periode", "debut", "fin", "effet_du", "effet_au", "nature",
-    "fait_generateur_le", "exigible_le", "recu_le", "constatee_le", "montant_cents",
-    "restant_du_cents", "solde_restant_cents", "motif", "recouvreur", "affiliation",
-    "organisme", "convention"))}
+_ORDER = {
+    name: rank
+    for rank, name in enumerate(
+        (
+            "cotisation_id",
+            "prestation_id",
+            "paiement_id",
+            "sujet_id",
+            "organisme_id",
+            "nom",
+            "forme_juridique",
+            "convention_id",
+            "objet",
+            "caisses_de_base",
+            "mode",
+            "categorie",
+            "caisse_de_base",
+            "periode",
+            "debut",
+            "fin",
+            "effet_du",
+            "effet_au",
+            "nature",
+            "fait_generateur_le",
+            "exigible_le",
+            "recu_le",
+            "constatee_le",
+            "montant_cents",
+            "restant_du_cents",
+            "solde_restant_cents",
+            "motif",
+            "recouvreur",
+            "affiliation",
+            "organisme",
+            "convention",
+        )
+    )
+}
 """The order fields are shown in (the contract's, roughly); others follow by name."""
 
 
@@ -42,30 +73,44 @@ class TrailEntry:
     def as_dict(self) -> dict[str, Any]:
         e, p = self.event, self.event.payload
         entry: dict[str, Any] = {
-            "position": e.position, "recorded_at": e.recorded_at.isoformat(),
-            "role": self.role, "event_type": e.event_type, "event_id": str(e.event_id),
-            "stream_id": e.stream_id, "payload": p, "metadata": e.metadata}
+            "position": e.position,
+            "recorded_at": e.recorded_at.isoformat(),
+            "role": self.role,
+            "event_type": e.event_type,
+            "event_id": str(e.event_id),
+            "stream_id": e.stream_id,
+            "payload": p,
+            "metadata": e.metadata,
+        }
         if self.role == "decision":
-            entry |= {"motif": p.get("motif"), "base_legale": p.get("base_legale"),
-                      "regles_version": p.get("regles_version"),
-                      "faits_retenus": p.get("faits_retenus"),
-                      "relies_on_positions": list(self.relies_on), "cause_position": self.cause,
-                      "decided_on_position": self.trigger}
+            entry |= {
+                "motif": p.get("motif"),
+                "base_legale": p.get("base_legale"),
+                "regles_version": p.get("regles_version"),
+                "faits_retenus": p.get("faits_retenus"),
+                "relies_on_positions": list(self.relies_on),
+                "cause_position": self.cause,
+                "decided_on_position": self.trigger,
+            }
         return entry
 
     def lines(self) -> list[str]:
         """The entry for a person: what happened, then why (decisions)."""
         e, p = self.event, self.event.payload
         facts = " ".join(f"{k}={_short(v)}" for k, v in _ordered(p) if k not in _QUIET)
-        out = [f"  #{e.position:<7} {e.recorded_at.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
-               f"  {self.role:<13}"
-               f" {e.event_type:<27} {facts}"]
+        out = [
+            f"  #{e.position:<7} {e.recorded_at.astimezone(UTC):%Y-%m-%d %H:%M:%SZ}"
+            f"  {self.role:<13}"
+            f" {e.event_type:<27} {facts}"
+        ]
         if self.role == "decision":
             bases = "; ".join(p.get("base_legale") or [])
             cause = f"#{self.cause}" if self.cause is not None else e.metadata.get("causation_id")
             later = f" · decided when #{self.trigger} was recorded" if self.trigger else ""
-            out.append(f"{'':12}base légale: {bases} · règles {p.get('regles_version')}"
-                       f" · cause {cause}{later}")
+            out.append(
+                f"{'':12}base légale: {bases} · règles {p.get('regles_version')}"
+                f" · cause {cause}{later}"
+            )
             if p.get("faits_retenus"):
                 relied = ", ".join(f"#{n}" for n in self.relies_on) or "not found in the store"
                 out.append(f"{'':12}faits retenus: {_short(p['faits_retenus'])} ({relied})")
@@ -93,8 +138,11 @@ class Trail:
     entries: list[TrailEntry] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "subject": self.subject,
-                "entries": [e.as_dict() for e in self.entries]}
+        return {
+            "service": self.service,
+            "subject": self.subject,
+            "entries": [e.as_dict() for e in self.entries],
+        }
 
     def lines(self) -> list[str]:
         head = f"{self.service}: {len(self.entries)} recorded events about {self.subject}"
@@ -116,17 +164,30 @@ def relied_on(decision: StoredEvent, facts: list[StoredEvent]) -> tuple[int, ...
     if "organisme" in faits:
         wanted.append(("OrganismeDeclare", {"organisme_id": faits["organisme"]["organisme_id"]}))
     if "convention" in faits:
-        wanted.append(("ConventionConclue",
-                       {"convention_id": faits["convention"]["convention_id"]}))
+        wanted.append(
+            ("ConventionConclue", {"convention_id": faits["convention"]["convention_id"]})
+        )
     if "affiliation" in faits:
         a = faits["affiliation"]
-        wanted.append(("AffiliationEnregistree", {"nir": decision.payload.get("nir"),
-                       "organisme_id": a["organisme_id"], "effet_du": a["effet_du"]}))
+        wanted.append(
+            (
+                "AffiliationEnregistree",
+                {
+                    "nir": decision.payload.get("nir"),
+                    "organisme_id": a["organisme_id"],
+                    "effet_du": a["effet_du"],
+                },
+            )
+        )
     found = []
     for event_type, keys in wanted:
-        matching = [f.position for f in facts if f.position < decision.position
-                    and f.event_type == event_type
-                    and all(f.payload.get(k) == v for k, v in keys.items())]
+        matching = [
+            f.position
+            for f in facts
+            if f.position < decision.position
+            and f.event_type == event_type
+            and all(f.payload.get(k) == v for k, v in keys.items())
+        ]
         found.extend(matching[-1:])
     return tuple(sorted(found))
 
@@ -141,8 +202,9 @@ async def trail(store: EventStore, service: str, subject: str) -> Trail:
     faits = [d.payload.get("faits_retenus") or {} for d in decisions]
     organismes = sorted({f["organisme"]["organisme_id"] for f in faits if "organisme" in f})
     conventions = sorted({f["convention"]["convention_id"] for f in faits if "convention" in f})
-    nirs = sorted({d.payload["nir"] for d, f in zip(decisions, faits, strict=True)
-                   if "affiliation" in f})
+    nirs = sorted(
+        {d.payload["nir"] for d, f in zip(decisions, faits, strict=True) if "affiliation" in f}
+    )
     facts = await store.registry_facts(organismes, conventions, nirs)
     by_position = {e.position: e for e in [*about, *facts]}
     positions = {str(e.event_id): e.position for e in [*about, *facts]}
@@ -153,8 +215,7 @@ async def trail(store: EventStore, service: str, subject: str) -> Trail:
         if role == "decision":
             cause = positions.get(str(event.metadata.get("causation_id")))
             trigger = positions.get(str(event.metadata.get("decided_on")))
-            result.entries.append(TrailEntry(role, event, relied_on(event, facts), cause,
-                                             trigger))
+            result.entries.append(TrailEntry(role, event, relied_on(event, facts), cause, trigger))
         else:
             result.entries.append(TrailEntry(role, event))
     return result

@@ -34,15 +34,31 @@ from services.tools.bench.shared import drop_schemas
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--events", type=int, default=200_000,
-                        help="stored events to replay, at least (default 200000)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="stored events to replay, at least (default 200000)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="scenario seed (default 42)")
-    parser.add_argument("--write-batch", type=int, default=5000,
-                        help="records per write transaction while filling (default 5000)")
-    parser.add_argument("--read-batch", type=int, default=5000,
-                        help="rows per read, for every reader (default 5000)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="measure each phase N times, keep the best (default 1)")
+    parser.add_argument(
+        "--write-batch",
+        type=int,
+        default=5000,
+        help="records per write transaction while filling (default 5000)",
+    )
+    parser.add_argument(
+        "--read-batch",
+        type=int,
+        default=5000,
+        help="rows per read, for every reader (default 5000)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each phase N times, keep the best (default 1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the schema (to inspect it)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -51,9 +67,17 @@ def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    report = asyncio.run(measure(dsn, events=args.events, seed=args.seed,
-                                 write_batch=args.write_batch, read_batch=args.read_batch,
-                                 repeat=args.repeat, keep=args.keep))
+    report = asyncio.run(
+        measure(
+            dsn,
+            events=args.events,
+            seed=args.seed,
+            write_batch=args.write_batch,
+            read_batch=args.read_batch,
+            repeat=args.repeat,
+            keep=args.keep,
+        )
+    )
     if args.json:
         from services.tools.cli import print_json
 
@@ -63,13 +87,16 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["replay"]["mismatches"] == 0 else 1
 
 
-async def fill(feeder: Feeder, store: EventStore, *, events: int, seed: int,
-               write_batch: int) -> int:
+async def fill(
+    feeder: Feeder, store: EventStore, *, events: int, seed: int, write_batch: int
+) -> int:
     """Record demo scenarios (one run tag each) until the store holds `events` rows."""
     from services.tools.demo.scenario import COTISATIONS, REFERENTIEL, generate
 
-    topics = {REFERENTIEL: feeder.topic_of("OrganismeDeclare"),
-              COTISATIONS: feeder.topic_of("CotisationDue")}
+    topics = {
+        REFERENTIEL: feeder.topic_of("OrganismeDeclare"),
+        COTISATIONS: feeder.topic_of("CotisationDue"),
+    }
     round_ = 0
     while (head := await store.head()) < events:
         # about two stored events per collection message: size what is still missing
@@ -107,13 +134,23 @@ def _slowness(measure: tuple[int, float]) -> float:
 
 
 def _rate(count: int, seconds: float) -> dict[str, Any]:
-    return {"events": count, "seconds": round(seconds, 3),
-            "events_per_second": round(count / seconds, 1) if seconds else None}
+    return {
+        "events": count,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(count / seconds, 1) if seconds else None,
+    }
 
 
-async def measure(dsn: str, *, events: int = 200_000, seed: int = 42, write_batch: int = 5000,
-                  read_batch: int = 5000, repeat: int = 1, keep: bool = False
-                  ) -> dict[str, Any]:
+async def measure(
+    dsn: str,
+    *,
+    events: int = 200_000,
+    seed: int = 42,
+    write_batch: int = 5000,
+    read_batch: int = 5000,
+    repeat: int = 1,
+    keep: bool = False,
+) -> dict[str, Any]:
     """Fill a fresh schema, then time the raw reads and the replay of the same rows (each
     `repeat` times, in turn, keeping the fastest of each: the machine may be shared)."""
     schema = f"bench_replay_{secrets.token_hex(4)}"
@@ -139,34 +176,54 @@ async def measure(dsn: str, *, events: int = 200_000, seed: int = 42, write_batc
         if not keep:
             await drop_schemas(dsn, schema)
     replayed = _rate(summary.events_read, summary.seconds)
-    replayed |= {"inputs": summary.inputs, "decisions_checked": summary.decisions_checked,
-                 "matched": summary.matched, "mismatches": len(summary.mismatches)}
+    replayed |= {
+        "inputs": summary.inputs,
+        "decisions_checked": summary.decisions_checked,
+        "matched": summary.matched,
+        "mismatches": len(summary.mismatches),
+    }
     reads = {"iter_all": _rate(*iter_all), "select": _rate(*select)}
-    ratio = {name: round(summary.events_per_second / (r["events_per_second"] or 1), 3)
-             for name, r in reads.items()}
-    return {"schema": schema, "kept": keep, "server_version": server, "stored_events": head,
-            "repeat": max(1, repeat), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-            "write_path": _rate(head, write_seconds), "read": reads, "replay": replayed,
-            "replay_over_read": ratio}
+    ratio = {
+        name: round(summary.events_per_second / (r["events_per_second"] or 1), 3)
+        for name, r in reads.items()
+    }
+    return {
+        "schema": schema,
+        "kept": keep,
+        "server_version": server,
+        "stored_events": head,
+        "repeat": max(1, repeat),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "write_path": _rate(head, write_seconds),
+        "read": reads,
+        "replay": replayed,
+        "replay_over_read": ratio,
+    }
 
 
 def format_report(r: dict[str, Any]) -> str:
     """The report for a person."""
-    def line(label: str, m: dict[str, Any]) -> str:
-        return (f"  {label:<28} {m['events']:>9,} events {m['seconds']:>8.2f} s "
-                f"{m['events_per_second']:>12,.0f} events/s")
-    rp = r["replay"]
-    return "\n".join([
-        f"replay bench: {r['stored_events']:,} stored events in {r['schema']} "
-        f"(PostgreSQL {r['server_version']}; best of {r['repeat']}; {r['cpus']} CPUs, load "
-        f"{' '.join(f'{x:.1f}' for x in r['load_average'])})",
-        line("fill (BatchHandler)", r["write_path"]),
-        line("read (iter_all)", r["read"]["iter_all"]),
-        line("read (plain SELECT)", r["read"]["select"]),
-        line("replay verify", rp),
-        f"  replay verify: {rp['inputs']:,} inputs, {rp['decisions_checked']:,} decisions "
-        f"checked, {rp['matched']:,} matched, {rp['mismatches']} mismatches",
-        f"  replay / read: {r['replay_over_read']['iter_all']:.2f} of iter_all, "
-        f"{r['replay_over_read']['select']:.2f} of a plain SELECT",
-    ])
 
+    def line(label: str, m: dict[str, Any]) -> str:
+        return (
+            f"  {label:<28} {m['events']:>9,} events {m['seconds']:>8.2f} s "
+            f"{m['events_per_second']:>12,.0f} events/s"
+        )
+
+    rp = r["replay"]
+    return "\n".join(
+        [
+            f"replay bench: {r['stored_events']:,} stored events in {r['schema']} "
+            f"(PostgreSQL {r['server_version']}; best of {r['repeat']}; {r['cpus']} CPUs, load "
+            f"{' '.join(f'{x:.1f}' for x in r['load_average'])})",
+            line("fill (BatchHandler)", r["write_path"]),
+            line("read (iter_all)", r["read"]["iter_all"]),
+            line("read (plain SELECT)", r["read"]["select"]),
+            line("replay verify", rp),
+            f"  replay verify: {rp['inputs']:,} inputs, {rp['decisions_checked']:,} decisions "
+            f"checked, {rp['matched']:,} matched, {rp['mismatches']} mismatches",
+            f"  replay / read: {r['replay_over_read']['iter_all']:.2f} of iter_all, "
+            f"{r['replay_over_read']['select']:.2f} of a plain SELECT",
+        ]
+    )

@@ -36,8 +36,18 @@ from services.tools.bench.shared import drop_and_close
 BATCH_SIZES = (100, 1000)
 COPY_CHUNK = 1000
 RAW_TABLE = "raw_events"
-_COLUMNS = ("position", "stream_id", "stream_version", "event_id", "event_type",
-            "schema_version", "payload", "metadata", "recorded_at", "hash")
+_COLUMNS = (
+    "position",
+    "stream_id",
+    "stream_version",
+    "event_id",
+    "event_type",
+    "schema_version",
+    "payload",
+    "metadata",
+    "recorded_at",
+    "hash",
+)
 _RAW_DDL = f"""
 CREATE TABLE {RAW_TABLE} (
     position bigint, stream_id text, stream_version integer, event_id uuid, event_type text,
@@ -47,10 +57,18 @@ CREATE TABLE {RAW_TABLE} (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--events", type=int, default=2000,
-                        help="single-event appends, one transaction each (default 2000)")
-    parser.add_argument("--batched-events", type=int, default=20_000,
-                        help="events written by each batched mode and by COPY (default 20000)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=2000,
+        help="single-event appends, one transaction each (default 2000)",
+    )
+    parser.add_argument(
+        "--batched-events",
+        type=int,
+        default=20_000,
+        help="events written by each batched mode and by COPY (default 20000)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -87,18 +105,28 @@ def decision(i: int, tag: str) -> tuple[str, NewEvent]:
         "convention_id": f"CONV-ENC-{i % 50:04d}",
         "montant_cents": 100_000 + i % 90_000,
         "faits_retenus": {
-            "affiliation": {"organisme_id": f"OC-{i % 50:04d}", "mode": "CHOIX",
-                            "effet_du": "2016-07-01"},
+            "affiliation": {
+                "organisme_id": f"OC-{i % 50:04d}",
+                "mode": "CHOIX",
+                "effet_du": "2016-07-01",
+            },
             "organisme": {"organisme_id": f"OC-{i % 50:04d}", "forme_juridique": "MUTUELLE"},
-            "convention": {"convention_id": f"CONV-ENC-{i % 50:04d}",
-                           "objet": "ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
-                           "effet_du": "2016-01-01", "effet_au": None},
+            "convention": {
+                "convention_id": f"CONV-ENC-{i % 50:04d}",
+                "objet": "ENCAISSEMENT_CONTENTIEUX_COTISATIONS",
+                "effet_du": "2016-01-01",
+                "effet_au": None,
+            },
         },
     }
-    metadata = {"causation_id": str(uuid4()), "correlation_id": f"corr-{tag}-{i}",
-                "service": "collection"}
-    return f"cotisation-{cotisation_id}", NewEvent(uuid4(), "EncaissementDelegue", payload,
-                                                   metadata)
+    metadata = {
+        "causation_id": str(uuid4()),
+        "correlation_id": f"corr-{tag}-{i}",
+        "service": "collection",
+    }
+    return f"cotisation-{cotisation_id}", NewEvent(
+        uuid4(), "EncaissementDelegue", payload, metadata
+    )
 
 
 def json_bytes(value: Any) -> int:
@@ -127,8 +155,13 @@ async def _single(store: EventStore, work: Sequence[tuple[str, NewEvent]]) -> Ph
     for stream_id, event in work:
         async with store.transaction() as tx:
             tx.append_at(stream_id, 1, event)
-    return Phase("single", "single append (append_at, 1/tx)", len(work), len(work),
-                 time.perf_counter() - started)
+    return Phase(
+        "single",
+        "single append (append_at, 1/tx)",
+        len(work),
+        len(work),
+        time.perf_counter() - started,
+    )
 
 
 async def _batched(store: EventStore, work: Sequence[tuple[str, NewEvent]], size: int) -> Phase:
@@ -136,11 +169,16 @@ async def _batched(store: EventStore, work: Sequence[tuple[str, NewEvent]], size
     started = time.perf_counter()
     for start in range(0, len(work), size):
         async with store.transaction() as tx:
-            for stream_id, event in work[start:start + size]:
+            for stream_id, event in work[start : start + size]:
                 tx.append_at(stream_id, 1, event)
         transactions += 1
-    return Phase(f"batch_{size}", f"batch of {size} (one transaction)", len(work),
-                 transactions, time.perf_counter() - started)
+    return Phase(
+        f"batch_{size}",
+        f"batch of {size} (one transaction)",
+        len(work),
+        transactions,
+        time.perf_counter() - started,
+    )
 
 
 async def _copy(pool: asyncpg.Pool, schema: str, rows: Sequence[tuple[Any, ...]]) -> Phase:
@@ -150,13 +188,20 @@ async def _copy(pool: asyncpg.Pool, schema: str, rows: Sequence[tuple[Any, ...]]
         for start in range(0, len(rows), COPY_CHUNK):
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    RAW_TABLE, records=rows[start:start + COPY_CHUNK], columns=list(_COLUMNS),
+                    RAW_TABLE,
+                    records=rows[start : start + COPY_CHUNK],
+                    columns=list(_COLUMNS),
                     schema_name=schema,
                 )
             transactions += 1
         seconds = time.perf_counter() - started
-    return Phase(f"copy_{COPY_CHUNK}", f"raw COPY, {COPY_CHUNK}/tx, no constraint",
-                 len(rows), transactions, seconds)
+    return Phase(
+        f"copy_{COPY_CHUNK}",
+        f"raw COPY, {COPY_CHUNK}/tx, no constraint",
+        len(rows),
+        transactions,
+        seconds,
+    )
 
 
 async def measure(dsn: str, *, events: int = 2000, batched_events: int = 20_000) -> dict[str, Any]:
@@ -200,12 +245,16 @@ async def measure(dsn: str, *, events: int = 2000, batched_events: int = 20_000)
         "payload_bytes": json_bytes(sample.payload),
         "metadata_bytes": json_bytes(sample.metadata),
         "event_type": sample.event_type,
-        "modes": {p.name: asdict(p) | {"seconds": round(p.seconds, 4),
-                                        "events_per_second": round(p.events_per_second, 1)}
-                  for p in phases},
+        "modes": {
+            p.name: asdict(p)
+            | {"seconds": round(p.seconds, 4), "events_per_second": round(p.events_per_second, 1)}
+            for p in phases
+        },
         "ratios": {
-            **{f"batch_{s}_over_copy": round(rates[f"batch_{s}"] / copy_rate, 3)
-               for s in BATCH_SIZES},
+            **{
+                f"batch_{s}_over_copy": round(rates[f"batch_{s}"] / copy_rate, 3)
+                for s in BATCH_SIZES
+            },
             "batch_1000_over_single": round(rates["batch_1000"] / rates["single"], 1),
         },
     }
@@ -231,8 +280,8 @@ def format_report(report: dict[str, Any]) -> str:
     ratios = report["ratios"]
     lines += [
         "",
-        "batched / COPY: " + ", ".join(
-            f"batch {s} = {ratios[f'batch_{s}_over_copy']:.2f}" for s in BATCH_SIZES),
+        "batched / COPY: "
+        + ", ".join(f"batch {s} = {ratios[f'batch_{s}_over_copy']:.2f}" for s in BATCH_SIZES),
         f"batch 1000 / single: {ratios['batch_1000_over_single']:.1f}x",
     ]
     return "\n".join(lines)

@@ -23,12 +23,28 @@ class MemoryRecord:
         self.processor = service.new_processor(rules if rules is not None else service.current)
         self.events: list[StoredEvent] = []
 
-    def _keep(self, stream_id: str, version: int, event_id: UUID, event_type: str,
-              payload: dict[str, Any], metadata: dict[str, Any]) -> StoredEvent:
+    def _keep(
+        self,
+        stream_id: str,
+        version: int,
+        event_id: UUID,
+        event_type: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> StoredEvent:
         position = len(self.events) + 1
-        stored = StoredEvent(position, stream_id, version, event_id, event_type, 1,
-                             json.loads(json.dumps(payload)), json.loads(json.dumps(metadata)),
-                             T0 + timedelta(seconds=position), bytes(32))
+        stored = StoredEvent(
+            position,
+            stream_id,
+            version,
+            event_id,
+            event_type,
+            1,
+            json.loads(json.dumps(payload)),
+            json.loads(json.dumps(metadata)),
+            T0 + timedelta(seconds=position),
+            bytes(32),
+        )
         self.events.append(stored)
         return stored
 
@@ -36,22 +52,29 @@ class MemoryRecord:
         """Decide one input; returns what was stored (the input first)."""
         event_type, payload = fact
         event_id = uuid4()
-        metadata = {"correlation_id": None, "causation_id": None, "source": "test",
-                    "occurred_at": "2017-01-15T08:00:00+00:00", "schema_version": 1}
+        metadata = {
+            "correlation_id": None,
+            "causation_id": None,
+            "source": "test",
+            "occurred_at": "2017-01-15T08:00:00+00:00",
+            "schema_version": 1,
+        }
         model = PAYLOAD_MODELS[event_type].model_validate(payload)
         outcome = self.processor.process(Input(event_id, event_type, model, metadata))
         assert outcome.refused is None and not outcome.duplicate
-        return [self._keep(s, v, e.event_id, e.event_type, e.payload, e.metadata)
-                for s, v, e in outcome.events]
+        return [
+            self._keep(s, v, e.event_id, e.event_type, e.payload, e.metadata)
+            for s, v, e in outcome.events
+        ]
 
     def reject(self) -> StoredEvent:
         """Store a contract breach, as the handler does."""
         version = self.processor.view.version("rejets") + 1
-        event = self._keep("rejets", version, uuid4(), REJECTION,
-                           {"reason": "not JSON", "field": None}, {})
+        event = self._keep(
+            "rejets", version, uuid4(), REJECTION, {"reason": "not JSON", "field": None}, {}
+        )
         self.processor.view.apply("rejets", str(event.event_id), REJECTION, event.payload, {})
         return event
 
     def of_type(self, event_type: str) -> list[StoredEvent]:
         return [e for e in self.events if e.event_type == event_type]
-

@@ -42,7 +42,9 @@ def test_money_held_is_summed_by_organism_and_caisse_from_delegated_payments_onl
     record.record(payment("P3", "COT-2", NIR_A, 5000))
     record.record(payment("P4", "COT-3", NIR_C, 7000))  # PaiementNonImpute
     assert fold(SOMMES_DETENUES, _pairs(record)) == {
-        (MUTUELLE, "PL-IDF"): (110000, 2), (MUTUELLE, "PL-PACA"): (5000, 1)}
+        (MUTUELLE, "PL-IDF"): (110000, 2),
+        (MUTUELLE, "PL-PACA"): (5000, 1),
+    }
     assert fold(VERSEMENTS_DELEGUES, _pairs(record)) == {}
 
 
@@ -66,8 +68,14 @@ def test_folding_in_two_parts_equals_folding_at_once_and_leaves_the_start_untouc
 
 
 def test_a_check_lists_the_rows_that_differ() -> None:
-    check = ProjectionCheck("sommes_detenues", 10, 12, live={("O", "C"): (10, 1)},
-                            rebuilt={("O", "C"): (10, 1), ("O", "D"): (5, 1)})
+    check = ProjectionCheck(
+        "sommes_detenues",
+        10,
+        12,
+        live={("O", "C"): (10, 1)},
+        rebuilt={("O", "C"): (10, 1), ("O", "D"): (5, 1)},
+    )
     assert not check.ok
-    assert check.differences == [{"organisme_id": "O", "caisse_de_base": "D", "live": None,
-                                  "rebuilt": (5, 1)}]
+    assert check.differences == [
+        {"organisme_id": "O", "caisse_de_base": "D", "live": None, "rebuilt": (5, 1)}
+    ]

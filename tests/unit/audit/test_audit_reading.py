@@ -24,8 +24,12 @@ def _history() -> MemoryRecord:
     record.reject()
     record.record(due("COT-B", NIR_B, 2017, 50000))
     record.record(payment("PAY-B", "COT-B", NIR_B, 1000))
-    record.record(("AffiliationEnregistree", {"nir": NIR_B, "organisme_id": "OC-MUT-01",
-                                              "mode": "CHOIX", "effet_du": "2017-01-01"}))
+    record.record(
+        (
+            "AffiliationEnregistree",
+            {"nir": NIR_B, "organisme_id": "OC-MUT-01", "mode": "CHOIX", "effet_du": "2017-01-01"},
+        )
+    )
     record.record(unpaid("COT-1", NIR_A, 60000))
     return record
 
@@ -35,10 +39,15 @@ def test_each_input_or_rejection_heads_a_step_holding_the_decisions_after_it() -
     found = list(steps(record.events))
     assert [s.head.position for s in found] == [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 13, 15, 17, 20]
     assert sum(1 + len(s.decisions) for s in found) == len(record.events)
-    unblocking = next(s for s in found if s.head.event_type == "AffiliationEnregistree"
-                      and s.head.payload["nir"] == NIR_B)
-    assert [d.event_type for d in unblocking.decisions] == ["EncaissementDelegue",
-                                                            "PaiementEncaissePourCompte"]
+    unblocking = next(
+        s
+        for s in found
+        if s.head.event_type == "AffiliationEnregistree" and s.head.payload["nir"] == NIR_B
+    )
+    assert [d.event_type for d in unblocking.decisions] == [
+        "EncaissementDelegue",
+        "PaiementEncaissePourCompte",
+    ]
     assert [s.rejection for s in found].count(True) == 1
     assert found[-1].last_position == len(record.events)
 
@@ -64,9 +73,14 @@ def test_a_subject_covers_decisions_naming_it_and_decisions_of_its_inputs() -> N
         if selection.covers(event):
             covered.append((event.event_type, event.payload.get("sujet_id")))
     # the parked payment's DecisionEnAttente names the payment, not its contribution
-    assert covered == [("CotisationDue", None), ("DecisionEnAttente", "COT-B"),
-                       ("PaiementRecu", None), ("DecisionEnAttente", "PAY-B"),
-                       ("EncaissementDelegue", None), ("PaiementEncaissePourCompte", None)]
+    assert covered == [
+        ("CotisationDue", None),
+        ("DecisionEnAttente", "COT-B"),
+        ("PaiementRecu", None),
+        ("DecisionEnAttente", "PAY-B"),
+        ("EncaissementDelegue", None),
+        ("PaiementEncaissePourCompte", None),
+    ]
 
 
 def test_subjects_of_a_payload_are_its_business_ids_and_nir() -> None:

@@ -27,39 +27,56 @@ def _record() -> MemoryRecord:
 
 def test_decisions_go_out_as_the_relay_sends_them_plus_replay_headers() -> None:
     record = _record()
-    out = replay_messages(record.events, COLLECTION, "audit", "r-1", selection=Selection(),
-                          include_inputs=False)
+    out = replay_messages(
+        record.events, COLLECTION, "audit", "r-1", selection=Selection(), include_inputs=False
+    )
     decisions = [e for e in record.events if e.event_type in COLLECTION.decision_types]
     assert [m.position for m in out] == [e.position for e in decisions]
     for message, event in zip(out, decisions, strict=True):
         live = decision_message(event, "audit", "collection")
         assert (message.key, message.value) == (live.key, live.value)
-        assert message.headers[:len(live.headers)] == live.headers
+        assert message.headers[: len(live.headers)] == live.headers
         assert dict(message.headers)["replay"] == b"true"
         assert dict(message.headers)["replay_id"] == b"r-1"
 
 
 def test_inputs_go_out_as_the_envelope_they_came_in_when_asked() -> None:
     record = _record()
-    out = replay_messages(record.events, COLLECTION, "audit", "r-1",
-                          selection=Selection(from_position=8), include_inputs=True)
+    out = replay_messages(
+        record.events,
+        COLLECTION,
+        "audit",
+        "r-1",
+        selection=Selection(from_position=8),
+        include_inputs=True,
+    )
     assert [dict(m.headers)["event_type"] for m in out] == [
-        b"CotisationDue", b"EncaissementDelegue", b"PaiementRecu",
-        b"PaiementEncaissePourCompte"]
+        b"CotisationDue",
+        b"EncaissementDelegue",
+        b"PaiementRecu",
+        b"PaiementEncaissePourCompte",
+    ]
     value = out[0].value
     assert value is not None
     envelope = json.loads(value)
     stored = record.events[7]
     assert envelope["event_id"] == str(stored.event_id)
     assert envelope["payload"] == stored.payload and out[0].key == NIR_A.encode()
-    first_fact = replay_messages(record.events[:1], COLLECTION, "audit", "r", selection=
-                                 Selection(), include_inputs=True)[0]
+    first_fact = replay_messages(
+        record.events[:1], COLLECTION, "audit", "r", selection=Selection(), include_inputs=True
+    )[0]
     assert first_fact.key == b"OC-MUT-01"
 
 
 async def test_a_live_topic_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(LiveTopicError):
         # no store at all (None, not an EventStore): the refusal comes before any reading
-        await republish(None, COLLECTION, "nowhere:1", topic="rsi.reglements.cotisations.v1",  # type: ignore[arg-type]
-                        live_topics=["rsi.reglements.cotisations.v1"], replay_id="r",
-                        selection=Selection())
+        await republish(
+            None,  # type: ignore[arg-type]
+            COLLECTION,
+            "nowhere:1",
+            topic="rsi.reglements.cotisations.v1",
+            live_topics=["rsi.reglements.cotisations.v1"],
+            replay_id="r",
+            selection=Selection(),
+        )

@@ -16,13 +16,24 @@ def test_a_delegation_relied_on_the_organism_the_convention_and_the_affiliation(
     record = MemoryRecord(COLLECTION)
     for fact in registry():
         record.record(fact)
-    record.record(("OrganismeDeclare", {"organisme_id": MUTUELLE, "nom": "Renamed",
-                                        "forme_juridique": "MUTUELLE"}))
+    record.record(
+        (
+            "OrganismeDeclare",
+            {"organisme_id": MUTUELLE, "nom": "Renamed", "forme_juridique": "MUTUELLE"},
+        )
+    )
     _, decision = record.record(due("COT-1", NIR_A, 2017, 1000))
-    later = record.record(("OrganismeDeclare", {"organisme_id": MUTUELLE, "nom": "Later",
-                                                "forme_juridique": "MUTUELLE"}))
-    facts = [e for e in record.events if e.event_type in (
-        "OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree")]
+    later = record.record(
+        (
+            "OrganismeDeclare",
+            {"organisme_id": MUTUELLE, "nom": "Later", "forme_juridique": "MUTUELLE"},
+        )
+    )
+    facts = [
+        e
+        for e in record.events
+        if e.event_type in ("OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree")
+    ]
     # the latest declaration before the decision, never one recorded after it
     assert relied_on(decision, facts) == (4, 6, 8)
     assert later[0].position not in relied_on(decision, facts)

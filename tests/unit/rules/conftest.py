@@ -53,49 +53,93 @@ class Builders:
         return OrganismeDeclare(organisme_id=oid, nom=nom, forme_juridique=forme)
 
     @staticmethod
-    def convention(cid: str = CNV, oid: str = OC, objet: str = ENC,
-                   caisses: tuple[str, ...] = (CAISSE,), du: str = "2017-01-01",
-                   au: str | None = None) -> ConventionConclue:
-        return ConventionConclue(convention_id=cid, organisme_id=oid, objet=objet,
-                                 caisses_de_base=caisses, effet_du=du, effet_au=au)
+    def convention(
+        cid: str = CNV,
+        oid: str = OC,
+        objet: str = ENC,
+        caisses: tuple[str, ...] = (CAISSE,),
+        du: str = "2017-01-01",
+        au: str | None = None,
+    ) -> ConventionConclue:
+        return ConventionConclue(
+            convention_id=cid,
+            organisme_id=oid,
+            objet=objet,
+            caisses_de_base=caisses,
+            effet_du=du,
+            effet_au=au,
+        )
 
     @staticmethod
     def resiliation(cid: str = CNV, au: str = "2017-06-30") -> ConventionResiliee:
         return ConventionResiliee(convention_id=cid, effet_au=au)
 
     @staticmethod
-    def affiliation(nir: str = NIR, oid: str = OC, du: str = "2016-01-01",
-                    mode: str = "CHOIX") -> AffiliationEnregistree:
+    def affiliation(
+        nir: str = NIR, oid: str = OC, du: str = "2016-01-01", mode: str = "CHOIX"
+    ) -> AffiliationEnregistree:
         return AffiliationEnregistree(nir=nir, organisme_id=oid, mode=mode, effet_du=du)
 
     @staticmethod
-    def cotisation(cid: str = "COT-1", nir: str = NIR, categorie: str = "PROFESSION_LIBERALE",
-                   debut: str = "2017-01-01", fin: str | None = None, montant: int = 195000,
-                   caisse: str = CAISSE) -> CotisationDue:
+    def cotisation(
+        cid: str = "COT-1",
+        nir: str = NIR,
+        categorie: str = "PROFESSION_LIBERALE",
+        debut: str = "2017-01-01",
+        fin: str | None = None,
+        montant: int = 195000,
+        caisse: str = CAISSE,
+    ) -> CotisationDue:
         return CotisationDue(
-            cotisation_id=cid, nir=nir, categorie=categorie, caisse_de_base=caisse,
+            cotisation_id=cid,
+            nir=nir,
+            categorie=categorie,
+            caisse_de_base=caisse,
             periode={"debut": debut, "fin": fin or f"{debut[:4]}-12-31"},
-            montant_cents=montant, exigible_le=f"{debut[:4]}-12-31")
+            montant_cents=montant,
+            exigible_le=f"{debut[:4]}-12-31",
+        )
 
     @staticmethod
-    def paiement(pid: str = "PAY-1", cid: str = "COT-1", montant: int = 50000,
-                 nir: str = NIR, le: str = "2017-02-03") -> PaiementRecu:
-        return PaiementRecu(paiement_id=pid, cotisation_id=cid, nir=nir, montant_cents=montant,
-                            recu_le=le)
+    def paiement(
+        pid: str = "PAY-1",
+        cid: str = "COT-1",
+        montant: int = 50000,
+        nir: str = NIR,
+        le: str = "2017-02-03",
+    ) -> PaiementRecu:
+        return PaiementRecu(
+            paiement_id=pid, cotisation_id=cid, nir=nir, montant_cents=montant, recu_le=le
+        )
 
     @staticmethod
-    def impaye(cid: str = "COT-1", restant: int = 145000, nir: str = NIR,
-               le: str = "2017-03-07") -> CotisationImpayee:
-        return CotisationImpayee(cotisation_id=cid, nir=nir, restant_du_cents=restant,
-                                 constatee_le=le)
+    def impaye(
+        cid: str = "COT-1", restant: int = 145000, nir: str = NIR, le: str = "2017-03-07"
+    ) -> CotisationImpayee:
+        return CotisationImpayee(
+            cotisation_id=cid, nir=nir, restant_du_cents=restant, constatee_le=le
+        )
 
     @staticmethod
-    def prestation(pid: str = "PRE-1", nir: str = NIR, categorie: str = "PROFESSION_LIBERALE",
-                   nature: str = "ALLOCATION_REPOS_MATERNEL", le: str = "2017-05-02",
-                   montant: int = 326900, caisse: str = CAISSE) -> PrestationEspecesDue:
-        return PrestationEspecesDue(prestation_id=pid, nir=nir, categorie=categorie,
-                                    caisse_de_base=caisse, nature=nature, fait_generateur_le=le,
-                                    periode=None, montant_cents=montant)
+    def prestation(
+        pid: str = "PRE-1",
+        nir: str = NIR,
+        categorie: str = "PROFESSION_LIBERALE",
+        nature: str = "ALLOCATION_REPOS_MATERNEL",
+        le: str = "2017-05-02",
+        montant: int = 326900,
+        caisse: str = CAISSE,
+    ) -> PrestationEspecesDue:
+        return PrestationEspecesDue(
+            prestation_id=pid,
+            nir=nir,
+            categorie=categorie,
+            caisse_de_base=caisse,
+            nature=nature,
+            fait_generateur_le=le,
+            periode=None,
+            montant_cents=montant,
+        )
 
     @staticmethod
     def registry(*facts: Any) -> Registry:
@@ -106,11 +150,15 @@ class Builders:
         return registry
 
     @classmethod
-    def delegable(cls, oid: str = OC, forme: str = "MUTUELLE", objet: str = ENC,
-                  nir: str = NIR) -> list[Any]:
+    def delegable(
+        cls, oid: str = OC, forme: str = "MUTUELLE", objet: str = ENC, nir: str = NIR
+    ) -> list[Any]:
         """An organism, the NIR's affiliation to it, and its convention for `objet`."""
-        return [cls.org(oid, forme), cls.affiliation(nir, oid),
-                cls.convention(oid=oid, objet=objet)]
+        return [
+            cls.org(oid, forme),
+            cls.affiliation(nir, oid),
+            cls.convention(oid=oid, objet=objet),
+        ]
 
 
 class Driver:
@@ -129,13 +177,17 @@ class Driver:
         self._count += 1
         return uuid.uuid5(INPUT_IDS, str(self._count))
 
-    def send(self, payload: Any, *, event_id: UUID | None = None,
-             correlation_id: str | None = None) -> Outcome:
+    def send(
+        self, payload: Any, *, event_id: UUID | None = None, correlation_id: str | None = None
+    ) -> Outcome:
         event_id = event_id or self.next_id()
-        metadata = {"correlation_id": correlation_id, "causation_id": None, "source": "test",
-                    "occurred_at": datetime(2017, 1, 15, tzinfo=UTC).isoformat()}
-        outcome = self.processor.process(Input(event_id, type(payload).__name__, payload,
-                                               metadata))
+        metadata = {
+            "correlation_id": correlation_id,
+            "causation_id": None,
+            "source": "test",
+            "occurred_at": datetime(2017, 1, 15, tzinfo=UTC).isoformat(),
+        }
+        outcome = self.processor.process(Input(event_id, type(payload).__name__, payload, metadata))
         self.log.extend(outcome.events)
         return outcome
 
@@ -174,8 +226,10 @@ def benefits() -> Driver:
 @pytest.fixture
 def new_driver() -> Callable[[str], Driver]:
     """Make a fresh driver of a service ("collection" or "benefits")."""
+
     def make(service: str) -> Driver:
         if service == "collection":
             return Driver(CollectionProcessor(CollectionView()))
         return Driver(BenefitsProcessor(BenefitsView()))
+
     return make

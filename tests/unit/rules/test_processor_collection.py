@@ -29,7 +29,8 @@ def kinds(events: list[Any]) -> list[str]:
 
 
 def test_a_parked_contribution_is_decided_when_its_affiliation_arrives(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.convention())
     parked = collection.send(b.cotisation(), correlation_id="CORR-1")
     [waiting] = collection.decisions(parked)
@@ -76,7 +77,8 @@ def test_a_contribution_waiting_for_an_undeclared_organism_is_decided_when_it_is
     ],
 )
 def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(
-        b: type[Builders], collection: Driver, fact: Callable[[type[Builders]], BaseModel]) -> None:
+    b: type[Builders], collection: Driver, fact: Callable[[type[Builders]], BaseModel]
+) -> None:
     collection.given(b.org(), b.convention(), b.cotisation(debut="2017-03-01"))
 
     outcome = collection.send(fact(b))
@@ -87,7 +89,8 @@ def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(
 
 
 def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_order(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention())
     first = collection.send(b.paiement(pid="PAY-1", montant=100000))
     second = collection.send(b.paiement(pid="PAY-2", montant=120000))
@@ -120,7 +123,8 @@ def test_payments_before_their_contribution_are_parked_then_handled_in_arrival_o
 
 
 def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payments(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(
         b.org(),
         b.affiliation(),
@@ -143,7 +147,8 @@ def test_an_unpaid_notice_before_its_contribution_is_decided_after_earlier_payme
 
 
 def test_payments_on_a_delegated_contribution_track_the_balance_down_past_zero(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=195000))
     soldes = []
     for n, amount in enumerate((50000, 100000, 60000)):
@@ -160,7 +165,8 @@ def test_payments_on_a_delegated_contribution_track_the_balance_down_past_zero(
 
 
 def test_an_unpaid_delegated_contribution_goes_to_litigation_for_its_balance(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(
         b.org(),
         b.affiliation(),
@@ -175,7 +181,8 @@ def test_an_unpaid_delegated_contribution_goes_to_litigation_for_its_balance(
 
 
 def test_follow_ups_of_a_non_delegated_contribution_are_not_imputed_nor_litigated(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.cotisation(categorie="ARTISAN"))
     [payment] = collection.decisions(collection.send(b.paiement()))
     [unpaid] = collection.decisions(collection.send(b.impaye()))
@@ -203,7 +210,8 @@ def test_a_payment_on_a_contribution_parked_for_its_affiliation_is_parked_and_de
 
 
 def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.convention(), b.paiement())
     arrival = collection.send(b.cotisation())
     assert kinds(collection.decisions(arrival)) == ["DecisionEnAttente"]  # the contribution's
@@ -220,7 +228,8 @@ def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(
 
 
 def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(debut="2017-03-01"))
 
     later = [
@@ -241,7 +250,8 @@ def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(
 
 
 def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arrives(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.cotisation(debut="2017-03-01"))
     assert collection.decisions(collection.send(b.convention(du="2017-01-01"))) == []
     [payment] = collection.decisions(collection.send(b.paiement()))
@@ -250,7 +260,8 @@ def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arriv
 
 
 def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.convention(), b.cotisation(montant=195000))
     [waiting] = collection.decisions(collection.send(b.impaye()))
     assert (waiting.event_type, waiting.payload["sujet_id"], waiting.payload["motif"]) == (
@@ -266,7 +277,8 @@ def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(
 
 
 def test_a_second_contribution_under_the_same_id_with_other_content_is_refused(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(montant=195000))
     before = len(collection.log)
 
@@ -281,14 +293,16 @@ def test_a_second_contribution_under_the_same_id_with_other_content_is_refused(
 
 
 def test_the_same_contribution_under_a_new_event_id_is_a_duplicate(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation())
     outcome = collection.send(b.cotisation())
     assert outcome.duplicate and outcome.events == [] and outcome.refused is None
 
 
 def test_a_parked_contribution_resent_is_a_duplicate_not_a_second_wait(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.cotisation())
     outcome = collection.send(b.cotisation())
     assert outcome.duplicate and outcome.events == []
@@ -296,7 +310,8 @@ def test_a_parked_contribution_resent_is_a_duplicate_not_a_second_wait(
 
 
 def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_duplicate(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(), b.paiement())
     assert collection.send(b.paiement()).duplicate
     refused = collection.send(b.paiement(montant=1))
@@ -306,7 +321,8 @@ def test_a_payment_id_reused_with_other_content_is_refused_and_resent_is_a_dupli
 
 
 def test_a_follow_up_naming_another_nir_than_its_contribution_is_refused(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation())
     for follow_up in (b.paiement(nir=b.NIR2), b.impaye(nir=b.NIR2)):
         outcome = collection.send(follow_up)
@@ -315,14 +331,16 @@ def test_a_follow_up_naming_another_nir_than_its_contribution_is_refused(
 
 
 def test_a_payment_naming_another_nir_is_not_booked_whichever_arrives_first(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention(), b.paiement(nir=b.NIR2))
     decided = collection.decisions(collection.send(b.cotisation()))
     assert "PaiementEncaissePourCompte" not in kinds(decided)
 
 
 def test_a_decision_carries_the_correlation_id_of_its_input_or_its_event_id(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     collection.given(b.org(), b.affiliation(), b.convention())
     with_corr = collection.decisions(collection.send(b.cotisation(), correlation_id="C-9"))
     without = collection.send(b.cotisation(cid="COT-2"))
@@ -365,14 +383,16 @@ def run(driver: Driver, payloads: list[Any]) -> list[tuple[str, int, Any]]:
 
 
 def test_the_same_history_gives_identical_events_in_two_fresh_processors(
-        b: type[Builders], new_driver: Callable[[str], Driver]) -> None:
+    b: type[Builders], new_driver: Callable[[str], Driver]
+) -> None:
     first, second = new_driver("collection"), new_driver("collection")
     assert run(first, history(b)) == run(second, history(b))
     assert len(first.all_decisions()) >= 15
 
 
 def test_decision_ids_derive_from_the_trigger_and_rank(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     run(collection, history(b))
     inputs = {e.event_id for _, _, e in collection.log if e.event_type not in OUTBOUND_CLASSES}
     ids = [e.event_id for _, _, e in collection.log]
@@ -387,7 +407,8 @@ def test_decision_ids_derive_from_the_trigger_and_rank(
 
 
 def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     run(collection, history(b))
     decisions = collection.all_decisions()
     assert set(kinds(decisions)) == {
@@ -445,14 +466,16 @@ def state(view: CollectionView) -> dict[str, Any]:
 
 @pytest.mark.parametrize("cut", [4, 5, 6, None])
 def test_folding_the_emitted_events_gives_the_processors_own_view(
-        b: type[Builders], collection: Driver, cut: int | None) -> None:
+    b: type[Builders], collection: Driver, cut: int | None
+) -> None:
     run(collection, history(b)[:cut])
     assert state(refolded(collection.log)) == state(collection.view)
     assert state(collection.view)["contributions"]  # something was folded
 
 
 def test_the_refolded_view_decides_the_next_input_like_the_live_one(
-        b: type[Builders], collection: Driver, new_driver: Callable[[str], Driver]) -> None:
+    b: type[Builders], collection: Driver, new_driver: Callable[[str], Driver]
+) -> None:
     run(collection, history(b)[:5])  # COT-1 and two payments parked
     assert len(collection.view.parking.parked()) == 3
     replayed = new_driver("collection")
@@ -469,7 +492,8 @@ def test_the_refolded_view_decides_the_next_input_like_the_live_one(
 
 
 def test_payments_whose_sum_would_leave_64_bits_are_refused_where_the_sum_is_made(
-        b: type[Builders], collection: Driver) -> None:
+    b: type[Builders], collection: Driver
+) -> None:
     """Each amount is within the contract, but their sum on one contribution is bounded too:
     the payment that would pass the bound is refused, the balance never overflows."""
     from services.domain.collection.processor import MAX_PAID_CENTS

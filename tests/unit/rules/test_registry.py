@@ -33,39 +33,53 @@ def convention_at(registry: Registry, organisme_id: str, caisse: str, day: str) 
 
 
 def test_no_affiliation_is_in_force_before_the_first_one_nor_for_an_unknown_nir(
-        b: type[Builders]) -> None:
+    b: type[Builders],
+) -> None:
     registry = b.registry(b.affiliation(du="2017-03-01"))
     assert organism_at(registry, b.NIR, "2017-02-28") is None
     assert organism_at(registry, b.NIR2, "2017-03-01") is None
 
 
-@pytest.mark.parametrize(("day", "expected"), [
-    ("2016-12-31", "OC-A"), ("2017-01-01", "OC-B"), ("2017-06-30", "OC-B"),
-    ("2017-07-01", "OC-C"), ("2030-01-01", "OC-C"),
-])
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        ("2016-12-31", "OC-A"),
+        ("2017-01-01", "OC-B"),
+        ("2017-06-30", "OC-B"),
+        ("2017-07-01", "OC-C"),
+        ("2030-01-01", "OC-C"),
+    ],
+)
 def test_the_affiliation_in_force_is_the_latest_starting_on_or_before_the_day(
-        b: type[Builders], day: str, expected: str) -> None:
-    registry = b.registry(b.affiliation(oid="OC-C", du="2017-07-01"),
-                          b.affiliation(oid="OC-A", du="2016-01-01"),
-                          b.affiliation(oid="OC-B", du="2017-01-01"))
+    b: type[Builders], day: str, expected: str
+) -> None:
+    registry = b.registry(
+        b.affiliation(oid="OC-C", du="2017-07-01"),
+        b.affiliation(oid="OC-A", du="2016-01-01"),
+        b.affiliation(oid="OC-B", du="2017-01-01"),
+    )
     assert organism_at(registry, b.NIR, day) == expected
 
 
 @pytest.mark.parametrize("order", [("OC-A", "OC-B"), ("OC-B", "OC-A")])
 def test_two_affiliations_starting_the_same_day_are_decided_by_recording_order(
-        b: type[Builders], order: tuple[str, str]) -> None:
+    b: type[Builders], order: tuple[str, str]
+) -> None:
     first, last = order
-    registry = b.registry(b.affiliation(oid="OC-0", du="2016-01-01"),
-                          b.affiliation(oid=first, du="2017-03-01"),
-                          b.affiliation(oid=last, du="2017-03-01"))
+    registry = b.registry(
+        b.affiliation(oid="OC-0", du="2016-01-01"),
+        b.affiliation(oid=first, du="2017-03-01"),
+        b.affiliation(oid=last, du="2017-03-01"),
+    )
     assert organism_at(registry, b.NIR, "2017-03-01") == last
     assert organism_at(registry, b.NIR, "2017-02-28") == "OC-0"
     assert [a.organisme_id for a in registry.affiliations_of(b.NIR)] == ["OC-0", first, last]
 
 
 def test_affiliations_are_kept_per_nir(b: type[Builders]) -> None:
-    registry = b.registry(b.affiliation(oid="OC-A"), b.affiliation(nir=b.NIR2, oid="OC-B",
-                                                                   du="2017-01-01"))
+    registry = b.registry(
+        b.affiliation(oid="OC-A"), b.affiliation(nir=b.NIR2, oid="OC-B", du="2017-01-01")
+    )
     assert organism_at(registry, b.NIR, "2017-05-01") == "OC-A"
     assert organism_at(registry, b.NIR2, "2017-05-01") == "OC-B"
 
@@ -78,15 +92,18 @@ def test_the_affiliation_keeps_its_mode_and_effective_date(b: type[Builders]) ->
 
 
 def conventions(b: type[Builders]) -> list[ConventionConclue]:
-    return [b.convention(cid="CNV-B", du="2017-01-01"),
-            b.convention(cid="CNV-A", du="2017-01-01"),
-            b.convention(cid="CNV-0", du="2017-03-01", au="2017-12-31")]
+    return [
+        b.convention(cid="CNV-B", du="2017-01-01"),
+        b.convention(cid="CNV-A", du="2017-01-01"),
+        b.convention(cid="CNV-0", du="2017-03-01", au="2017-12-31"),
+    ]
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
 @pytest.mark.parametrize(("day", "expected"), [("2017-02-01", "CNV-A"), ("2017-05-01", "CNV-A")])
 def test_two_conventions_covering_a_day_choose_the_earliest_then_smallest_id_in_any_order(
-        b: type[Builders], order: tuple[int, ...], day: str, expected: str) -> None:
+    b: type[Builders], order: tuple[int, ...], day: str, expected: str
+) -> None:
     facts = conventions(b)
     registry = b.registry(b.org(), *(facts[i] for i in order))
     chosen = registry.convention_for(b.OC, ENC, b.CAISSE, D(day))
@@ -94,17 +111,20 @@ def test_two_conventions_covering_a_day_choose_the_earliest_then_smallest_id_in_
 
 
 def test_a_terminated_convention_gives_way_to_the_next_one_in_force(b: type[Builders]) -> None:
-    registry = b.registry(b.convention(cid="CNV-A", du="2017-01-01"),
-                          b.convention(cid="CNV-B", du="2017-02-01"),
-                          b.resiliation(cid="CNV-A", au="2017-03-31"))
+    registry = b.registry(
+        b.convention(cid="CNV-A", du="2017-01-01"),
+        b.convention(cid="CNV-B", du="2017-02-01"),
+        b.resiliation(cid="CNV-A", au="2017-03-31"),
+    )
     assert convention_at(registry, b.OC, b.CAISSE, "2017-03-31") == "CNV-A"
     assert convention_at(registry, b.OC, b.CAISSE, "2017-04-01") == "CNV-B"
     assert convention_at(registry, b.OC, b.CAISSE, "2017-01-31") == "CNV-A"
 
 
 def test_convention_for_filters_on_organism_object_caisse_and_day(b: type[Builders]) -> None:
-    registry = b.registry(b.convention(du="2017-01-01", au="2017-12-31",
-                                       caisses=("PL-IDF", "PL-PACA")))
+    registry = b.registry(
+        b.convention(du="2017-01-01", au="2017-12-31", caisses=("PL-IDF", "PL-PACA"))
+    )
     assert registry.convention_for(b.OC, ENC, "PL-PACA", D("2017-12-31")) is not None
     assert registry.convention_for("OC-OTHER", ENC, "PL-IDF", D("2017-06-01")) is None
     assert registry.convention_for(b.OC, b.VERS, "PL-IDF", D("2017-06-01")) is None
@@ -115,7 +135,8 @@ def test_convention_for_filters_on_organism_object_caisse_and_day(b: type[Builde
 
 @pytest.mark.parametrize("termination_first", [True, False])
 def test_a_termination_applies_whether_recorded_before_or_after_its_conclusion(
-        b: type[Builders], termination_first: bool) -> None:
+    b: type[Builders], termination_first: bool
+) -> None:
     facts = [b.convention(), b.resiliation(au="2017-06-30")]
     registry = b.registry(*(reversed(facts) if termination_first else facts))
     assert registry.conventions[b.CNV].effet_au == D("2017-06-30")
@@ -125,7 +146,8 @@ def test_a_termination_applies_whether_recorded_before_or_after_its_conclusion(
 
 @pytest.mark.parametrize("termination_first", [False, True])
 def test_a_termination_later_than_the_concluded_end_does_not_extend_it(
-        b: type[Builders], termination_first: bool) -> None:
+    b: type[Builders], termination_first: bool
+) -> None:
     facts = [b.convention(au="2017-06-30"), b.resiliation(au="2017-09-30")]
     registry = b.registry(*(reversed(facts) if termination_first else facts))
     assert registry.conventions[b.CNV].effet_au == D("2017-06-30")
@@ -138,9 +160,9 @@ def test_a_termination_stands_when_its_convention_is_concluded_again(b: type[Bui
 
 
 def test_a_convention_concluded_again_under_its_id_is_replaced_not_doubled(
-        b: type[Builders]) -> None:
-    registry = b.registry(b.org(), b.org(oid="OC-B"), b.convention(),
-                          b.convention(oid="OC-B"))
+    b: type[Builders],
+) -> None:
+    registry = b.registry(b.org(), b.org(oid="OC-B"), b.convention(), b.convention(oid="OC-B"))
     assert registry.convention_for(b.OC, ENC, b.CAISSE, D("2017-06-01")) is None
     replacing = registry.convention_for("OC-B", ENC, b.CAISSE, D("2017-06-01"))
     assert replacing is not None and replacing.organisme_id == "OC-B"
@@ -158,8 +180,11 @@ def test_a_fact_that_is_not_a_registry_fact_is_refused() -> None:
 
 
 def test_faits_retenus_name_the_facts_a_decision_relied_on(b: type[Builders]) -> None:
-    registry = b.registry(b.org(forme="SOCIETE_ASSURANCE"), b.affiliation(mode="OFFICE"),
-                          b.convention(au="2017-12-31"))
+    registry = b.registry(
+        b.org(forme="SOCIETE_ASSURANCE"),
+        b.affiliation(mode="OFFICE"),
+        b.convention(au="2017-12-31"),
+    )
     affiliation = registry.affiliation_at(b.NIR, D("2017-01-01"))
     assert affiliation is not None
     organisme = registry.organismes[b.OC]
@@ -169,4 +194,8 @@ def test_faits_retenus_name_the_facts_a_decision_relied_on(b: type[Builders]) ->
         "organisme": {"organisme_id": b.OC, "forme_juridique": "SOCIETE_ASSURANCE"},
     }
     assert faits_retenus(affiliation, organisme, convention)["convention"] == {
-        "convention_id": b.CNV, "objet": ENC, "effet_du": "2017-01-01", "effet_au": "2017-12-31"}
+        "convention_id": b.CNV,
+        "objet": ENC,
+        "effet_du": "2017-01-01",
+        "effet_au": "2017-12-31",
+    }
