@@ -34,10 +34,10 @@ import asyncpg
 
 from contracts import check_headers, mask_personal
 from contracts.parsing import ContractError, parse_inbound
-from services.adapters.runtime import tracing
 from services.adapters.eventstore import NewEvent
 from services.adapters.eventstore.errors import StoreError
 from services.adapters.eventstore.port import Store, Transaction
+from services.adapters.runtime import tracing
 from services.domain.kernel.processing import (
     REJECTION,
     Input,

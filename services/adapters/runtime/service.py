@@ -21,7 +21,6 @@ from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 
 from contracts import InboundEvent, OutboundEvent
-from services.adapters.runtime import tracing
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.roles import check_migrated
@@ -33,6 +32,7 @@ from services.adapters.kafka.security import (
     role_of,
     secured,
 )
+from services.adapters.runtime import tracing
 from services.adapters.runtime.handler import BatchHandler, BatchReport, Record
 from services.adapters.runtime.metrics import ServiceMetrics
 from services.adapters.runtime.monitoring import parked_age

@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from services.adapters.runtime.logs import configure_json_logging
     from services.adapters.runtime.settings import ServiceSettings
     from services.tools.dashboard.server import serve_dashboard
-    from services.adapters.runtime.logs import configure_json_logging
 
     settings = ServiceSettings()
     port = settings.dashboard_http_port if args.port is None else args.port
