@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 from support import cotisation, envelope, key_of, nir, read_topics
 
 from services.adapters.eventstore import EventStore
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.integration
 UPSTREAM_TRACE = 0x0AF7651916CD43DD8448EB211C80319C
 UPSTREAM_SPAN = 0xB7AD6B7169203331
 UPSTREAM = f"00-{UPSTREAM_TRACE:032x}-{UPSTREAM_SPAN:016x}-01".encode()
-HOSTILE = [
+Headers = list[tuple[str, bytes | None]]
+HOSTILE: list[Headers] = [
     [("traceparent", b"\xff\xfe\x00garbage")],
     [("traceparent", None)],
     [("traceparent", b"00-" + b"0" * 32 + b"-" + b"1" * 16 + b"-01")],  # all-zero trace id
@@ -60,7 +62,19 @@ def parent_of(span: ReadableSpan, spans: list[ReadableSpan]) -> ReadableSpan:
     return one([s for s in spans if s.context.span_id == span.parent.span_id], span.name)
 
 
-async def send(s: ServiceSettings, messages: list[tuple[bytes, bytes, list]]) -> None:
+def attribute(span: ReadableSpan, key: str) -> AttributeValue:
+    assert span.attributes is not None, span.name
+    return span.attributes[key]
+
+
+def position_of(span: ReadableSpan, key: str) -> int:
+    """A store position a span holds (an int attribute)."""
+    value = attribute(span, key)
+    assert isinstance(value, int), (span.name, key, value)
+    return value
+
+
+async def send(s: ServiceSettings, messages: list[tuple[bytes, bytes, Headers]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, acks="all")
     await producer.start()
     try:
@@ -109,18 +123,18 @@ async def test_one_input_is_followed_from_its_record_to_its_published_decision(
     )
     assert parse.context.trace_id == consume.context.trace_id
     position = int(decision.headers["store_position"])
-    first = append.attributes["mandat.store.first_position"]
-    assert first <= position <= append.attributes["mandat.store.position"]
-    assert decide.attributes["mandat.store.position"] >= position
+    first = position_of(append, "mandat.store.first_position")
+    assert first <= position <= position_of(append, "mandat.store.position")
+    assert position_of(decide, "mandat.store.position") >= position
     # across the store: the relay's span, a root of its own, links to that append
     publish = one(
         [
             x
             for x in finished
             if x.name == "mandat.relay.publish"
-            and x.attributes["mandat.store.first_position"]
+            and position_of(x, "mandat.store.first_position")
             <= position
-            <= x.attributes["mandat.store.position"]
+            <= position_of(x, "mandat.store.position")
         ],
         "the relay span that published the decision",
     )
@@ -159,7 +173,8 @@ async def test_malformed_trace_headers_are_ignored_and_every_record_is_decided(
     settings: ServiceSettings, spans: InMemorySpanExporter
 ) -> None:
     s = settings
-    messages, ids = [], []
+    messages: list[tuple[bytes, bytes, Headers]] = []
+    ids: list[str] = []
     for i, headers in enumerate(HOSTILE):
         fact = cotisation(f"COT-H{i}", nir(710 + i), debut="2018-01-01")
         ids.append(f"5e8a3b1c-0f2d-4c6e-9a7b-{i:012d}")
@@ -180,7 +195,7 @@ async def test_malformed_trace_headers_are_ignored_and_every_record_is_decided(
         for x in spans.get_finished_spans()
         if x.name == "mandat.decide" and (x.attributes or {}).get("mandat.event_id") in ids
     ]
-    assert {x.attributes["mandat.event_id"] for x in decides} == set(ids)
+    assert {attribute(x, "mandat.event_id") for x in decides} == set(ids)
     assert all(not x.links for x in decides), "a malformed or ambiguous traceparent is no link"
 
 

@@ -54,11 +54,13 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags
 
 from contracts import mask_personal
+from services.adapters.eventstore.store import StoreTransaction
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import Attributes
 
-    from services.adapters.eventstore import EventStore, StoreTransaction
+    from services.adapters.eventstore.port import Store, Transaction
+    from services.adapters.eventstore.store import EventStore
     from services.adapters.kafka.relay import Outgoing, Router
     from services.adapters.runtime.settings import ServiceSettings
 
@@ -394,9 +396,7 @@ def parse_span(records: Sequence[Any]) -> contextlib.AbstractContextManager[Any]
     )
 
 
-def deciding(
-    tx: StoreTransaction, record: Any, message: Any
-) -> contextlib.AbstractContextManager[Any]:
+def deciding(tx: Transaction, record: Any, message: Any) -> contextlib.AbstractContextManager[Any]:
     """``mandat.decide``: one record handed to the processor, linked to its upstream span
     (nothing in a batch whose trace is not sampled)."""
     if not _active or not trace.get_current_span().is_recording():
@@ -405,7 +405,7 @@ def deciding(
 
 
 @contextlib.contextmanager
-def _deciding(tx: StoreTransaction, record: Any, message: Any) -> Iterator[None]:
+def _deciding(tx: Transaction, record: Any, message: Any) -> Iterator[None]:
     attributes: dict[str, Any] = {
         "messaging.destination.name": str(record.topic),
         "messaging.kafka.destination.partition": int(record.partition),
@@ -427,16 +427,17 @@ def _deciding(tx: StoreTransaction, record: Any, message: Any) -> Iterator[None]
             span.set_attribute("mandat.store.position", tx.head_position)
 
 
-def appending(store: EventStore) -> contextlib.AbstractAsyncContextManager[StoreTransaction]:
+def appending(store: Store) -> contextlib.AbstractAsyncContextManager[Transaction]:
     """The store transaction, inside a ``mandat.append`` span whose context is stored with
-    the positions it appends (for the relay's link)."""
+    the positions it appends (for the relay's link; only the PostgreSQL store has the table
+    that keeps it)."""
     if not _active:
         return store.transaction()
     return _appending(store)
 
 
 @contextlib.asynccontextmanager
-async def _appending(store: EventStore) -> AsyncIterator[StoreTransaction]:
+async def _appending(store: Store) -> AsyncIterator[Transaction]:
     with tracer().start_as_current_span("mandat.append") as span:
         async with store.transaction() as tx:
             before = tx.head_position
@@ -444,7 +445,8 @@ async def _appending(store: EventStore) -> AsyncIterator[StoreTransaction]:
             if tx.head_position > before and span.is_recording():
                 span.set_attribute("mandat.store.first_position", before + 1)
                 span.set_attribute("mandat.store.position", tx.head_position)
-                await _remember(tx, before + 1, span.get_span_context())
+                if isinstance(tx, StoreTransaction):
+                    await _remember(tx, before + 1, span.get_span_context())
 
 
 async def _remember(tx: StoreTransaction, first: int, ctx: SpanContext) -> None:
