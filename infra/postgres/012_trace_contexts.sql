@@ -1,4 +1,4 @@
--- Where each store transaction's trace is (mandat/adapters/runtime/tracing.py): the W3C traceparent
+-- Where each store transaction's trace is (services/adapters/runtime/tracing.py): the W3C traceparent
 -- of the span that appended positions first_position..last_position, so the relay's publish
 -- span can link to it. Operational metadata, not part of the record: outside the events
 -- table and its hash chain, never replayed, written only while tracing is on.

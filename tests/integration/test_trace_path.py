@@ -199,19 +199,21 @@ async def test_malformed_trace_headers_are_ignored_and_every_record_is_decided(
     assert all(not x.links for x in decides), "a malformed or ambiguous traceparent is no link"
 
 
-async def test_a_rejected_copy_carries_the_relay_trace_instead_of_the_upstream_one(
+async def test_a_rejected_copy_keeps_its_upstream_trace_and_one_without_gets_the_relay_s(
     settings: ServiceSettings, spans: InMemorySpanExporter
 ) -> None:
     s = settings
     async with build_runtime("collection", s).running():
         await send(s, [(b"k", b"{not json", [("traceparent", UPSTREAM), ("x", b"kept")])])
+        await send(s, [(b"k", b"{not json either", [("x", b"kept")])])
         got = await read_topics(
-            s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: len(m) >= 1
+            s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: len(m) >= 2
         )
     tracing.flush()
-    rejected = got[0]
-    assert rejected.value == b"{not json" and rejected.headers["x"] == b"kept"
-    ctx = tracing.parse_traceparent(rejected.headers["traceparent"])
+    traced = next(m for m in got if m.value == b"{not json")
+    assert traced.headers["x"] == b"kept" and traced.headers["traceparent"] == UPSTREAM
+    bare = next(m for m in got if m.value == b"{not json either")
+    ctx = tracing.parse_traceparent(bare.headers["traceparent"])
     assert ctx is not None and ctx.trace_id != UPSTREAM_TRACE
     publish = [x for x in spans.get_finished_spans() if x.name == "mandat.relay.publish"]
     assert (ctx.trace_id, ctx.span_id) in {(p.context.trace_id, p.context.span_id) for p in publish}

@@ -148,12 +148,16 @@ class _Routes:
     topics = ("decisions", "rejections")
     event_types = frozenset({"X"})
 
+    def __init__(self, upstream_trace: bool = False) -> None:
+        self.upstream_trace = upstream_trace
+
     def route(self, event: Any) -> Outgoing:
-        headers = [("traceparent", b"upstream"), ("tracestate", b"u=1"), ("event_id", b"e")]
+        traced = [("traceparent", b"upstream"), ("tracestate", b"u=1")]
+        headers = [*(traced if self.upstream_trace else []), ("event_id", b"e")]
         return Outgoing("rejections", b"k", b"v", headers, event.position)
 
 
-def test_the_relay_writes_its_own_span_in_place_of_an_upstream_one(
+def test_the_relay_writes_its_own_span_on_what_it_publishes(
     spans: InMemorySpanExporter,
 ) -> None:
     routes = tracing.TracedRoutes(_Routes())
@@ -168,6 +172,17 @@ def test_the_relay_writes_its_own_span_in_place_of_an_upstream_one(
     assert [k for k, _ in out.headers].count("traceparent") == 1 and "tracestate" not in headers
     assert headers["event_id"] == b"e"
     assert headers["traceparent"] == tracing.format_traceparent(span.get_span_context()).encode()
+
+
+def test_a_rejected_copy_with_its_upstream_trace_goes_out_untouched(
+    spans: InMemorySpanExporter,
+) -> None:
+    routes = tracing.TracedRoutes(_Routes(upstream_trace=True))
+    event = SimpleNamespace(position=7)
+    with tracing.tracer().start_as_current_span("mandat.relay.publish"):
+        out = routes.route(event)
+    assert out is not None
+    assert out.headers == _Routes(upstream_trace=True).route(event).headers
 
 
 class _Unreadable:

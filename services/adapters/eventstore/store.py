@@ -11,6 +11,7 @@ re-executes.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,8 @@ from services.domain.kernel.records import (
     chained,
     expected_hash,
 )
+
+log = logging.getLogger(__name__)
 
 ANY_VERSION = -1
 """The expected version a `ConcurrencyError` names when the database, not the appender,
@@ -111,6 +114,23 @@ class StoreTransaction:
     def head_position(self) -> int:
         """The last position taken, counting this transaction's own appends."""
         return self._position
+
+    async def note_trace(self, first: int, traceparent: str) -> None:
+        """Keep `traceparent` beside the positions `first`..head this transaction appends
+        (operational metadata, outside the events and their chain). It never fails the
+        transaction: written in a savepoint, a row already there (a tail cut and taken
+        again, a restore) is kept and a refusal is logged, not raised."""
+        try:
+            async with self.conn.transaction():  # a savepoint: a failure stays in it
+                await self.conn.execute(
+                    "INSERT INTO trace_contexts (last_position, first_position, traceparent)"
+                    " VALUES ($1, $2, $3) ON CONFLICT (last_position) DO NOTHING",
+                    self._position,
+                    first,
+                    traceparent,
+                )
+        except asyncpg.PostgresError as error:
+            log.warning("trace context not kept: %s", type(error).__name__)
 
     async def read_since(self, position: int, limit: int | None = None) -> list[StoredEvent]:
         """The committed events after `position` (at most `limit`), in store order."""
@@ -332,6 +352,21 @@ class EventStore:
             limit,
         )
         return [(r["position"], r["recorded_at"]) for r in rows]
+
+    async def trace_contexts(self, first: int, last: int, limit: int) -> list[str]:
+        """The traceparents of the transactions that appended positions `first`..`last`
+        (at most `limit`, in store order), and of the one that appended past `last` from
+        within the range."""
+        rows = await self.pool.fetch(
+            "(SELECT traceparent FROM trace_contexts WHERE last_position BETWEEN $1 AND $2"
+            " ORDER BY last_position LIMIT $3)"
+            " UNION ALL (SELECT traceparent FROM trace_contexts WHERE last_position > $2"
+            " AND first_position <= $2 ORDER BY last_position LIMIT 1)",
+            first,
+            last,
+            limit,
+        )
+        return [r["traceparent"] for r in rows]
 
     async def age_of(self, event_id: str) -> float | None:
         """Seconds since the event `event_id` was committed (None when no row has that id):

@@ -51,7 +51,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, TraceFlags
 
 from contracts import mask_personal
 from services.adapters.eventstore.store import StoreTransaction
@@ -406,25 +406,35 @@ def deciding(tx: Transaction, record: Any, message: Any) -> contextlib.AbstractC
 
 @contextlib.contextmanager
 def _deciding(tx: Transaction, record: Any, message: Any) -> Iterator[None]:
-    attributes: dict[str, Any] = {
-        "messaging.destination.name": str(record.topic),
-        "messaging.kafka.destination.partition": int(record.partition),
-        "messaging.kafka.message.offset": int(record.offset),
-    }
-    event_id = getattr(message, "event_id", None)
-    if event_id is not None:
-        attributes["mandat.event_id"] = str(event_id)
-        attributes["mandat.event_type"] = str(message.event_type)
-    upstream = inbound_context(record.headers)
-    links = [Link(upstream)] if upstream is not None else []
-    before = tx.head_position
-    with tracer().start_as_current_span(
-        "mandat.decide", attributes=attributes, links=links
-    ) as span:
+    # Tracing must never decide a record's fate: the handler treats anything raised around
+    # the decision as the record's fault, so a failure of the span itself is only logged.
+    with contextlib.ExitStack() as stack:
+        span: Span | None = None
+        try:
+            attributes: dict[str, Any] = {
+                "messaging.destination.name": str(record.topic),
+                "messaging.kafka.destination.partition": int(record.partition),
+                "messaging.kafka.message.offset": int(record.offset),
+            }
+            event_id = getattr(message, "event_id", None)
+            if event_id is not None:
+                attributes["mandat.event_id"] = str(event_id)
+                attributes["mandat.event_type"] = str(message.event_type)
+            upstream = inbound_context(record.headers)
+            links = [Link(upstream)] if upstream is not None else []
+            before = tx.head_position
+            span = stack.enter_context(
+                tracer().start_as_current_span("mandat.decide", attributes=attributes, links=links)
+            )
+        except Exception:
+            log.warning("no decide span for this record", exc_info=True)
         yield
-        if tx.head_position > before:
-            span.set_attribute("mandat.store.first_position", before + 1)
-            span.set_attribute("mandat.store.position", tx.head_position)
+        if span is not None and tx.head_position > before:
+            try:
+                span.set_attribute("mandat.store.first_position", before + 1)
+                span.set_attribute("mandat.store.position", tx.head_position)
+            except Exception:
+                log.warning("decide span not completed", exc_info=True)
 
 
 def appending(store: Store) -> contextlib.AbstractAsyncContextManager[Transaction]:
@@ -451,15 +461,8 @@ async def _appending(store: Store) -> AsyncIterator[Transaction]:
 
 async def _remember(tx: StoreTransaction, first: int, ctx: SpanContext) -> None:
     """Keep the append span's context beside the positions it took, in the transaction."""
-    if not ctx.is_valid:
-        return
-    await tx.conn.execute(
-        "INSERT INTO trace_contexts (last_position, first_position, traceparent)"
-        " VALUES ($1, $2, $3)",
-        tx.head_position,
-        first,
-        format_traceparent(ctx),
-    )
+    if ctx.is_valid:
+        await tx.note_trace(first, format_traceparent(ctx))
 
 
 # ----------------------------------------------------------------------- the relay
@@ -468,16 +471,7 @@ async def _remember(tx: StoreTransaction, first: int, ctx: SpanContext) -> None:
 async def recorded_contexts(store: EventStore, first: int, last: int) -> list[SpanContext]:
     """The append spans that recorded positions `first`..`last` (ranges never overlap: one
     row per transaction, in store order), the earliest first."""
-    rows = await store.pool.fetch(
-        "(SELECT traceparent FROM trace_contexts WHERE last_position BETWEEN $1 AND $2"
-        " ORDER BY last_position LIMIT $3)"
-        " UNION ALL (SELECT traceparent FROM trace_contexts WHERE last_position > $2"
-        " AND first_position <= $2 ORDER BY last_position LIMIT 1)",
-        first,
-        last,
-        MAX_LINKS + 1,
-    )
-    found = [parse_traceparent(r["traceparent"]) for r in rows]
+    found = [parse_traceparent(t) for t in await store.trace_contexts(first, last, MAX_LINKS + 1)]
     return [ctx for ctx in found if ctx is not None]
 
 
@@ -524,8 +518,9 @@ async def _publishing(store: EventStore, events: Sequence[Any]) -> AsyncIterator
 
 @dataclass(frozen=True, slots=True)
 class TracedRoutes:
-    """A service's routes, whose messages carry the current relay span as ``traceparent``
-    (in place of any upstream trace header a rejected copy came with)."""
+    """A service's routes, whose messages carry the current relay span as ``traceparent``.
+    A rejected copy goes out untouched: when it came with trace headers of its upstream,
+    they stay and the relay adds none (its trace is the upstream's)."""
 
     inner: Router
 
@@ -544,9 +539,9 @@ class TracedRoutes:
         ctx = trace.get_current_span().get_span_context()
         if not ctx.is_valid:
             return out
-        headers = [(k, v) for k, v in out.headers if k not in (TRACEPARENT, TRACESTATE)]
-        headers.append((TRACEPARENT, format_traceparent(ctx).encode()))
-        return replace(out, headers=headers)
+        if any(k in (TRACEPARENT, TRACESTATE) for k, _ in out.headers):
+            return out  # a rejected copy's own trace headers, as they came
+        return replace(out, headers=[*out.headers, (TRACEPARENT, format_traceparent(ctx).encode())])
 
 
 # ------------------------------------------------------------------------ FastStream
