@@ -217,3 +217,29 @@ async def test_a_rejected_copy_keeps_its_upstream_trace_and_one_without_gets_the
     assert ctx is not None and ctx.trace_id != UPSTREAM_TRACE
     publish = [x for x in spans.get_finished_spans() if x.name == "mandat.relay.publish"]
     assert (ctx.trace_id, ctx.span_id) in {(p.context.trace_id, p.context.span_id) for p in publish}
+
+
+async def test_a_trace_context_already_kept_for_a_position_never_blocks_the_inputs(
+    settings: ServiceSettings, spans: InMemorySpanExporter, database_url: str
+) -> None:
+    """Rows of `trace_contexts` at the positions the service will take (a tail cut and
+    taken again, a restore of the events without them): tracing keeps what is there and
+    every input is decided, nothing rejected."""
+    s = settings
+    pool = await create_pool(database_url, s.collection_schema, min_size=1, max_size=1)
+    try:
+        await pool.execute(
+            "INSERT INTO trace_contexts SELECT n, n, $1 FROM generate_series(1, 200) AS n",
+            "00-" + "1" * 32 + "-" + "1" * 16 + "-01",
+        )
+    finally:
+        await pool.close()
+    facts = [cotisation(f"COT-TC{i}", nir(720 + i), debut="2018-01-01") for i in range(3)]
+    async with build_runtime("collection", s).running():
+        await send(s, [(key_of(f[1]), envelope(*f), []) for f in facts])
+        got = await read_topics(
+            s.kafka_bootstrap_servers,
+            [s.topic_reglements_cotisations, s.topic_rejets_collection],
+            lambda m: len(m) >= 3,
+        )
+    assert sorted(m.topic for m in got) == [s.topic_reglements_cotisations] * 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 
@@ -38,3 +39,18 @@ def test_a_log_record_becomes_one_json_line_with_its_extra_fields_masked() -> No
     entry = json.loads(line)
     assert entry["service"] == "collection" and entry["level"] == "info"
     assert entry["event_id"] == "7d0f6c1e" and entry["msg"].startswith("decided nir#")
+
+
+@pytest.mark.parametrize("before", ["\n", "\t", "\r", "\x00", '"', "\\"])
+def test_a_nir_after_a_character_json_escapes_is_masked_too(before: str) -> None:
+    formatter = JsonFormatter("collection")
+    try:
+        raise ValueError(f"x{before}{NIR}")
+    except ValueError:
+        record = logging.LogRecord(
+            "services.x", logging.ERROR, __file__, 1, f"bad{before}{NIR}", None, sys.exc_info()
+        )
+    record.detail = {"note": [f"a{before}{NIR}"], f"k{before}{NIR}": 1, "number": int(NIR)}
+    line = formatter.format(record)
+    assert NIR not in line and NIR not in json.dumps(json.loads(line), ensure_ascii=False)
+    assert line.count("nir#") >= 5

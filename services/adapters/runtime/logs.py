@@ -58,7 +58,28 @@ class JsonFormatter(logging.Formatter):
         span = trace.get_current_span().get_span_context()
         if span.is_valid and "trace_id" not in entry:  # in a span: where in its trace
             entry["trace_id"], entry["span_id"] = f"{span.trace_id:032x}", f"{span.span_id:016x}"
-        return mask_nir(json.dumps(entry, ensure_ascii=False, default=str))
+        # masked before serialising: once written, a newline or tab before a NIR is `\n`
+        # or `\t`, a letter the pattern would take for part of a longer word
+        return json.dumps(_masked(entry), ensure_ascii=False, default=_masked_text)
+
+
+def _masked_text(value: object) -> str:
+    return mask_nir(str(value))
+
+
+def _masked(value: Any) -> Any:
+    """`value` with a NIR masked in every string, key and text form it holds."""
+    if isinstance(value, str):
+        return mask_nir(value)
+    if isinstance(value, dict):
+        return {_masked_text(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and _NIR.fullmatch(str(value)):
+        return _masked_text(value)  # a NIR sent as a number
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _masked_text(value)
 
 
 def configure_json_logging(service: str, level: int = logging.INFO) -> None:
