@@ -26,11 +26,16 @@ def _stack_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.tools.devstack import system
+    from services.tools.devstack import stack, system
 
     endpoints = system.up(with_services=not args.no_services)
     for key, value in endpoints.items():
+        if key.endswith("_PASSWORD"):
+            continue
+        if key == "DATABASE_URL":  # the owner's login: where it is, not the password
+            value = system.without_password(value)
         print(f"{key}={value}")
+    print(f"# logins and passwords: {stack.ENDPOINTS} (readable by its owner only)")
     return 0
 
 

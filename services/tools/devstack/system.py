@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from services.adapters.kafka.acls import provision_kafka
 from services.adapters.runtime.provision import provision_services
@@ -61,6 +63,35 @@ def _ready(port: int, path: str = "/ready") -> bool:
         return False
 
 
+def _secret(key: str) -> bool:
+    return key.endswith("_PASSWORD") or key == "DATABASE_URL"
+
+
+def without_password(url: str) -> str:
+    """`url` with its password (if any) left out."""
+    parts = urlsplit(url)
+    user, at, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}@{host}" if at else host))
+
+
+def process_env(name: str, endpoints: Mapping[str, str]) -> dict[str, str]:
+    """What one process of the stack is given: the caller's environment and the stack's
+    endpoints without any secret, then only its own logins — a service its database role's
+    and its Kafka principal's password and where the database is (not the owner's login),
+    the dashboard the Kafka reader's."""
+    env = {k: v for k, v in os.environ.items() if not _secret(k)}
+    env |= {k: v for k, v in endpoints.items() if not _secret(k)}
+    if name in SERVICES:
+        own = [f"MANDAT_{name.upper()}_DB_PASSWORD", f"MANDAT_KAFKA_{name.upper()}_PASSWORD"]
+        url = urlsplit(endpoints["DATABASE_URL"])
+        where = url._replace(netloc=url.netloc.rpartition("@")[2])
+        env["DATABASE_URL"] = urlunsplit(where)
+    else:
+        own = ["MANDAT_KAFKA_READER_PASSWORD"]
+    env |= {k: endpoints[k] for k in own if k in endpoints}
+    return env
+
+
 def _spawn(name: str, env: dict[str, str]) -> int:
     _log_file(name).parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "services.tools.cli", name]
@@ -69,7 +100,8 @@ def _spawn(name: str, env: dict[str, str]) -> int:
     with _log_file(name).open("ab") as log:
         process = subprocess.Popen(
             command,
-            cwd=stack.REPO_ROOT,
+            # not the repository: the settings would read every login from .run/endpoints.env
+            cwd=_workdir(name),
             env=env,
             stdout=log,
             stderr=log,
@@ -78,6 +110,12 @@ def _spawn(name: str, env: dict[str, str]) -> int:
         )
     _pid_file(name).write_text(str(process.pid))
     return process.pid
+
+
+def _workdir(name: str) -> Path:
+    path = stack.RUN_DIR / "cwd" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _anchor_key() -> Path:
@@ -111,11 +149,10 @@ def up(*, with_services: bool = True, timeout: float = 90.0) -> dict[str, str]:
         endpoints[f"MANDAT_{service.upper()}_DB_PASSWORD"] = secret.get_secret_value()
     endpoints["MANDAT_ANCHOR_KEY_FILE"] = str(_anchor_key())
     stack.write_endpoints(endpoints)
-    env = dict(os.environ) | endpoints
     ports = _ports(settings)
     for name in ports:
         if _pid(name) is None:
-            _spawn(name, env)
+            _spawn(name, process_env(name, endpoints))
     deadline = time.monotonic() + timeout
     for name, port in ports.items():
         path = "/ready" if name in SERVICES else "/"
