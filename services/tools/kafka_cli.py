@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from services.adapters.kafka.acls import acls, commands, described_acls, provision_kafka
+from services.adapters.kafka.acls import (
+    acls,
+    commands,
+    described_acls,
+    extra_grants,
+    provision_kafka,
+)
 from services.adapters.kafka.security import secured
 from services.adapters.runtime.settings import ServiceSettings
 
@@ -53,5 +59,11 @@ def _acls(args: argparse.Namespace) -> int:
     missing = set(acls(settings)) - asyncio.run(described_acls(settings))
     for acl in sorted(missing):
         print(f"missing: {acl.command(settings.kafka_bootstrap_servers, args.command_config)}")
-    print("every ACL is in force" if not missing else f"{len(missing)} ACLs missing")
-    return 1 if missing else 0
+    extra = asyncio.run(extra_grants(settings))
+    for grant in extra:
+        print(f"beyond the policy: {grant}")
+    if not missing and not extra:
+        print("every ACL is in force, and nothing more")
+    else:
+        print(f"{len(missing)} ACLs missing, {len(extra)} grants beyond the policy")
+    return 1 if missing or extra else 0

@@ -38,10 +38,17 @@ from support import (
     read_topics,
 )
 
-from services.adapters.kafka.acls import provision_kafka, relay_transactional_id
+from services.adapters.kafka.acls import (
+    Acl,
+    apply_acls,
+    extra_grants,
+    provision_kafka,
+    relay_transactional_id,
+)
 from services.adapters.kafka.security import ROLES, Role, client_options
 from services.adapters.kafka.topics import TopicsMissing
 from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.lag import BrokerLag, total
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.trust.anchors import read_anchors
 from services.adapters.trust.signing import write_key_pair
@@ -176,11 +183,16 @@ async def test_upstream_writes_the_inbound_topics_only(secure: ServiceSettings) 
     await refused(read_as(s, "upstream", s.topic_cotisations), TopicAuthorizationFailedError)
 
 
-async def test_a_reader_reads_and_cannot_write(secure: ServiceSettings) -> None:
+async def test_a_reader_reads_what_was_published_and_cannot_write(secure: ServiceSettings) -> None:
     s = secure
     await send_as(s, "upstream", s.topic_cotisations)
-    assert await read_as(s, "reader", s.topic_cotisations) == 1
     assert await read_as(s, "reader", s.topic_reglements_cotisations) == 0
+    # the raw upstream records are the services' to read; the reader only measures their lag
+    await refused(read_as(s, "reader", s.topic_cotisations), TopicAuthorizationFailedError)
+    async with BrokerLag(
+        s.kafka_bootstrap_servers, client_options=client_options(s, "reader")
+    ) as lag:
+        assert total(await lag.measure(s.collection_group, [s.topic_cotisations])) == 1
     for topic in (s.topic_cotisations, s.topic_reglements_cotisations, s.topic_audit_anchors):
         await refused(send_as(s, "reader", topic), TopicAuthorizationFailedError)
     # nor consume as a service's group (it would move that service's offsets)
@@ -188,6 +200,19 @@ async def test_a_reader_reads_and_cannot_write(secure: ServiceSettings) -> None:
         read_as(s, "reader", s.topic_cotisations, group=s.collection_group),
         GroupAuthorizationFailedError,
     )
+
+
+async def test_the_policy_check_finds_a_grant_beyond_it(secure: ServiceSettings) -> None:
+    s = secure
+    # on this broker shared by the module's tests, the other tests' bindings (same principals,
+    # their own topics) are beyond this test's policy: what matters is what the grant adds
+    before = set(await extra_grants(s))
+    assert not [g for g in before if s.topic_cotisations in g]
+    wildcard = Acl("User:*", "TOPIC", s.topic_cotisations, "READ")
+    await apply_acls(s, [wildcard])
+    assert set(await extra_grants(s)) - before == {
+        f"User:* operation 3 on resource type 2 {s.topic_cotisations!r} (pattern 3)"
+    }
 
 
 async def test_one_service_cannot_act_for_the_other(secure: ServiceSettings) -> None:

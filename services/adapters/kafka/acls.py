@@ -121,8 +121,11 @@ def acls(settings: ServiceSettings) -> list[Acl]:
             found.add(Acl(me, "TOPIC", topic, "READ"))
         found.add(Acl(me, "TRANSACTIONAL_ID", relay_transactional_id(s, service), "WRITE"))
     reader = _user(s, "reader")
+    inbound = {s.topic_referentiel, s.topic_cotisations, s.topic_prestations}
     for topic in (*s.all_topics(), s.topic_audit_anchors):
-        found.add(Acl(reader, "TOPIC", topic, "READ"))
+        # the raw upstream records are read by the services only: the reader measures their
+        # lag (end offsets need DESCRIBE) and reads what the system published
+        found.add(Acl(reader, "TOPIC", topic, "DESCRIBE" if topic in inbound else "READ"))
     for service in ("collection", "benefits"):
         found.add(Acl(reader, "GROUP", _group(s, service), "DESCRIBE"))
     return sorted(found)
@@ -210,23 +213,59 @@ async def described_acls(settings: ServiceSettings) -> set[Acl]:
 _ANY = 1
 
 
-async def _described(client: AIOKafkaClient) -> set[Acl]:
+async def _grants(client: AIOKafkaClient) -> list[tuple[int, str, int, str, int]]:
+    """Every ALLOW binding the broker holds: (resource type, name, pattern, principal,
+    operation), in Kafka's codes (a DENY only takes rights away)."""
     request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
     response: Any = await client.send(client.get_random_node(), request)
     if response.error_code:
         raise AclRefused(f"describe ACLs: {response.error_code} {response.error_message}")
-    found: set[Acl] = set()
-    for kind, name, pattern, entries in response.resources:
-        for principal, _host, operation, permission in entries:
-            if (
-                permission == _ALLOW
-                and kind in _NAMES
-                and operation in _OPERATIONS
-                and pattern in _PATTERNS
-            ):
-                resource, op = _NAMES[kind], _OPERATIONS[operation]
-                found.add(Acl(principal, resource, name, op, _PATTERNS[pattern]))
-    return found
+    return [
+        (kind, name, pattern, principal, operation)
+        for kind, name, pattern, entries in response.resources
+        for principal, _host, operation, permission in entries
+        if permission == _ALLOW
+    ]
+
+
+def _modelled(grant: tuple[int, str, int, str, int]) -> Acl | None:
+    kind, name, pattern, principal, operation = grant
+    if kind in _NAMES and operation in _OPERATIONS and pattern in _PATTERNS:
+        return Acl(principal, _NAMES[kind], name, _OPERATIONS[operation], _PATTERNS[pattern])
+    return None
+
+
+async def _described(client: AIOKafkaClient) -> set[Acl]:
+    return {acl for grant in await _grants(client) if (acl := _modelled(grant)) is not None}
+
+
+async def extra_grants(settings: ServiceSettings) -> list[str]:
+    """Grants the broker holds beyond :func:`acls` that touch this system: to one of its
+    principals or to everyone (``User:*``), or on one of its resources or on every resource
+    (``*``) — any operation, cluster included (e.g. left from an older username, or a
+    wildcard someone added). Other systems' bindings on a shared cluster are not ours."""
+    expected = set(acls(settings))
+    ours = {a.principal for a in expected} | {"User:*"}
+    names = {a.name for a in expected} | {"*", "kafka-cluster"}
+    client = AIOKafkaClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **client_options(settings, "admin")
+    )
+    await client.bootstrap()
+    try:
+        grants = await _grants(client)
+    finally:
+        await client.close()
+    found = []
+    for grant in grants:
+        kind, name, pattern, principal, operation = grant
+        if principal not in ours and name not in names:
+            continue
+        if _modelled(grant) not in expected:
+            found.append(
+                f"{principal} operation {operation} on resource type {kind} {name!r}"
+                f" (pattern {pattern})"
+            )
+    return sorted(found)
 
 
 async def provision_kafka(settings: ServiceSettings) -> list[str]:
