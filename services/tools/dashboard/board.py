@@ -372,14 +372,15 @@ def _short_label(text: str) -> str | None:
 
 def _read_decision(value: bytes | None) -> _Decision | None:
     """The scalars the board needs from a decision, read through the contract's outbound
-    models; None when the value is not a decision of contract v1 (too large, not JSON,
-    an unknown type, a field out of the contract)."""
+    models; None when the value is not a decision of contract v1 (too large, not JSON, a
+    field out of the contract). A decision type this contract does not know yet (published
+    by a newer service during an upgrade) is counted from its scalars, after the known ones."""
     if not value or len(value) > MAX_VALUE:
         return None
     try:
         decision = parse_outbound(value)
     except ContractError:
-        return None
+        return _read_newer(value)
     payload = decision.payload
     amount = getattr(payload, AMOUNT_FIELD.get(decision.event_type, ""), 0)
     event_id = str(decision.event_id)
@@ -394,6 +395,34 @@ def _read_decision(value: bytes | None) -> _Decision | None:
         cause=_kept_id(decision.causation_id) or _kept_id(sujet_id) or event_id,
         sujet_id=sujet_id,
         occurred_at=decision.occurred_at.isoformat(),
+    )
+
+
+def _read_newer(value: bytes) -> _Decision | None:
+    """A decision of a type the contract does not know, from its scalars (no amount: what it
+    means is not known here); None for anything else."""
+    envelope = _document(value)
+    if envelope is None:
+        return None
+    event_type, payload = envelope.get("event_type"), envelope.get("payload")
+    if (
+        not isinstance(event_type, str)
+        or not event_type
+        or event_type in topics.OUTBOUND_EVENT_TYPES  # a known type that breaks the contract
+        or not isinstance(payload, dict)
+    ):
+        return None
+    event_id = _kept_id(envelope.get("event_id"))
+    return _Decision(
+        event_id=event_id,
+        event_type=_label(event_type, "?"),
+        motif=_label(payload.get("motif"), ""),
+        cents=0,
+        organisme_id=_label(payload.get("organisme_id"), "?"),
+        caisse=_label(payload.get("caisse_de_base"), "?"),
+        cause=_kept_id(envelope.get("causation_id")) or event_id,
+        sujet_id=payload.get("sujet_id"),
+        occurred_at=envelope.get("occurred_at"),
     )
 
 

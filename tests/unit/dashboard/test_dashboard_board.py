@@ -131,3 +131,27 @@ def test_an_unreadable_decision_is_counted_apart() -> None:
     board = Board()
     assert board.on_decision("benefits", b"\xff not json") == "unreadable"
     assert board.snapshot()["services"]["benefits"]["unreadable"] == 1
+
+
+def test_a_decision_type_newer_than_this_contract_is_counted_after_the_known_ones() -> None:
+    board = Board()
+    board.on_decision("collection", decision("EncaissementDelegue", "in-1"))
+    newer = json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "EncaissementRevise",
+            "payload": {"motif": "CONVENTION_RESILIEE", "organisme_id": "OC-2"},
+        }
+    ).encode()
+    assert board.on_decision("collection", newer) == "counted"
+    rows = board.snapshot()["services"]["collection"]["decisions"]
+    assert [r["event_type"] for r in rows] == ["EncaissementDelegue", "EncaissementRevise"]
+    assert rows[1]["amount_cents"] == 0
+
+
+def test_a_known_decision_type_that_breaks_the_contract_is_unreadable() -> None:
+    board = Board()
+    broken = json.loads(decision("EncaissementDelegue", "in-1"))
+    broken["payload"]["montant_cents"] = -5
+    assert board.on_decision("collection", json.dumps(broken).encode()) == "unreadable"
+    assert board.snapshot()["services"]["collection"]["decisions"] == []
