@@ -323,8 +323,7 @@ def _format_storage(
     if (run_dir / "data" / "meta.properties").is_file():
         return
     tools_log4j = (repo_root / "infra" / "kafka" / "tools-log4j.properties").as_uri()
-    cmd = [
-        _java(),
+    arguments = [
         "-Xmx256m",
         f"-Dlog4j.configuration={tools_log4j}",
         "-cp",
@@ -337,9 +336,23 @@ def _format_storage(
         str(run_dir / "server.properties"),
         *(auth.format_arguments() if auth is not None else []),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # The SCRAM passwords go to the JVM in an argument file readable by its owner only (the
+    # java launcher expands `@file`): on the command line, `ps` would show them to anyone.
+    argfile = run_dir / "format.args"
+    fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(_quoted(a) for a in arguments) + "\n")
+    try:
+        done = subprocess.run([_java(), f"@{argfile}"], capture_output=True, text=True, check=False)
+    finally:
+        argfile.unlink(missing_ok=True)
     if done.returncode != 0:
         raise KafkaStartError(f"kafka storage format failed:\n{done.stdout}{done.stderr}")
+
+
+def _quoted(argument: str) -> str:
+    """One argument of a java `@file`: in double quotes, backslashes and quotes escaped."""
+    return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # -------------------------------------------------------------------------- start
