@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -149,9 +150,16 @@ def test_a_warning_and_a_crash_are_json_lines_too(tmp_path: Path) -> None:
     assert nir(902) not in log.read_text()
 
 
-@pytest.mark.parametrize("when", ["relay collection leads", "Uvicorn running on"])
+@pytest.mark.parametrize(
+    ("when", "stop"),
+    [
+        ("relay collection leads", signal.SIGTERM),
+        ("Uvicorn running on", signal.SIGTERM),
+        ("Uvicorn running on", signal.SIGINT),
+    ],
+)
 async def test_a_service_stopped_at_any_moment_exits_and_its_lines_are_json(
-    settings: ServiceSettings, tmp_path: Path, when: str
+    settings: ServiceSettings, tmp_path: Path, when: str, stop: signal.Signals
 ) -> None:
     """SIGTERM while the subscriber starts, or once HTTP serves: the process ends either way
     (the graceful stop must not swallow a signal that came before uvicorn listened)."""
@@ -164,8 +172,8 @@ async def test_a_service_stopped_at_any_moment_exits_and_its_lines_are_json(
                 break
             await asyncio.sleep(0.05)
         assert when in log.read_text(), log.read_text()[-2000:]
-        service.terminate()
-        assert service.wait(40) in (0, -15)
+        service.send_signal(stop)
+        assert service.wait(40) in (0, -stop)
     finally:
         if service.poll() is None:
             service.kill()

@@ -61,10 +61,12 @@ async def serve(service: str, settings: ServiceSettings | None = None) -> None:
         log.info("%s ready; HTTP on %s:%d", service, config.host, config.port)
         gauges = [asyncio.create_task(t) for t in (_refresh(runtime), *monitors(runtime))]
         try:
-            # uvicorn stops on SIGTERM, then raises it again for the handler it found: the
-            # default one would end the process there, before the subscriber, the relay and
-            # the exporter stop. This one asks uvicorn to stop (it may not listen yet).
-            signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+            # uvicorn stops on SIGTERM (or Ctrl-C), then raises it again for the handler it
+            # found: the default one would end the process there, before the subscriber, the
+            # relay and the exporter stop. This one asks uvicorn to stop (it may not listen
+            # yet).
+            for stop in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(stop, lambda *_: setattr(server, "should_exit", True))
             await server.serve()
         finally:
             for task in gauges:
