@@ -33,6 +33,7 @@ from aiokafka.protocol.api import Request
 from services.adapters.kafka.security import client_options
 from services.adapters.kafka.topics import ensure_topics, size_limits
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 
 ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
 Operation = Literal["READ", "WRITE", "DESCRIBE"]
@@ -83,24 +84,18 @@ def _user(settings: ServiceSettings, role: str) -> str:
 
 def inbound_topics(settings: ServiceSettings) -> dict[str, tuple[str, ...]]:
     """Each service's input topics."""
-    s = settings
     return {
-        "collection": (s.topic_referentiel, s.topic_cotisations),
-        "benefits": (s.topic_referentiel, s.topic_prestations),
+        name: tuple(settings.topic(topic) for topic in service.inputs)
+        for name, service in catalog.SERVICES.items()
     }
 
 
 def outbound_topics(settings: ServiceSettings) -> dict[str, tuple[str, str]]:
     """Each service's (decisions, rejections) topics."""
-    s = settings
     return {
-        "collection": (s.topic_reglements_cotisations, s.topic_rejets_collection),
-        "benefits": (s.topic_reglements_prestations, s.topic_rejets_benefits),
+        name: (settings.topic(service.decisions_topic), settings.topic(service.rejections_topic))
+        for name, service in catalog.SERVICES.items()
     }
-
-
-def _group(settings: ServiceSettings, service: str) -> str:
-    return settings.collection_group if service == "collection" else settings.benefits_group
 
 
 def acls(settings: ServiceSettings) -> list[Acl]:
@@ -111,11 +106,11 @@ def acls(settings: ServiceSettings) -> list[Acl]:
     for topic in (s.topic_referentiel, s.topic_cotisations, s.topic_prestations):
         found.add(Acl(upstream, "TOPIC", topic, "WRITE"))
     found.add(Acl(upstream, "TRANSACTIONAL_ID", UPSTREAM_TRANSACTIONAL_PREFIX, "WRITE", "PREFIXED"))
-    for service in ("collection", "benefits"):
+    for service in catalog.SERVICES:
         me = _user(s, service)
         for topic in inbound_topics(s)[service]:
             found.add(Acl(me, "TOPIC", topic, "READ"))
-        found.add(Acl(me, "GROUP", _group(s, service), "READ"))
+        found.add(Acl(me, "GROUP", s.group_of(service), "READ"))
         for topic in (*outbound_topics(s)[service], s.topic_audit_anchors):
             found.add(Acl(me, "TOPIC", topic, "WRITE"))
             found.add(Acl(me, "TOPIC", topic, "READ"))
@@ -126,8 +121,8 @@ def acls(settings: ServiceSettings) -> list[Acl]:
         # the raw upstream records are read by the services only: the reader measures their
         # lag (end offsets need DESCRIBE) and reads what the system published
         found.add(Acl(reader, "TOPIC", topic, "DESCRIBE" if topic in inbound else "READ"))
-    for service in ("collection", "benefits"):
-        found.add(Acl(reader, "GROUP", _group(s, service), "DESCRIBE"))
+    for service in catalog.SERVICES:
+        found.add(Acl(reader, "GROUP", s.group_of(service), "DESCRIBE"))
     return sorted(found)
 
 

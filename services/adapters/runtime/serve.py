@@ -27,7 +27,7 @@ def build(service: str, settings: ServiceSettings | None = None) -> ServiceRunti
 
 
 def http_port(service: str, settings: ServiceSettings) -> int:
-    return settings.collection_http_port if service == "collection" else settings.benefits_http_port
+    return settings.http_port_of(service)
 
 
 async def serve(service: str, settings: ServiceSettings | None = None) -> None:

@@ -130,6 +130,10 @@ class ServiceSettings(BaseSettings):
     def http_port_of(self, service: str) -> int:
         return int(self._of(service, "http_port"))
 
+    def http_host_of(self, service: str) -> str:
+        """Where the dashboard finds `service`'s HTTP status."""
+        return str(self._of(service, "http_host"))
+
     def login(self, service: str) -> tuple[str, str]:
         """(user, password) the service connects as: its own role, never the owner."""
         from services.adapters.eventstore.roles import service_role

@@ -24,6 +24,7 @@ import orjson
 from services.adapters.kafka.security import client_options
 from services.adapters.runtime.lag import BrokerLag, NoInputTopics, total
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 from services.tools.dashboard.shown import shown
 
 
@@ -43,19 +44,13 @@ def targets(settings: ServiceSettings, http_host: str | None = None) -> list[Tar
     s = settings
     return [
         Target(
-            "collection",
-            s.collection_group,
-            (s.topic_referentiel, s.topic_cotisations),
-            http_host or s.collection_http_host,
-            s.collection_http_port,
-        ),
-        Target(
-            "benefits",
-            s.benefits_group,
-            (s.topic_referentiel, s.topic_prestations),
-            http_host or s.benefits_http_host,
-            s.benefits_http_port,
-        ),
+            name,
+            s.group_of(name),
+            tuple(s.topic(topic) for topic in service.inputs),
+            http_host or s.http_host_of(name),
+            s.http_port_of(name),
+        )
+        for name, service in catalog.SERVICES.items()
     ]
 
 

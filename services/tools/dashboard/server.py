@@ -22,6 +22,7 @@ from starlette.routing import Route
 from services.adapters.kafka.security import client_options, secured
 from services.adapters.kafka.topics import ensure_topics
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain import catalog
 from services.tools.dashboard.board import Board
 from services.tools.dashboard.lag import LagProbe
 from services.tools.dashboard.shown import render_json, shown
@@ -70,10 +71,9 @@ class Dashboard:
         self.subscribed = asyncio.Event()
         s = settings
         self.roles = {
-            s.topic_reglements_cotisations: ("collection", "decision"),
-            s.topic_reglements_prestations: ("benefits", "decision"),
-            s.topic_rejets_collection: ("collection", "rejection"),
-            s.topic_rejets_benefits: ("benefits", "rejection"),
+            s.topic(getattr(service, f"{role}s_topic")): (name, role)
+            for name, service in catalog.SERVICES.items()
+            for role in ("decision", "rejection")
         }
 
     @property

@@ -49,7 +49,7 @@ def _pid(name: str) -> int | None:
 
 
 def _ports(settings: ServiceSettings) -> dict[str, int]:
-    ports = {"collection": settings.collection_http_port, "benefits": settings.benefits_http_port}
+    ports = {name: settings.http_port_of(name) for name in catalog.SERVICES}
     if importlib.util.find_spec("services.tools.dashboard") is not None:
         ports["dashboard"] = settings.dashboard_http_port
     return ports
