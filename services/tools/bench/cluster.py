@@ -54,6 +54,7 @@ from services.tools.bench.pipeline import (
 )
 from services.tools.bench.shared import committed_reader, drop_schemas
 from services.tools.devstack.kafka import KafkaCluster
+from services.tools.options import JSON, Option, add_options
 
 KIND = KINDS["collection"]
 REGISTRY_TYPES = ("OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree")
@@ -61,31 +62,19 @@ INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")  # group and rel
 log = logging.getLogger(__name__)
 
 
+OPTIONS = (
+    Option("--inputs", 3000, "contributions (default 3000)"),
+    Option("--rate", 200.0, "contributions per second (default 200)"),
+    Option("--kill-at", 0.35, "fraction of the inputs sent when the leader is killed"),
+    Option("--down-seconds", 6.0, "how long the killed broker stays down (default 6)"),
+    Option("--heap-mb", 256, "heap of each broker"),
+    Option("--timeout", 180.0, "give up waiting for the decisions after this many seconds"),
+    JSON,
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--inputs", type=int, default=3000, help="contributions (default 3000)")
-    parser.add_argument(
-        "--rate", type=float, default=200.0, help="contributions per second (default 200)"
-    )
-    parser.add_argument(
-        "--kill-at",
-        type=float,
-        default=0.35,
-        help="fraction of the inputs sent when the leader is killed",
-    )
-    parser.add_argument(
-        "--down-seconds",
-        type=float,
-        default=6.0,
-        help="how long the killed broker stays down (default 6)",
-    )
-    parser.add_argument("--heap-mb", type=int, default=256, help="heap of each broker")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=180.0,
-        help="give up waiting for the decisions after this many seconds",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_options(parser, OPTIONS)
 
 
 class Reader(Follower):

@@ -90,6 +90,7 @@ from services.tools.bench.shared import (
     run_and_print,
     spread,
 )
+from services.tools.options import Option, add_options
 from services.tools.tasks import stop_task
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
@@ -97,44 +98,6 @@ TARGET_RATE = 2000.0
 GENERATORS = ("process", "loop")
 RAW_HEADER = "bench_id"  # what the raw passthrough's reader matches its copies by
 log = logging.getLogger(__name__)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--service",
-        choices=tuple(KINDS),
-        default="collection",
-        help="which service to measure (default collection)",
-    )
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=200_000,
-        help="fill the store to at least this many events (default 200000)",
-    )
-    parser.add_argument(
-        "--rates",
-        type=_rates,
-        default=(500.0, 2000.0),
-        help="inputs per second of each run, comma-separated (default 500,2000)",
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=60.0, help="duration of each paced run (default 60)"
-    )
-    parser.add_argument(
-        "--write-batch",
-        type=int,
-        default=5000,
-        help="records per store transaction while filling (default 5000)",
-    )
-    parser.add_argument(
-        "--generator",
-        choices=GENERATORS,
-        default="process",
-        help="where the paced sender and the output reader run: a process of their own "
-        "(default), or the service's event loop, as in the pipeline benchmark",
-    )
-    add_run_options(parser, timeout=900.0, keep="leave the store schema and topics behind")
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -145,6 +108,37 @@ def _rates(text: str) -> tuple[float, ...]:
     if not rates or min(rates) <= 0:
         raise argparse.ArgumentTypeError("rates must be positive")
     return rates
+
+
+OPTIONS = (
+    Option(
+        "--service",
+        "collection",
+        "which service to measure (default collection)",
+        choices=tuple(KINDS),
+    ),
+    Option("--events", 200_000, "fill the store to at least this many events (default 200000)"),
+    Option(
+        "--rates",
+        (500.0, 2000.0),
+        "inputs per second of each run, comma-separated (default 500,2000)",
+        type=_rates,
+    ),
+    Option("--seconds", 60.0, "duration of each paced run (default 60)"),
+    Option("--write-batch", 5000, "records per store transaction while filling (default 5000)"),
+    Option(
+        "--generator",
+        "process",
+        "where the paced sender and the output reader run: a process of their own "
+        "(default), or the service's event loop, as in the pipeline benchmark",
+        choices=GENERATORS,
+    ),
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
+    add_run_options(parser, timeout=900.0, keep="leave the store schema and topics behind")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -74,6 +74,7 @@ from services.tools.bench.shared import (
     run_and_print,
     spread,
 )
+from services.tools.options import Option, add_options
 from services.tools.tasks import stop_task
 
 SERVICES = tuple(catalog.SERVICES)
@@ -83,31 +84,20 @@ BATCH = 500  # records per fetch of the passthrough, as the services' batch_max_
 log = logging.getLogger(__name__)
 
 
+OPTIONS = (
+    Option(
+        "--service", "both", "which service to measure (default both)", choices=(*SERVICES, "both")
+    ),
+    Option(
+        "--events", 20_000, "inputs of the throughput run, and NIRs of the registry (default 20000)"
+    ),
+    Option("--rate", 500.0, "inputs per second of the latency run (default 500)"),
+    Option("--latency-seconds", 20.0, "duration of the latency run (default 20)"),
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--service",
-        choices=(*SERVICES, "both"),
-        default="both",
-        help="which service to measure (default both)",
-    )
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=20_000,
-        help="inputs of the throughput run, and NIRs of the registry (default 20000)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=500.0,
-        help="inputs per second of the latency run (default 500)",
-    )
-    parser.add_argument(
-        "--latency-seconds",
-        type=float,
-        default=20.0,
-        help="duration of the latency run (default 20)",
-    )
+    add_options(parser, OPTIONS)
     add_run_options(parser, timeout=600.0, keep="leave the store schemas and topics behind")
 
 

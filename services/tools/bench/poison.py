@@ -20,7 +20,6 @@ is why the time grows with the store until decision state moves into PostgreSQL.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 import time
 from typing import Any, cast
@@ -31,44 +30,35 @@ from services.domain.catalog import COLLECTION
 from services.domain.collection.processor import CollectionProcessor
 from services.domain.kernel.processing import Input, Outcome, Processor
 from services.tools.audit.feed import Feeder, prepare_store
-from services.tools.bench.shared import drop_schemas
+from services.tools.bench.shared import drop_schemas, run_and_print
+from services.tools.options import JSON, Option, add_options
+
+OPTIONS = (
+    Option("--events", 200_000, "stored events before the measured batches (default 200000)"),
+    Option("--batch", 500, "records per measured batch (default 500, the consumer's)"),
+    Option("--keep", False, "keep the schema"),
+    JSON,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=200_000,
-        help="stored events before the measured batches (default 200000)",
-    )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=500,
-        help="records per measured batch (default 500, the consumer's)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the schema")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_options(parser, OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    report = asyncio.run(
+    run_and_print(
         measure(
             dsn,
             events=getattr(args, "events", 200_000),
             batch=getattr(args, "batch", 500),
             keep=getattr(args, "keep", False),
-        )
+        ),
+        getattr(args, "json", False),
+        format_report,
     )
-    if getattr(args, "json", False):
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
     return 0
 
 

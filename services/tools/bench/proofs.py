@@ -18,7 +18,6 @@ Measured:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -38,37 +37,34 @@ from services.adapters.trust.merkle import Frontier
 from services.adapters.trust.storetree import chain_hashes, tree_of
 from services.domain.kernel.records import GENESIS_HASH, canonical_bytes, chain_hash
 from services.tools.audit.proofs import check_proof, proof_bytes, prove_service
-from services.tools.bench.shared import drop_and_close
+from services.tools.bench.shared import drop_and_close, run_and_print
+from services.tools.options import JSON, Option, add_options
 
 SUBJECT = make_nir("1750175123456")
 _IDS = UUID("6b2a1f0e-5c4d-4e3b-9a8f-7d6c5b4a3e21")
 _T0 = datetime(2017, 1, 2, 8, 0, tzinfo=UTC)
 
 
+OPTIONS = (
+    Option("--rows", 1_000_000, "rows in the store (default 1,000,000)"),
+    Option(
+        "--subject-events", 100, "events about the subject, spread through the store (default 100)"
+    ),
+    JSON,
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rows", type=int, default=1_000_000, help="rows in the store (default 1,000,000)"
-    )
-    parser.add_argument(
-        "--subject-events",
-        type=int,
-        default=100,
-        help="events about the subject, spread through the store (default 100)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_options(parser, OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    report = asyncio.run(measure(dsn, rows=args.rows, subject_events=args.subject_events))
-    if args.json:
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
+    run_and_print(
+        measure(dsn, rows=args.rows, subject_events=args.subject_events), args.json, format_report
+    )
     return 0
 
 

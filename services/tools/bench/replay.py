@@ -18,7 +18,6 @@ The ratio replay/read is what re-deciding and comparing costs over reading.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import time
@@ -30,44 +29,29 @@ from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import COLLECTION
 from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit.replay import replay
-from services.tools.bench.shared import drop_schemas
+from services.tools.bench.shared import drop_schemas, run_and_print
+from services.tools.options import JSON, Option, add_options
+
+OPTIONS = (
+    Option("--events", 200_000, "stored events to replay, at least (default 200000)"),
+    Option("--seed", 42, "scenario seed (default 42)"),
+    Option("--write-batch", 5000, "records per write transaction while filling (default 5000)"),
+    Option("--read-batch", 5000, "rows per read, for every reader (default 5000)"),
+    Option("--repeat", 1, "measure each phase N times, keep the best (default 1)"),
+    Option("--keep", False, "keep the schema (to inspect it)"),
+    JSON,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=200_000,
-        help="stored events to replay, at least (default 200000)",
-    )
-    parser.add_argument("--seed", type=int, default=42, help="scenario seed (default 42)")
-    parser.add_argument(
-        "--write-batch",
-        type=int,
-        default=5000,
-        help="records per write transaction while filling (default 5000)",
-    )
-    parser.add_argument(
-        "--read-batch",
-        type=int,
-        default=5000,
-        help="rows per read, for every reader (default 5000)",
-    )
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="measure each phase N times, keep the best (default 1)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the schema (to inspect it)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_options(parser, OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    report = asyncio.run(
+    report = run_and_print(
         measure(
             dsn,
             events=args.events,
@@ -76,14 +60,10 @@ def run(args: argparse.Namespace) -> int:
             read_batch=args.read_batch,
             repeat=args.repeat,
             keep=args.keep,
-        )
+        ),
+        args.json,
+        format_report,
     )
-    if args.json:
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
     return 0 if report["replay"]["mismatches"] == 0 else 1
 
 

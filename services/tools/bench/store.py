@@ -16,7 +16,6 @@ guarantees (serial positions, hash chain, unique ids and versions) cost over a b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import secrets
 import time
@@ -31,7 +30,8 @@ from services.adapters.eventstore import EventStore, NewEvent
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.server import server_settings
-from services.tools.bench.shared import drop_and_close
+from services.tools.bench.shared import drop_and_close, run_and_print
+from services.tools.options import JSON, Option, add_options
 
 BATCH_SIZES = (100, 1000)
 COPY_CHUNK = 1000
@@ -56,35 +56,30 @@ CREATE TABLE {RAW_TABLE} (
 )"""
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=2000,
-        help="single-event appends, one transaction each (default 2000)",
-    )
-    parser.add_argument(
+OPTIONS = (
+    Option("--events", 2000, "single-event appends, one transaction each (default 2000)"),
+    Option(
         "--batched-events",
-        type=int,
-        default=20_000,
-        help="events written by each batched mode and by COPY (default 20000)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+        20_000,
+        "events written by each batched mode and by COPY (default 20000)",
+    ),
+    JSON,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    report = asyncio.run(
-        measure(dsn, events=args.events, batched_events=getattr(args, "batched_events", 20_000))
+    run_and_print(
+        measure(dsn, events=args.events, batched_events=getattr(args, "batched_events", 20_000)),
+        args.json,
+        format_report,
     )
-    if args.json:
-        from services.tools.cli import print_json
-
-        print_json(report)
-    else:
-        print(format_report(report))
     return 0
 
 
