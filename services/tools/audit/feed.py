@@ -56,7 +56,7 @@ def envelope(
     event_type: str,
     payload: dict[str, Any],
     *,
-    event_id: uuid.UUID,
+    event_id: uuid.UUID | str,
     occurred_at: str = "2017-01-15T08:00:00Z",
     source: str = "audit-feed",
     correlation_id: str | None = None,

@@ -52,7 +52,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import topics
-from contracts.messages import wire_bytes, wire_envelope
 from contracts.nir import sample_nir
 from services.adapters.eventstore.server import server_settings
 from services.adapters.runtime.handler import BatchReport
@@ -62,6 +61,7 @@ from services.adapters.runtime.settings import ServiceSettings
 from services.domain import catalog
 from services.domain.catalog import ServiceDescription
 from services.domain.kernel.processing import decision_id
+from services.tools.audit.feed import envelope as feed_envelope
 from services.tools.bench.shared import (
     add_run_options,
     closing_lines,
@@ -158,14 +158,13 @@ def envelope(
     event_id: str,
     occurred_at: str = "2017-01-15T08:00:00Z",
 ) -> bytes:
-    return wire_bytes(
-        wire_envelope(
-            event_type,
-            payload,
-            event_id=event_id,
-            occurred_at=occurred_at,
-            source=f"caisse-de-base/{CAISSE}",
-        )
+    """A contract-v1 message value, sent as the caisse de base would."""
+    return feed_envelope(
+        event_type,
+        payload,
+        event_id=event_id,
+        occurred_at=occurred_at,
+        source=f"caisse-de-base/{CAISSE}",
     )
 
 

@@ -41,10 +41,6 @@ OPTIONS = (
 )
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
-
-
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
@@ -52,14 +48,18 @@ def run(args: argparse.Namespace) -> int:
     run_and_print(
         measure(
             dsn,
-            events=getattr(args, "events", 200_000),
-            batch=getattr(args, "batch", 500),
-            keep=getattr(args, "keep", False),
+            events=args.events,
+            batch=args.batch,
+            keep=args.keep,
         ),
-        getattr(args, "json", False),
+        args.json,
         format_report,
     )
     return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
 
 
 class _Buggy(CollectionProcessor):

@@ -54,10 +54,6 @@ OPTIONS = (
 )
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
-
-
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
@@ -66,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         measure(dsn, rows=args.rows, subject_events=args.subject_events), args.json, format_report
     )
     return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
 
 
 # --- the store ------------------------------------------------------------------------------

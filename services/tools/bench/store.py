@@ -20,7 +20,7 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 from uuid import uuid4
 
@@ -30,24 +30,14 @@ from services.adapters.eventstore import EventStore, NewEvent
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.server import server_settings
+from services.domain.kernel.records import StoredEvent
 from services.tools.bench.shared import drop_and_close, run_and_print
 from services.tools.options import JSON, Option, add_options
 
 BATCH_SIZES = (100, 1000)
 COPY_CHUNK = 1000
 RAW_TABLE = "raw_events"
-_COLUMNS = (
-    "position",
-    "stream_id",
-    "stream_version",
-    "event_id",
-    "event_type",
-    "schema_version",
-    "payload",
-    "metadata",
-    "recorded_at",
-    "hash",
-)
+_COLUMNS = tuple(f.name for f in fields(StoredEvent))  # the events table's columns
 _RAW_DDL = f"""
 CREATE TABLE {RAW_TABLE} (
     position bigint, stream_id text, stream_version integer, event_id uuid, event_type text,
@@ -67,10 +57,6 @@ OPTIONS = (
 )
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
-
-
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
@@ -81,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         format_report,
     )
     return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
 
 
 # --- the workload --------------------------------------------------------------------------
