@@ -33,6 +33,7 @@ from services.adapters.eventstore import EventStore
 from services.adapters.trust.anchors import Anchor, AnchorRecord
 from services.adapters.trust.merkle import Frontier
 from services.adapters.trust.storetree import chain_hashes
+from services.tools.audit.report import as_report
 
 
 @dataclass
@@ -59,16 +60,13 @@ class AnchorCheck:
         return max(self.head - (self.latest.size if self.latest else 0), 0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "verified": self.verified,
-            "holding": self.holding,
-            "latest": self.latest.as_dict() if self.latest else None,
-            "unanchored": self.unanchored,
-            "findings": self.findings,
-            "seconds": round(self.seconds, 3),
-            "ok": self.ok,
-        }
+        return as_report(
+            self,
+            leave_out=("service", "schema", "head"),  # the caller names the store
+            latest=self.latest.as_dict() if self.latest else None,
+            unanchored=self.unanchored,
+            ok=self.ok,
+        )
 
     def lines(self) -> list[str]:
         """The check for a person."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.adapters.eventstore import EventStore
 from services.domain.kernel.records import GENESIS_HASH, expected_hash
+from services.tools.audit.report import as_report
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +34,7 @@ class ChainResult:
         return self.first_broken is None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "schema": self.schema,
-            "checked": self.checked,
-            "head": self.head,
-            "first_broken": self.first_broken,
-            "detail": self.detail,
-            "seconds": round(self.seconds, 3),
-            "ok": self.ok,
-        }
+        return as_report(self, ok=self.ok)
 
 
 async def check_chain(store: EventStore, service: str) -> ChainResult:

@@ -51,6 +51,7 @@ from services.domain.catalog import INPUT_TYPES
 from services.domain.kernel.records import GENESIS_HASH, canonical_bytes, expected_hash
 from services.domain.registry import REGISTRY_EVENT_TYPES
 from services.tools.audit.reading import subjects_of
+from services.tools.audit.report import as_report
 from services.tools.audit.trail import relied_on, trail
 
 PROOF_FORMAT = "mandat-proof/1"
@@ -204,12 +205,7 @@ class ProofReport:
         return self.failure is None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "failure": self.failure,
-            "events": self.events,
-            "services": self.services,
-        }
+        return as_report(self, leave_out=("lines",), ok=self.ok)
 
 
 def check_proof(data: bytes, keys: Sequence[Ed25519PublicKey]) -> ProofReport:

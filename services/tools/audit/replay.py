@@ -28,6 +28,7 @@ from services.tools.audit.compare import (
     same,
 )
 from services.tools.audit.reading import Selection, Step, read_steps
+from services.tools.audit.report import as_report
 
 Mode = Literal["verify", "what-if"]
 Kind = Literal["altered", "recorded_only", "replayed_only", "refused", "unknown_rules"]
@@ -46,15 +47,7 @@ class Mismatch:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "position": self.position,
-            "input_position": self.input_position,
-            "event_type": self.event_type,
-            "replayed_type": self.replayed_type,
-            "note": self.note,
-            "diff": [d.as_dict() for d in self.diffs],
-        }
+        return as_report(self, leave_out=("diffs",), diff=[d.as_dict() for d in self.diffs])
 
 
 @dataclass(slots=True)
@@ -81,20 +74,12 @@ class ReplaySummary:
         return self.events_read / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "mode": self.mode,
-            "events_read": self.events_read,
-            "inputs": self.inputs,
-            "rejections": self.rejections,
-            "decisions_checked": self.decisions_checked,
-            "matched": self.matched,
-            "mismatches": [m.as_dict() for m in self.mismatches],
-            "last_position": self.last_position,
-            "seconds": round(self.seconds, 3),
-            "events_per_second": round(self.events_per_second, 1),
-            "ok": self.ok,
-        }
+        return as_report(
+            self,
+            mismatches=[m.as_dict() for m in self.mismatches],
+            events_per_second=round(self.events_per_second, 1),
+            ok=self.ok,
+        )
 
 
 class Replayer:

@@ -24,6 +24,7 @@ from services.adapters.kafka.relay import Outgoing
 from services.adapters.kafka.topics import ensure_topics
 from services.domain.catalog import INPUT_TYPES, ServiceDescription
 from services.tools.audit.reading import Selection, read_ahead
+from services.tools.audit.report import as_report
 
 REPLAY_HEADER = "replay"
 REPLAY_ID_HEADER = "replay_id"
@@ -97,14 +98,7 @@ class RepublishResult:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "topic": self.topic,
-            "replay_id": self.replay_id,
-            "sent": self.sent,
-            "last_position": self.last_position,
-            "seconds": round(self.seconds, 3),
-        }
+        return as_report(self)
 
 
 def new_replay_id() -> str:
