@@ -48,3 +48,18 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
 
 
 JSON = Option("--json", False, "print the results as JSON")
+
+
+def add_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    options: Iterable[Option],
+    **texts: str,
+) -> argparse.ArgumentParser:
+    """The subcommand `name`, running `run` with `options`; `texts`: its `help` and
+    `description`."""
+    parser = sub.add_parser(name, **texts)
+    add_options(parser, options)
+    parser.set_defaults(func=run)
+    return parser

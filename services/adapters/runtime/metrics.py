@@ -17,86 +17,80 @@ class ServiceMetrics:
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
-        labels = {"service": service}
-        r = self.registry
-        self.inputs = Counter(
-            "mandat_inputs_total", "Inputs recorded, by event type", ["event_type"], registry=r
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        self.inputs = counter(
+            "mandat_inputs_total", "Inputs recorded, by event type", "event_type"
         ).labels
-        self.decisions = Counter(
-            "mandat_decisions_total", "Decisions recorded", ["event_type", "motif"], registry=r
+        self.decisions = counter(
+            "mandat_decisions_total", "Decisions recorded", "event_type", "motif"
         )
-        self.rejections = Counter(
-            "mandat_rejections_total", "Messages rejected, by field", ["reason"], registry=r
+        self.rejections = counter(
+            "mandat_rejections_total", "Messages rejected, by field", "reason"
         )
-        self.duplicates = Counter("mandat_duplicates_total", "Inputs already recorded", registry=r)
-        self.retries = Counter(
-            "mandat_batch_retries_total", "Batches retried after a transient failure", registry=r
+        self.duplicates = counter("mandat_duplicates_total", "Inputs already recorded")
+        self.retries = counter(
+            "mandat_batch_retries_total", "Batches retried after a transient failure"
         )
-        self.parked = Gauge("mandat_parked_inputs", "Inputs waiting for a fact", registry=r)
-        self.relay_lag = Gauge(
-            "mandat_relay_lag_events",
-            "Events committed to the store, not yet published",
-            registry=r,
+        self.parked = gauge("mandat_parked_inputs", "Inputs waiting for a fact")
+        self.relay_lag = gauge(
+            "mandat_relay_lag_events", "Events committed to the store, not yet published"
         )
-        self.store_head = Gauge("mandat_store_head_position", "Last committed position", registry=r)
-        self.stalled = Gauge(
+        self.store_head = gauge("mandat_store_head_position", "Last committed position")
+        self.stalled = gauge(
             "mandat_stalled_seconds",
             "Seconds a component (consumer, relay) has made no progress with work in hand",
-            ["component"],
-            registry=r,
+            "component",
         )
-        self.ready = Gauge(
-            "mandat_ready", "1 when the service is ready (what /ready answers)", registry=r
-        )
-        self.consumer_lag = Gauge(
+        self.ready = gauge("mandat_ready", "1 when the service is ready (what /ready answers)")
+        self.consumer_lag = gauge(
             "mandat_consumer_lag_messages",
             "Records of an input partition the service's group has not committed yet "
             "(read from the broker, services/adapters/runtime/lag.py)",
-            ["topic", "partition"],
-            registry=r,
+            "topic",
+            "partition",
         )
-        self.consumer_lag_checked = Gauge(
+        self.consumer_lag_checked = gauge(
             "mandat_consumer_lag_checked_timestamp_seconds",
             "When the consumer lag was last measured (0: not yet)",
-            registry=r,
         )
-        self.parked_oldest = Gauge(
+        self.parked_oldest = gauge(
             "mandat_parked_oldest_seconds",
             "Age of the oldest parked input, from its store commit (0 when none is parked)",
-            registry=r,
         )
-        self.chain_check_failed = Gauge(
+        self.chain_check_failed = gauge(
             "mandat_chain_check_failed",
             "1 when a check of the store's hash chain failed: `rolling` re-verifies every "
             "row's hash in the background, `anchorer` refuses to sign a store that "
             "contradicts its last anchor (services/adapters/trust/chainwatch.py, anchorer.py)",
-            ["check"],
-            registry=r,
+            "check",
         )
-        self.chain_checked = Gauge(
+        self.chain_checked = gauge(
             "mandat_chain_checked_position",
             "Last position the rolling chain check verified in its current pass",
-            registry=r,
         )
-        self.chain_passes = Counter(
+        self.chain_passes = counter(
             "mandat_chain_check_passes",
             "Complete passes of the rolling chain check over the store, found intact",
-            registry=r,
         )
-        self.append_seconds = Histogram(
-            "mandat_append_seconds",
-            "Store transaction of one batch (decide + append)",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.append_seconds = histogram(
+            "mandat_append_seconds", "Store transaction of one batch (decide + append)"
         )
-        self.decision_seconds = Histogram(
+        self.decision_seconds = histogram(
             "mandat_decision_latency_seconds",
             "From the input's Kafka timestamp to its decision's store commit",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.info = Gauge("mandat_service_info", "Service identity", list(labels), registry=r)
-        self.info.labels(**labels).set(1)
+        self.info = gauge("mandat_service_info", "Service identity", "service")
+        self.info.labels(service=service).set(1)
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str) -> Histogram:
+        """A latency, in the buckets every latency of the services is measured in."""
+        return Histogram(name, documentation, buckets=_LATENCY_BUCKETS, registry=self.registry)
 
     def observe(self, report: BatchReport, records: Sequence[Record]) -> None:
         for event_type, n in report.inputs.items():

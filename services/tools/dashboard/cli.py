@@ -6,31 +6,31 @@ import argparse
 import asyncio
 import logging
 
+from services.tools.options import Option, add_command
+
+OPTIONS = (
+    Option("--port", None, "HTTP port (default: MANDAT_DASHBOARD_HTTP_PORT, 8080)", type=int),
+    Option("--host", "127.0.0.1", "address to listen on (default 127.0.0.1)"),
+    Option(
+        "--from-now",
+        False,
+        "only count what is published from now on (default: everything the topics hold)",
+    ),
+)
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
+    add_command(
+        sub,
         "dashboard",
         help="serve the live operations dashboard (decisions, amounts, parked, rejections, lag)",
         description="Read the settlement and rejection topics (no consumer group, from the "
         "beginning unless --from-now), measure each service's lag, and serve a live page. "
         "Kafka and the services' HTTP ports come from the settings (KAFKA_BOOTSTRAP_SERVERS, "
         "MANDAT_* or .run/endpoints.env).",
+        run=_run,
+        options=OPTIONS,
     )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help="HTTP port (default: MANDAT_DASHBOARD_HTTP_PORT, 8080)",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--from-now",
-        action="store_true",
-        help="only count what is published from now on (default: everything the topics hold)",
-    )
-    parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -7,51 +7,49 @@ import asyncio
 import os
 import sys
 
+from services.tools.options import Option, add_command
+
 DEFAULT_SIZE = 40_000
 """About a minute end to end on a 2-core machine, Kafka and PostgreSQL cold start included
 (about 20 s of it; the services decide about 1,000 to 2,000 messages/s here)."""
 DEFAULT_SEED = 42
+OPTIONS = (
+    Option(
+        "--size",
+        DEFAULT_SIZE,
+        f"about how many contribution and benefit inputs (default {DEFAULT_SIZE})",
+    ),
+    Option("--seed", DEFAULT_SEED, f"same seed, same summary (default {DEFAULT_SEED})"),
+    Option(
+        "--timeout",
+        None,
+        "seconds to wait for the decisions once feeding starts (default: 60 + size/100)",
+        type=float,
+    ),
+    Option(
+        "--external",
+        False,
+        "the services already run elsewhere (e.g. after `make up`): use "
+        "their Kafka and PostgreSQL (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL or "
+        ".run/endpoints.env) and do not start anything",
+    ),
+    Option("--json", False, "print the summary as JSON (progress goes to stderr)"),
+    Option("--run-tag", None, argparse.SUPPRESS),
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = sub.add_parser(
+    add_command(
+        sub,
         "run",
         help="play a realistic scenario through both services and summarise the decisions",
         description="Start Kafka and PostgreSQL under .run/ (unless running), run both "
         "services in-process, publish a realistic scenario as an upstream agency would, "
         "wait for every decision and rejection, and print a summary. Exits 0 when every "
         "input got its decision or its rejection.",
+        run=_run,
+        options=OPTIONS,
     )
-    run.add_argument(
-        "--size",
-        type=int,
-        default=DEFAULT_SIZE,
-        help=f"about how many contribution and benefit inputs (default {DEFAULT_SIZE})",
-    )
-    run.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        help=f"same seed, same summary (default {DEFAULT_SEED})",
-    )
-    run.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        help="seconds to wait for the decisions once feeding starts (default: 60 + size/100)",
-    )
-    run.add_argument(
-        "--external",
-        action="store_true",
-        help="the services already run elsewhere (e.g. after `make up`): use "
-        "their Kafka and PostgreSQL (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL or "
-        ".run/endpoints.env) and do not start anything",
-    )
-    run.add_argument(
-        "--json", action="store_true", help="print the summary as JSON (progress goes to stderr)"
-    )
-    run.add_argument("--run-tag", default=None, help=argparse.SUPPRESS)
-    run.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
