@@ -53,13 +53,14 @@ JSON = Option("--json", False, "print the results as JSON")
 def add_command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
+    *,
+    help: str,
+    description: str,
     run: Callable[[argparse.Namespace], int],
     options: Iterable[Option],
-    **texts: str,
 ) -> argparse.ArgumentParser:
-    """The subcommand `name`, running `run` with `options`; `texts`: its `help` and
-    `description`."""
-    parser = sub.add_parser(name, **texts)
+    """The subcommand `name`: its help, its description, its options and what it runs."""
+    parser = sub.add_parser(name, help=help, description=description)
     add_options(parser, options)
     parser.set_defaults(func=run)
     return parser

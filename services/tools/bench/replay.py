@@ -124,11 +124,11 @@ def _rate(count: int, seconds: float) -> dict[str, Any]:
 async def measure(
     dsn: str,
     *,
-    events: int = 200_000,
-    seed: int = 42,
-    write_batch: int = 5000,
-    read_batch: int = 5000,
-    repeat: int = 1,
+    events: int,  # the defaults are the options' (OPTIONS)
+    seed: int,
+    write_batch: int,
+    read_batch: int,
+    repeat: int,
     keep: bool = False,
 ) -> dict[str, Any]:
     """Fill a fresh schema, then time the raw reads and the replay of the same rows (each
