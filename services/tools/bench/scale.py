@@ -2,7 +2,7 @@
 
 For an empty store and for each size of `--sizes` (default 1, 2 and 5 million events), in a
 store schema, topics and a consumer group of that row's own (suffix `benchscale<hex>x<row>`,
-dropped before the next row; everything is dropped at the end whatever happened):
+dropped when the row ends, whatever happened, unless `--keep`):
 
   fill        the store is filled by bulk COPY (`EventStore.bulk_copy`), not through Kafka,
               with valid, hash-chained events: organisms and conventions, then one
@@ -122,7 +122,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--latency-seconds", type=float, default=20.0, help="duration of the latency run"
     )
-    add_run_options(parser, timeout=1800.0, keep="(ignored: every row is dropped)")
+    add_run_options(parser, timeout=1800.0, keep="leave each row's store schema and topics behind")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             rate=args.rate,
             latency_seconds=args.latency_seconds,
             timeout=args.timeout,
+            keep=getattr(args, "keep", False),
         ),
         getattr(args, "json", False),
         format_report,
@@ -552,6 +553,7 @@ async def measure_row(
     rate: float,
     latency_seconds: float,
     timeout: float,
+    keep: bool = False,
 ) -> dict[str, Any]:
     """Fill a store of `size` events (0: the runs' registry only), then start, throughput,
     latency and the passthrough; the row's schema and topics dropped at the end."""
@@ -592,7 +594,8 @@ async def measure_row(
         sv = row["service"]["events_per_second"]
         row["ratio"] = round(sv / pt, 3) if sv and pt else None
     finally:
-        await _cleanup(bootstrap, dsn, [s.collection_schema, s.benefits_schema], names)
+        if not keep:
+            await _cleanup(bootstrap, dsn, [s.collection_schema, s.benefits_schema], names)
     return row
 
 
@@ -652,6 +655,7 @@ async def measure(
     rate: float = 500.0,
     latency_seconds: float = 20.0,
     timeout: float = 1800.0,
+    keep: bool = False,
 ) -> dict[str, Any]:
     """The empty row, then one row per size; the report."""
     if events < 2 or rate <= 0 or latency_seconds <= 0 or not 1 <= nirs <= MAX_NIRS:
@@ -661,7 +665,7 @@ async def measure(
     run_nirs = min(RUN_NIRS, nirs)
     report: dict[str, Any] = {
         "suffix": suffix,
-        "kept": False,
+        "kept": keep,
         "service": KIND.name,
         "memory_of": "a `mandat collection run` process (/proc/<pid>/status)",
         "nirs": nirs,
@@ -687,6 +691,7 @@ async def measure(
             rate=rate,
             latency_seconds=latency_seconds,
             timeout=timeout,
+            keep=keep,
         )
         report["rows"].append(row)
     report["machine"]["load_average_after"] = _load()
@@ -747,7 +752,7 @@ def format_report(r: dict[str, Any]) -> str:
         "registry of the runs only)",
         f"every input decided: {r['all_decided']}; load average (1, 5, 15 min) before "
         f"{r['machine']['load_average_before']}, after {r['machine'].get('load_average_after')}",
-        f"schemas, roles and topics of {r['suffix']}: dropped",
+        f"schemas, roles and topics of {r['suffix']}: {'kept' if r['kept'] else 'dropped'}",
     ]
     return "\n".join(lines)
 
