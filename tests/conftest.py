@@ -175,21 +175,7 @@ def unique() -> str:
 @pytest.fixture
 def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
     """Settings with this test's own topics, consumer groups and store schemas."""
-    # keyword arguments of ServiceSettings: each a topic name (str)
-    names: dict[str, Any] = {
-        f"topic_{name}": f"t{unique}.{name}"
-        for name in (
-            "referentiel",
-            "cotisations",
-            "prestations",
-            "reglements_cotisations",
-            "reglements_prestations",
-            "rejets_collection",
-            "rejets_benefits",
-            "audit_replay",
-            "audit_anchors",
-        )
-    }
+    names: dict[str, Any] = ServiceSettings.topics_under(f"t{unique}")
     plain = ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         DATABASE_URL=database_url,

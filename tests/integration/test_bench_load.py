@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
 import pytest
-from test_bench_pipeline import leftovers
+from test_bench_pipeline import leftovers, run_bench
 
-from services.tools.bench import cli as bench_cli
 from services.tools.bench import load
 
 pytestmark = pytest.mark.integration
@@ -19,40 +17,25 @@ pytestmark = pytest.mark.integration
 EVENTS, RATES, SECONDS = 1500, (40, 80), 2
 
 
-def bench_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mandat")
-    bench_cli.register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = bench_parser().parse_args(
-        [
-            "bench",
-            "load",
-            "--events",
-            str(EVENTS),
-            "--rates",
-            ",".join(map(str, RATES)),
-            "--seconds",
-            str(SECONDS),
-            "--write-batch",
-            "500",
-            "--timeout",
-            "120",
-            "--json",
-            "--bootstrap",
-            kafka_bootstrap,
-            "--database-url",
-            database_url,
-        ]
+    report = run_bench(
+        capsys,
+        kafka_bootstrap,
+        database_url,
+        "load",
+        "--events",
+        str(EVENTS),
+        "--rates",
+        ",".join(map(str, RATES)),
+        "--seconds",
+        str(SECONDS),
+        "--write-batch",
+        "500",
+        "--timeout",
+        "120",
     )
-
-    assert args.func(args) == 0
-
-    report = json.loads(capsys.readouterr().out)
     assert report["service"] == "collection" and not report["kept"]
     assert report["generator"] == "process"
     assert report["all_decided"] is True
@@ -90,33 +73,24 @@ def test_the_load_benchmark_decides_every_input_at_each_rate_and_cleans_up(
 def test_the_load_benchmark_measures_the_benefits_service_with_the_sender_in_its_loop(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = bench_parser().parse_args(
-        [
-            "bench",
-            "load",
-            "--service",
-            "benefits",
-            "--generator",
-            "loop",
-            "--events",
-            "600",
-            "--rates",
-            "30",
-            "--seconds",
-            "1",
-            "--timeout",
-            "120",
-            "--json",
-            "--bootstrap",
-            kafka_bootstrap,
-            "--database-url",
-            database_url,
-        ]
+    report = run_bench(
+        capsys,
+        kafka_bootstrap,
+        database_url,
+        "load",
+        "--service",
+        "benefits",
+        "--generator",
+        "loop",
+        "--events",
+        "600",
+        "--rates",
+        "30",
+        "--seconds",
+        "1",
+        "--timeout",
+        "120",
     )
-
-    assert args.func(args) == 0
-
-    report = json.loads(capsys.readouterr().out)
     assert report["input_type"] == "PrestationEspecesDue" and report["all_decided"] is True
     assert report["generator"] == "loop"
     (service,), (raw,) = report["service_runs"], report["raw_runs"]

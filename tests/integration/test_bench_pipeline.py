@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,6 +24,19 @@ def bench_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mandat")
     bench_cli.register(parser.add_subparsers(dest="command", required=True))
     return parser
+
+
+def run_bench(
+    capsys: pytest.CaptureFixture[str], bootstrap: str, database_url: str, *options: str
+) -> dict[str, Any]:
+    """`mandat bench <options> --json` against this suite's broker and database: its
+    report (the command must succeed)."""
+    args = bench_parser().parse_args(
+        ["bench", *options, "--json", "--bootstrap", bootstrap, "--database-url", database_url]
+    )
+    assert args.func(args) == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return report
 
 
 async def leftovers(bootstrap: str, database_url: str, suffix: str) -> tuple[int, list[str]]:
@@ -53,29 +67,20 @@ async def leftovers(bootstrap: str, database_url: str, suffix: str) -> tuple[int
 def test_the_pipeline_benchmark_decides_every_input_of_both_services_and_cleans_up(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = bench_parser().parse_args(
-        [
-            "bench",
-            "pipeline",
-            "--events",
-            str(EVENTS),
-            "--rate",
-            str(RATE),
-            "--latency-seconds",
-            str(SECONDS),
-            "--timeout",
-            "60",
-            "--json",
-            "--bootstrap",
-            kafka_bootstrap,
-            "--database-url",
-            database_url,
-        ]
+    report = run_bench(
+        capsys,
+        kafka_bootstrap,
+        database_url,
+        "pipeline",
+        "--events",
+        str(EVENTS),
+        "--rate",
+        str(RATE),
+        "--latency-seconds",
+        str(SECONDS),
+        "--timeout",
+        "60",
     )
-
-    assert args.func(args) == 0
-
-    report = json.loads(capsys.readouterr().out)
     assert set(report["services"]) == {"collection", "benefits"}
     assert report["events"] == EVENTS and not report["kept"]
     assert report["postgres"]["fsync"] in ("on", "off")

@@ -6,13 +6,11 @@ leaves no schema, role or topic behind; no timing asserted."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 
 import asyncpg
 import pytest
-from test_bench_load import bench_parser
-from test_bench_pipeline import leftovers
+from test_bench_pipeline import leftovers, run_bench
 
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.leases import RelayCheckpoints
@@ -75,33 +73,24 @@ def test_the_bulk_loaded_store_chains_and_replays_as_the_service_decided(
 def test_the_scale_benchmark_reports_each_size_and_cleans_up(
     kafka_bootstrap: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = bench_parser().parse_args(
-        [
-            "bench",
-            "scale",
-            "--sizes",
-            str(SIZE),
-            "--nirs",
-            str(NIRS),
-            "--events",
-            str(EVENTS),
-            "--rate",
-            str(RATE),
-            "--latency-seconds",
-            str(SECONDS),
-            "--timeout",
-            "60",
-            "--json",
-            "--bootstrap",
-            kafka_bootstrap,
-            "--database-url",
-            database_url,
-        ]
+    report = run_bench(
+        capsys,
+        kafka_bootstrap,
+        database_url,
+        "scale",
+        "--sizes",
+        str(SIZE),
+        "--nirs",
+        str(NIRS),
+        "--events",
+        str(EVENTS),
+        "--rate",
+        str(RATE),
+        "--latency-seconds",
+        str(SECONDS),
+        "--timeout",
+        "60",
     )
-
-    assert args.func(args) == 0
-
-    report = json.loads(capsys.readouterr().out)
     assert report["all_decided"] is True and report["run_nirs"] == NIRS
     empty, sized = report["rows"]
     assert empty["size"] == 0 and sized["size"] == SIZE

@@ -42,6 +42,7 @@ from services.domain.kernel.processing import (
     REJECTION,
     Input,
     Processor,
+    envelope_metadata,
     fold_stored,
     input_content,
     rejection_id,
@@ -382,17 +383,10 @@ class BatchHandler:
             event = parse_inbound(
                 record.value, allowed=self.allowed.get(record.topic), key=record.key
             )
-            metadata = {
-                "correlation_id": event.correlation_id,
-                "causation_id": event.causation_id,
-                "source": event.source,
-                "occurred_at": event.occurred_at.isoformat(),
-                "schema_version": event.schema_version,
-                "origin": origin(record),
-            }
+            metadata = envelope_metadata(event) | {"origin": origin(record)}
             redrive = redriven_from(record)
-            if redrive is not None:
-                metadata["redrive_of"] = redrive
+            if redrive is not None:  # kept as jsonb can (a NUL in a header must not refuse it)
+                metadata["redrive_of"] = _text(redrive)
             return Input(event.event_id, event.event_type, event.payload, metadata)
         except ContractError as error:
             return error

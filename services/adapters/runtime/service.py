@@ -308,20 +308,19 @@ class ServiceRuntime:
         if ended is not None:  # nothing will consume again: not ready, whatever the time
             stalled["consumer"] = max(stalled["consumer"], limit + 1)
             reasons["consumer"] = ended
-        found = [
-            f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress, no error'}"
+        why = {
+            name: f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress, no error'}"
             for name, seconds in stalled.items()
             if seconds > limit
-        ]
+        }
         for name, seconds in stalled.items():
             self.metrics.stalled.labels(component=name).set(seconds)
-        stalled_now = {line.split(" stalled for ")[0] for line in found}
-        for name in sorted(stalled_now - self._stalled_logged):  # once as it starts, not
-            log.error("%s: %s", self.spec.name, next(x for x in found if x.startswith(name)))
-        for name in sorted(self._stalled_logged - stalled_now):  # at every probe
+        for name in sorted(why.keys() - self._stalled_logged):  # once as it starts, not
+            log.error("%s: %s", self.spec.name, why[name])
+        for name in sorted(self._stalled_logged - why.keys()):  # at every probe
             log.warning("%s: %s progresses again", self.spec.name, name)
-        self._stalled_logged = stalled_now
-        return {k: round(v, 3) for k, v in stalled.items()}, found
+        self._stalled_logged = set(why)
+        return {k: round(v, 3) for k, v in stalled.items()}, list(why.values())
 
     def refresh_gauges(self, state: dict[str, Any]) -> None:
         if state.get("store_head", -1) >= 0:

@@ -99,6 +99,16 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)  # share of batches traced
 
+    @classmethod
+    def topics_under(cls, prefix: str) -> dict[str, str]:
+        """Every topic setting (`topic_<name>`) as `<prefix>.<name>`: the keyword arguments
+        that give a test or a benchmark run topics of its own."""
+        return {
+            name: f"{prefix}.{name.removeprefix('topic_')}"
+            for name, field in cls.model_fields.items()
+            if name.startswith("topic_") and field.annotation is str
+        }
+
     def topic(self, contract_name: str) -> str:
         """The configured name of the contract's topic `contract_name` (a default name of
         :mod:`contracts.topics`, as the service catalog names its topics)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from contracts.envelope import InboundEnvelope
 from contracts.inbound import InboundPayload
 from services.domain.kernel.parking import Parking
 from services.domain.kernel.records import NewEvent, StoredEvent
@@ -74,6 +75,18 @@ class Input:
 
 
 _ENVELOPE_KEYS = ("correlation_id", "causation_id", "source", "occurred_at", "schema_version")
+
+
+def envelope_metadata(event: InboundEnvelope) -> dict[str, Any]:
+    """What an input keeps of its envelope beside its payload (the fields that make two
+    inputs under one event id the same input, see `Input.content`)."""
+    return {
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "source": event.source,
+        "occurred_at": event.occurred_at.isoformat(),
+        "schema_version": event.schema_version,
+    }
 
 
 def input_content(event_type: str, payload: Any, metadata: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -76,7 +76,7 @@ from services.tools.bench.pipeline import (
     envelope,
     nir,
     registry_facts,
-    resolve_bootstrap,
+    run_endpoints,
     run_settings,
     until,
 )
@@ -142,10 +142,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.tools.bench.cli import resolve_database_url
-
-    dsn = resolve_database_url(getattr(args, "database_url", None))
-    bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
+    dsn, bootstrap = run_endpoints(args)
     report = run_and_print(
         measure(
             bootstrap,

@@ -101,6 +101,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser, timeout=600.0, keep="leave the store schemas and topics behind")
 
 
+def run_endpoints(args: argparse.Namespace) -> tuple[str, str]:
+    """(database, broker) a benchmark measures against: its options, else the environment,
+    else `.run/endpoints.env`."""
+    from services.tools.bench.cli import resolve_database_url
+
+    dsn = resolve_database_url(getattr(args, "database_url", None))
+    return dsn, resolve_bootstrap(getattr(args, "bootstrap", None))
+
+
 def resolve_bootstrap(explicit: str | None = None) -> str:
     """The broker to measure against: explicit, else $KAFKA_BOOTSTRAP_SERVERS, else
     `.run/endpoints.env`."""
@@ -120,10 +129,7 @@ def resolve_bootstrap(explicit: str | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.tools.bench.cli import resolve_database_url
-
-    dsn = resolve_database_url(getattr(args, "database_url", None))
-    bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
+    dsn, bootstrap = run_endpoints(args)
     service = getattr(args, "service", "both")
     run_and_print(
         measure(
@@ -320,19 +326,7 @@ def inputs(kind: Kind, count: int, nirs: int, tag: str) -> list[Message]:
 
 def run_settings(bootstrap: str, dsn: str, suffix: str) -> ServiceSettings:
     """Settings whose topics, groups and schemas belong to this run only."""
-    names: dict[str, Any] = {
-        f"topic_{name}": f"{suffix}.{name}"
-        for name in (
-            "referentiel",
-            "cotisations",
-            "prestations",
-            "reglements_cotisations",
-            "reglements_prestations",
-            "rejets_collection",
-            "rejets_benefits",
-            "audit_replay",
-        )
-    }
+    names: dict[str, Any] = ServiceSettings.topics_under(suffix)
     return ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         DATABASE_URL=dsn,

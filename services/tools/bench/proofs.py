@@ -35,7 +35,7 @@ from services.adapters.eventstore.pool import Encoded, create_pool
 from services.adapters.trust.anchors import Anchor, sign
 from services.adapters.trust.merkle import Frontier
 from services.adapters.trust.storetree import chain_hashes, tree_of
-from services.domain.kernel.records import GENESIS_HASH, canonical_bytes, chain_hash
+from services.domain.kernel.records import GENESIS_HASH, NewEvent, chained
 from services.tools.audit.proofs import check_proof, proof_bytes, prove_service
 from services.tools.bench.shared import drop_and_close, run_and_print
 from services.tools.options import JSON, Option, add_options
@@ -128,18 +128,9 @@ def rows(
     for i in range(start, stop):
         stream_id, version, event_id, event_type, payload, metadata = _event(i, about(i // 2))
         recorded_at = _T0 + timedelta(milliseconds=i)
-        payload_json, metadata_json = canonical_bytes(payload), canonical_bytes(metadata)
-        previous = chain_hash(
-            previous,
-            position=i + 1,
-            stream_id=stream_id,
-            stream_version=version,
-            event_id=event_id,
-            event_type=event_type,
-            schema_version=1,
-            payload_json=payload_json,
-            metadata_json=metadata_json,
-            recorded_at=recorded_at,
+        event = NewEvent(event_id, event_type, payload, metadata)
+        payload_json, metadata_json, previous = chained(
+            previous, i + 1, stream_id, version, event, recorded_at
         )
         yield (
             i + 1,

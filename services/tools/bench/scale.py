@@ -81,7 +81,7 @@ from services.tools.bench.pipeline import (
     passthrough,
     publish,
     registry_facts,
-    resolve_bootstrap,
+    run_endpoints,
     run_settings,
     until,
 )
@@ -136,10 +136,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.tools.bench.cli import resolve_database_url
-
-    dsn = resolve_database_url(getattr(args, "database_url", None))
-    bootstrap = resolve_bootstrap(getattr(args, "bootstrap", None))
+    dsn, bootstrap = run_endpoints(args)
     report = run_and_print(
         measure(
             bootstrap,

@@ -265,3 +265,27 @@ async def test_a_record_whose_rejection_cannot_be_stored_is_quarantined_by_refer
     assert refused.event_id.hex == refused.payload["digest"]
     assert decided(store) == {"COT-1": 1, "COT-3": 1}
     assert nir(2) not in str(refused.payload)  # quarantined without its content
+
+
+# --- a re-drive header no store could keep as it came -------------------------------------------
+
+
+async def test_a_valid_input_whose_redrive_header_holds_a_nul_is_decided() -> None:
+    store = MemoryEventStore()
+    handler = handler_on(store)
+    await handler.catch_up()
+    plain = due(1)
+    redriven = FakeRecord(
+        plain.topic,
+        plain.partition,
+        plain.offset,
+        plain.key,
+        plain.value,
+        [("mandat_redrive_of", b"r\x00d")],
+    )
+
+    report = await handler.handle([redriven, due(2)])
+
+    assert report.inputs == {"CotisationDue": 2} and not report.rejected
+    assert inputs(store)[0].metadata["redrive_of"] == "r\\x00d"
+    assert decided(store) == {"COT-1": 1, "COT-2": 1}

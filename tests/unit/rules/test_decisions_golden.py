@@ -16,7 +16,7 @@ import pytest
 from contracts import topics
 from contracts.parsing import ContractError, parse_inbound
 from services.domain.catalog import SERVICES
-from services.domain.kernel.processing import Input
+from services.domain.kernel.processing import Input, envelope_metadata
 from services.domain.kernel.records import canonical_bytes
 from services.tools.demo.scenario import generate
 
@@ -51,15 +51,8 @@ def decide_scenario() -> tuple[int, str]:
                 continue
             if event.event_type not in allowed:
                 continue
-            metadata = {
-                "correlation_id": event.correlation_id,
-                "causation_id": event.causation_id,
-                "source": event.source,
-                "occurred_at": event.occurred_at.isoformat(),
-                "schema_version": event.schema_version,
-            }
             outcome = processor.process(
-                Input(event.event_id, event.event_type, event.payload, metadata)
+                Input(event.event_id, event.event_type, event.payload, envelope_metadata(event))
             )
             digest.update(f"{outcome.refused} {outcome.duplicate}\n".encode())
             for stream, version, new in outcome.events:
