@@ -33,6 +33,7 @@ from services.domain.kernel.records import (
     StoredEvent,
     chained,
 )
+from services.domain.kernel.state import Change, Demand, Entry, Row
 
 
 def _has_nul(value: object) -> bool:
@@ -63,6 +64,8 @@ class MemoryTransaction:
         self._versions: dict[str, int] = {}
         self.rows: list[StoredEvent] = []
         self.refused: str | None = None  # why the commit will fail, known at append
+        self.state = dict(store.state)  # written back at commit, like the events
+        self.state_at = store.state_at
 
     @property
     def head_position(self) -> int:
@@ -80,6 +83,43 @@ class MemoryTransaction:
         if stream_id not in self._versions:
             self._versions[stream_id] = self._store.versions.get(stream_id, 0)
         return self._versions[stream_id]
+
+    async def stream_versions(self, stream_ids: Iterable[str]) -> dict[str, int]:
+        return {s: v for s in stream_ids if (v := await self.stream_version(s))}
+
+    async def state_position(self) -> int:
+        return self.state_at
+
+    async def load_state(self, demand: Demand) -> list[Row]:
+        rows = [
+            Row(kind, key, self.state[(kind, key)])
+            for kind, keys in demand.keys.items()
+            for key in keys
+            if (kind, key) in self.state
+        ]
+        for (kind, key), entry in self.state.items():
+            tag = entry.tag
+            if tag is None:
+                continue
+            if tag in demand.tags.get(kind, ()) or tag.startswith(
+                tuple(demand.prefixes.get(kind, ()))
+            ):
+                rows.append(Row(kind, key, entry))
+        return rows
+
+    async def reset_state(self) -> None:
+        self.state, self.state_at = {}, 0
+
+    async def save_state(self, changes: Sequence[Change], position: int) -> None:
+        for change in changes:
+            if _has_nul([change.key, change.entry.doc if change.entry else None]):
+                self.refused = f"{change.kind}: a NUL character in JSON text"
+            if change.entry is None:
+                self.state.pop((change.kind, change.key), None)
+            else:  # kept as PostgreSQL hands it back: JSON decoded again
+                doc = orjson.loads(orjson.dumps(change.entry.doc))
+                self.state[(change.kind, change.key)] = Entry(doc, change.entry.tag, change.entry.ordinal)
+        self.state_at = position
 
     def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:
         """Append one event at a version the caller knows to be next; the commit refuses a
@@ -120,6 +160,8 @@ class MemoryEventStore:
         self.versions: dict[str, int] = {}
         self._keys: set[tuple[str, int]] = set()
         self._lock = asyncio.Lock()
+        self.state: dict[tuple[str, str], Entry] = {}  # decision state by (kind, key)
+        self.state_at = 0  # the position it is the fold of
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -131,6 +173,7 @@ class MemoryEventStore:
             if tx.refused is not None:
                 raise RefusedValueError(tx.refused)
             self._commit(tx.rows)
+            self.state, self.state_at = tx.state, tx.state_at
 
     def _commit(self, rows: Sequence[StoredEvent]) -> None:
         """Check `rows` as the table's unique constraints would, then keep them all."""

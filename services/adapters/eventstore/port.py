@@ -9,17 +9,20 @@ to the same promises:
 - positions are 1, 2, 3 ... with no gap, in commit order; each row's chain hash is
   `chain_hash` of the row before and its content;
 - a transaction is all or nothing: an error inside it, or a refusal at commit, leaves the
-  store as it was.
+  store as it was -- its decision state included;
+- the decision state is a set of entries by (kind, key), found also by tag and tag prefix,
+  with the position it is the fold of.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from services.domain.kernel.records import NewEvent, StoredEvent
+from services.domain.kernel.state import Change, Demand, Row
 
 if TYPE_CHECKING:
     from services.adapters.eventstore.store import ChainReport
@@ -45,8 +48,30 @@ class Transaction(Protocol):
         """The stream's version (0 when it has no event), this transaction included."""
         ...
 
+    async def stream_versions(self, stream_ids: Iterable[str]) -> dict[str, int]:
+        """The versions of those of these streams that have events, this transaction
+        included."""
+        ...
+
     def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:
         """Append one event as version `stream_version` of `stream_id`; its position."""
+        ...
+
+    async def state_position(self) -> int:
+        """The position the decision state is the fold of (0: none folded yet)."""
+        ...
+
+    async def load_state(self, demand: Demand) -> list[Row]:
+        """The decision state entries `demand` names (by key, by tag, by tag prefix)."""
+        ...
+
+    async def save_state(self, changes: Sequence[Change], position: int) -> None:
+        """Write `changes` back; the state is now the fold up to `position`. Committed with
+        the transaction's appends, or not at all."""
+        ...
+
+    async def reset_state(self) -> None:
+        """Forget the decision state (to fold it again from position 0)."""
         ...
 
 

@@ -9,6 +9,8 @@ neither `SET ROLE` nor `RESET ROLE` gives it more), with exactly:
   trigger refuses them to everyone anyway);
 - `SELECT, INSERT, UPDATE` on the tables it maintains: its relay's checkpoints and its
   projections (with their checkpoints);
+- `SELECT, INSERT, UPDATE, DELETE` on its decision state (`decision_state`, a fold of its
+  events kept in step with them) and `SELECT, UPDATE` on the position it is the fold of;
 - `SELECT` on `schema_migrations` (to check it runs on a migrated schema);
 - `SELECT, INSERT` on `trace_contexts` (where each transaction's trace is, for the relay);
 - nothing on any other schema: another service's store is out of its reach.
@@ -81,6 +83,13 @@ async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str
         tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
         await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
         await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
+        # decision state: the fold of its events, rewritten as they are appended
+        await conn.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".decision_state TO "{role}"'
+        )
+        await conn.execute(
+            f'GRANT SELECT, UPDATE ON "{schema}".decision_state_position TO "{role}"'
+        )
         # traces: where each transaction's span is (written, read, never changed)
         await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".trace_contexts TO "{role}"')
         database = await conn.fetchval("SELECT current_database()")

@@ -31,6 +31,7 @@ from services.domain.kernel.records import (
     chained,
     expected_hash,
 )
+from services.domain.kernel.state import Change, Demand, Entry, Row
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,14 @@ async def check_chain(events: AsyncIterator[StoredEvent]) -> ChainReport:
             return ChainReport(checked, event.position)
         previous, checked, expected_position = event.hash, checked + 1, event.position + 1
     return ChainReport(checked, None)
+
+
+def _after_prefix(prefix: str) -> str:
+    """The first text after every text that starts with `prefix` (in code point order, the
+    tag column's collation "C")."""
+    if not prefix:
+        return "\U0010ffff"
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 class StoreTransaction:
@@ -157,6 +166,81 @@ class StoreTransaction:
             )
             self._versions[stream_id] = int(version)
         return self._versions[stream_id]
+
+    async def stream_versions(self, stream_ids: Iterable[str]) -> dict[str, int]:
+        """The current versions of these streams (absent: no event), each one indexed
+        lookup of its last version."""
+        wanted = list(stream_ids)
+        rows = await self.conn.fetch(
+            "SELECT s, (SELECT stream_version FROM events WHERE stream_id = s"
+            " ORDER BY stream_version DESC LIMIT 1) AS v FROM unnest($1::text[]) AS s",
+            wanted,
+        )
+        found = {r["s"]: int(r["v"]) for r in rows if r["v"] is not None}
+        # this transaction's own appends count (it has not written them yet)
+        return found | {k: self._versions[k] for k in wanted if k in self._versions}
+
+    # --- decision state: the fold the rules read by key, kept in step with the events ----------
+
+    async def state_position(self) -> int:
+        """The store position the decision state is the fold of."""
+        return int(await self.conn.fetchval("SELECT position FROM decision_state_position"))
+
+    async def load_state(self, demand: Demand) -> list[Row]:
+        """The state entries `demand` names: by key, every entry under a tag, every entry
+        under a tag prefix (each an index lookup or range)."""
+        keys = [(k, key) for k, items in demand.keys.items() for key in items]
+        tags = [(k, tag) for k, items in demand.tags.items() for tag in items]
+        prefixes = [(k, p, _after_prefix(p)) for k, items in demand.prefixes.items() for p in items]
+        rows = await self.conn.fetch(
+            "SELECT s.kind, s.key, s.tag, s.ordinal, s.doc"
+            " FROM unnest($1::text[], $2::text[]) AS w(kind, key)"
+            " JOIN decision_state s ON s.kind = w.kind AND s.key = w.key"
+            " UNION ALL SELECT s.kind, s.key, s.tag, s.ordinal, s.doc"
+            " FROM unnest($3::text[], $4::text[]) AS w(kind, tag)"
+            " JOIN decision_state s ON s.kind = w.kind AND s.tag = w.tag"
+            " UNION ALL SELECT s.kind, s.key, s.tag, s.ordinal, s.doc"
+            " FROM unnest($5::text[], $6::text[], $7::text[]) AS w(kind, low, high)"
+            " JOIN decision_state s ON s.kind = w.kind AND s.tag >= w.low AND s.tag < w.high",
+            [k for k, _ in keys],
+            [key for _, key in keys],
+            [k for k, _ in tags],
+            [t for _, t in tags],
+            [k for k, _, _ in prefixes],
+            [p for _, p, _ in prefixes],
+            [h for _, _, h in prefixes],
+        )
+        return [Row(r["kind"], r["key"], Entry(r["doc"], r["tag"], r["ordinal"])) for r in rows]
+
+    async def reset_state(self) -> None:
+        """Forget the decision state (to fold it again from position 0)."""
+        await self.conn.execute("DELETE FROM decision_state")
+        await self.conn.execute("UPDATE decision_state_position SET position = 0")
+
+    async def save_state(self, changes: Sequence[Change], position: int) -> None:
+        """Write `changes` back and record that the state is the fold up to `position`."""
+        kept = [c for c in changes if c.entry is not None]
+        gone = [c for c in changes if c.entry is None]
+        if kept:
+            await self.conn.execute(
+                "INSERT INTO decision_state (kind, key, tag, ordinal, doc)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],"
+                " $5::jsonb[]) ON CONFLICT (kind, key) DO UPDATE SET tag = excluded.tag,"
+                " ordinal = excluded.ordinal, doc = excluded.doc",
+                [c.kind for c in kept],
+                [c.key for c in kept],
+                [c.entry.tag for c in kept if c.entry is not None],
+                [c.entry.ordinal for c in kept if c.entry is not None],
+                [c.entry.doc for c in kept if c.entry is not None],
+            )
+        if gone:
+            await self.conn.execute(
+                "DELETE FROM decision_state s USING unnest($1::text[], $2::text[]) AS w(kind, key)"
+                " WHERE s.kind = w.kind AND s.key = w.key",
+                [c.kind for c in gone],
+                [c.key for c in gone],
+            )
+        await self.conn.execute("UPDATE decision_state_position SET position = $1", position)
 
     def _append_rows(self, stream_id: str, version: int, events: Sequence[NewEvent]) -> list[int]:
         """Give the events their positions, versions and chained hashes; keep them to write."""
@@ -367,6 +451,17 @@ class EventStore:
             limit,
         )
         return [r["traceparent"] for r in rows]
+
+    async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
+        """How many decision state entries of `kind` have a tag (parked inputs: are parked),
+        and the key of the one with the smallest ordinal (the oldest)."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS n, (SELECT key FROM decision_state WHERE kind = $1"
+            " AND tag IS NOT NULL ORDER BY ordinal LIMIT 1) AS first"
+            " FROM decision_state WHERE kind = $1 AND tag IS NOT NULL",
+            kind,
+        )
+        return int(row["n"]), row["first"]
 
     async def age_of(self, event_id: str) -> float | None:
         """Seconds since the event `event_id` was committed (None when no row has that id):

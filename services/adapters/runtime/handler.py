@@ -1,9 +1,11 @@
 """The consuming side both services share: a batch of Kafka records in, store commits out.
 
-For each batch, under the store's lock: fold what other instances committed since, drop what
-is already recorded (the same record redelivered, the same input sent again), turn each record
-into an input or a rejection, let the service's processor decide, and append it all in one
-transaction. Only then may the consumer commit its offsets.
+For each batch, under the store's lock: drop what is already recorded (the same record
+redelivered, the same input sent again), load the decision state the batch's inputs name
+(`runtime.state`), turn each record into an input or a rejection, let the service's processor
+decide over that state, and append it all in one transaction with the state it changed. Only
+then may the consumer commit its offsets. Nothing of the history is held between batches:
+what another instance committed is in the tables the next batch reads.
 
 Every record ends in exactly one of: its input and decisions, or its rejection -- nothing
 escapes to the consumer framework, whatever the record holds. Failures come in two classes:
@@ -37,17 +39,19 @@ from contracts.parsing import ContractError, parse_inbound
 from services.adapters.eventstore import NewEvent
 from services.adapters.eventstore.errors import StoreError
 from services.adapters.eventstore.port import Store, Transaction
-from services.adapters.runtime import tracing
+from services.adapters.runtime import state, tracing
 from services.domain.kernel.processing import (
     REJECTION,
     Input,
     Processor,
+    ServiceView,
     envelope_metadata,
-    fold_stored,
     input_content,
     rejection_id,
 )
-from services.domain.kernel.streams import REJECTIONS_STREAM
+from services.domain.kernel.state import Demand
+from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
+from services.domain.registry import REGISTRY_EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +187,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether `exc` says something about a dependency rather than about a record.
 
     A duplicate id or a stream version taken (`StoreError`) is not: under the store's lock,
-    after folding what was committed, no other writer can cause it -- a record did (an input
+    reading what was committed, no other writer can cause it -- a record did (an input
     whose event id is another's decision id, for instance), and it is isolated like any."""
     if isinstance(exc, StoreError):
         return False
@@ -201,24 +205,27 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class BatchHandler:
-    """Decides batches of records for one service, keeping its processor's view current."""
+    """Decides batches of records for one service over its decision state."""
 
     def __init__(
         self,
         store: Store,
-        new_processor: Callable[[], Processor],
+        new_processor: Callable[..., Processor],
         allowed: Mapping[str, frozenset[str]],
         *,
         backoff_max: float = 5.0,
         strikes: int = 2,
     ) -> None:
         self.store = store
-        self.new_processor = new_processor
+        self.new_processor = new_processor  # (view=...) -> a processor deciding over it
         self.allowed = allowed  # event types each topic may carry
         self.backoff_max = backoff_max
         self.strikes = strikes  # failures of a record alone before it is isolated
-        self.processor = new_processor()
-        self._stale = False  # the view may hold uncommitted state: refold before use
+        blank = new_processor()
+        self.service = blank.service
+        self.view_type: type[ServiceView] = type(blank.view)  # type: ignore[assignment]
+        self.processor = blank  # the processor of the batch in hand (or the last one)
+        self.position = 0  # the store head the last batch committed (or catch_up found)
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
         self.busy_since: float | None = None  # monotonic time the batch in hand started
         self.stall_reason: str | None = None  # the last failure of the batch in hand
@@ -240,23 +247,14 @@ class BatchHandler:
         return report
 
     async def catch_up(self) -> int:
-        """Fold what the store holds; returns the head."""
-        await self._refold()
-        return self.processor.view.position
-
-    async def _refold(self) -> None:
-        self.processor = self.new_processor()
-        self._stale = False
-        async with self.store.transaction() as tx:
-            await self._fold_new(tx)
-
-    async def _fold_new(self, tx: Transaction, batch: int = 20_000) -> None:
-        view = self.processor.view
-        while events := await tx.read_since(view.position, batch):
-            for event in events:
-                fold_stored(view, event)
-            if len(events) < batch:
-                return
+        """Bring the decision state up to the store's head (nothing to do unless events
+        were appended without it), a chunk per transaction; returns the head."""
+        while True:
+            async with self.store.transaction() as tx:
+                done = await state.fold_behind(tx, self.view_type)
+                self.position = tx.head_position
+            if done:
+                return self.position
 
     async def _record_all(self, records: Sequence[Record]) -> BatchReport:
         """Commit `records` in order: whole when it works, one by one around a failure."""
@@ -278,18 +276,15 @@ class BatchHandler:
                         records, parsed, rejection_ids, chunk, poisoned, quarantined
                     )
                 )
-            except asyncio.CancelledError:
-                self._stale = True  # the view may hold what the rolled-back batch decided
-                raise
             except RecordFailure as failure:
-                self._stale, report.attempts = True, report.attempts + 1
+                report.attempts += 1
                 poisoned[failure.index] = failure.error_class
                 self._note_failure(failure, records[failure.index])
                 continue
             except Exception as exc:
-                self._stale, report.attempts = True, report.attempts + 1
+                report.attempts += 1
                 self._note_failure(exc, None)
-                # every failure waits before the next attempt (each refolds the store)
+                # every failure waits before the next attempt
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 if is_transient(exc) or not await self.store.ping():
@@ -326,10 +321,13 @@ class BatchHandler:
         quarantined: set[int],
     ) -> BatchReport:
         report = BatchReport()
-        if self._stale:
-            await self._refold()
         async with tracing.appending(self.store) as tx:
-            await self._fold_new(tx)
+            while not await state.fold_behind(tx, self.view_type):
+                pass  # events appended without the state (see runtime.state)
+            loaded = await state.load(tx, self.view_type, self._demand(parsed, chunk))
+            view = self.view_type.from_state(loaded)
+            view.position = tx.head_position
+            self.processor = self.new_processor(view=view)
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
@@ -374,8 +372,22 @@ class BatchHandler:
                         self._decide(tx, record, rejections[index], message, report)
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
-        self.processor.view.position = tx.head_position
+            if view.position != tx.head_position:
+                raise RuntimeError("the view and the store disagree on the positions taken")
+            await tx.save_state(view.changes(loaded), tx.head_position)
+        self.position = tx.head_position
         return report
+
+    def _demand(self, parsed: Sequence[Input | ContractError], chunk: Sequence[int]) -> Demand:
+        """What deciding the inputs of `chunk` reads (a rejection only appends)."""
+        demand = Demand(streams={REJECTIONS_STREAM})
+        for index in chunk:
+            message = parsed[index]
+            if isinstance(message, Input):
+                self.view_type.demand_of(demand, message.event_type, message.payload)
+                if message.event_type in REGISTRY_EVENT_TYPES:
+                    demand.stream(registry_stream(message.event_type, message.payload))
+        return demand
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:
@@ -431,7 +443,7 @@ class BatchHandler:
     ) -> None:
         event = rejection_event(record, error, rejection_id, kind, whole=whole)
         view = self.processor.view
-        tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
+        view.position = tx.append_at(REJECTIONS_STREAM, view.version(REJECTIONS_STREAM) + 1, event)
         view.apply(
             REJECTIONS_STREAM, str(event.event_id), event.event_type, event.payload, event.metadata
         )

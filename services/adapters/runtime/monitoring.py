@@ -13,7 +13,7 @@ import asyncpg
 from services.adapters.eventstore import EventStore
 from services.adapters.kafka.security import client_options, role_of
 from services.adapters.runtime.lag import BrokerLag, LagGauge
-from services.domain.kernel.parking import Parking
+from services.domain.kernel.statekinds import PARKED
 
 if TYPE_CHECKING:
     from services.adapters.runtime.service import ServiceRuntime
@@ -67,22 +67,14 @@ def chain_watch(runtime: ServiceRuntime, rate: float) -> ChainWatch:
     return ChainWatch(store, runtime.spec.name, rows_per_second=rate, on_change=show)
 
 
-def oldest_parked(parking: Parking) -> str | None:
-    """The event id of the input parked first. Inputs enter `undecided` in store order (a
-    parked one keeps its place), and normally only those of the batch in hand are unparked:
-    the first parked one is found after a handful of steps, not a scan of all."""
-    return next((event_id for event_id, w in parking.undecided.items() if w.waits_for), None)
-
-
-async def parked_age(store: EventStore | None, parking: Parking) -> float | None:
-    """Seconds since the oldest parked input was committed to the store (0.0 when none is
-    parked; None when the store does not answer): one lookup by the unique event id."""
-    event_id = oldest_parked(parking)
-    if event_id is None:
-        return 0.0
-    if store is None:
-        return None
+async def parked_age(store: EventStore) -> tuple[int | None, float | None]:
+    """How many inputs are parked, and seconds since the oldest was committed to the store
+    (0.0 when none is; None when the store does not answer): read from the decision state's
+    index of parked inputs, then one lookup by the unique event id."""
     try:
-        return await store.age_of(event_id)
+        count, oldest = await store.tagged_summary(PARKED)
+        if oldest is None:
+            return count, 0.0
+        return count, await store.age_of(oldest)
     except (asyncpg.PostgresError, OSError, ValueError):
-        return None
+        return None, None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -267,16 +266,14 @@ class ServiceRuntime:
             state["kafka"] = bool(await self.broker.ping(timeout=2.0))
         except Exception:
             state["kafka"] = False
-        folded = self.handler is not None
+        folded = self.handler is not None  # started: its decision state is current
         state["store_head"] = head
         if self.relay is not None and head >= 0:
             state["relay_leader"] = self.relay.leader
             state["relay_published"] = self.relay.published
-        if self.handler is not None:
-            state["parked"] = len(self.handler.processor.view.parking.parked())
-            store = None if self.pool is None else EventStore(self.pool, self.spec.schema)
-            state["parked_oldest_seconds"] = await parked_age(
-                store, self.handler.processor.view.parking
+        if self.handler is not None and self.pool is not None:
+            state["parked"], state["parked_oldest_seconds"] = await parked_age(
+                EventStore(self.pool, self.spec.schema)
             )
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons
@@ -376,13 +373,7 @@ class ServiceRuntime:
         store = EventStore(self.pool, self.spec.schema)
         self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()
-        log.info("%s: store folded up to position %d", self.spec.name, head)
-        if s.gc_freeze:
-            # the folded view is long-lived: keep it out of every later collection, and
-            # collect the young generation less often (batches allocate in bursts)
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(20_000, 20, 20)
+        log.info("%s: decision state current at position %d", self.spec.name, head)
         # the balances operations and auditors read (services/adapters/eventstore/projections.py)
         from services.adapters.eventstore.projections import PROJECTIONS_OF, Projector
 

@@ -74,7 +74,6 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = Field(500, ge=1)
     pool_size: int = Field(4, ge=2)
     stall_after_seconds: float = Field(30.0, gt=0)  # no progress with work in hand: not ready
-    gc_freeze: bool = True  # freeze the folded view out of the garbage collector at start
     http_host: str = "127.0.0.1"  # 0.0.0.0 in a container
     collection_http_host: str = "127.0.0.1"  # where the dashboard finds each service
     benefits_http_host: str = "127.0.0.1"

@@ -7,17 +7,13 @@ from uuid import UUID
 
 from contracts.inbound import PrestationEspecesDue
 from services.domain.benefits.rules import RULES_2017, RuleSet, decide_benefit
-from services.domain.benefits.view import BenefitsView
+from services.domain.benefits.view import BenefitsView, benefit_stream
 from services.domain.kernel.decider import RegistryAwareProcessor
 from services.domain.kernel.parking import Waiting
 from services.domain.kernel.processing import Emitter, Input, Outcome, decision_id
 from services.domain.kernel.streams import same_content
 
 SERVICE = "benefits"
-
-
-def benefit_stream(prestation_id: str) -> str:
-    return f"prestation-{prestation_id}"
 
 
 class BenefitsProcessor(RegistryAwareProcessor[BenefitsView, RuleSet]):

@@ -22,6 +22,7 @@ from services.domain.collection.rules import (
 )
 from services.domain.collection.view import (
     CollectionView,
+    contribution_stream,
     waits_for_contribution,
 )
 from services.domain.kernel.decider import RegistryAwareProcessor
@@ -34,10 +35,6 @@ MAX_PAID_CENTS = SUM_MAX
 """The most that payments recorded on one contribution may add up to (10^13 euros): far
 beyond any real contribution, far below the 64-bit limit of every sum made from it (the
 contract bounds a balance to the same)."""
-
-
-def contribution_stream(cotisation_id: str) -> str:
-    return f"cotisation-{cotisation_id}"
 
 
 class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):

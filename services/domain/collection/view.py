@@ -3,11 +3,14 @@ and the inputs still waiting for a decision."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
+from services.domain.kernel.state import Demand, Entry, Kind
+from services.domain.kernel.statekinds import PARKED, field_of
 
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
 CONTRIBUTION_DECISIONS = frozenset({"EncaissementDelegue", "EncaissementNonDelegue"})
@@ -19,6 +22,10 @@ FOLLOW_UP_DECISIONS = frozenset(
         "ContentieuxSansObjet",
     }
 )
+
+
+def contribution_stream(cotisation_id: str) -> str:
+    return f"cotisation-{cotisation_id}"
 
 
 def waits_for_contribution(cotisation_id: str) -> str:
@@ -36,12 +43,57 @@ class ContributionState:
     paid_cents: int = 0
 
 
+def _contribution(c: ContributionState) -> Entry:
+    return Entry(
+        {
+            "due": c.due,
+            "organisme_id": c.organisme_id,
+            "faits_retenus": c.faits_retenus,
+            "decided": c.decided,
+            "paid_cents": c.paid_cents,
+        }
+    )
+
+
+def _from_contribution(entry: Entry) -> ContributionState:
+    d = entry.doc
+    assert isinstance(d, dict)
+    return ContributionState(
+        d["due"], d["organisme_id"], d["faits_retenus"], d["decided"], d["paid_cents"]
+    )
+
+
+def _payload(entry: Entry) -> dict[str, Any]:
+    assert isinstance(entry.doc, dict)
+    return entry.doc
+
+
+CONTRIBUTION = "contribution"
+PAYMENT = "payment"
+
+
 @dataclass(slots=True)
 class CollectionView(ServiceView):
     """Everything the collection processor reads, folded from the store in order."""
 
-    contributions: dict[str, ContributionState] = field(default_factory=dict)
-    payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    OWN_KINDS: ClassVar[Mapping[str, Kind[Any]]] = {
+        "contributions": Kind(CONTRIBUTION, _contribution, _from_contribution),
+        "payments": Kind(PAYMENT, Entry, _payload),
+    }
+
+    contributions: MutableMapping[str, ContributionState] = field(default_factory=dict)
+    payments: MutableMapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
+        cotisation_id = field_of(payload, "cotisation_id")
+        if isinstance(cotisation_id, str):
+            demand.key(CONTRIBUTION, cotisation_id)
+            demand.tag(PARKED, waits_for_contribution(cotisation_id))
+            demand.stream(contribution_stream(cotisation_id))
+        paiement_id = field_of(payload, "paiement_id")
+        if isinstance(paiement_id, str):
+            demand.key(PAYMENT, paiement_id)
 
     def fold(
         self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]
@@ -71,4 +123,4 @@ class CollectionView(ServiceView):
             key = waits_for_affiliation(waiting.payload["nir"])
         else:
             key = waits_for_contribution(waiting.payload["cotisation_id"])
-        self.parking.park(event_id, key, motif)
+        self.parking.park(event_id, key, motif, self.position)

@@ -7,7 +7,7 @@ waits for, until the fact arrives and its ordinary decision is taken.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +26,8 @@ class Waiting:
     metadata: dict[str, Any]
     waits_for: str = ""  # the key it is parked under, once parked
     motif: str = ""
+    at: int = 0  # store position of its DecisionEnAttente: its place in its queue
+    since: int = 0  # `at` of the first input of its queue (its queue's place among queues)
 
     def correlation_id(self, event_id: str) -> str:
         return str(self.metadata.get("correlation_id") or event_id)
@@ -33,24 +35,37 @@ class Waiting:
 
 @dataclass(slots=True)
 class Parking:
-    """Undecided inputs by event id; parked ones also by the key they wait for."""
+    """Undecided inputs by event id; parked ones also by the key they wait for.
 
-    undecided: dict[str, Waiting] = field(default_factory=dict)
-    by_key: dict[str, list[str]] = field(default_factory=dict)
+    Queues are kept in the order they were opened, and each in the order its inputs were
+    parked (`since`, `at`): what a fact unblocks is decided in that order, which is the
+    same whether the parking was folded from the whole history or loaded by key from the
+    state tables for one batch (both maps are then `LoadedMap`s)."""
+
+    undecided: MutableMapping[str, Waiting] = field(default_factory=dict)
+    by_key: MutableMapping[str, list[str]] = field(default_factory=dict)
 
     def record(
         self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]
     ) -> None:
         self.undecided[event_id] = Waiting(event_type, payload, metadata)
 
-    def park(self, event_id: str, waits_for: str, motif: str) -> None:
+    def park(self, event_id: str, waits_for: str, motif: str, at: int) -> None:
+        """Park an undecided input under `waits_for`; `at` is the store position of the
+        DecisionEnAttente that parks it."""
+        queue = self.by_key.get(waits_for)
+        since = self.undecided[queue[0]].since if queue else at
         self.undecided[event_id] = replace(
-            self.undecided[event_id], waits_for=waits_for, motif=motif
+            self.undecided[event_id], waits_for=waits_for, motif=motif, at=at, since=since
         )
-        self.by_key.setdefault(waits_for, []).append(event_id)
+        if queue:
+            queue.append(event_id)
+        else:
+            self.by_key[waits_for] = [event_id]
 
     def settle(self, event_id: str) -> Waiting:
-        waiting = self.undecided.pop(event_id)
+        waiting = self.undecided[event_id]
+        del self.undecided[event_id]
         if waiting.waits_for:
             queue = self.by_key[waiting.waits_for]
             queue.remove(event_id)

@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 from uuid import UUID
 
 from contracts.envelope import InboundEnvelope
 from contracts.inbound import InboundPayload
 from services.domain.kernel.parking import Parking
 from services.domain.kernel.records import NewEvent, StoredEvent
+from services.domain.kernel.state import (
+    Change,
+    Demand,
+    Kind,
+    LoadedMap,
+    LoadedState,
+    Row,
+    changes_of,
+)
+from services.domain.kernel.statekinds import (
+    PARKED,
+    PARKED_KIND,
+    REGISTRY_KINDS,
+    registry_demand,
+    registry_more,
+)
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
 
 DECISION_IDS = uuid.UUID("5f0b7a52-1b9e-4f3e-9d8e-4c611200a1f2")
@@ -116,7 +132,8 @@ class Outcome:
 
 
 class View(Protocol):
-    """A service's fold of its store."""
+    """A service's fold of its store (`position`: of the last event folded; while an
+    event is being folded, its own)."""
 
     position: int
     parking: Parking
@@ -147,10 +164,10 @@ class Processor(Protocol):
 
 def fold_stored(view: View, event: StoredEvent) -> None:
     """Fold an event read back from the store into a view."""
+    view.position = event.position
     view.apply(
         event.stream_id, str(event.event_id), event.event_type, event.payload, event.metadata
     )
-    view.position = event.position
 
 
 class Emitter:
@@ -172,6 +189,7 @@ class Emitter:
 
     def _emit(self, stream_id: str, event: NewEvent) -> None:
         self.outcome.events.append((stream_id, self.view.version(stream_id) + 1, event))
+        self.view.position += 1  # the position it will take: appended next, in this order
         self.view.apply(
             stream_id, str(event.event_id), event.event_type, event.payload, event.metadata
         )
@@ -207,10 +225,16 @@ class Emitter:
 @dataclass(slots=True)
 class ServiceView:
     """What every service's view folds: its position, its streams' versions, the registry as
-    recorded, and the inputs waiting for a decision. A service folds the rest (`fold`)."""
+    recorded, and the inputs waiting for a decision. A service folds the rest (`fold`).
+
+    Built empty, it folds a whole history (replay). Built `from_state`, it holds the entries
+    one batch loaded from the state tables, and `changes` says what to write back."""
+
+    OWN_KINDS: ClassVar[Mapping[str, Kind[Any]]] = {}
+    """The service's own state entries: attribute of the view -> how they are kept."""
 
     position: int = 0
-    versions: dict[str, int] = field(default_factory=dict)
+    versions: MutableMapping[str, int] = field(default_factory=dict)
     registry: Registry = field(default_factory=Registry)
     parking: Parking = field(default_factory=Parking)
 
@@ -237,3 +261,89 @@ class ServiceView:
     ) -> None:
         """Fold one of the service's own events (inputs, decisions, rejections)."""
         raise NotImplementedError
+
+    # -- state by key ----------------------------------------------------------------------
+    @classmethod
+    def from_state(cls, state: LoadedState) -> Self:
+        """A view of what one batch loaded (see `services.domain.kernel.state`)."""
+        view = cls()
+        if not state.folding:  # folding stored events appends nothing: no version is read
+            view.versions = LoadedMap("stream", state.versions, state.demand.streams)
+        organismes, conventions, by_organisme, affiliations = (
+            state.loaded_map(kind) for kind in REGISTRY_KINDS
+        )
+        view.registry = Registry(organismes, conventions, by_organisme, affiliations)
+        undecided = state.loaded_map(PARKED_KIND)
+        view.parking = Parking(undecided, _queues(state))
+        for attribute, kind in cls.OWN_KINDS.items():
+            setattr(view, attribute, state.loaded_map(kind))
+        return view
+
+    def changes(self, state: LoadedState) -> list[Change]:
+        """The entries this view changed since `from_state(state)`, to write back."""
+        registry = self.registry
+        kept: list[tuple[Kind[Any], Any]] = [
+            *zip(
+                REGISTRY_KINDS,
+                (
+                    registry.organismes,
+                    registry.convention_facts,
+                    registry.by_organisme,
+                    registry.affiliations,
+                ),
+                strict=True,
+            ),
+            (PARKED_KIND, self.parking.undecided),
+            *((kind, getattr(self, attribute)) for attribute, kind in self.OWN_KINDS.items()),
+        ]
+        found: list[Change] = []
+        for kind, values in kept:
+            if not isinstance(values, LoadedMap):
+                raise TypeError("only a view built from_state has changes to write back")
+            found.extend(changes_of(kind, values, state.rows.get(kind.name, {})))
+        return found
+
+    @classmethod
+    def demand_of(
+        cls, demand: Demand, event_type: str, payload: Any, causation: str | None = None
+    ) -> None:
+        """Add what deciding an input (or folding an event) that names these ids reads; a
+        decision also settles the input that caused it (`causation`)."""
+        registry_demand(demand, event_type, payload)
+        cls.own_demand(demand, event_type, payload)
+        if causation is not None:
+            demand.key(PARKED, causation)
+
+    @classmethod
+    def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
+        """The service's own entries and streams an input or event names."""
+
+    @classmethod
+    def more(cls, row: Row, demand: Demand) -> None:
+        """Add what a loaded entry leads to (a parked input: its queue and what deciding it
+        reads)."""
+        registry_more(row, demand)
+        if row.kind == PARKED:
+            if row.entry.tag is not None:
+                demand.tag(PARKED, row.entry.tag)
+            doc = row.entry.doc
+            assert isinstance(doc, dict)
+            cls.demand_of(demand, doc["event_type"], doc["payload"])
+
+
+def _queues(state: LoadedState) -> LoadedMap[list[str]]:
+    """The parked inputs' queues, rebuilt from their entries: each in the order its inputs
+    were parked, the queues in the order they were opened (as a whole fold keeps them)."""
+    queues: dict[str, list[tuple[int, str]]] = {}
+    opened: dict[str, int] = {}
+    for event_id, entry in state.rows.get(PARKED, {}).items():
+        if entry.tag is not None:
+            queues.setdefault(entry.tag, []).append((entry.ordinal, event_id))
+            assert isinstance(entry.doc, dict)
+            opened[entry.tag] = entry.doc["since"]
+    return LoadedMap(
+        "queue",
+        {tag: [event_id for _, event_id in sorted(queues[tag])] for tag in sorted(queues, key=opened.__getitem__)},
+        state.demand.tags.get(PARKED, ()),
+        state.demand.prefixes.get(PARKED, ()),
+    )

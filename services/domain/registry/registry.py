@@ -8,6 +8,7 @@ bounds; an affiliation is in force from its `effet_du` until the next one of the
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -60,22 +61,73 @@ class Affiliation:
     sequence: int  # order of recording: the later of two affiliations on one day wins
 
 
-class Registry:
-    """Registry state, folded fact by fact. Read by the pure rules, written only by `apply`."""
+@dataclass(frozen=True, slots=True)
+class ConventionFacts:
+    """What the registry recorded about one convention id: its conclusion (as concluded,
+    if it was) and its termination (if any), in whichever order they came."""
 
-    def __init__(self) -> None:
-        self.organismes: dict[str, Organisme] = {}
-        self.conventions: dict[str, Convention] = {}
-        self._by_organisme: dict[str, list[str]] = {}
-        self._affiliations: dict[str, list[Affiliation]] = {}
-        self._terminations: dict[str, date] = {}  # last day in force, as terminated
-        self._concluded_until: dict[str, date | None] = {}  # effet_au of the conclusion
-        self._sequence = 0
+    concluded: Convention | None = None
+    terminated_at: date | None = None  # last day in force, as terminated
+
+    def effective(self) -> Convention | None:
+        """The convention as in force: the earlier of the conclusion's end and the
+        termination (the same whichever was recorded first, and kept when a conclusion is
+        sent again)."""
+        if self.concluded is None:
+            return None
+        ends = [d for d in (self.concluded.effet_au, self.terminated_at) if d is not None]
+        return replace(self.concluded, effet_au=min(ends, default=None))
+
+
+class _Conventions(Mapping[str, Convention]):
+    """The concluded conventions by id, as in force (a read-only view of the facts)."""
+
+    def __init__(self, facts: MutableMapping[str, ConventionFacts]) -> None:
+        self._facts = facts
+
+    def __getitem__(self, convention_id: str) -> Convention:
+        convention = self._facts[convention_id].effective()
+        if convention is None:
+            raise KeyError(convention_id)
+        return convention
+
+    def __iter__(self) -> Iterator[str]:
+        return (cid for cid, f in self._facts.items() if f.concluded is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Registry:
+    """Registry state, folded fact by fact. Read by the pure rules, written only by `apply`.
+
+    Its four maps are given when it is built from state tables (the entries a batch
+    loaded, see `services.domain.kernel.state`); a fold of the whole history leaves them
+    plain dicts."""
+
+    def __init__(
+        self,
+        organismes: MutableMapping[str, Organisme] | None = None,
+        conventions: MutableMapping[str, ConventionFacts] | None = None,
+        by_organisme: MutableMapping[str, list[str]] | None = None,
+        affiliations: MutableMapping[str, list[Affiliation]] | None = None,
+    ) -> None:
+        self.organismes: MutableMapping[str, Organisme] = {} if organismes is None else organismes
+        self.convention_facts: MutableMapping[str, ConventionFacts] = (
+            {} if conventions is None else conventions
+        )
+        self.by_organisme: MutableMapping[str, list[str]] = (
+            {} if by_organisme is None else by_organisme
+        )
+        self.affiliations: MutableMapping[str, list[Affiliation]] = (
+            {} if affiliations is None else affiliations
+        )
+        self.conventions: Mapping[str, Convention] = _Conventions(self.convention_facts)
 
     # -- reading -------------------------------------------------------------------------
     def affiliation_at(self, nir: str, jour: date) -> Affiliation | None:
         """The affiliation of `nir` in force on `jour`, if any."""
-        history = self._affiliations.get(nir)
+        history = self.affiliations.get(nir)
         if not history:
             return None
         index = bisect.bisect_right(
@@ -85,7 +137,7 @@ class Registry:
 
     def affiliations_of(self, nir: str) -> tuple[Affiliation, ...]:
         """Every affiliation recorded for `nir`, by effective date."""
-        return tuple(self._affiliations.get(nir, ()))
+        return tuple(self.affiliations.get(nir) or ())
 
     def convention_for(
         self, organisme_id: str, objet: str, caisse_de_base: str, jour: date
@@ -94,7 +146,7 @@ class Registry:
         then the smallest id, so the choice never depends on arrival order."""
         candidates = [
             c
-            for cid in self._by_organisme.get(organisme_id, ())
+            for cid in self.by_organisme.get(organisme_id) or ()
             if (c := self.conventions[cid]).couvre(objet, caisse_de_base, jour)
         ]
         return min(candidates, key=lambda c: (c.effet_du, c.convention_id), default=None)
@@ -128,43 +180,27 @@ class Registry:
             effet_du=date.fromisoformat(p["effet_du"]),
             effet_au=date.fromisoformat(effet_au) if effet_au else None,
         )
-        self._concluded_until[convention.convention_id] = convention.effet_au
-        convention = replace(convention, effet_au=self._last_day(convention.convention_id))
-        previous = self.conventions.get(convention.convention_id)
+        cid = convention.convention_id
+        facts = self.convention_facts.get(cid) or ConventionFacts()
+        previous = facts.concluded
         if previous is not None:
-            self._by_organisme[previous.organisme_id].remove(previous.convention_id)
-        self.conventions[convention.convention_id] = convention
-        self._by_organisme.setdefault(convention.organisme_id, []).append(convention.convention_id)
+            self.by_organisme[previous.organisme_id].remove(cid)
+        self.convention_facts[cid] = replace(facts, concluded=convention)
+        self.by_organisme.setdefault(convention.organisme_id, []).append(cid)
 
     def _terminate(self, convention_id: str, effet_au: date) -> None:
-        self._terminations[convention_id] = effet_au  # a later termination corrects it
-        convention = self.conventions.get(convention_id)
-        if convention is not None:
-            self.conventions[convention_id] = replace(
-                convention, effet_au=self._last_day(convention_id)
-            )
-
-    def _last_day(self, convention_id: str) -> date | None:
-        """The earlier of the conclusion's end and the termination: the same whichever was
-        recorded first (no order is assumed), and kept when a conclusion is sent again."""
-        ends = [
-            d
-            for d in (
-                self._concluded_until.get(convention_id),
-                self._terminations.get(convention_id),
-            )
-            if d is not None
-        ]
-        return min(ends, default=None)
+        facts = self.convention_facts.get(convention_id) or ConventionFacts()
+        # a later termination corrects an earlier one
+        self.convention_facts[convention_id] = replace(facts, terminated_at=effet_au)
 
     def _affiliate(self, p: dict[str, Any]) -> None:
-        self._sequence += 1
+        history = self.affiliations.setdefault(p["nir"], [])
         affiliation = Affiliation(
             nir=p["nir"],
             organisme_id=p["organisme_id"],
             mode=p["mode"],
             effet_du=date.fromisoformat(p["effet_du"]),
-            sequence=self._sequence,
+            # order of recording among this person's affiliations: only theirs are compared
+            sequence=1 + max((a.sequence for a in history), default=0),
         )
-        history = self._affiliations.setdefault(affiliation.nir, [])
         bisect.insort(history, affiliation, key=lambda a: (a.effet_du, a.sequence))

@@ -91,7 +91,9 @@ class Feeder:
         rule_set = rules if rules is not None else service.current
         self.inputs = {settings.topic(t): types for t, types in service.inputs.items()}
         self.handler = BatchHandler(
-            store, lambda: cast(Processor, service.new_processor(rule_set)), self.inputs
+            store,
+            lambda view=None: cast(Processor, service.new_processor(rule_set, view=view)),
+            self.inputs,
         )
         self.seed = seed
         self.count = 0

@@ -795,7 +795,6 @@ async def measure(
         "postgres": await _server(dsn),
         "partitions": s.topic_partitions,
         "batch_max_records": s.batch_max_records,
-        "gc_freeze": s.gc_freeze,
         "generator": generator,
         "target": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS},
     }

@@ -1,0 +1,77 @@
+"""The decision state a batch reads, loaded by key, and kept the fold of the store.
+
+The rules read a few entries per input (see `services.domain.kernel.state`). A batch asks
+for those its inputs name, then for what the loaded entries lead to (an affiliation's
+organism, a parked input's queue...), until nothing new is asked: a handful of indexed
+queries, whatever the size of the history. The state is written back in the transaction
+that appends the batch, so it is always the fold of the events up to its position; events
+appended without it (a store from before the state tables, a bulk load) are folded into it
+by `fold_behind`, in chunks, before anything is decided on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from services.adapters.eventstore.port import Transaction
+from services.domain.kernel.processing import ServiceView, fold_stored
+from services.domain.kernel.state import Demand, LoadedState
+
+log = logging.getLogger(__name__)
+
+FOLD_CHUNK = 20_000
+"""Events folded into the state per step when it is behind the store."""
+
+
+async def load(tx: Transaction, view_type: type[ServiceView], demand: Demand) -> LoadedState:
+    """The entries `demand` names and all they lead to, with the versions of its streams."""
+    state = LoadedState()
+    asked = Demand()
+    todo = demand
+    while todo:
+        rows = await tx.load_state(todo)
+        if todo.streams:
+            state.versions.update(await tx.stream_versions(todo.streams))
+        asked.add(todo)
+        more = Demand()
+        for row in rows:
+            if row.key in state.rows.get(row.kind, {}):
+                continue  # found twice (by key and by tag)
+            state.add(row)
+            view_type.more(row, more)
+        todo = more.minus(asked)
+    state.demand = asked
+    return state
+
+
+def _causation(metadata: Mapping[str, Any]) -> str | None:
+    cause = metadata.get("causation_id")
+    return cause if isinstance(cause, str) else None
+
+
+async def fold_behind(
+    tx: Transaction, view_type: type[ServiceView], limit: int = FOLD_CHUNK
+) -> bool:
+    """Fold into the state up to `limit` events it does not reflect yet; whether it is now
+    the fold of the whole store (as this transaction sees it)."""
+    at = await tx.state_position()
+    head = tx.head_position
+    if at > head:  # the store was cut below what the state folded: fold it all again
+        log.error("decision state at %d is ahead of the store head %d: refolding", at, head)
+        await tx.reset_state()
+        at = 0
+    if at == head:
+        return True
+    events = await tx.read_since(at, limit)
+    demand = Demand()
+    for event in events:
+        view_type.demand_of(demand, event.event_type, event.payload, _causation(event.metadata))
+    state = await load(tx, view_type, demand)
+    state.folding = True
+    view = view_type.from_state(state)
+    for event in events:
+        fold_stored(view, event)
+    await tx.save_state(view.changes(state), events[-1].position)
+    return events[-1].position >= head
