@@ -34,6 +34,7 @@ from services.domain.kernel.records import (
     chain_hash,
     expected_hash,
 )
+from services.domain.kernel.state import Change, Demand, Entry
 
 T0 = datetime(2017, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -359,6 +360,76 @@ async def test_concurrent_writers_take_every_position_once_with_no_gap(store: St
         assert mine == sorted(mine)
         assert [e.payload["n"] for e in await store.read_stream(f"w-{w}")] == list(range(10))
     assert (await store.verify_chain()).ok
+
+
+# --- decision state ----------------------------------------------------------------------------
+
+
+async def _load(store: Store, demand: Demand) -> dict[tuple[str, str], Entry]:
+    async with store.transaction() as tx:
+        return {(r.kind, r.key): r.entry for r in await tx.load_state(demand)}
+
+
+async def test_state_entries_are_found_by_key_by_tag_and_by_tag_prefix(store: Store) -> None:
+    entries = {
+        ("parked", "e1"): Entry({"n": 1}, "nir/A", 3),
+        ("parked", "e2"): Entry({"n": 2}, "nir/B", 1),
+        ("parked", "e3"): Entry({"n": 3}, "cotisation/C", 2),
+        ("parked", "e4"): Entry({"n": 4}, "nir0", 4),  # just past the prefix "nir/"
+        ("contribution", "C"): Entry({"due": {"x": ["é", 1]}, "paid_cents": 2**62}),
+        ("affiliations", "A"): Entry([{"organisme_id": "OC"}]),
+    }
+    async with store.transaction() as tx:
+        assert await tx.state_position() == 0
+        await tx.save_state([Change(k, key, e) for (k, key), e in entries.items()], 0)
+
+    by_key = Demand()
+    by_key.key("contribution", "C")
+    by_key.key("affiliations", "A")
+    by_key.key("contribution", "absent")
+    by_key.key("parked", "C")  # a key of another kind
+    assert await _load(store, by_key) == {
+        k: entries[k] for k in [("contribution", "C"), ("affiliations", "A")]
+    }
+    by_tag = Demand()
+    by_tag.tag("parked", "nir/A")
+    by_tag.tag("parked", "cotisation/C")
+    assert set(await _load(store, by_tag)) == {("parked", "e1"), ("parked", "e3")}
+    by_prefix = Demand()
+    by_prefix.prefix("parked", "nir/")
+    found = await _load(store, by_prefix)
+    assert found == {k: entries[k] for k in [("parked", "e1"), ("parked", "e2")]}
+
+
+async def test_state_changes_are_committed_with_the_appends_or_not_at_all(store: Store) -> None:
+    async with store.transaction() as tx:
+        tx.append_at("s", 1, event())
+        await tx.save_state([Change("k", "a", Entry({"v": 1}))], tx.head_position)
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            tx.append_at("s", 2, event())
+            await tx.save_state(
+                [Change("k", "a", Entry({"v": 2})), Change("k", "b", Entry({"v": 3}))], 2
+            )
+            raise RuntimeError("the batch fails")
+    wanted = Demand(keys={"k": {"a", "b"}})
+    assert await _load(store, wanted) == {("k", "a"): Entry({"v": 1})}
+    async with store.transaction() as tx:
+        assert await tx.state_position() == 1
+        await tx.save_state([Change("k", "a", None), Change("k", "b", Entry({"v": 4}, "t", 7))], 1)
+    assert await _load(store, wanted) == {("k", "b"): Entry({"v": 4}, "t", 7)}
+    async with store.transaction() as tx:
+        await tx.reset_state()
+        assert await tx.state_position() == 0
+    assert await _load(store, wanted) == {}
+
+
+async def test_stream_versions_count_the_transaction_s_own_appends(store: Store) -> None:
+    await append(store, "s", [event(), event()])
+    async with store.transaction() as tx:
+        assert await tx.stream_versions(["s", "t"]) == {"s": 2}
+        tx.append_at("t", 1, event())
+        assert await tx.stream_versions(["s", "t", "u"]) == {"s": 2, "t": 1}
 
 
 def all_tests() -> list[str]:

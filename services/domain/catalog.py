@@ -21,9 +21,11 @@ from contracts import inbound, topics
 from contracts.topics import PARKED
 from services.domain.benefits import rules as benefits_rules
 from services.domain.benefits.processor import BenefitsProcessor
+from services.domain.benefits.view import BenefitsView
 from services.domain.collection import rules as collection_rules
 from services.domain.collection.processor import CollectionProcessor
-from services.domain.kernel.processing import Outcome, Processor, View
+from services.domain.collection.view import CollectionView
+from services.domain.kernel.processing import Outcome, Processor, ServiceView, View
 
 INPUT_TYPES = topics.INBOUND_EVENT_TYPES
 """Every event type a service records as an input (registry facts included)."""
@@ -59,6 +61,7 @@ class ServiceDescription:
     rule_sets: Mapping[str, Any]  # regles_version -> RuleSet
     current: Any  # the RuleSet the service runs today
     processor: Callable[..., RuledProcessor]  # (view=None, rules=current) -> a processor
+    view: type[ServiceView]  # what its processor reads (a whole fold, or a batch's state)
 
     @property
     def decision_types(self) -> frozenset[str]:
@@ -96,6 +99,7 @@ COLLECTION = ServiceDescription(
     rule_sets=_by_version(collection_rules.RULES_2017),
     current=collection_rules.RULES_2017,
     processor=CollectionProcessor,
+    view=CollectionView,
 )
 BENEFITS = ServiceDescription(
     name="benefits",
@@ -111,6 +115,7 @@ BENEFITS = ServiceDescription(
     rule_sets=_by_version(benefits_rules.RULES_2017),
     current=benefits_rules.RULES_2017,
     processor=BenefitsProcessor,
+    view=BenefitsView,
 )
 SERVICES: Mapping[str, ServiceDescription] = {s.name: s for s in (COLLECTION, BENEFITS)}
 """Every service, by name."""

@@ -118,7 +118,9 @@ class MemoryTransaction:
                 self.state.pop((change.kind, change.key), None)
             else:  # kept as PostgreSQL hands it back: JSON decoded again
                 doc = orjson.loads(orjson.dumps(change.entry.doc))
-                self.state[(change.kind, change.key)] = Entry(doc, change.entry.tag, change.entry.ordinal)
+                self.state[(change.kind, change.key)] = Entry(
+                    doc, change.entry.tag, change.entry.ordinal
+                )
         self.state_at = position
 
     def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:

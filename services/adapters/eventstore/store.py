@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError
 from services.adapters.eventstore.pool import Encoded
@@ -231,7 +232,7 @@ class StoreTransaction:
                 [c.key for c in kept],
                 [c.entry.tag for c in kept if c.entry is not None],
                 [c.entry.ordinal for c in kept if c.entry is not None],
-                [c.entry.doc for c in kept if c.entry is not None],
+                [Encoded(orjson.dumps(c.entry.doc)) for c in kept if c.entry is not None],
             )
         if gone:
             await self.conn.execute(

@@ -249,12 +249,8 @@ class BatchHandler:
     async def catch_up(self) -> int:
         """Bring the decision state up to the store's head (nothing to do unless events
         were appended without it), a chunk per transaction; returns the head."""
-        while True:
-            async with self.store.transaction() as tx:
-                done = await state.fold_behind(tx, self.view_type)
-                self.position = tx.head_position
-            if done:
-                return self.position
+        self.position = await state.catch_up(self.store, self.view_type)
+        return self.position
 
     async def _record_all(self, records: Sequence[Record]) -> BatchReport:
         """Commit `records` in order: whole when it works, one by one around a failure."""

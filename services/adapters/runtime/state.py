@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from services.adapters.eventstore.port import Transaction
+from services.adapters.eventstore.port import Store, Transaction
 from services.domain.kernel.processing import ServiceView, fold_stored
 from services.domain.kernel.state import Demand, LoadedState
 
@@ -75,3 +75,18 @@ async def fold_behind(
         fold_stored(view, event)
     await tx.save_state(view.changes(state), events[-1].position)
     return events[-1].position >= head
+
+
+async def catch_up(store: Store, view_type: type[ServiceView], *, from_zero: bool = False) -> int:
+    """Bring the decision state up to the store's head, a chunk per transaction (each under
+    the store's lock, so a running service waits for it and decides on the result); from
+    position 0 when `from_zero` (the state is forgotten first). Returns the head."""
+    if from_zero:
+        async with store.transaction() as tx:
+            await tx.reset_state()
+    while True:
+        async with store.transaction() as tx:
+            done = await fold_behind(tx, view_type)
+            head = tx.head_position
+        if done:
+            return head

@@ -343,7 +343,10 @@ def _queues(state: LoadedState) -> LoadedMap[list[str]]:
             opened[entry.tag] = entry.doc["since"]
     return LoadedMap(
         "queue",
-        {tag: [event_id for _, event_id in sorted(queues[tag])] for tag in sorted(queues, key=opened.__getitem__)},
+        {
+            tag: [event_id for _, event_id in sorted(queues[tag])]
+            for tag in sorted(queues, key=opened.__getitem__)
+        },
         state.demand.tags.get(PARKED, ()),
         state.demand.prefixes.get(PARKED, ()),
     )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 from services.domain import catalog
-from services.tools.audit import commands
+from services.tools.audit import commands, statecmd
 from services.tools.audit.options import CommandError
 
 
@@ -158,6 +158,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _positions(redrive)
     redrive.add_argument("--dry-run", action="store_true", help="list, send nothing")
     _kafka(redrive)
+
+    decision_state = _group(sub, "state", "the decision state the services read by key")
+    catch_up = _action(
+        decision_state,
+        "catch-up",
+        "fold the events the state does not reflect yet (a store migrated or bulk-loaded)",
+        statecmd.catch_up_cmd,
+        _common,
+    )
+    catch_up.add_argument(
+        "--from-zero", action="store_true", help="forget the state and fold every event again"
+    )
 
     kinds = _group(sub, "projections", "balances folded from the record")
     rebuild = _action(

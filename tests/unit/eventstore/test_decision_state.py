@@ -1,0 +1,230 @@
+"""Deciding over the decision state loaded by key gives what deciding over the whole fold
+gives (services/adapters/runtime/state.py, services/domain/kernel/state.py).
+
+Generated histories (registry facts and inputs about a handful of people, organisms,
+conventions and contributions, in any order, cut into batches anywhere) are decided by the
+batch handler on the in-memory store, which loads per batch only what the inputs name.
+Then every recorded input is decided again by a processor that folded the whole history
+before it (what `mandat replay verify` does): it must give the very events recorded. And
+the state kept batch by batch must be the state folded again from the events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import (
+    affiliation,
+    convention,
+    cotisation,
+    envelope,
+    key_of,
+    nir,
+    organisme,
+    paiement,
+    prestation,
+)
+
+from services.adapters.eventstore.memory import MemoryEventStore
+from services.adapters.runtime.handler import BatchHandler
+from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
+from services.domain.kernel.processing import REJECTION, Input, fold_stored
+from services.domain.kernel.state import LoadedMap, NotLoaded
+from services.tools.audit.feed import FakeRecord
+
+pytestmark = pytest.mark.unit
+
+PEOPLE = [nir(n) for n in range(3)]
+ORGANISMS = ["OC-A", "OC-B", "OC-C"]
+DAYS = ["2016-06-01", "2017-01-01", "2017-04-01", "2017-07-01", "2017-10-01", "2018-01-01"]
+day = st.sampled_from(DAYS)
+person = st.sampled_from(PEOPLE)
+organism = st.sampled_from(ORGANISMS)
+
+registry_fact = st.one_of(
+    st.builds(
+        organisme,
+        organism,
+        st.sampled_from(["MUTUELLE", "SOCIETE_ASSURANCE", "ORGANISME_SECURITE_SOCIALE"]),
+    ),
+    st.builds(
+        convention,
+        st.sampled_from(["C1", "C2"]),
+        organism,
+        st.sampled_from(["ENCAISSEMENT_CONTENTIEUX_COTISATIONS", "VERSEMENT_PRESTATIONS_ESPECES"]),
+        st.sampled_from([("PL-IDF",), ("PL-ARA",), ("PL-IDF", "PL-ARA")]),
+        day,
+        st.none() | day,
+    ),
+    st.builds(
+        lambda cid, au: ("ConventionResiliee", {"convention_id": cid, "effet_au": au}),
+        st.sampled_from(["C1", "C2"]),
+        day,
+    ),
+    st.builds(affiliation, person, organism, day),
+)
+contribution_id = st.sampled_from(["K1", "K2", "K3"])
+collection_input = st.one_of(
+    st.builds(
+        lambda cid, n, debut, categorie: cotisation(cid, n, debut=debut, categorie=categorie),
+        contribution_id,
+        person,
+        st.sampled_from(DAYS[1:]),
+        st.sampled_from(["PROFESSION_LIBERALE", "ARTISAN"]),
+    ),
+    st.builds(
+        paiement,
+        st.sampled_from(["P1", "P2", "P3"]),
+        contribution_id,
+        person,
+        st.integers(1, 300_000),
+    ),
+    st.builds(
+        lambda cid, n: (
+            "CotisationImpayee",
+            {
+                "cotisation_id": cid,
+                "nir": n,
+                "constatee_le": "2017-06-01",
+                "restant_du_cents": 1000,
+            },
+        ),
+        contribution_id,
+        person,
+    ),
+)
+benefits_input = st.builds(
+    lambda pid, n, jour: prestation(pid, n, jour=jour),
+    st.sampled_from(["B1", "B2", "B3"]),
+    person,
+    st.sampled_from(DAYS),
+)
+
+
+def _records(
+    service: ServiceDescription, facts: list[tuple[str, dict[str, Any]]]
+) -> list[FakeRecord]:
+    by_type = {t: topic for topic, types in service.inputs.items() for t in types}
+    return [
+        FakeRecord(by_type[kind], 0, offset, key_of(payload), envelope(kind, payload))
+        for offset, (kind, payload) in enumerate(facts)
+    ]
+
+
+async def _decide_in_batches(
+    service: ServiceDescription, facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+) -> MemoryEventStore:
+    store = MemoryEventStore()
+    handler = BatchHandler(
+        store, lambda view=None: service.new_processor(view=view), dict(service.inputs)
+    )
+    await handler.catch_up()
+    records = _records(service, facts)
+    start = 0
+    for size in [*cuts, len(records)]:
+        if start < len(records):
+            await handler.handle(records[start : start + size])
+            start += size
+    return store
+
+
+def _assert_replays(service: ServiceDescription, store: MemoryEventStore) -> None:
+    """Each recorded input, decided again over the fold of everything before it, gives the
+    events recorded after it."""
+    processor = service.new_processor()
+    events, i = store.events, 0
+    while i < len(events):
+        event = events[i]
+        if event.event_type == REJECTION:
+            fold_stored(processor.view, event)
+            i += 1
+            continue
+        model = PAYLOAD_MODELS[event.event_type].model_validate(event.payload)
+        processor.view.position = event.position - 1
+        outcome = processor.process(Input(event.event_id, event.event_type, model, event.metadata))
+        made = [
+            (s, v, e.event_id, e.event_type, e.payload, e.metadata) for s, v, e in outcome.events
+        ]
+        recorded = [
+            (r.stream_id, r.stream_version, r.event_id, r.event_type, r.payload, r.metadata)
+            for r in events[i : i + len(made)]
+        ]
+        assert made and made == recorded
+        i += len(made)
+
+
+async def _assert_state_refolds(service: ServiceDescription, store: MemoryEventStore) -> None:
+    again = MemoryEventStore()
+    again.events, again.by_id, again.versions = store.events, store.by_id, store.versions
+    handler = BatchHandler(again, lambda view=None: service.new_processor(view=view), {})
+    assert await handler.catch_up() == len(store.events)
+    assert again.state == store.state and again.state_at == store.state_at == len(store.events)
+
+
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@SETTINGS
+@given(
+    facts=st.lists(st.one_of(registry_fact, collection_input), max_size=30),
+    cuts=st.lists(st.integers(1, 7), max_size=10),
+)
+async def test_collection_decides_over_loaded_state_as_over_the_whole_fold(
+    facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+) -> None:
+    store = await _decide_in_batches(COLLECTION, facts, cuts)
+    assert all(e.payload["kind"] == "contract" for e in store.events if e.event_type == REJECTION)
+    _assert_replays(COLLECTION, store)
+    await _assert_state_refolds(COLLECTION, store)
+
+
+@SETTINGS
+@given(
+    facts=st.lists(st.one_of(registry_fact, benefits_input), max_size=30),
+    cuts=st.lists(st.integers(1, 7), max_size=10),
+)
+async def test_benefits_decides_over_loaded_state_as_over_the_whole_fold(
+    facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+) -> None:
+    store = await _decide_in_batches(BENEFITS, facts, cuts)
+    assert all(e.payload["kind"] == "contract" for e in store.events if e.event_type == REJECTION)
+    _assert_replays(BENEFITS, store)
+    await _assert_state_refolds(BENEFITS, store)
+
+
+async def test_a_fact_unblocks_parked_inputs_in_the_order_a_whole_fold_gives() -> None:
+    """Two people wait for their affiliation to an organism not declared yet, parked in an
+    interleaved order; declaring the organism decides them queue by queue, as the whole
+    fold orders them, though each batch loads only what it names."""
+    a, b = sorted(PEOPLE[:2], reverse=True)  # queues opened against the order of their keys
+    facts = [
+        affiliation(a, "OC-A"),
+        affiliation(b, "OC-A"),
+        cotisation("K1", a),
+        cotisation("K2", b),
+        cotisation("K3", a),
+        organisme("OC-A"),
+    ]
+    store = await _decide_in_batches(COLLECTION, facts, [1, 1, 1, 1, 1, 1])
+    decided = [
+        e.payload["cotisation_id"] for e in store.events if e.event_type.startswith("Encaissement")
+    ]
+    assert decided == ["K1", "K3", "K2"]
+    _assert_replays(COLLECTION, store)
+
+
+def test_reading_an_entry_nobody_loaded_is_an_error_not_an_absence() -> None:
+    loaded = LoadedMap("contribution", {"K1": 1}, ["K1", "K2"], prefixes=["x/"])
+    assert loaded.get("K2") is None and "K2" not in loaded and loaded.get("x/any") is None
+    with pytest.raises(NotLoaded):
+        loaded.get("K3")
+    with pytest.raises(NotLoaded):
+        _ = "K3" in loaded
+    loaded["K3"] = 3  # written by the batch: known from then on
+    assert loaded["K3"] == 3
+    assert dict(loaded.changed()) == {"K3": 3}
