@@ -1,5 +1,6 @@
-"""A restarted service folds its store again and decides as if it never stopped (parked
-inputs included); nothing it loads at start comes from a saved image of its memory."""
+"""A restarted service decides as if it never stopped (parked inputs included): its decision
+state is in PostgreSQL, current at start, read by key; nothing it loads at start comes from a
+saved image of its memory."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ from services.adapters.runtime.settings import ServiceSettings
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("state", ["kept", "forgotten"])
 async def test_a_restarted_service_resumes_with_its_parked_inputs(
-    settings: ServiceSettings,
+    settings: ServiceSettings, state: str
 ) -> None:
+    """`forgotten`: the decision state is emptied while the service is down, as in a store
+    from before the state tables: it folds the events into it at start, then decides."""
     s = settings
     dsn = s.database_url.get_secret_value()
     people = [nir(500 + i) for i in range(25)]
@@ -49,6 +53,11 @@ async def test_a_restarted_service_resumes_with_its_parked_inputs(
             "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'snapshots'",
             s.collection_schema,
         )
+        if state == "forgotten":
+            await conn.execute(f'DELETE FROM "{s.collection_schema}".decision_state')
+            await conn.execute(
+                f'UPDATE "{s.collection_schema}".decision_state_position SET position = 0'
+            )
     finally:
         await conn.close()
     assert tables == 0
@@ -56,7 +65,8 @@ async def test_a_restarted_service_resumes_with_its_parked_inputs(
     runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         assert runtime.handler is not None
-        assert runtime.handler.processor.view.position == head  # folded at start
+        assert runtime.handler.position == head  # its decision state is current at start
+        assert (await runtime.probe())["parked"] == 25  # as the state tables say
         await publish_many(feed, s.topic_referentiel, [affiliation(n, "OC-S") for n in people])
         got = await read_topics(
             s.kafka_bootstrap_servers,

@@ -15,10 +15,12 @@ dropped when the row ends, whatever happened, unless `--keep`):
               from the input's as the processor derives them). The relay's checkpoint and
               the balances projection are set at the head, as if the history had long been
               published. Timed; the disk the store's `events` table takes
-              (`pg_total_relation_size`, indexes and TOAST included) is reported.
+              (`pg_total_relation_size`, indexes and TOAST included) is reported. Then its
+              decision state is folded (`mandat state catch-up`, what migrating a store
+              to the state tables costs), timed apart.
   start       `mandat collection run` as a process of its own; from its spawn to `/ready`
-              answering 200 (it folds the whole store first); its RSS (`/proc/<pid>/status`)
-              then, and after the runs below.
+              answering 200 (its decision state is read by key: nothing is folded); its
+              RSS (`/proc/<pid>/status`) then, and after the runs below.
   throughput  `--events` contributions (NIRs of the registry, the same bytes in every row),
               published before the start; from the first decision read back from the
               settlement topic to the last, every input decided. The raw aiokafka
@@ -61,6 +63,7 @@ from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.leases import RelayCheckpoints
 from services.adapters.eventstore.memory import MemoryEventStore
 from services.adapters.eventstore.pool import Encoded
+from services.adapters.runtime import state
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.kernel.processing import decision_id
@@ -371,9 +374,14 @@ async def fill(
             await store.bulk_copy(chunk, chunk=CHUNK)
             head = chunk[-1][0]
         await store.analyze()
+        seconds = time.perf_counter() - started
+        # the decision state of that history, as a store migrated to it gets it
+        # (`mandat state catch-up`); a store written by the service keeps it as it goes
+        folded = time.perf_counter()
+        await state.catch_up(store, KIND.service.view)
+        state_seconds = time.perf_counter() - folded
     finally:
         await store.pool.close()
-    seconds = time.perf_counter() - started
     conn = await asyncpg.connect(dsn)
     try:
         await held.save(conn, schema, head)
@@ -387,6 +395,7 @@ async def fill(
         "nirs": nirs,
         "seconds": round(seconds, 2),
         "events_per_second": round(head / seconds, 1) if seconds else None,
+        "state_seconds": round(state_seconds, 2),
         "disk_bytes": int(disk),
     }
 
@@ -727,14 +736,15 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['events']:,} contributions over {r['run_nirs']:,} NIRs, then {r['rate']:,.0f}/s "
         f"for {r['latency_seconds']:g} s; RSS of {r['memory_of']}",
         "",
-        f"{'stored':>10} {'fill s':>7} {'disk MiB':>9} {'ready s':>8} {'RSS rdy':>8} "
-        f"{'RSS aft':>8} {'svc ev/s':>9} {'raw ev/s':>9} {'ratio':>6} {'cpu ms/in':>9} "
-        f"{'med ms':>7} {'p99 ms':>7} {'max ms':>7} {'×RSS':>6} {'×thr':>6} {'×p99':>6}",
+        f"{'stored':>10} {'fill s':>7} {'state s':>7} {'disk MiB':>9} {'ready s':>8} "
+        f"{'RSS rdy':>8} {'RSS aft':>8} {'svc ev/s':>9} {'raw ev/s':>9} {'ratio':>6} "
+        f"{'cpu ms/in':>9} {'med ms':>7} {'p99 ms':>7} {'max ms':>7} {'×RSS':>6} {'×thr':>6} "
+        f"{'×p99':>6}",
     ]
     for row in r["rows"]:
         fl, sv, lt, x = row["fill"], row["service"], row["latency"], row["ratios"]
         lines.append(
-            f"{fl['stored_events']:>10,} {fl['seconds']:>7.1f} "
+            f"{fl['stored_events']:>10,} {fl['seconds']:>7.1f} {fl['state_seconds']:>7.1f} "
             f"{fl['disk_bytes'] / 2**20:>9,.0f} {row['ready_seconds']:>8.2f} "
             f"{row['rss_ready_kib'] / 1024:>8,.0f} {row['rss_after_kib'] / 1024:>8,.0f} "
             f"{_num(sv['events_per_second']):>9} "
