@@ -55,6 +55,8 @@ faits = st.builds(
     organisme=st.none() | st.builds(OrganismeRetenu, organisme_id=codes),
     convention=st.none() | st.deferred(lambda: _ordered(ConventionRetenue, "effet_du", "effet_au")),
 )
+
+
 def _outcome(model: type[BaseModel], delegated: str, other: str) -> st.SearchStrategy[Any]:
     """An outcome a revision compares: delegated (organism, convention) or not (a motif)."""
     extra = {"recouvreur": st.none()} if "recouvreur" in model.model_fields else {}
