@@ -199,6 +199,20 @@ class PrestationNonTraiteeEvent(Envelope):
     payload: o.PrestationNonTraitee
 
 
+class EncaissementReviseEvent(Envelope):
+    """Message whose payload is a ``EncaissementRevise``."""
+
+    event_type: Literal["EncaissementRevise"] = "EncaissementRevise"
+    payload: o.EncaissementRevise
+
+
+class VersementReviseEvent(Envelope):
+    """Message whose payload is a ``VersementRevise``."""
+
+    event_type: Literal["VersementRevise"] = "VersementRevise"
+    payload: o.VersementRevise
+
+
 InboundEnvelope = (
     OrganismeDeclareEvent
     | ConventionConclueEvent
@@ -220,6 +234,8 @@ OutboundEnvelope = (
     | VersementDelegueEvent
     | VersementDirectEvent
     | PrestationNonTraiteeEvent
+    | EncaissementReviseEvent
+    | VersementReviseEvent
 )
 InboundEvent = Annotated[InboundEnvelope, Field(discriminator="event_type")]
 """Any inbound message, discriminated by ``event_type``."""

@@ -4,9 +4,18 @@ Every decision carries ``nir``, ``caisse_de_base``, ``base_legale`` (the legal t
 applies) and ``regles_version`` (the rule-set version), plus ``faits_retenus``: the registry
 facts the decision relied on (see :class:`FaitsRetenus`). ``faits_retenus`` is an additive
 v1 field, optional and null when no registry fact was used (e.g. a period before 2017).
+
+A revision (:class:`EncaissementRevise`, :class:`VersementRevise`, additive in v1) says that
+a registry fact recorded later changed the outcome of a decision already taken: it names the
+decision it supersedes and the outcome before and after (:class:`ResultatEncaissement`,
+:class:`ResultatVersement`); the decision itself stays in the record.
 """
 
-from typing import Any
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID
+
+from pydantic import Field, Strict, model_validator
+from pydantic_core import PydanticCustomError
 
 from contracts.enums import (
     FormeJuridique,
@@ -16,8 +25,14 @@ from contracts.enums import (
     ObjetConvention,
     Recouvreur,
 )
+from contracts.limits import SUM_MAX
 from contracts.nir import Nir
 from contracts.scalars import Cents, Code, IsoDate, SignedCents, Textes, WireModel
+
+TotalCents = Annotated[int, Strict(), Field(ge=0, le=SUM_MAX)]
+"""A sum of amounts in euro cents that cannot be negative (money held): 0 to 10¹⁵."""
+Flag = Annotated[bool, Strict()]
+"""A JSON boolean: ``true`` or ``false`` only (not ``1``, not ``"true"``)."""
 
 
 class AffiliationRetenue(WireModel):
@@ -177,6 +192,116 @@ class PrestationNonTraitee(Decision):
     motif: Motif
 
 
+# Revisions (both topics): a later registry fact changed an earlier outcome
+
+
+def _outcome_error(what: str) -> PydanticCustomError:
+    return PydanticCustomError("outcome_fields", what)
+
+
+def _check_outcome(
+    delegated: bool, organisme_id: str | None, convention_id: str | None, motif: Motif | None
+) -> None:
+    """An outcome names an organism and a convention when delegated, a motif otherwise."""
+    if delegated and (organisme_id is None or convention_id is None or motif is not None):
+        raise _outcome_error("a delegated outcome has organisme_id and convention_id, no motif")
+    if not delegated and (organisme_id is not None or convention_id is not None or motif is None):
+        raise _outcome_error("an outcome not delegated has a motif, no organism nor convention")
+
+
+class ResultatEncaissement(WireModel):
+    """Who collects a contribution, as a revision compares it (fields null where they do not
+    apply): delegated to ``organisme_id`` under ``convention_id``, or not delegated for
+    ``motif``, collected by ``recouvreur``. Every field is always present on the wire."""
+
+    event_type: Literal["EncaissementDelegue", "EncaissementNonDelegue"]
+    organisme_id: Code | None
+    convention_id: Code | None
+    motif: Motif | None
+    recouvreur: Recouvreur | None
+
+    @property
+    def delegated(self) -> bool:
+        return self.event_type == "EncaissementDelegue"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_outcome(self.delegated, self.organisme_id, self.convention_id, self.motif)
+        if self.delegated and self.recouvreur is not None:
+            raise _outcome_error("a delegated outcome has no recouvreur")
+        return self
+
+
+class ResultatVersement(WireModel):
+    """Who pays a cash benefit, as a revision compares it: the organism under
+    ``convention_id`` (``VersementDelegue``), or the caisse de base itself for ``motif``
+    (``VersementDirect``). Every field is always present on the wire."""
+
+    event_type: Literal["VersementDelegue", "VersementDirect"]
+    organisme_id: Code | None
+    convention_id: Code | None
+    motif: Motif | None
+
+    @property
+    def delegated(self) -> bool:
+        return self.event_type == "VersementDelegue"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_outcome(self.delegated, self.organisme_id, self.convention_id, self.motif)
+        return self
+
+
+class EncaissementRevise(Decision):
+    """A later registry fact changed who collects the contribution: ``apres`` supersedes
+    ``avant``, the outcome of the decision (or revision) ``decision_revisee_id``.
+
+    ``deja_encaisse_cents`` is what the outgoing organism booked for the caisse de base in its
+    tenure (its ``PaiementEncaissePourCompte`` since the superseded decision), which it must
+    pay over and no longer collects; ``contentieux_transfere`` says whether litigation had
+    been entrusted to it in that tenure. Both are 0 / false when no organism leaves (the
+    outcome before was not delegated, or only the convention changes).
+    """
+
+    cotisation_id: Code
+    decision_revisee_id: UUID
+    avant: ResultatEncaissement
+    apres: ResultatEncaissement
+    deja_encaisse_cents: TotalCents
+    contentieux_transfere: Flag
+
+    @model_validator(mode="after")
+    def _a_change(self) -> Self:
+        if self.avant == self.apres:
+            raise _outcome_error("a revision changes the outcome: avant and apres are equal")
+        leaving = self.avant.delegated and self.avant.organisme_id != self.apres.organisme_id
+        if not leaving and (self.deja_encaisse_cents or self.contentieux_transfere):
+            raise PydanticCustomError(
+                "tenure_without_change",
+                "deja_encaisse_cents and contentieux_transfere are 0 / false when no "
+                "organism leaves",
+            )
+        return self
+
+
+class VersementRevise(Decision):
+    """A later registry fact changed who pays the cash benefit: ``apres`` supersedes
+    ``avant``, the outcome of the decision (or revision) ``decision_revisee_id``."""
+
+    prestation_id: Code
+    decision_revisee_id: UUID
+    avant: ResultatVersement
+    apres: ResultatVersement
+    nature: Nature
+    montant_cents: Cents
+
+    @model_validator(mode="after")
+    def _a_change(self) -> Self:
+        if self.avant == self.apres:
+            raise _outcome_error("a revision changes the outcome: avant and apres are equal")
+        return self
+
+
 OutboundPayload = (
     EncaissementDelegue
     | EncaissementNonDelegue
@@ -188,5 +313,7 @@ OutboundPayload = (
     | VersementDelegue
     | VersementDirect
     | PrestationNonTraitee
+    | EncaissementRevise
+    | VersementRevise
 )
 """Any decision payload model."""

@@ -34,20 +34,34 @@ PRESTATIONS_EVENT_TYPES: Final = frozenset({"PrestationEspecesDue"})
 """Event types allowed on the benefits topic."""
 PARKED: Final = "DecisionEnAttente"
 """The notice that an input waits for a missing fact (both services publish it)."""
+COLLECTION_REVISION: Final = "EncaissementRevise"
+"""A later registry fact changed who collects a contribution already decided."""
+BENEFITS_REVISION: Final = "VersementRevise"
+"""A later registry fact changed who pays a cash benefit already decided."""
+REVISIONS: Final = frozenset({COLLECTION_REVISION, BENEFITS_REVISION})
+"""The revisions (additive in v1): caused by a registry fact, they settle no input."""
 
 COLLECTION_DECISIONS: Final = (
     "EncaissementDelegue",
     "EncaissementNonDelegue",
+    COLLECTION_REVISION,
     "PaiementEncaissePourCompte",
     "PaiementNonImpute",
     "ContentieuxDelegue",
     "ContentieuxSansObjet",
     PARKED,
 )
-"""Decision types published on the collection decisions topic, in display order."""
+"""Decision types published on the collection decisions topic, in display order (a revision
+after the decisions it revises, the parking notice last)."""
 COLLECTION_DECISION_TYPES: Final = frozenset(COLLECTION_DECISIONS)
-BENEFITS_DECISIONS: Final = ("VersementDelegue", "VersementDirect", "PrestationNonTraitee", PARKED)
-"""Decision types published on the benefits decisions topic, in display order."""
+BENEFITS_DECISIONS: Final = (
+    "VersementDelegue",
+    "VersementDirect",
+    BENEFITS_REVISION,
+    "PrestationNonTraitee",
+    PARKED,
+)
+"""Decision types published on the benefits decisions topic, in display order (likewise)."""
 BENEFITS_DECISION_TYPES: Final = frozenset(BENEFITS_DECISIONS)
 INBOUND_EVENT_TYPES: Final = (
     REFERENTIEL_EVENT_TYPES | COTISATIONS_EVENT_TYPES | PRESTATIONS_EVENT_TYPES

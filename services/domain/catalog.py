@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contracts import inbound, topics
-from contracts.topics import PARKED
+from contracts.topics import PARKED, REVISIONS
 from services.domain.benefits import rules as benefits_rules
 from services.domain.benefits.processor import BenefitsProcessor
 from services.domain.benefits.view import BenefitsView
@@ -69,8 +69,15 @@ class ServiceDescription:
 
     @property
     def final_types(self) -> frozenset[str]:
-        """The decisions that settle an input (all but the parking notice)."""
-        return self.decision_types - {PARKED}
+        """The decisions that settle an input: all but the parking notice and the revision
+        (caused by a registry fact, it changes an input already settled)."""
+        return self.decision_types - {PARKED} - REVISIONS
+
+    @property
+    def revision_type(self) -> str:
+        """The event type of this service's revisions."""
+        (revision,) = self.decision_types & REVISIONS
+        return revision
 
     @property
     def input_types(self) -> frozenset[str]:

@@ -23,6 +23,8 @@ from contracts import (
     OrganismeRetenu,
     Periode,
     Recouvreur,
+    ResultatEncaissement,
+    ResultatVersement,
     make_nir,
     topics,
 )
@@ -53,6 +55,34 @@ faits = st.builds(
     organisme=st.none() | st.builds(OrganismeRetenu, organisme_id=codes),
     convention=st.none() | st.deferred(lambda: _ordered(ConventionRetenue, "effet_du", "effet_au")),
 )
+
+
+def _outcome(model: type[BaseModel], delegated: str, other: str) -> st.SearchStrategy[Any]:
+    """An outcome a revision compares: delegated (organism, convention) or not (a motif)."""
+    extra = {"recouvreur": st.none()} if "recouvreur" in model.model_fields else {}
+    return st.builds(
+        model,
+        event_type=st.just(delegated),
+        organisme_id=codes,
+        convention_id=codes,
+        motif=st.none(),
+        **extra,
+    ) | st.builds(
+        model,
+        event_type=st.just(other),
+        organisme_id=st.none(),
+        convention_id=st.none(),
+        motif=st.sampled_from(Motif),
+        **({"recouvreur": st.none() | st.sampled_from(Recouvreur)} if extra else {}),
+    )
+
+
+OUTCOMES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
+    ResultatEncaissement: _outcome(
+        ResultatEncaissement, "EncaissementDelegue", "EncaissementNonDelegue"
+    ),
+    ResultatVersement: _outcome(ResultatVersement, "VersementDelegue", "VersementDirect"),
+}
 BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "nir": nirs,
     "nom": texts,
@@ -70,10 +100,16 @@ BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "nature": st.sampled_from(Nature),
     "motif": st.sampled_from(Motif),
     "recouvreur": st.sampled_from(Recouvreur),
+    "decision_revisee_id": st.uuids(),
+    "deja_encaisse_cents": st.integers(0, SUM_MAX),
+    "contentieux_transfere": st.booleans(),
 }
 
 
 def _field(model: type[BaseModel], name: str) -> st.SearchStrategy[Any]:
+    annotation = model.model_fields[name].annotation
+    if annotation in OUTCOMES:
+        return OUTCOMES[annotation]
     if name in BY_NAME:
         strategy = BY_NAME[name]
     elif name.endswith("_cents"):
@@ -82,16 +118,27 @@ def _field(model: type[BaseModel], name: str) -> st.SearchStrategy[Any]:
         strategy = codes
     else:  # every other field of the contract is a date: effet_du, recu_le, ...
         strategy = dates
-    nullable = type(None) in get_args(model.model_fields[name].annotation)
+    nullable = type(None) in get_args(annotation)
     return st.none() | strategy if nullable else strategy
+
+
+def _revision(fields: dict[str, Any]) -> dict[str, Any]:
+    """A revision's money and litigation stay 0 / false unless an organism leaves."""
+    avant, apres = fields["avant"], fields["apres"]
+    if "deja_encaisse_cents" in fields and not (
+        avant.delegated and avant.organisme_id != apres.organisme_id
+    ):
+        return fields | {"deja_encaisse_cents": 0, "contentieux_transfere": False}
+    return fields
 
 
 def payloads(model: type[BaseModel]) -> st.SearchStrategy[Any]:
     if "effet_au" in model.model_fields and "effet_du" in model.model_fields:
         return _ordered(model, "effet_du", "effet_au")
-    return st.fixed_dictionaries({n: _field(model, n) for n in model.model_fields}).map(
-        lambda d: model(**d)
-    )
+    fields = st.fixed_dictionaries({n: _field(model, n) for n in model.model_fields})
+    if "avant" in model.model_fields:  # a revision: a change, tenure only when one leaves
+        fields = fields.filter(lambda d: d["avant"] != d["apres"]).map(_revision)
+    return fields.map(lambda d: model(**d))
 
 
 def events(classes: Mapping[str, type[BaseModel]]) -> st.SearchStrategy[Any]:

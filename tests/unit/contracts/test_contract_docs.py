@@ -19,6 +19,7 @@ from contracts import (
     TEXT_MAX,
     VALUE_MAX,
     EncaissementDelegue,
+    EncaissementRevise,
     Motif,
     expected_key,
     parse_inbound,
@@ -74,6 +75,20 @@ def test_the_decision_example_is_a_valid_encaissement_delegue() -> None:
     assert decision.regles_version == "al1-2017.1"
 
 
+def test_the_revision_example_is_a_valid_encaissement_revise_with_every_field() -> None:
+    block = next(b for b in json_blocks(CONTRACT) if '"decision_revisee_id"' in b)
+    revision = EncaissementRevise.model_validate_json(block)
+    assert set(json.loads(block)) == set(EncaissementRevise.model_fields)
+    assert revision.avant.organisme_id == "OC-MUT-01" and revision.apres.organisme_id is None
+    assert revision.deja_encaisse_cents == 30000
+
+
+@pytest.mark.parametrize("field", ["decision_revisee_id", "avant", "apres",
+                                   "deja_encaisse_cents", "contentieux_transfere"])  # fmt: skip
+def test_every_field_of_a_revision_is_described_in_the_contract(field: str) -> None:
+    assert f"| `{field}`" in CONTRACT or f"`{field}`, `" in CONTRACT
+
+
 def _number(value: int) -> str:
     return f"{value:,}"
 
@@ -109,7 +124,8 @@ def test_every_motif_has_a_row_in_the_law(motif: Motif) -> None:
     ("page", "target"),
     [
         (CONTRACT, "law.md#the-motifs"),
-        (CONTRACT, "law.md#revisions-specified-not-implemented"),
+        (CONTRACT, "law.md#revisions"),
+        (LAW, "contract.md#revisions"),
         (LAW, "contract.md#rejections"),
         (LAW, "contract.md#versioning"),
     ],

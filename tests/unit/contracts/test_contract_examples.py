@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from contracts import (
     INBOUND_CLASSES,
@@ -66,6 +67,28 @@ DECISION_FIELDS = {
     },
     "VersementDirect": {"prestation_id", "nature", "montant_cents", "motif"},
     "PrestationNonTraitee": {"prestation_id", "motif"},
+    # the revisions, additive in v1
+    "EncaissementRevise": {
+        "cotisation_id",
+        "decision_revisee_id",
+        "avant",
+        "apres",
+        "deja_encaisse_cents",
+        "contentieux_transfere",
+    },
+    "VersementRevise": {
+        "prestation_id",
+        "decision_revisee_id",
+        "avant",
+        "apres",
+        "nature",
+        "montant_cents",
+    },
+}
+# contract-v1.md, "Revisions": the fields of `avant` and `apres`
+OUTCOME_FIELDS = {
+    "EncaissementRevise": {"event_type", "organisme_id", "convention_id", "motif", "recouvreur"},
+    "VersementRevise": {"event_type", "organisme_id", "convention_id", "motif"},
 }
 
 
@@ -117,10 +140,26 @@ def test_decision_models_have_the_fields_of_the_contract_table_plus_faits_retenu
     assert set(payload_model.model_fields) == expected
 
 
+@pytest.mark.parametrize("event_type", sorted(OUTCOME_FIELDS))
+def test_the_outcomes_of_a_revision_have_the_fields_of_the_contract_all_required(
+    event_type: str,
+) -> None:
+    payload_model = OUTBOUND_CLASSES[event_type].model_fields["payload"].annotation
+    assert payload_model is not None
+    for side in ("avant", "apres"):
+        outcome = payload_model.model_fields[side].annotation
+        assert isinstance(outcome, type) and issubclass(outcome, BaseModel)
+        assert set(outcome.model_fields) == OUTCOME_FIELDS[event_type]
+        assert all(f.is_required() for f in outcome.model_fields.values())
+
+
 def test_decision_types_are_split_by_topic_as_in_the_contract() -> None:
     assert set(OUTBOUND_CLASSES) == set(DECISION_FIELDS) == topics.OUTBOUND_EVENT_TYPES
     assert "DecisionEnAttente" in topics.COLLECTION_DECISION_TYPES
     assert "DecisionEnAttente" in topics.BENEFITS_DECISION_TYPES
+    assert "EncaissementRevise" not in topics.BENEFITS_DECISION_TYPES
+    assert "VersementRevise" in topics.BENEFITS_DECISION_TYPES
+    assert "VersementRevise" not in topics.COLLECTION_DECISION_TYPES
 
 
 def test_topic_names_are_the_contract_defaults() -> None:

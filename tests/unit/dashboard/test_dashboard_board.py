@@ -139,13 +139,13 @@ def test_a_decision_type_newer_than_this_contract_is_counted_after_the_known_one
     newer = json.dumps(
         {
             "event_id": str(uuid.uuid4()),
-            "event_type": "EncaissementRevise",
+            "event_type": "EncaissementSuspendu",
             "payload": {"motif": "CONVENTION_RESILIEE", "organisme_id": "OC-2"},
         }
     ).encode()
     assert board.on_decision("collection", newer) == "counted"
     rows = board.snapshot()["services"]["collection"]["decisions"]
-    assert [r["event_type"] for r in rows] == ["EncaissementDelegue", "EncaissementRevise"]
+    assert [r["event_type"] for r in rows] == ["EncaissementDelegue", "EncaissementSuspendu"]
     assert rows[1]["amount_cents"] == 0
 
 
