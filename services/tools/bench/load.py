@@ -90,7 +90,7 @@ from services.tools.bench.shared import (
     run_and_print,
     spread,
 )
-from services.tools.options import Option, add_options
+from services.tools.options import Option, add_options, option_values
 from services.tools.tasks import stop_task
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
@@ -145,18 +145,9 @@ def run(args: argparse.Namespace) -> int:
     dsn, bootstrap = run_endpoints(args)
     report = run_and_print(
         measure(
-            bootstrap,
-            dsn,
-            service=getattr(args, "service", "collection"),
-            events=getattr(args, "events", 200_000),
-            rates=getattr(args, "rates", (500.0, 2000.0)),
-            seconds=getattr(args, "seconds", 60.0),
-            write_batch=getattr(args, "write_batch", 5000),
-            generator=getattr(args, "generator", "process"),
-            timeout=getattr(args, "timeout", 900.0),
-            keep=getattr(args, "keep", False),
+            bootstrap, dsn, **option_values(args, OPTIONS), timeout=args.timeout, keep=args.keep
         ),
-        getattr(args, "json", False),
+        args.json,
         format_report,
     )
     return 0 if report["all_decided"] else 1

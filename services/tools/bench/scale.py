@@ -87,6 +87,7 @@ from services.tools.bench.pipeline import (
 )
 from services.tools.bench.shared import add_run_options, ensure_run_topics, run_and_print
 from services.tools.devstack.system import process_env
+from services.tools.options import Option, add_options, option_values
 
 KIND = KINDS["collection"]
 RUN_NIRS = 1000  # the NIRs the throughput and latency inputs are about, in every row
@@ -95,34 +96,6 @@ CHUNK = 20_000  # rows per COPY
 _IDS = uuid.UUID("0d7c9e3a-51f4-4b8e-9a26-5ca1e0b00c12")
 _T0 = datetime(2017, 1, 2, 8, 0, tzinfo=UTC)
 _TEMPLATE_TAG = "TPL"
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sizes",
-        type=_sizes,
-        default=(1_000_000, 2_000_000, 5_000_000),
-        help="stored events of each row, comma-separated (default 1000000,2000000,5000000)",
-    )
-    parser.add_argument(
-        "--nirs",
-        type=int,
-        default=1_000_000,
-        help="NIRs of the registry (each row: at most half its size; at most 1000000)",
-    )
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=20_000,
-        help="contributions of each throughput run (default 20000)",
-    )
-    parser.add_argument(
-        "--rate", type=float, default=500.0, help="inputs per second of the latency run"
-    )
-    parser.add_argument(
-        "--latency-seconds", type=float, default=20.0, help="duration of the latency run"
-    )
-    add_run_options(parser, timeout=1800.0, keep="leave each row's store schema and topics behind")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -135,21 +108,37 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+OPTIONS = (
+    Option(
+        "--sizes",
+        (1_000_000, 2_000_000, 5_000_000),
+        "stored events of each row, comma-separated (default 1000000,2000000,5000000)",
+        type=_sizes,
+    ),
+    Option(
+        "--nirs",
+        1_000_000,
+        "NIRs of the registry (each row: at most half its size; at most 1000000)",
+    ),
+    Option("--events", 20_000, "contributions of each throughput run (default 20000)"),
+    Option("--rate", 500.0, "inputs per second of the latency run"),
+    Option("--latency-seconds", 20.0, "duration of the latency run"),
+)
+"""The options of the rows, named as `measure` takes them (with --timeout and --keep)."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
+    add_run_options(parser, timeout=1800.0, keep="leave each row's store schema and topics behind")
+
+
 def run(args: argparse.Namespace) -> int:
     dsn, bootstrap = run_endpoints(args)
     report = run_and_print(
         measure(
-            bootstrap,
-            dsn,
-            sizes=args.sizes,
-            nirs=args.nirs,
-            events=args.events,
-            rate=args.rate,
-            latency_seconds=args.latency_seconds,
-            timeout=args.timeout,
-            keep=getattr(args, "keep", False),
+            bootstrap, dsn, **option_values(args, OPTIONS), timeout=args.timeout, keep=args.keep
         ),
-        getattr(args, "json", False),
+        args.json,
         format_report,
     )
     return 0 if report["all_decided"] else 1
@@ -646,12 +635,12 @@ async def measure(
     bootstrap: str,
     dsn: str,
     *,
-    sizes: tuple[int, ...] = (1_000_000, 2_000_000, 5_000_000),
-    nirs: int = 1_000_000,
-    events: int = 20_000,
-    rate: float = 500.0,
-    latency_seconds: float = 20.0,
-    timeout: float = 1800.0,
+    sizes: tuple[int, ...],  # the defaults are the options' (OPTIONS, add_run_options)
+    nirs: int,
+    events: int,
+    rate: float,
+    latency_seconds: float,
+    timeout: float,
     keep: bool = False,
 ) -> dict[str, Any]:
     """The empty row, then one row per size; the report."""
