@@ -76,8 +76,8 @@ from services.tools.bench.pipeline import (
     envelope,
     nir,
     registry_facts,
-    run_endpoints,
     run_settings,
+    run_with_broker,
     until,
 )
 from services.tools.bench.shared import (
@@ -87,10 +87,9 @@ from services.tools.bench.shared import (
     latency_figures,
     ms,
     passthrough_clients,
-    run_and_print,
     spread,
 )
-from services.tools.options import Option, add_options, option_values
+from services.tools.options import Option, add_options
 from services.tools.tasks import stop_task
 
 TARGET_P99_MS = 100.0  # at 2,000 inputs/s (issue 9)
@@ -142,14 +141,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dsn, bootstrap = run_endpoints(args)
-    report = run_and_print(
-        measure(
-            bootstrap, dsn, **option_values(args, OPTIONS), timeout=args.timeout, keep=args.keep
-        ),
-        args.json,
-        format_report,
-    )
+    report = run_with_broker(args, measure, OPTIONS, format_report)
     return 0 if report["all_decided"] else 1
 
 

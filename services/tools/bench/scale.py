@@ -81,13 +81,13 @@ from services.tools.bench.pipeline import (
     passthrough,
     publish,
     registry_facts,
-    run_endpoints,
     run_settings,
+    run_with_broker,
     until,
 )
-from services.tools.bench.shared import add_run_options, ensure_run_topics, run_and_print
+from services.tools.bench.shared import add_run_options, ensure_run_topics
 from services.tools.devstack.system import process_env
-from services.tools.options import Option, add_options, option_values
+from services.tools.options import Option, add_options
 
 KIND = KINDS["collection"]
 RUN_NIRS = 1000  # the NIRs the throughput and latency inputs are about, in every row
@@ -133,14 +133,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dsn, bootstrap = run_endpoints(args)
-    report = run_and_print(
-        measure(
-            bootstrap, dsn, **option_values(args, OPTIONS), timeout=args.timeout, keep=args.keep
-        ),
-        args.json,
-        format_report,
-    )
+    report = run_with_broker(args, measure, OPTIONS, format_report)
     return 0 if report["all_decided"] else 1
 
 
@@ -527,19 +520,20 @@ class ServiceProcess:
 # --- one row ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """What each row runs on its store, the same in every row: `events` contributions as
+    fast as they go, then a paced run at `rate` for `latency_seconds`."""
+
+    events: int
+    rate: float
+    latency_seconds: float
+    timeout: float  # bounds each wait
+    keep: bool  # leave the row's schema and topics behind
+
+
 async def measure_row(
-    bootstrap: str,
-    dsn: str,
-    t: Template,
-    suffix: str,
-    *,
-    size: int,
-    nirs: int,
-    events: int,
-    rate: float,
-    latency_seconds: float,
-    timeout: float,
-    keep: bool = False,
+    bootstrap: str, dsn: str, t: Template, suffix: str, runs: Runs, *, size: int, nirs: int
 ) -> dict[str, Any]:
     """Fill a store of `size` events (0: the runs' registry only), then start, throughput,
     latency and the passthrough; the row's schema and topics dropped at the end."""
@@ -551,7 +545,7 @@ async def measure_row(
     try:
         await ensure_run_topics(bootstrap, names, s)
         row["fill"] = await fill(s, dsn, t, size=size, nirs=nirs)
-        work = inputs(KIND, events, run_nirs, "tp")
+        work = inputs(KIND, runs.events, run_nirs, "tp")
         warm = inputs(KIND, 1, run_nirs, "warm")
         producer = _producer(bootstrap, linger_ms=5)
         await producer.start()
@@ -563,24 +557,28 @@ async def measure_row(
                 ) as w:
                     w.expect([*warm, *work])
                     with ServiceProcess(s, Path(workdir)) as service:
-                        row["ready_seconds"] = round(await service.ready(timeout), 3)
+                        row["ready_seconds"] = round(await service.ready(runs.timeout), 3)
                         row["rss_ready_kib"] = rss_kib(service.pid)["rss_kib"]
-                        await _warm_up(producer, s, warm, w, timeout)
-                        row["service"] = await _throughput(producer, s, work, w, service, timeout)
-                        row["latency"] = await _latency(s, run_nirs, rate, latency_seconds, timeout)
+                        await _warm_up(producer, s, warm, w, runs.timeout)
+                        row["service"] = await _throughput(
+                            producer, s, work, w, service, runs.timeout
+                        )
+                        row["latency"] = await _latency(
+                            s, run_nirs, runs.rate, runs.latency_seconds, runs.timeout
+                        )
                         memory = rss_kib(service.pid)
                         row["rss_after_kib"] = memory["rss_kib"]
                         row["peak_rss_kib"] = memory["peak_rss_kib"]
         finally:
             await producer.stop()
         row["passthrough"] = await passthrough(
-            bootstrap, *through, f"{suffix}-passthrough", events, timeout
+            bootstrap, *through, f"{suffix}-passthrough", runs.events, runs.timeout
         )
         pt = row["passthrough"]["events_per_second"]
         sv = row["service"]["events_per_second"]
         row["ratio"] = round(sv / pt, 3) if sv and pt else None
     finally:
-        if not keep:
+        if not runs.keep:
             await _cleanup(bootstrap, dsn, [s.collection_schema, s.benefits_schema], names)
     return row
 
@@ -664,20 +662,11 @@ async def measure(
         "postgres": await _server(dsn),
         "rows": [],
     }
+    runs = Runs(events, rate, latency_seconds, timeout, keep)
     plan = [(0, run_nirs), *((size, min(nirs, size // 2)) for size in sizes)]
     for index, (size, registry) in enumerate(plan):
         row = await measure_row(
-            bootstrap,
-            dsn,
-            t,
-            f"{suffix}x{index}",
-            size=size,
-            nirs=max(registry, run_nirs),
-            events=events,
-            rate=rate,
-            latency_seconds=latency_seconds,
-            timeout=timeout,
-            keep=keep,
+            bootstrap, dsn, t, f"{suffix}x{index}", runs, size=size, nirs=max(registry, run_nirs)
         )
         report["rows"].append(row)
     report["machine"]["load_average_after"] = _load()
