@@ -10,23 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from contracts import outbound as out
 from contracts.enums import Motif
 from contracts.inbound import PrestationEspecesDue
+from services.domain import ruleset
 from services.domain.registry import Registry, faits_retenus
+from services.domain.ruleset import common
 
 VERSEMENT = "VERSEMENT_PRESTATIONS_ESPECES"
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSet:
+class RuleSet(ruleset.RuleSet):
     """The legal data alinéa 2 depends on; a correction of the law is a new RuleSet."""
 
-    version: str
-    debut_alinea: date
-    base_alinea: str
     base_organismes: str
 
 
@@ -49,27 +47,22 @@ def decide_benefit(
 ) -> BenefitsDecision:
     """Who pays a `PrestationEspecesDue` (checks of alinéa 2, in order)."""
     jour: date = b.fait_generateur_le
-    common: dict[str, Any] = {
-        "nir": b.nir,
-        "caisse_de_base": b.caisse_de_base,
-        "base_legale": [rules.base_alinea],
-        "regles_version": rules.version,
-    }
+    fields = common(b.nir, b.caisse_de_base, [rules.base_alinea], rules)
     # every L611-1 category (artisans, commerçants, professions libérales) is in scope
     if jour < rules.debut_alinea:
         return out.PrestationNonTraitee(
-            **common, prestation_id=b.prestation_id, motif=Motif.PERIODE_ANTERIEURE_A_2017
+            **fields, prestation_id=b.prestation_id, motif=Motif.PERIODE_ANTERIEURE_A_2017
         )
     affiliation = registry.affiliation_at(b.nir, jour)
     organisme = registry.organismes.get(affiliation.organisme_id) if affiliation else None
     if affiliation is None or organisme is None:
         return out.DecisionEnAttente(
-            **common, sujet_id=b.prestation_id, motif=Motif.AFFILIATION_INCONNUE
+            **fields, sujet_id=b.prestation_id, motif=Motif.AFFILIATION_INCONNUE
         )
     convention = registry.convention_for(organisme.organisme_id, VERSEMENT, b.caisse_de_base, jour)
     if convention is None:
         return out.VersementDirect(
-            **common,
+            **fields,
             prestation_id=b.prestation_id,
             nature=b.nature,
             montant_cents=b.montant_cents,
@@ -77,7 +70,7 @@ def decide_benefit(
             faits_retenus=faits_retenus(affiliation, organisme, None),
         )
     return out.VersementDelegue(
-        **common | {"base_legale": [rules.base_alinea, rules.base_organismes]},
+        **common(b.nir, b.caisse_de_base, [rules.base_alinea, rules.base_organismes], rules),
         prestation_id=b.prestation_id,
         nature=b.nature,
         montant_cents=b.montant_cents,
