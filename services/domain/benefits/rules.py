@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from contracts import outbound as out
 from contracts.enums import Motif
@@ -60,20 +61,22 @@ def decide_benefit(
             **fields, sujet_id=b.prestation_id, motif=Motif.AFFILIATION_INCONNUE
         )
     convention = registry.convention_for(organisme.organisme_id, VERSEMENT, b.caisse_de_base, jour)
+    # a payment, direct or delegated, restates the benefit it pays
+    benefit: dict[str, Any] = {
+        "prestation_id": b.prestation_id,
+        "nature": b.nature,
+        "montant_cents": b.montant_cents,
+    }
     if convention is None:
         return out.VersementDirect(
             **fields,
-            prestation_id=b.prestation_id,
-            nature=b.nature,
-            montant_cents=b.montant_cents,
+            **benefit,
             motif=Motif.AUCUNE_CONVENTION,
             faits_retenus=faits_retenus(affiliation, organisme, None),
         )
     return out.VersementDelegue(
         **common(b.nir, b.caisse_de_base, [rules.base_alinea, rules.base_organismes], rules),
-        prestation_id=b.prestation_id,
-        nature=b.nature,
-        montant_cents=b.montant_cents,
+        **benefit,
         organisme_id=organisme.organisme_id,
         convention_id=convention.convention_id,
         faits_retenus=faits_retenus(affiliation, organisme, convention),
