@@ -116,16 +116,18 @@ def run_with_broker(
     measure: Callable[..., Coroutine[Any, Any, Report]],
     options: Iterable[Option],
     format_report: Callable[[Report], str],
-) -> Report:
+) -> int:
     """Run a benchmark that has a broker and topics of its own (its options `options`, plus
-    those of `add_run_options`) against the endpoints `args` name; print its report."""
+    those of `add_run_options`) against the endpoints `args` name and print its report; the
+    exit status: 0 when the report says every input was decided (`all_decided`)."""
     dsn, bootstrap = run_endpoints(args)
     values = option_values(args, options)
-    return run_and_print(
+    report = run_and_print(
         measure(bootstrap, dsn, **values, timeout=args.timeout, keep=args.keep),
         args.json,
         format_report,
     )
+    return 0 if report["all_decided"] else 1
 
 
 def resolve_bootstrap(explicit: str | None = None) -> str:
