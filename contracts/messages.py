@@ -9,7 +9,7 @@ convention) arriving on one partition, in order. :func:`expected_key` is that ke
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final, overload
+from typing import Any, Final, NotRequired, TypedDict, Unpack, overload
 from uuid import UUID
 
 from contracts.envelope import (
@@ -24,34 +24,22 @@ from contracts.inbound import InboundPayload
 from contracts.outbound import OutboundPayload
 
 
+class EnvelopeFields(TypedDict):
+    """What an envelope says of its payload: the keyword arguments of :func:`envelop`."""
+
+    event_id: UUID
+    occurred_at: datetime
+    source: str
+    correlation_id: NotRequired[str | None]
+    causation_id: NotRequired[str | None]
+
+
 @overload
-def envelop(
-    payload: InboundPayload,
-    *,
-    event_id: UUID,
-    occurred_at: datetime,
-    source: str,
-    correlation_id: str | None = None,
-    causation_id: str | None = None,
-) -> InboundEvent: ...
+def envelop(payload: InboundPayload, **fields: Unpack[EnvelopeFields]) -> InboundEvent: ...
 @overload
+def envelop(payload: OutboundPayload, **fields: Unpack[EnvelopeFields]) -> OutboundEvent: ...
 def envelop(
-    payload: OutboundPayload,
-    *,
-    event_id: UUID,
-    occurred_at: datetime,
-    source: str,
-    correlation_id: str | None = None,
-    causation_id: str | None = None,
-) -> OutboundEvent: ...
-def envelop(
-    payload: InboundPayload | OutboundPayload,
-    *,
-    event_id: UUID,
-    occurred_at: datetime,
-    source: str,
-    correlation_id: str | None = None,
-    causation_id: str | None = None,
+    payload: InboundPayload | OutboundPayload, **fields: Unpack[EnvelopeFields]
 ) -> InboundEnvelope | OutboundEnvelope:
     """Wrap a payload in the envelope of its event type (the payload class name).
 
@@ -59,15 +47,13 @@ def envelop(
     """
     name = type(payload).__name__
     cls = INBOUND_CLASSES.get(name) or OUTBOUND_CLASSES[name]
-    fields: dict[str, Any] = {
-        "event_id": event_id,
-        "occurred_at": occurred_at,
-        "source": source,
-        "correlation_id": correlation_id,
-        "causation_id": causation_id,
+    envelope: dict[str, Any] = {
+        "correlation_id": None,
+        "causation_id": None,
+        **fields,
         "payload": payload,
     }
-    return cls.model_validate(fields)
+    return cls.model_validate(envelope)
 
 
 KEY_FIELDS: Final[Mapping[str, str]] = {

@@ -31,6 +31,12 @@ class Option:
             self.flag, default=self.default, choices=self.choices, help=self.help, **self._typed()
         )
 
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores the option's value under (`--write-batch`:
+        `write_batch`)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
     def _typed(self) -> dict[str, Any]:
         """The `type` argparse converts the option with: none (the text as given) but for a
         parser of one's own or a number's."""
@@ -45,6 +51,12 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
     """Add `options` to `parser`, in order (the order `--help` lists them in)."""
     for option in options:
         option.add_to(parser)
+
+
+def option_values(args: argparse.Namespace, options: Iterable[Option]) -> dict[str, Any]:
+    """What `args` holds for `options`, by attribute name: the keyword arguments of a
+    function whose parameters are named after the options (a benchmark's `measure`)."""
+    return {option.dest: getattr(args, option.dest) for option in options}
 
 
 JSON = Option("--json", False, "print the results as JSON")

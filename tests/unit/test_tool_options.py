@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from services.tools.options import JSON, Option, add_command, add_options
+from services.tools.options import JSON, Option, add_command, add_options, option_values
 
 
 def _parser(*options: Option) -> argparse.ArgumentParser:
@@ -64,3 +64,10 @@ def test_a_command_runs_its_function_with_its_options() -> None:
     args = parser.parse_args(["go", "--json"])
     assert args.json is True and args.func(args) == 3
     assert "go somewhere" in parser.format_help()
+
+
+def test_option_values_are_the_parsed_options_by_the_names_argparse_gives_them() -> None:
+    options = (Option("--write-batch", 5, "w"), Option("--kill-at", 0.5, "k"), JSON)
+    args = _parser(*options, Option("--other", 1, "o")).parse_args(["--write-batch", "9"])
+    assert [option.dest for option in options] == ["write_batch", "kill_at", "json"]
+    assert option_values(args, options) == {"write_batch": 9, "kill_at": 0.5, "json": False}

@@ -25,6 +25,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,53 +53,42 @@ class AnchorRefused(Exception):
     """The store contradicts what the anchorer signed: it will not sign again."""
 
 
+@dataclass(eq=False, repr=False)
 class Anchorer:
     """Anchors one service's store. `run()` is its task; `anchor_now()` anchors at once."""
 
-    def __init__(
-        self,
-        store: EventStore,
-        *,
-        service: str,
-        key: Ed25519PrivateKey,
-        bootstrap_servers: str,
-        topic: str = ANCHORS_TOPIC,
-        every_events: int = 1000,
-        every_seconds: float = 10.0,
-        client_options: Mapping[str, Any] | None = None,
-        replication_factor: int = 1,
-        connect: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
-        poll_seconds: float = 0.5,
-        batch: int = 50_000,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        if every_events < 1 or every_seconds <= 0:
+    store: EventStore
+    _: KW_ONLY
+    service: str
+    key: Ed25519PrivateKey
+    bootstrap_servers: str
+    topic: str = ANCHORS_TOPIC
+    every_events: int = 1000
+    every_seconds: float = 10.0
+    client_options: Mapping[str, Any] | None = None  # copied: a login (kafka/security.py)
+    replication_factor: int = 1
+    connect: Callable[[], Awaitable[asyncpg.Connection]] | None = None
+    poll_seconds: float = 0.5
+    batch: int = 50_000
+    clock: Callable[[], datetime] = utc_now
+    lock_key: int = field(init=False)
+    leader: bool = field(init=False, default=False)
+    last: Anchor | None = field(init=False, default=None)  # the last anchor this store has
+    stall_reason: str | None = field(init=False, default=None)
+    refused: str | None = field(init=False, default=None)
+    _failing_since: float | None = field(init=False, default=None)
+    _frontier: Frontier | None = field(init=False, default=None)  # None: to resume from the topic
+    _head_hash: bytes = field(init=False, default=GENESIS_HASH)  # the frontier's last leaf's
+    _producer: AIOKafkaProducer | None = field(init=False, default=None)
+    _topic_ready: bool = field(init=False, default=False)
+    _since: float = field(init=False, default_factory=time.monotonic)  # the last anchor (or start)
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)  # one anchor at a time
+
+    def __post_init__(self) -> None:
+        if self.every_events < 1 or self.every_seconds <= 0:
             raise ValueError("the cadence must be at least one event and some time")
-        self.store = store
-        self.service = service
-        self.key = key
-        self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
-        self.every_events = every_events
-        self.every_seconds = every_seconds
-        self.client_options = dict(client_options or {})
-        self.replication_factor = replication_factor
-        self.connect = connect
-        self.poll_seconds = poll_seconds
-        self.batch = batch
-        self.clock = clock
-        self.lock_key = zlib.crc32(f"mandat-anchorer:{store.schema}:{service}".encode())
-        self.leader = False
-        self.last: Anchor | None = None  # the last anchor this store has (signed by the key)
-        self.stall_reason: str | None = None
-        self.refused: str | None = None
-        self._failing_since: float | None = None
-        self._frontier: Frontier | None = None  # None: to resume from the topic
-        self._head_hash = GENESIS_HASH  # the chain hash of the frontier's last leaf
-        self._producer: AIOKafkaProducer | None = None
-        self._topic_ready = False
-        self._since = time.monotonic()  # when the last anchor was made (or the start)
-        self._lock = asyncio.Lock()  # one anchor at a time (the task, a direct call)
+        self.client_options = dict(self.client_options or {})
+        self.lock_key = zlib.crc32(f"mandat-anchorer:{self.store.schema}:{self.service}".encode())
 
     @classmethod
     def from_settings(
@@ -296,7 +286,7 @@ class Anchorer:
                 enable_idempotence=True,
                 acks="all",
                 client_id=f"anchorer-{self.service}",
-                **self.client_options,
+                **(self.client_options or {}),
             )
             await producer.start()
             self._producer = producer

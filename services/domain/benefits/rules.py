@@ -15,18 +15,17 @@ from typing import Any
 from contracts import outbound as out
 from contracts.enums import Motif
 from contracts.inbound import PrestationEspecesDue
+from services.domain import ruleset
 from services.domain.registry import Registry, faits_retenus
+from services.domain.ruleset import common
 
 VERSEMENT = "VERSEMENT_PRESTATIONS_ESPECES"
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSet:
+class RuleSet(ruleset.RuleSet):
     """The legal data alinéa 2 depends on; a correction of the law is a new RuleSet."""
 
-    version: str
-    debut_alinea: date
-    base_alinea: str
     base_organismes: str
 
 
@@ -49,38 +48,35 @@ def decide_benefit(
 ) -> BenefitsDecision:
     """Who pays a `PrestationEspecesDue` (checks of alinéa 2, in order)."""
     jour: date = b.fait_generateur_le
-    common: dict[str, Any] = {
-        "nir": b.nir,
-        "caisse_de_base": b.caisse_de_base,
-        "base_legale": [rules.base_alinea],
-        "regles_version": rules.version,
-    }
+    fields = common(b.nir, b.caisse_de_base, [rules.base_alinea], rules)
     # every L611-1 category (artisans, commerçants, professions libérales) is in scope
     if jour < rules.debut_alinea:
         return out.PrestationNonTraitee(
-            **common, prestation_id=b.prestation_id, motif=Motif.PERIODE_ANTERIEURE_A_2017
+            **fields, prestation_id=b.prestation_id, motif=Motif.PERIODE_ANTERIEURE_A_2017
         )
     affiliation = registry.affiliation_at(b.nir, jour)
     organisme = registry.organismes.get(affiliation.organisme_id) if affiliation else None
     if affiliation is None or organisme is None:
         return out.DecisionEnAttente(
-            **common, sujet_id=b.prestation_id, motif=Motif.AFFILIATION_INCONNUE
+            **fields, sujet_id=b.prestation_id, motif=Motif.AFFILIATION_INCONNUE
         )
     convention = registry.convention_for(organisme.organisme_id, VERSEMENT, b.caisse_de_base, jour)
+    # a payment, direct or delegated, restates the benefit it pays
+    benefit: dict[str, Any] = {
+        "prestation_id": b.prestation_id,
+        "nature": b.nature,
+        "montant_cents": b.montant_cents,
+    }
     if convention is None:
         return out.VersementDirect(
-            **common,
-            prestation_id=b.prestation_id,
-            nature=b.nature,
-            montant_cents=b.montant_cents,
+            **fields,
+            **benefit,
             motif=Motif.AUCUNE_CONVENTION,
             faits_retenus=faits_retenus(affiliation, organisme, None),
         )
     return out.VersementDelegue(
-        **common | {"base_legale": [rules.base_alinea, rules.base_organismes]},
-        prestation_id=b.prestation_id,
-        nature=b.nature,
-        montant_cents=b.montant_cents,
+        **common(b.nir, b.caisse_de_base, [rules.base_alinea, rules.base_organismes], rules),
+        **benefit,
         organisme_id=organisme.organisme_id,
         convention_id=convention.convention_id,
         faits_retenus=faits_retenus(affiliation, organisme, convention),

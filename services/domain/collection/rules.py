@@ -11,25 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from typing import Any, TypedDict
+from typing import Any
 
 from contracts import outbound as out
 from contracts.enums import Motif, Recouvreur
 from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
+from services.domain import ruleset
 from services.domain.registry import Registry, faits_retenus
+from services.domain.ruleset import Common, common
 
 ENCAISSEMENT = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS"
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSet:
+class RuleSet(ruleset.RuleSet):
     """The legal data alinéa 1 depends on; a correction of the law is a new RuleSet."""
 
-    version: str
-    debut_alinea: date
     debut_recouvrement_urssaf: date
     formes_eligibles: frozenset[str]
-    base_alinea: str
     base_urssaf: str
     base_interlocuteur_unique: str
 
@@ -57,22 +56,6 @@ class Contribution:
     paid_cents: int
     faits_retenus: dict[str, Any] | None  # what the delegation relied on
     decided: bool = True  # False while the contribution itself waits for its affiliation
-
-
-class _Common(TypedDict):
-    nir: str
-    caisse_de_base: str
-    base_legale: list[str]
-    regles_version: str
-
-
-def _common(nir: str, caisse: str, bases: list[str], rules: RuleSet) -> _Common:
-    return {
-        "nir": nir,
-        "caisse_de_base": caisse,
-        "base_legale": bases,
-        "regles_version": rules.version,
-    }
 
 
 def _waiting(
@@ -110,7 +93,7 @@ def decide_contribution(
         motif: Motif, recouvreur: Recouvreur | None, bases: list[str]
     ) -> out.EncaissementNonDelegue:
         return out.EncaissementNonDelegue(
-            **_common(c.nir, c.caisse_de_base, bases, rules),
+            **common(c.nir, c.caisse_de_base, bases, rules),
             cotisation_id=c.cotisation_id,
             motif=motif,
             recouvreur=recouvreur,
@@ -130,7 +113,7 @@ def decide_contribution(
         return _waiting(c.nir, c.caisse_de_base, c.cotisation_id, Motif.AFFILIATION_INCONNUE, rules)
     if organisme.forme_juridique not in rules.formes_eligibles:
         return out.EncaissementNonDelegue(
-            **_common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
+            **common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
             faits_retenus=faits_retenus(affiliation, organisme, None),
             cotisation_id=c.cotisation_id,
             motif=Motif.ORGANISME_INELIGIBLE,
@@ -141,14 +124,14 @@ def decide_contribution(
     )
     if convention is None:
         return out.EncaissementNonDelegue(
-            **_common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
+            **common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
             faits_retenus=faits_retenus(affiliation, organisme, None),
             cotisation_id=c.cotisation_id,
             motif=Motif.AUCUNE_CONVENTION,
             recouvreur=Recouvreur.CAISSE_DE_BASE,
         )
     return out.EncaissementDelegue(
-        **_common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
+        **common(c.nir, c.caisse_de_base, [rules.base_alinea], rules),
         faits_retenus=faits_retenus(affiliation, organisme, convention),
         cotisation_id=c.cotisation_id,
         organisme_id=organisme.organisme_id,
@@ -162,7 +145,7 @@ def _follow_up(
     nir: str,
     sujet_id: str,
     rules: RuleSet,
-    decide: Callable[[Contribution, _Common], CollectionDecision],
+    decide: Callable[[Contribution, Common], CollectionDecision],
 ) -> CollectionDecision:
     """A follow-up of a contribution (a payment, an unpaid notice) waits while the
     contribution is unknown or not decided yet; else `decide` judges it on the contribution
@@ -171,10 +154,10 @@ def _follow_up(
         return _waiting(nir, None, sujet_id, Motif.COTISATION_INCONNUE, rules)
     if not known.decided:
         return _waiting(nir, known.caisse_de_base, sujet_id, Motif.AFFILIATION_INCONNUE, rules)
-    return decide(known, _common(known.nir, known.caisse_de_base, [rules.base_alinea], rules))
+    return decide(known, common(known.nir, known.caisse_de_base, [rules.base_alinea], rules))
 
 
-def _payment(p: PaiementRecu, known: Contribution, common: _Common) -> CollectionDecision:
+def _payment(p: PaiementRecu, known: Contribution, common: Common) -> CollectionDecision:
     if known.organisme_id is None:
         return out.PaiementNonImpute(
             **common,
@@ -200,7 +183,7 @@ def decide_payment(
     return _follow_up(known, p.nir, p.paiement_id, rules, partial(_payment, p))
 
 
-def _unpaid(i: CotisationImpayee, known: Contribution, common: _Common) -> CollectionDecision:
+def _unpaid(i: CotisationImpayee, known: Contribution, common: Common) -> CollectionDecision:
     if known.organisme_id is None:
         return out.ContentieuxSansObjet(
             **common, cotisation_id=known.cotisation_id, motif=Motif.NON_DELEGUE

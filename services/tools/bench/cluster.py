@@ -54,7 +54,7 @@ from services.tools.bench.pipeline import (
 )
 from services.tools.bench.shared import committed_reader, drop_schemas
 from services.tools.devstack.kafka import KafkaCluster
-from services.tools.options import JSON, Option, add_options
+from services.tools.options import JSON, Option, add_options, option_values
 
 KIND = KINDS["collection"]
 REGISTRY_TYPES = ("OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree")
@@ -69,12 +69,12 @@ OPTIONS = (
     Option("--down-seconds", 6.0, "how long the killed broker stays down (default 6)"),
     Option("--heap-mb", 256, "heap of each broker"),
     Option("--timeout", 180.0, "give up waiting for the decisions after this many seconds"),
-    JSON,
 )
+"""The options of the run, named as `measure` takes them."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
+    add_options(parser, (*OPTIONS, JSON))
 
 
 class Reader(Follower):
@@ -349,7 +349,7 @@ async def _drop(dsn: str, s: ServiceSettings) -> None:
 def measure(
     dsn: str,
     *,
-    count: int,
+    inputs: int,
     rate: float,
     kill_at: float,
     down_seconds: float,
@@ -368,7 +368,7 @@ def measure(
             result = await scenario(
                 cluster,
                 dsn,
-                count=count,
+                count=inputs,
                 rate=rate,
                 kill_at=kill_at,
                 down_seconds=down_seconds,
@@ -399,15 +399,7 @@ def run(args: argparse.Namespace) -> int:
     # while a broker is down, aiokafka logs every failed connection (hundreds a second);
     # the report says what came of it
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    report = measure(
-        dsn,
-        count=args.inputs,
-        rate=args.rate,
-        kill_at=args.kill_at,
-        down_seconds=args.down_seconds,
-        heap_mb=args.heap_mb,
-        timeout=args.timeout,
-    )
+    report = measure(dsn, **option_values(args, OPTIONS))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

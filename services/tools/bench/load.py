@@ -76,8 +76,8 @@ from services.tools.bench.pipeline import (
     envelope,
     nir,
     registry_facts,
-    run_endpoints,
     run_settings,
+    run_with_broker,
     until,
 )
 from services.tools.bench.shared import (
@@ -87,7 +87,6 @@ from services.tools.bench.shared import (
     latency_figures,
     ms,
     passthrough_clients,
-    run_and_print,
     spread,
 )
 from services.tools.options import Option, add_options
@@ -142,24 +141,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dsn, bootstrap = run_endpoints(args)
-    report = run_and_print(
-        measure(
-            bootstrap,
-            dsn,
-            service=getattr(args, "service", "collection"),
-            events=getattr(args, "events", 200_000),
-            rates=getattr(args, "rates", (500.0, 2000.0)),
-            seconds=getattr(args, "seconds", 60.0),
-            write_batch=getattr(args, "write_batch", 5000),
-            generator=getattr(args, "generator", "process"),
-            timeout=getattr(args, "timeout", 900.0),
-            keep=getattr(args, "keep", False),
-        ),
-        getattr(args, "json", False),
-        format_report,
-    )
-    return 0 if report["all_decided"] else 1
+    return run_with_broker(args, measure, OPTIONS, format_report)
 
 
 # --- the store ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -63,6 +63,7 @@ from services.domain.catalog import ServiceDescription
 from services.domain.kernel.processing import decision_id
 from services.tools.audit.feed import envelope as feed_envelope
 from services.tools.bench.shared import (
+    Report,
     add_run_options,
     closing_lines,
     committed_reader,
@@ -74,7 +75,7 @@ from services.tools.bench.shared import (
     run_and_print,
     spread,
 )
-from services.tools.options import Option, add_options
+from services.tools.options import Option, add_options, option_values
 from services.tools.tasks import stop_task
 
 SERVICES = tuple(catalog.SERVICES)
@@ -108,6 +109,25 @@ def run_endpoints(args: argparse.Namespace) -> tuple[str, str]:
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
     return dsn, resolve_bootstrap(getattr(args, "bootstrap", None))
+
+
+def run_with_broker(
+    args: argparse.Namespace,
+    measure: Callable[..., Coroutine[Any, Any, Report]],
+    options: Iterable[Option],
+    format_report: Callable[[Report], str],
+) -> int:
+    """Run a benchmark that has a broker and topics of its own (its options `options`, plus
+    those of `add_run_options`) against the endpoints `args` name and print its report; the
+    exit status: 0 when the report says every input was decided (`all_decided`)."""
+    dsn, bootstrap = run_endpoints(args)
+    values = option_values(args, options)
+    report = run_and_print(
+        measure(bootstrap, dsn, **values, timeout=args.timeout, keep=args.keep),
+        args.json,
+        format_report,
+    )
+    return 0 if report["all_decided"] else 1
 
 
 def resolve_bootstrap(explicit: str | None = None) -> str:

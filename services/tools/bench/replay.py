@@ -30,7 +30,7 @@ from services.domain.catalog import COLLECTION
 from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit.replay import replay
 from services.tools.bench.shared import drop_schemas, run_and_print
-from services.tools.options import JSON, Option, add_options
+from services.tools.options import JSON, Option, add_options, option_values
 
 OPTIONS = (
     Option("--events", 200_000, "stored events to replay, at least (default 200000)"),
@@ -39,31 +39,19 @@ OPTIONS = (
     Option("--read-batch", 5000, "rows per read, for every reader (default 5000)"),
     Option("--repeat", 1, "measure each phase N times, keep the best (default 1)"),
     Option("--keep", False, "keep the schema (to inspect it)"),
-    JSON,
 )
+"""The options of the run, named as `measure` takes them."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
+    add_options(parser, (*OPTIONS, JSON))
 
 
 def run(args: argparse.Namespace) -> int:
     from services.tools.bench.cli import resolve_database_url
 
     dsn = resolve_database_url(getattr(args, "database_url", None))
-    report = run_and_print(
-        measure(
-            dsn,
-            events=args.events,
-            seed=args.seed,
-            write_batch=args.write_batch,
-            read_batch=args.read_batch,
-            repeat=args.repeat,
-            keep=args.keep,
-        ),
-        args.json,
-        format_report,
-    )
+    report = run_and_print(measure(dsn, **option_values(args, OPTIONS)), args.json, format_report)
     return 0 if report["replay"]["mismatches"] == 0 else 1
 
 

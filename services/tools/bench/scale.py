@@ -84,12 +84,13 @@ from services.tools.bench.pipeline import (
     passthrough,
     publish,
     registry_facts,
-    run_endpoints,
     run_settings,
+    run_with_broker,
     until,
 )
-from services.tools.bench.shared import add_run_options, ensure_run_topics, run_and_print
+from services.tools.bench.shared import add_run_options, ensure_run_topics
 from services.tools.devstack.system import process_env
+from services.tools.options import Option, add_options
 
 KIND = KINDS["collection"]
 RUN_NIRS = 1000  # the NIRs the throughput and latency inputs are about, in every row
@@ -98,34 +99,6 @@ CHUNK = 20_000  # rows per COPY
 _IDS = uuid.UUID("0d7c9e3a-51f4-4b8e-9a26-5ca1e0b00c12")
 _T0 = datetime(2017, 1, 2, 8, 0, tzinfo=UTC)
 _TEMPLATE_TAG = "TPL"
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sizes",
-        type=_sizes,
-        default=(1_000_000, 2_000_000, 5_000_000),
-        help="stored events of each row, comma-separated (default 1000000,2000000,5000000)",
-    )
-    parser.add_argument(
-        "--nirs",
-        type=int,
-        default=1_000_000,
-        help="NIRs of the registry (each row: at most half its size; at most 1000000)",
-    )
-    parser.add_argument(
-        "--events",
-        type=int,
-        default=20_000,
-        help="contributions of each throughput run (default 20000)",
-    )
-    parser.add_argument(
-        "--rate", type=float, default=500.0, help="inputs per second of the latency run"
-    )
-    parser.add_argument(
-        "--latency-seconds", type=float, default=20.0, help="duration of the latency run"
-    )
-    add_run_options(parser, timeout=1800.0, keep="leave each row's store schema and topics behind")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -138,24 +111,32 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+OPTIONS = (
+    Option(
+        "--sizes",
+        (1_000_000, 2_000_000, 5_000_000),
+        "stored events of each row, comma-separated (default 1000000,2000000,5000000)",
+        type=_sizes,
+    ),
+    Option(
+        "--nirs",
+        1_000_000,
+        "NIRs of the registry (each row: at most half its size; at most 1000000)",
+    ),
+    Option("--events", 20_000, "contributions of each throughput run (default 20000)"),
+    Option("--rate", 500.0, "inputs per second of the latency run"),
+    Option("--latency-seconds", 20.0, "duration of the latency run"),
+)
+"""The options of the rows, named as `measure` takes them (with --timeout and --keep)."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS)
+    add_run_options(parser, timeout=1800.0, keep="leave each row's store schema and topics behind")
+
+
 def run(args: argparse.Namespace) -> int:
-    dsn, bootstrap = run_endpoints(args)
-    report = run_and_print(
-        measure(
-            bootstrap,
-            dsn,
-            sizes=args.sizes,
-            nirs=args.nirs,
-            events=args.events,
-            rate=args.rate,
-            latency_seconds=args.latency_seconds,
-            timeout=args.timeout,
-            keep=getattr(args, "keep", False),
-        ),
-        getattr(args, "json", False),
-        format_report,
-    )
-    return 0 if report["all_decided"] else 1
+    return run_with_broker(args, measure, OPTIONS, format_report)
 
 
 # --- the history: one block per organism decided by the real write path, then stamped ------
@@ -547,19 +528,20 @@ class ServiceProcess:
 # --- one row ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """What each row runs on its store, the same in every row: `events` contributions as
+    fast as they go, then a paced run at `rate` for `latency_seconds`."""
+
+    events: int
+    rate: float
+    latency_seconds: float
+    timeout: float  # bounds each wait
+    keep: bool  # leave the row's schema and topics behind
+
+
 async def measure_row(
-    bootstrap: str,
-    dsn: str,
-    t: Template,
-    suffix: str,
-    *,
-    size: int,
-    nirs: int,
-    events: int,
-    rate: float,
-    latency_seconds: float,
-    timeout: float,
-    keep: bool = False,
+    bootstrap: str, dsn: str, t: Template, suffix: str, runs: Runs, *, size: int, nirs: int
 ) -> dict[str, Any]:
     """Fill a store of `size` events (0: the runs' registry only), then start, throughput,
     latency and the passthrough; the row's schema and topics dropped at the end."""
@@ -571,7 +553,7 @@ async def measure_row(
     try:
         await ensure_run_topics(bootstrap, names, s)
         row["fill"] = await fill(s, dsn, t, size=size, nirs=nirs)
-        work = inputs(KIND, events, run_nirs, "tp")
+        work = inputs(KIND, runs.events, run_nirs, "tp")
         warm = inputs(KIND, 1, run_nirs, "warm")
         producer = _producer(bootstrap, linger_ms=5)
         await producer.start()
@@ -583,24 +565,28 @@ async def measure_row(
                 ) as w:
                     w.expect([*warm, *work])
                     with ServiceProcess(s, Path(workdir)) as service:
-                        row["ready_seconds"] = round(await service.ready(timeout), 3)
+                        row["ready_seconds"] = round(await service.ready(runs.timeout), 3)
                         row["rss_ready_kib"] = rss_kib(service.pid)["rss_kib"]
-                        await _warm_up(producer, s, warm, w, timeout)
-                        row["service"] = await _throughput(producer, s, work, w, service, timeout)
-                        row["latency"] = await _latency(s, run_nirs, rate, latency_seconds, timeout)
+                        await _warm_up(producer, s, warm, w, runs.timeout)
+                        row["service"] = await _throughput(
+                            producer, s, work, w, service, runs.timeout
+                        )
+                        row["latency"] = await _latency(
+                            s, run_nirs, runs.rate, runs.latency_seconds, runs.timeout
+                        )
                         memory = rss_kib(service.pid)
                         row["rss_after_kib"] = memory["rss_kib"]
                         row["peak_rss_kib"] = memory["peak_rss_kib"]
         finally:
             await producer.stop()
         row["passthrough"] = await passthrough(
-            bootstrap, *through, f"{suffix}-passthrough", events, timeout
+            bootstrap, *through, f"{suffix}-passthrough", runs.events, runs.timeout
         )
         pt = row["passthrough"]["events_per_second"]
         sv = row["service"]["events_per_second"]
         row["ratio"] = round(sv / pt, 3) if sv and pt else None
     finally:
-        if not keep:
+        if not runs.keep:
             await _cleanup(bootstrap, dsn, [s.collection_schema, s.benefits_schema], names)
     return row
 
@@ -655,12 +641,12 @@ async def measure(
     bootstrap: str,
     dsn: str,
     *,
-    sizes: tuple[int, ...] = (1_000_000, 2_000_000, 5_000_000),
-    nirs: int = 1_000_000,
-    events: int = 20_000,
-    rate: float = 500.0,
-    latency_seconds: float = 20.0,
-    timeout: float = 1800.0,
+    sizes: tuple[int, ...],  # the defaults are the options' (OPTIONS, add_run_options)
+    nirs: int,
+    events: int,
+    rate: float,
+    latency_seconds: float,
+    timeout: float,
     keep: bool = False,
 ) -> dict[str, Any]:
     """The empty row, then one row per size; the report."""
@@ -684,20 +670,11 @@ async def measure(
         "postgres": await _server(dsn),
         "rows": [],
     }
+    runs = Runs(events, rate, latency_seconds, timeout, keep)
     plan = [(0, run_nirs), *((size, min(nirs, size // 2)) for size in sizes)]
     for index, (size, registry) in enumerate(plan):
         row = await measure_row(
-            bootstrap,
-            dsn,
-            t,
-            f"{suffix}x{index}",
-            size=size,
-            nirs=max(registry, run_nirs),
-            events=events,
-            rate=rate,
-            latency_seconds=latency_seconds,
-            timeout=timeout,
-            keep=keep,
+            bootstrap, dsn, t, f"{suffix}x{index}", runs, size=size, nirs=max(registry, run_nirs)
         )
         report["rows"].append(row)
     report["machine"]["load_average_after"] = _load()

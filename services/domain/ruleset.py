@@ -1,0 +1,42 @@
+"""What the rule sets of both alinéas share: a dated version of the law, and the fields
+every decision takes from it.
+
+A decision names the rule-set version that made it and the legal texts it applies, next to
+the subject's `nir` and `caisse_de_base` (contract v1); both alinéas build these the same
+way, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TypedDict
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The legal data every alinéa depends on; a correction of the law is a new RuleSet
+    (each alinéa's adds its own data)."""
+
+    version: str
+    debut_alinea: date
+    base_alinea: str
+
+
+class Common(TypedDict):
+    """The fields every decision carries."""
+
+    nir: str
+    caisse_de_base: str
+    base_legale: list[str]
+    regles_version: str
+
+
+def common(nir: str, caisse: str, bases: list[str], rules: RuleSet) -> Common:
+    """The common fields of a decision on `nir`'s input, applying `bases` under `rules`."""
+    return {
+        "nir": nir,
+        "caisse_de_base": caisse,
+        "base_legale": bases,
+        "regles_version": rules.version,
+    }
