@@ -34,7 +34,7 @@ from services.domain.kernel.records import (
     chain_hash,
     expected_hash,
 )
-from services.domain.kernel.state import Change, Demand, Entry
+from services.domain.state import Change, Demand, Entry
 
 T0 = datetime(2017, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -84,8 +84,11 @@ class ServiceDescription:
         return frozenset().union(*self.inputs.values())
 
     def new_processor(self, rules: Any = None, view: View | None = None) -> RuledProcessor:
-        """A fresh processor with `rules` (today's by default), folding into `view` if given."""
-        return self.processor(view=view, rules=self.current if rules is None else rules)
+        """A fresh processor with `rules` (today's by default), folding into `view` if given;
+        it revises each decision with the rule set the decision names."""
+        return self.processor(
+            view=view, rules=self.current if rules is None else rules, rule_sets=self.rule_sets
+        )
 
 
 def _by_version(*rule_sets: Any) -> dict[str, Any]:

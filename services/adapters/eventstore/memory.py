@@ -33,7 +33,7 @@ from services.domain.kernel.records import (
     StoredEvent,
     chained,
 )
-from services.domain.kernel.state import Change, Demand, Entry, Row
+from services.domain.state import Change, Demand, Entry, Row
 
 
 def _has_nul(value: object) -> bool:
@@ -164,6 +164,7 @@ class MemoryEventStore:
         self._lock = asyncio.Lock()
         self.state: dict[tuple[str, str], Entry] = {}  # decision state by (kind, key)
         self.state_at = 0  # the position it is the fold of
+        self.revisions_start = 1  # registry facts revise decisions from this position
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -199,6 +200,9 @@ class MemoryEventStore:
 
     async def ping(self, timeout: float = 5.0) -> bool:
         return True
+
+    async def revisions_from(self) -> int:
+        return self.revisions_start
 
     async def head(self) -> int:
         return len(self.events)

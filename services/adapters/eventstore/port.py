@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from services.domain.kernel.records import NewEvent, StoredEvent
-from services.domain.kernel.state import Change, Demand, Row
+from services.domain.state import Change, Demand, Row
 
 if TYPE_CHECKING:
     from services.adapters.eventstore.store import ChainReport
@@ -91,6 +91,10 @@ class Store(Protocol):
 
     async def head(self) -> int:
         """The last committed position (0 for an empty store)."""
+        ...
+
+    async def revisions_from(self) -> int:
+        """The position from which registry facts revise earlier decisions."""
         ...
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:

@@ -32,7 +32,7 @@ from services.domain.kernel.records import (
     chained,
     expected_hash,
 )
-from services.domain.kernel.state import Change, Demand, Entry, Row
+from services.domain.state import Change, Demand, Entry, Row
 
 log = logging.getLogger(__name__)
 
@@ -452,6 +452,11 @@ class EventStore:
             limit,
         )
         return [r["traceparent"] for r in rows]
+
+    async def revisions_from(self) -> int:
+        """The position from which registry facts revise earlier decisions (1: a store
+        recorded with revisions from its start)."""
+        return int(await self.pool.fetchval("SELECT position FROM revisions_start"))
 
     async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
         """How many decision state entries of `kind` have a tag (parked inputs: are parked),

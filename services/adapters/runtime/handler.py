@@ -49,9 +49,7 @@ from services.domain.kernel.processing import (
     input_content,
     rejection_id,
 )
-from services.domain.kernel.state import Demand
-from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
-from services.domain.registry import REGISTRY_EVENT_TYPES
+from services.domain.kernel.streams import REJECTIONS_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +224,7 @@ class BatchHandler:
         self.view_type: type[ServiceView] = type(blank.view)  # type: ignore[assignment]
         self.processor = blank  # the processor of the batch in hand (or the last one)
         self.position = 0  # the store head the last batch committed (or catch_up found)
+        self.revisions_from = 1  # read from the store by catch_up
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
         self.busy_since: float | None = None  # monotonic time the batch in hand started
         self.stall_reason: str | None = None  # the last failure of the batch in hand
@@ -250,6 +249,7 @@ class BatchHandler:
         """Bring the decision state up to the store's head (nothing to do unless events
         were appended without it), a chunk per transaction; returns the head."""
         self.position = await state.catch_up(self.store, self.view_type)
+        self.revisions_from = await self.store.revisions_from()
         return self.position
 
     async def _record_all(self, records: Sequence[Record]) -> BatchReport:
@@ -320,10 +320,12 @@ class BatchHandler:
         async with tracing.appending(self.store) as tx:
             while not await state.fold_behind(tx, self.view_type):
                 pass  # events appended without the state (see runtime.state)
-            loaded = await state.load(tx, self.view_type, self._demand(parsed, chunk))
+            batch = [m for i in chunk if isinstance(m := parsed[i], Input)]
+            loaded = await state.load_batch(tx, self.view_type, batch)
             view = self.view_type.from_state(loaded)
             view.position = tx.head_position
             self.processor = self.new_processor(view=view)
+            self.processor.revisions_from = self.revisions_from
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
@@ -373,17 +375,6 @@ class BatchHandler:
             await tx.save_state(view.changes(loaded), tx.head_position)
         self.position = tx.head_position
         return report
-
-    def _demand(self, parsed: Sequence[Input | ContractError], chunk: Sequence[int]) -> Demand:
-        """What deciding the inputs of `chunk` reads (a rejection only appends)."""
-        demand = Demand(streams={REJECTIONS_STREAM})
-        for index in chunk:
-            message = parsed[index]
-            if isinstance(message, Input):
-                self.view_type.demand_of(demand, message.event_type, message.payload)
-                if message.event_type in REGISTRY_EVENT_TYPES:
-                    demand.stream(registry_stream(message.event_type, message.payload))
-        return demand
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:

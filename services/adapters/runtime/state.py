@@ -1,6 +1,6 @@
 """The decision state a batch reads, loaded by key, and kept the fold of the store.
 
-The rules read a few entries per input (see `services.domain.kernel.state`). A batch asks
+The rules read a few entries per input (see `services.domain.state`). A batch asks
 for those its inputs name, then for what the loaded entries lead to (an affiliation's
 organism, a parked input's queue...), until nothing new is asked: a handful of indexed
 queries, whatever the size of the history. The state is written back in the transaction
@@ -12,12 +12,15 @@ by `fold_behind`, in chunks, before anything is decided on it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.adapters.eventstore.port import Store, Transaction
-from services.domain.kernel.processing import ServiceView, fold_stored
-from services.domain.kernel.state import Demand, LoadedState
+from services.domain.kernel.processing import Input, ServiceView, fold_stored
+from services.domain.kernel.statekinds import AFFILIATED
+from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
+from services.domain.registry import REGISTRY_EVENT_TYPES
+from services.domain.state import Demand, LoadedState
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +28,17 @@ FOLD_CHUNK = 20_000
 """Events folded into the state per step when it is behind the store."""
 
 
-async def load(tx: Transaction, view_type: type[ServiceView], demand: Demand) -> LoadedState:
-    """The entries `demand` names and all they lead to, with the versions of its streams."""
-    state = LoadedState()
-    asked = Demand()
-    todo = demand
+async def load(
+    tx: Transaction,
+    view_type: type[ServiceView],
+    demand: Demand,
+    state: LoadedState | None = None,
+) -> LoadedState:
+    """The entries `demand` names and all they lead to, with the versions of its streams
+    (added to `state`, when given: what it asked already is not asked again)."""
+    state = LoadedState() if state is None else state
+    asked = state.demand
+    todo = demand.minus(asked)
     while todo:
         rows = await tx.load_state(todo)
         if todo.streams:
@@ -42,8 +51,33 @@ async def load(tx: Transaction, view_type: type[ServiceView], demand: Demand) ->
             state.add(row)
             view_type.more(row, more)
         todo = more.minus(asked)
-    state.demand = asked
     return state
+
+
+async def load_batch(
+    tx: Transaction, view_type: type[ServiceView], inputs: Sequence[Input]
+) -> LoadedState:
+    """What deciding `inputs` reads: what each names, then, for the registry facts among
+    them, where the decisions they may revise are found (read on what the first load
+    gave: a convention's organism, for one)."""
+    demand = Demand(streams={REJECTIONS_STREAM})
+    facts = []
+    for message in inputs:
+        view_type.demand_of(demand, message.event_type, message.payload)
+        if message.event_type in REGISTRY_EVENT_TYPES:
+            demand.stream(registry_stream(message.event_type, message.payload))
+            facts.append(message)
+    state = await load(tx, view_type, demand)
+    if not facts:
+        return state
+    before = view_type.from_state(state)  # read only: the registry before the batch
+    revisions = Demand()
+    for message in facts:
+        revisions.add(before.revision_demand(message.event_type, message.payload))
+        organisme_id = getattr(message.payload, "organisme_id", None)
+        if organisme_id is not None:  # concerned once an earlier fact of the batch is in
+            revisions.prefix(AFFILIATED, organisme_id)
+    return await load(tx, view_type, revisions, state)
 
 
 def _causation(metadata: Mapping[str, Any]) -> str | None:

@@ -7,11 +7,13 @@ affiliation, payments and unpaid notices waiting for their contribution).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from uuid import UUID
 
 from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
 from contracts.limits import SUM_MAX
+from contracts.outbound import ResultatEncaissement
+from services.domain.collection.revisions import Tenure, revise_contribution
 from services.domain.collection.rules import (
     RULES_2017,
     Contribution,
@@ -47,8 +49,34 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
         view: CollectionView | None = None,
         rules: RuleSet = RULES_2017,
         ids: Callable[[UUID, int, str], UUID] = decision_id,
+        rule_sets: Mapping[str, RuleSet] | None = None,
     ) -> None:
         super().__init__(view if view is not None else CollectionView(), rules, ids)
+        self.rule_sets = dict(rule_sets or {RULES_2017.version: RULES_2017})
+
+    def revise(self, emitter: Emitter, subject_id: str, fact: Input) -> None:
+        state = self.view.contributions.get(subject_id)
+        if state is None or state.outcome is None or state.decision_id is None:
+            return  # not decided yet, or decided by its dates or category
+        rules = self.rule_sets.get(str(state.regles_version))
+        if rules is None:
+            return  # decided by a rule set this processor does not know: left as it is
+        revision = revise_contribution(
+            CotisationDue.model_validate(state.due),
+            ResultatEncaissement.model_validate(state.outcome),
+            decision_revisee_id=UUID(state.decision_id),
+            registry=self.view.registry,
+            rules=rules,
+            tenure=Tenure(state.held_cents, state.litigated),
+        )
+        if revision is not None:
+            emitter.decision(
+                contribution_stream(subject_id),
+                revision.event_type,
+                revision.payload,
+                fact,
+                state.correlation_id,
+            )
 
     def process_input(self, emitter: Emitter, message: Input) -> Outcome:
         kind, p = message.event_type, message.payload

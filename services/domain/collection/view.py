@@ -7,10 +7,12 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from contracts.topics import COLLECTION_REVISION
+from services.domain.collection.revisions import outcome_of
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
-from services.domain.kernel.state import Demand, Entry, Kind
 from services.domain.kernel.statekinds import PARKED, field_of
+from services.domain.state import Demand, Entry, Kind
 
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
 CONTRIBUTION_DECISIONS = frozenset({"EncaissementDelegue", "EncaissementNonDelegue"})
@@ -34,33 +36,60 @@ def waits_for_contribution(cotisation_id: str) -> str:
 
 @dataclass(slots=True)
 class ContributionState:
-    """A contribution as recorded: its due, its decision, the payments held for it."""
+    """A contribution as recorded: its due, the outcome that stands (its decision's, or its
+    latest revision's), the payments recorded on it."""
 
     due: dict[str, Any]
-    organisme_id: str | None = None
-    faits_retenus: dict[str, Any] | None = None
+    correlation_id: str = ""  # of its CotisationDue: a revision of it carries the same
+    organisme_id: str | None = None  # who collects it, when delegated
+    faits_retenus: dict[str, Any] | None = None  # what the delegation relied on
     decided: bool = False
-    paid_cents: int = 0
+    paid_cents: int = 0  # every payment recorded on it, whoever received it
+    decision_id: str | None = None  # the decision or revision that stands
+    outcome: dict[str, Any] | None = None  # its outcome when revisable (ResultatEncaissement)
+    regles_version: str | None = None  # the rule set it was decided with
+    held_cents: int = 0  # booked to the organism since that decision (its tenure)
+    litigated: bool = False  # litigation entrusted to it since that decision
+
+    def stands(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
+        """A decision or revision now stands for it: a new tenure begins."""
+        self.decided = True
+        self.decision_id = event_id
+        result = outcome_of(event_type, payload)
+        self.outcome = None if result is None else result.model_dump(mode="json")
+        self.regles_version = payload["regles_version"]
+        delegated = result is not None and result.delegated
+        if event_type == "EncaissementRevise":
+            self.organisme_id = result.organisme_id if result is not None else None
+        else:
+            self.organisme_id = payload.get("organisme_id")
+        self.faits_retenus = payload.get("faits_retenus") if delegated else None
+        self.held_cents, self.litigated = 0, False
+
+
+_CONTRIBUTION_FIELDS = (
+    "due",
+    "correlation_id",
+    "organisme_id",
+    "faits_retenus",
+    "decided",
+    "paid_cents",
+    "decision_id",
+    "outcome",
+    "regles_version",
+    "held_cents",
+    "litigated",
+)
 
 
 def _contribution(c: ContributionState) -> Entry:
-    return Entry(
-        {
-            "due": c.due,
-            "organisme_id": c.organisme_id,
-            "faits_retenus": c.faits_retenus,
-            "decided": c.decided,
-            "paid_cents": c.paid_cents,
-        }
-    )
+    return Entry({name: getattr(c, name) for name in _CONTRIBUTION_FIELDS})
 
 
 def _from_contribution(entry: Entry) -> ContributionState:
     d = entry.doc
     assert isinstance(d, dict)
-    return ContributionState(
-        d["due"], d["organisme_id"], d["faits_retenus"], d["decided"], d["paid_cents"]
-    )
+    return ContributionState(**{name: d[name] for name in _CONTRIBUTION_FIELDS})
 
 
 def _payload(entry: Entry) -> dict[str, Any]:
@@ -85,6 +114,11 @@ class CollectionView(ServiceView):
     payments: MutableMapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
+    def subject_demand(cls, demand: Demand, subject_id: str) -> None:
+        demand.key(CONTRIBUTION, subject_id)
+        demand.stream(contribution_stream(subject_id))
+
+    @classmethod
     def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
         cotisation_id = field_of(payload, "cotisation_id")
         if isinstance(cotisation_id, str):
@@ -100,7 +134,11 @@ class CollectionView(ServiceView):
     ) -> None:
         if event_type in COLLECTION_INPUTS:
             if event_type == "CotisationDue":
-                self.contributions[payload["cotisation_id"]] = ContributionState(due=payload)
+                correlation = str(metadata.get("correlation_id") or event_id)
+                self.contributions[payload["cotisation_id"]] = ContributionState(
+                    due=payload, correlation_id=correlation
+                )
+                self.subjects.add(payload["nir"], payload["cotisation_id"])
             elif event_type == "PaiementRecu":
                 self.payments[payload["paiement_id"]] = payload
             self.parking.record(event_id, event_type, payload, metadata)
@@ -108,14 +146,19 @@ class CollectionView(ServiceView):
             self._park(metadata["causation_id"], payload["motif"])
         elif event_type in CONTRIBUTION_DECISIONS:
             self.parking.settle(metadata["causation_id"])
-            state = self.contributions[payload["cotisation_id"]]
-            state.decided = True
-            state.organisme_id = payload.get("organisme_id")
-            state.faits_retenus = payload.get("faits_retenus")
+            self.contributions[payload["cotisation_id"]].stands(event_id, event_type, payload)
+        elif event_type == COLLECTION_REVISION:  # caused by a registry fact: settles no input
+            self.contributions[payload["cotisation_id"]].stands(event_id, event_type, payload)
         elif event_type in FOLLOW_UP_DECISIONS:
             self.parking.settle(metadata["causation_id"])
+            state = self.contributions[payload["cotisation_id"]]
             if event_type == "PaiementEncaissePourCompte":
-                self.contributions[payload["cotisation_id"]].paid_cents += payload["montant_cents"]
+                state.paid_cents += payload["montant_cents"]
+                state.held_cents += payload["montant_cents"]
+            elif event_type == "PaiementNonImpute":  # the caisse received it: still paid
+                state.paid_cents += self.payments[payload["paiement_id"]]["montant_cents"]
+            elif event_type == "ContentieuxDelegue":
+                state.litigated = True
 
     def _park(self, event_id: str, motif: str) -> None:
         waiting = self.parking.undecided[event_id]

@@ -19,23 +19,29 @@ from contracts.envelope import InboundEnvelope
 from contracts.inbound import InboundPayload
 from services.domain.kernel.parking import Parking
 from services.domain.kernel.records import NewEvent, StoredEvent
-from services.domain.kernel.state import (
+from services.domain.kernel.statekinds import (
+    AFFILIATED,
+    AFFILIATIONS,
+    PARKED,
+    PARKED_KIND,
+    REGISTRY_KINDS,
+    SUBJECTS_OF,
+    registry_demand,
+    registry_more,
+    revision_demand,
+)
+from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
+from services.domain.state import (
     Change,
     Demand,
     Kind,
     LoadedMap,
     LoadedState,
+    PairIndex,
     Row,
     changes_of,
+    pair_entry,
 )
-from services.domain.kernel.statekinds import (
-    PARKED,
-    PARKED_KIND,
-    REGISTRY_KINDS,
-    registry_demand,
-    registry_more,
-)
-from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
 
 DECISION_IDS = uuid.UUID("5f0b7a52-1b9e-4f3e-9d8e-4c611200a1f2")
 """Namespace of decision ids: uuid5(namespace, "<trigger event id>/<n>")."""
@@ -153,6 +159,8 @@ class View(Protocol):
 class Processor(Protocol):
     """A service's decision procedure over its view."""
 
+    revisions_from: int  # the store position from which registry facts revise decisions
+
     @property
     def view(self) -> View: ...
 
@@ -237,6 +245,9 @@ class ServiceView:
     versions: MutableMapping[str, int] = field(default_factory=dict)
     registry: Registry = field(default_factory=Registry)
     parking: Parking = field(default_factory=Parking)
+    subjects: PairIndex = field(default_factory=lambda: PairIndex(SUBJECTS_OF))
+    """The subjects (contributions, benefits) recorded for each NIR: what a registry fact
+    about that person, or about an organism they were affiliated to, may revise."""
 
     def version(self, stream_id: str) -> int:
         return self.versions.get(stream_id, 0)
@@ -265,14 +276,17 @@ class ServiceView:
     # -- state by key ----------------------------------------------------------------------
     @classmethod
     def from_state(cls, state: LoadedState) -> Self:
-        """A view of what one batch loaded (see `services.domain.kernel.state`)."""
+        """A view of what one batch loaded (see `services.domain.state`)."""
         view = cls()
         if not state.folding:  # folding stored events appends nothing: no version is read
             view.versions = LoadedMap("stream", state.versions, state.demand.streams)
         organismes, conventions, by_organisme, affiliations = (
             state.loaded_map(kind) for kind in REGISTRY_KINDS
         )
-        view.registry = Registry(organismes, conventions, by_organisme, affiliations)
+        view.registry = Registry(
+            organismes, conventions, by_organisme, affiliations, state.pair_index(AFFILIATED)
+        )
+        view.subjects = state.pair_index(SUBJECTS_OF)
         undecided = state.loaded_map(PARKED_KIND)
         view.parking = Parking(undecided, _queues(state))
         for attribute, kind in cls.OWN_KINDS.items():
@@ -301,6 +315,11 @@ class ServiceView:
             if not isinstance(values, LoadedMap):
                 raise TypeError("only a view built from_state has changes to write back")
             found.extend(changes_of(kind, values, state.rows.get(kind.name, {})))
+        for index in (registry.affiliated, self.subjects):
+            known = state.rows.get(index.kind, {})
+            for first, second in index.added:
+                if first + second not in known:
+                    found.append(Change(index.kind, first + second, pair_entry(first, second)))
         return found
 
     @classmethod
@@ -319,11 +338,36 @@ class ServiceView:
         """The service's own entries and streams an input or event names."""
 
     @classmethod
+    def subject_demand(cls, demand: Demand, subject_id: str) -> None:
+        """What revising one of the service's subjects reads (its entry and stream)."""
+
+    def revision_demand(self, event_type: str, payload: Any) -> Demand:
+        """Where the subjects a registry fact may revise are found (read on this view, which
+        holds what deciding the fact reads: the convention it names, for one)."""
+        demand = Demand()
+        organisms = self.registry.organisms_concerned(event_type, payload)
+        revision_demand(demand, event_type, payload, organisms)
+        return demand
+
+    def revision_subjects(self, event_type: str, organisms: tuple[str, ...], nir: str) -> list[str]:
+        """The subjects a registry fact may revise, by subject id: its person's (an
+        affiliation), or those of everyone ever affiliated to the organisms it concerns."""
+        if event_type == "AffiliationEnregistree":
+            people = {nir}
+        else:
+            people = {p for o in organisms for p in self.registry.affiliated.seconds(o)}
+        return sorted({s for person in people for s in self.subjects.seconds(person)})
+
+    @classmethod
     def more(cls, row: Row, demand: Demand) -> None:
         """Add what a loaded entry leads to (a parked input: its queue and what deciding it
         reads)."""
         registry_more(row, demand)
-        if row.kind == PARKED:
+        if row.kind == SUBJECTS_OF:  # a subject to revise: the person's registry, its entry
+            nir, subject_id = row.entry.doc
+            demand.key(AFFILIATIONS, nir)
+            cls.subject_demand(demand, subject_id)
+        elif row.kind == PARKED:
             if row.entry.tag is not None:
                 demand.tag(PARKED, row.entry.tag)
             doc = row.entry.doc

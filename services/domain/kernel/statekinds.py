@@ -4,23 +4,25 @@ and `parked_demand` what a batch must load to read it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
 from services.domain.kernel.parking import Waiting, waits_for_affiliation
-from services.domain.kernel.state import Demand, Doc, Entry, Kind, Row
 from services.domain.registry.registry import (
     Affiliation,
     Convention,
     ConventionFacts,
     Organisme,
 )
+from services.domain.state import Demand, Doc, Entry, Kind, Row
 
 ORGANISME = "organisme"
 CONVENTION = "convention"
 CONVENTIONS_OF = "conventions_of"
 AFFILIATIONS = "affiliations"
+AFFILIATED = "affiliated"
+SUBJECTS_OF = "subjects_of"
 PARKED = "parked"
 
 
@@ -133,13 +135,24 @@ def _from_parked(entry: Entry) -> Waiting:
     )
 
 
+def _ids(ids: list[str]) -> Entry:
+    return Entry(list(ids))
+
+
+def _from_ids(entry: Entry) -> list[str]:
+    return list(_items(entry.doc))
+
+
 REGISTRY_KINDS: tuple[Kind[Any], ...] = (
     Kind(ORGANISME, _organisme, _from_organisme),
     Kind(CONVENTION, _convention, _from_convention),
-    Kind(CONVENTIONS_OF, lambda ids: Entry(list(ids)), lambda e: list(_items(e.doc))),
+    Kind(CONVENTIONS_OF, _ids, _from_ids),
     Kind(AFFILIATIONS, _affiliations, _from_affiliations),
 )
 PARKED_KIND: Kind[Waiting] = Kind(PARKED, _parked, _from_parked)
+PAIR_KINDS = (AFFILIATED, SUBJECTS_OF)
+"""`PairIndex` kinds: who was affiliated to an organism (organisme_id, nir); the subjects
+(contributions, benefits) recorded for a person (nir, subject id)."""
 
 
 def field_of(payload: Any, name: str) -> Any:
@@ -182,3 +195,16 @@ def registry_more(row: Row, demand: Demand) -> None:
         concluded = _doc(row.entry.doc)["concluded"]
         if concluded is not None:
             demand.key(CONVENTIONS_OF, concluded["organisme_id"])
+    elif row.kind == AFFILIATED:  # a person an organism's fact may concern: their subjects
+        demand.prefix(SUBJECTS_OF, _items(row.entry.doc)[1])
+
+
+def revision_demand(
+    demand: Demand, event_type: str, payload: Any, organisms: Iterable[str]
+) -> None:
+    """Where the decisions a registry fact may revise are found: its person's subjects (an
+    affiliation), or everyone ever affiliated to the organisms it concerns."""
+    if event_type == "AffiliationEnregistree":
+        demand.prefix(SUBJECTS_OF, field_of(payload, "nir"))
+    for organisme_id in organisms:
+        demand.prefix(AFFILIATED, organisme_id)

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from contracts.topics import REFERENTIEL_EVENT_TYPES
+from services.domain.state import PairIndex
 
 REGISTRY_EVENT_TYPES = REFERENTIEL_EVENT_TYPES
 """The registry facts: what the registry topic carries."""
@@ -102,7 +103,7 @@ class Registry:
     """Registry state, folded fact by fact. Read by the pure rules, written only by `apply`.
 
     Its four maps are given when it is built from state tables (the entries a batch
-    loaded, see `services.domain.kernel.state`); a fold of the whole history leaves them
+    loaded, see `services.domain.state`); a fold of the whole history leaves them
     plain dicts."""
 
     def __init__(
@@ -111,6 +112,7 @@ class Registry:
         conventions: MutableMapping[str, ConventionFacts] | None = None,
         by_organisme: MutableMapping[str, list[str]] | None = None,
         affiliations: MutableMapping[str, list[Affiliation]] | None = None,
+        affiliated: PairIndex | None = None,
     ) -> None:
         self.organismes: MutableMapping[str, Organisme] = {} if organismes is None else organismes
         self.convention_facts: MutableMapping[str, ConventionFacts] = (
@@ -122,6 +124,9 @@ class Registry:
         self.affiliations: MutableMapping[str, list[Affiliation]] = (
             {} if affiliations is None else affiliations
         )
+        self.affiliated = PairIndex("affiliated") if affiliated is None else affiliated
+        """Who was ever affiliated to which organism (organisme_id, nir): the people a fact
+        about an organism may concern."""
         self.conventions: Mapping[str, Convention] = _Conventions(self.convention_facts)
 
     # -- reading -------------------------------------------------------------------------
@@ -204,3 +209,25 @@ class Registry:
             sequence=1 + max((a.sequence for a in history), default=0),
         )
         bisect.insort(history, affiliation, key=lambda a: (a.effet_du, a.sequence))
+        self.affiliated.add(affiliation.organisme_id, affiliation.nir)
+
+    def organisms_concerned(self, event_type: str, payload: Any) -> tuple[str, ...]:
+        """The organisms whose affiliated people a new fact may concern, as the registry
+        stands before it: the organism declared; the convention's organism, and the one it
+        had before when a conclusion is sent again. An affiliation concerns its person only."""
+        if event_type == "OrganismeDeclare":
+            return (_field(payload, "organisme_id"),)
+        if event_type not in ("ConventionConclue", "ConventionResiliee"):
+            return ()
+        found = []
+        if event_type == "ConventionConclue":
+            found.append(_field(payload, "organisme_id"))
+        facts = self.convention_facts.get(_field(payload, "convention_id"))
+        if facts is not None and facts.concluded is not None:
+            found.append(facts.concluded.organisme_id)
+        return tuple(sorted(set(found)))
+
+
+def _field(payload: Any, name: str) -> str:
+    value = payload.get(name) if isinstance(payload, Mapping) else getattr(payload, name)
+    return str(value)

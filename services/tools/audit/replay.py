@@ -292,6 +292,8 @@ async def replay(
 ) -> ReplaySummary:
     """Replay the whole store of `service` (up to the selection's last position)."""
     replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
+    # a store recorded before revisions existed is not revised by its replay
+    replayer.processor.revisions_from = await store.revisions_from()
     until = replayer.selection.to_position
     started = time.perf_counter()
     async for step in read_steps(store, until=until, batch=batch):

@@ -1,5 +1,5 @@
 """Deciding over the decision state loaded by key gives what deciding over the whole fold
-gives (services/adapters/runtime/state.py, services/domain/kernel/state.py).
+gives (services/adapters/runtime/state.py, services/domain/state.py).
 
 Generated histories (registry facts and inputs about a handful of people, organisms,
 conventions and contributions, in any order, cut into batches anywhere) are decided by the
@@ -32,7 +32,7 @@ from services.adapters.eventstore.memory import MemoryEventStore
 from services.adapters.runtime.handler import BatchHandler
 from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
-from services.domain.kernel.state import LoadedMap, NotLoaded
+from services.domain.state import LoadedMap, NotLoaded
 from services.tools.audit.feed import FakeRecord
 
 pytestmark = pytest.mark.unit

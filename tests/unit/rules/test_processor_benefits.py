@@ -93,13 +93,20 @@ def test_several_benefits_parked_on_one_nir_are_decided_in_arrival_order(
     assert [d.payload["prestation_id"] for d in decided] == ["PRE-2", "PRE-1"]
 
 
-def test_a_decided_benefit_is_not_rewritten_by_a_later_registry_fact(
+def test_a_decided_benefit_is_not_rewritten_a_later_registry_fact_revises_it(
     b: type[Builders], benefits: Driver
 ) -> None:
+    """The decision stays on record; the termination that removes its convention is
+    followed by a VersementRevise naming it; an affiliation to an organism not declared
+    yet revises nothing (a revision never parks)."""
     benefits.given(*b.delegable(objet=VERS), b.prestation())
-    for fact in (b.resiliation(au="2017-01-31"), b.affiliation(oid="OC-B", du="2017-01-01")):
-        assert benefits.decisions(benefits.send(fact)) == []
-    assert kinds(benefits.all_decisions()) == ["VersementDelegue"]
+    [decision] = benefits.all_decisions()
+    [revision] = benefits.decisions(benefits.send(b.resiliation(au="2017-01-31")))
+    assert revision.event_type == "VersementRevise"
+    assert revision.payload["decision_revisee_id"] == str(decision.event_id)
+    assert revision.payload["apres"]["motif"] == "AUCUNE_CONVENTION"
+    assert benefits.decisions(benefits.send(b.affiliation(oid="OC-B", du="2017-01-01"))) == []
+    assert kinds(benefits.all_decisions()) == ["VersementDelegue", "VersementRevise"]
 
 
 def test_a_second_benefit_under_the_same_id_with_other_content_is_refused(

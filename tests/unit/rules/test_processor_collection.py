@@ -227,13 +227,18 @@ def test_a_payment_parked_before_a_contribution_that_gets_parked_waits_for_both(
     ]
 
 
-def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(
+def test_a_decided_contribution_is_not_rewritten_a_later_registry_fact_revises_it(
     b: type[Builders], collection: Driver
 ) -> None:
+    """The termination revises it (no convention in force any more); an affiliation to an
+    organism not declared yet, and a correction of the old organism's form while that
+    affiliation is in force, revise nothing (a revision never parks); the next payment
+    follows the revised outcome."""
     collection.given(b.org(), b.affiliation(), b.convention(), b.cotisation(debut="2017-03-01"))
+    [decision] = collection.all_decisions()
 
     later = [
-        collection.send(f)
+        collection.decisions(collection.send(f))
         for f in (
             b.resiliation(au="2017-01-31"),
             b.affiliation(oid="OC-B", du="2017-01-01"),
@@ -241,22 +246,34 @@ def test_a_decided_contribution_is_not_rewritten_by_a_later_registry_fact(
         )
     ]
 
-    assert all(collection.decisions(o) == [] for o in later)
+    [[revision], [], []] = later
+    assert revision.payload["decision_revisee_id"] == str(decision.event_id)
+    assert revision.payload["apres"]["motif"] == "AUCUNE_CONVENTION"
+    [payment] = collection.decisions(collection.send(b.paiement()))
+    assert (payment.event_type, payment.payload["motif"]) == ("PaiementNonImpute", "NON_DELEGUE")
+
+
+def test_a_contribution_without_convention_is_revised_when_a_retroactive_one_arrives(
+    b: type[Builders], collection: Driver
+) -> None:
+    """domain.md, revisions, example 3: the decision stays on record, a revision follows it,
+    and the next payment is held by the organism."""
+    collection.given(b.org(), b.affiliation(), b.cotisation(debut="2017-03-01"))
+    [revision] = collection.decisions(collection.send(b.convention(du="2017-01-01")))
+    assert (revision.event_type, revision.payload["apres"]["organisme_id"]) == (
+        "EncaissementRevise",
+        b.OC,
+    )
     [payment] = collection.decisions(collection.send(b.paiement()))
     assert (payment.event_type, payment.payload["organisme_id"]) == (
         "PaiementEncaissePourCompte",
         b.OC,
     )
-
-
-def test_a_contribution_without_convention_stays_so_when_a_retroactive_one_arrives(
-    b: type[Builders], collection: Driver
-) -> None:
-    collection.given(b.org(), b.affiliation(), b.cotisation(debut="2017-03-01"))
-    assert collection.decisions(collection.send(b.convention(du="2017-01-01"))) == []
-    [payment] = collection.decisions(collection.send(b.paiement()))
-    assert (payment.event_type, payment.payload["motif"]) == ("PaiementNonImpute", "NON_DELEGUE")
-    assert kinds(collection.all_decisions()) == ["EncaissementNonDelegue", "PaiementNonImpute"]
+    assert kinds(collection.all_decisions()) == [
+        "EncaissementNonDelegue",
+        "EncaissementRevise",
+        "PaiementEncaissePourCompte",
+    ]
 
 
 def test_an_unpaid_notice_on_a_parked_contribution_waits_and_is_litigated_after(

@@ -103,6 +103,40 @@ class LoadedMap(MutableMapping[str, V], Generic[V]):
             yield key, self._data.get(key)
 
 
+class PairIndex:
+    """Pairs (first, second) found by their first member: who was affiliated to an
+    organism, which subjects a person has. Kept as one entry per pair (a big organism has a
+    million people: no document holds them all), keyed `first + second`, tagged `first`.
+
+    Folded from a whole history it holds every pair; built for a batch, it holds the pairs
+    of the firsts it was asked for (`asked`), and reading another first is `NotLoaded`."""
+
+    def __init__(
+        self,
+        kind: str,
+        loaded: Iterable[tuple[str, str]] = (),
+        asked: Iterable[str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self._by_first: dict[str, set[str]] = {}
+        for first, second in loaded:
+            self._by_first.setdefault(first, set()).add(second)
+        self._asked = None if asked is None else set(asked)
+        self.added: list[tuple[str, str]] = []
+
+    def add(self, first: str, second: str) -> None:
+        seconds = self._by_first.setdefault(first, set())
+        if second not in seconds:  # (known or not: a batch need not load what it adds to)
+            seconds.add(second)
+            self.added.append((first, second))
+
+    def seconds(self, first: str) -> list[str]:
+        """The second members paired with `first`, in order."""
+        if self._asked is not None and first not in self._asked:
+            raise NotLoaded(self.kind, first)
+        return sorted(self._by_first.get(first, ()))
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One state entry as a table keeps it: its document, and the secondary key (`tag`) and
@@ -193,6 +227,14 @@ class LoadedState:
     def add(self, row: Row) -> None:
         self.rows.setdefault(row.kind, {})[row.key] = row.entry
 
+    def pair_index(self, kind: str) -> PairIndex:
+        """The pairs of `kind` loaded, as a `PairIndex` of the firsts asked."""
+        pairs = []
+        for entry in self.rows.get(kind, {}).values():
+            first, second = entry.doc
+            pairs.append((first, second))
+        return PairIndex(kind, pairs, self.demand.prefixes.get(kind, ()))
+
     def loaded_map(self, kind: Kind[V]) -> LoadedMap[V]:
         """The entries of `kind` as a `LoadedMap` of decoded values."""
         entries = self.rows.get(kind.name, {})
@@ -211,6 +253,11 @@ class Change:
     kind: str
     key: str
     entry: Entry | None
+
+
+def pair_entry(first: str, second: str) -> Entry:
+    """A pair as its table keeps it (`PairIndex`)."""
+    return Entry([first, second], tag=first)
 
 
 def changes_of(
