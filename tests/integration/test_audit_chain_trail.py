@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from support import affiliation, convention, cotisation, nir, organisme
 
 from services.adapters.eventstore import EventStore
 from services.adapters.runtime.settings import ServiceSettings
@@ -202,3 +203,58 @@ async def test_a_nir_s_trail_spans_both_services_and_an_unknown_subject_has_none
     }
     code, out = await mandat(capsys, "audit", "trail", "COT-NOWHERE", *stores.argv)
     assert code == 1 and "nothing recorded about COT-NOWHERE" in out
+
+
+async def test_a_revision_s_trail_names_its_fact_and_the_record_as_it_stood_before(
+    settings: ServiceSettings, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A termination recorded late revises a delegated contribution: the trail shows the
+    revision, the fact that caused it and the decision it supersedes; `--as-of-position`
+    just before the fact shows the delegation as it stood; replay reproduces it all."""
+    person = nir(3)
+    store = await prepare_store(database_url, settings.collection_schema)
+    try:
+        feeder = Feeder(store, COLLECTION, settings)
+        for event_type, payload in (
+            organisme("OC-R"),
+            affiliation(person, "OC-R"),
+            convention("CNV-R", "OC-R"),
+            cotisation("COT-R", person, debut="2017-07-01"),
+        ):
+            await feeder.send(event_type, payload)
+        before = await store.head()
+        await feeder.send(
+            "ConventionResiliee", {"convention_id": "CNV-R", "effet_au": "2017-06-30"}
+        )
+    finally:
+        await store.pool.close()
+    argv = [
+        "--database-url",
+        database_url,
+        "--collection-schema",
+        settings.collection_schema,
+        "--benefits-schema",
+        settings.benefits_schema,
+        "--service",
+        "collection",
+    ]
+
+    code, out = await mandat(capsys, "audit", "trail", "COT-R", *argv, "--json")
+    assert code == 0
+    [trail] = json.loads(out)["services"]
+    by_type = {e["event_type"]: e for e in trail["entries"]}
+    revision, termination = by_type["EncaissementRevise"], by_type["ConventionResiliee"]
+    assert revision["cause_position"] == termination["position"] == before + 1
+    assert revision["revises_position"] == by_type["EncaissementDelegue"]["position"]
+
+    code, out = await mandat(
+        capsys, "audit", "trail", "COT-R", *argv, "--as-of-position", str(before), "--json"
+    )
+    [then] = json.loads(out)["services"]
+    assert then["as_of_position"] == before
+    assert [e["event_type"] for e in then["entries"] if e["role"] == "decision"] == [
+        "EncaissementDelegue"
+    ]
+
+    code, out = await mandat(capsys, "replay", "verify", *argv)
+    assert code == 0, out

@@ -510,6 +510,29 @@ class EventStore:
         )
         return [_stored(r) for r in rows]
 
+    async def events_by_id(self, event_ids: Iterable[str]) -> list[StoredEvent]:
+        """The events with these ids (one indexed lookup), in order."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position",
+            list(event_ids),
+        )
+        return [_stored(r) for r in rows]
+
+    async def position_at(self, when: datetime) -> int:
+        """The last position recorded at or before `when` (0: none). Recording times
+        follow the store's order, so it is a binary search by position, not a scan."""
+        low, high = 0, await self.head()
+        while low < high:
+            middle = (low + high + 1) // 2
+            at = await self.pool.fetchval(
+                "SELECT recorded_at FROM events WHERE position = $1", middle
+            )
+            if at is not None and at <= when:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
     async def count_of_types(self, event_types: Iterable[str]) -> int:
         """How many events of `event_types` the store holds."""
         return int(

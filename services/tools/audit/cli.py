@@ -134,6 +134,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         commands.trail_cmd,
         _subject,
         _common,
+        _as_of,
     )
     _trust_commands(audits)
 
@@ -220,6 +221,20 @@ def _show(parser: argparse.ArgumentParser, default: int, what: str) -> None:
 
 def _subject(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
+
+
+def _as_of(parser: argparse.ArgumentParser) -> None:
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--as-of",
+        type=lambda text: _instant(text, end=True),
+        metavar="TIME",
+        help="what the record held at TIME (an ISO date-time; a date: at its end): what had "
+        "been decided, and on which facts",
+    )
+    when.add_argument(
+        "--as-of-position", type=int, metavar="N", help="what the record held at position N"
+    )
 
 
 def _positions(parser: argparse.ArgumentParser) -> None:

@@ -205,7 +205,10 @@ async def trail_cmd(args: argparse.Namespace) -> int:
     trails = []
     for service in selected(args.service):
         async with open_store(args, service) as store:
-            found = await trail(store, service.name, args.subject)
+            as_of = args.as_of_position
+            if args.as_of is not None:  # each store has its own positions
+                as_of = await store.position_at(args.as_of)
+            found = await trail(store, service.name, args.subject, as_of=as_of)
         if found.entries:
             trails.append(found)
     if args.json:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from contracts.topics import REVISIONS
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.domain.catalog import INPUT_TYPES
 from services.domain.kernel.processing import REJECTION
@@ -67,8 +68,10 @@ class TrailEntry:
     role: str  # input, decision, registry fact, rejection
     event: StoredEvent
     relies_on: tuple[int, ...] = ()  # positions of the registry facts a decision relied on
-    cause: int | None = None  # position of the input a decision decides
+    cause: int | None = None  # position of the input a decision decides (of a revision: the
+    # registry fact that caused it)
     trigger: int | None = None  # position of the later event that unparked it
+    revises: int | None = None  # position of the decision a revision supersedes
 
     def as_dict(self) -> dict[str, Any]:
         e, p = self.event, self.event.payload
@@ -91,6 +94,7 @@ class TrailEntry:
                 "relies_on_positions": list(self.relies_on),
                 "cause_position": self.cause,
                 "decided_on_position": self.trigger,
+                "revises_position": self.revises,
             }
         return entry
 
@@ -107,6 +111,8 @@ class TrailEntry:
             bases = "; ".join(p.get("base_legale") or [])
             cause = f"#{self.cause}" if self.cause is not None else e.metadata.get("causation_id")
             later = f" · decided when #{self.trigger} was recorded" if self.trigger else ""
+            if self.revises is not None:
+                later += f" · revises #{self.revises}"
             out.append(
                 f"{'':12}base légale: {bases} · règles {p.get('regles_version')}"
                 f" · cause {cause}{later}"
@@ -131,21 +137,26 @@ def _short(value: Any) -> str:
 
 @dataclass(slots=True)
 class Trail:
-    """A subject's trail in one service's store."""
+    """A subject's trail in one service's store (as the record stood at `as_of`, a store
+    position, when given)."""
 
     service: str
     subject: str
     entries: list[TrailEntry] = field(default_factory=list)
+    as_of: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "service": self.service,
             "subject": self.subject,
+            "as_of_position": self.as_of,
             "entries": [e.as_dict() for e in self.entries],
         }
 
     def lines(self) -> list[str]:
         head = f"{self.service}: {len(self.entries)} recorded events about {self.subject}"
+        if self.as_of is not None:
+            head += f", as the record stood at position #{self.as_of}"
         return [head, *(line for entry in self.entries for line in entry.lines())]
 
 
@@ -192,13 +203,21 @@ def relied_on(decision: StoredEvent, facts: list[StoredEvent]) -> tuple[int, ...
     return tuple(sorted(found))
 
 
-async def trail(store: EventStore, service: str, subject: str) -> Trail:
+async def trail(
+    store: EventStore, service: str, subject: str, *, as_of: int | None = None
+) -> Trail:
     """Read the trail of `subject` (two passes: what names it, then what its inputs caused;
-    then the registry facts its decisions relied on)."""
+    then the registry facts its decisions relied on, and those that caused its revisions).
+
+    With `as_of` (a store position), what the record held then: the effect dates say what
+    is in force, the store's order what was known; nothing recorded later is shown."""
     about = await store.mentioning(subject, [])
     inputs = [str(e.event_id) for e in about if e.event_type in INPUT_TYPES]
     about = await store.mentioning(subject, inputs)
+    if as_of is not None:
+        about = [e for e in about if e.position <= as_of]
     decisions = [e for e in about if _role(e) == "decision"]
+    causes = [str(d.metadata.get("causation_id")) for d in decisions if d.event_type in REVISIONS]
     faits = [d.payload.get("faits_retenus") or {} for d in decisions]
     organismes = sorted({f["organisme"]["organisme_id"] for f in faits if "organisme" in f})
     conventions = sorted({f["convention"]["convention_id"] for f in faits if "convention" in f})
@@ -206,16 +225,21 @@ async def trail(store: EventStore, service: str, subject: str) -> Trail:
         {d.payload["nir"] for d, f in zip(decisions, faits, strict=True) if "affiliation" in f}
     )
     facts = await store.registry_facts(organismes, conventions, nirs)
+    facts += await store.events_by_id(causes)
+    if as_of is not None:
+        facts = [f for f in facts if f.position <= as_of]
     by_position = {e.position: e for e in [*about, *facts]}
     positions = {str(e.event_id): e.position for e in [*about, *facts]}
-    result = Trail(service, subject)
+    result = Trail(service, subject, as_of=as_of)
     for position in sorted(by_position):
         event = by_position[position]
         role = _role(event)
         if role == "decision":
             cause = positions.get(str(event.metadata.get("causation_id")))
             trigger = positions.get(str(event.metadata.get("decided_on")))
-            result.entries.append(TrailEntry(role, event, relied_on(event, facts), cause, trigger))
+            revises = positions.get(str(event.payload.get("decision_revisee_id")))
+            relied = relied_on(event, facts)
+            result.entries.append(TrailEntry(role, event, relied, cause, trigger, revises))
         else:
             result.entries.append(TrailEntry(role, event))
     return result

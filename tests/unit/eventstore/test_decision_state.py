@@ -31,6 +31,7 @@ from support import (
 from services.adapters.eventstore.memory import MemoryEventStore
 from services.adapters.runtime.handler import BatchHandler
 from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
+from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
 from services.domain.state import LoadedMap, NotLoaded
 from services.tools.audit.feed import FakeRecord
@@ -228,3 +229,160 @@ def test_reading_an_entry_nobody_loaded_is_an_error_not_an_absence() -> None:
     loaded["K3"] = 3  # written by the batch: known from then on
     assert loaded["K3"] == 3
     assert dict(loaded.changed()) == {"K3": 3}
+
+
+# --- revisions, decided batch by batch over the loaded state ------------------------------
+
+N = PEOPLE[0]
+M, M2, C1, C2 = "OC-M", "OC-M2", "C1", "C2"
+
+
+def _resiliation(cid: str, au: str) -> tuple[str, dict[str, Any]]:
+    return "ConventionResiliee", {"convention_id": cid, "effet_au": au}
+
+
+def _impaye(cid: str) -> tuple[str, dict[str, Any]]:
+    payload = {"cotisation_id": cid, "nir": N, "constatee_le": "2017-11-01"}
+    return "CotisationImpayee", payload | {"restant_du_cents": 1000}
+
+
+START = [
+    organisme(M),
+    affiliation(N, M, "2016-01-01"),
+    convention(C1, M, du="2017-01-01"),
+    organisme(M2, "SOCIETE_ASSURANCE"),
+    convention(C2, M2, du="2017-01-01"),
+    cotisation("Q2", N, debut="2017-04-01"),
+    cotisation("Q3", N, debut="2017-07-01"),
+]
+
+
+def _decisions(store: MemoryEventStore) -> list[tuple[str, dict[str, Any]]]:
+    inputs = {"CotisationDue", "PaiementRecu", "CotisationImpayee", *PAYLOAD_MODELS}
+    return [
+        (e.event_type, e.payload)
+        for e in store.events
+        if e.event_type not in inputs and e.event_type != REJECTION
+    ]
+
+
+async def _run(facts: list[tuple[str, dict[str, Any]]], cuts: list[int]) -> MemoryEventStore:
+    store = await _decide_in_batches(COLLECTION, facts, cuts)
+    assert not any(e.event_type == REJECTION for e in store.events)
+    _assert_replays(COLLECTION, store)
+    await _assert_state_refolds(COLLECTION, store)
+    return store
+
+
+@pytest.mark.parametrize("cuts", [[100], [1] * 20, [3, 2, 4]])
+async def test_a_termination_revises_what_it_uncovers_and_the_follow_ups_follow(
+    cuts: list[int],
+) -> None:
+    """domain.md, revisions, example 1, in batches cut anywhere: C1 ends on 2017-06-30, so
+    Q3 (from 2017-07-01) is no longer delegated; Q2 is unchanged; a later payment on Q3 is
+    not imputed to M, and its unpaid notice is without object."""
+    store = await _run(
+        [*START, _resiliation(C1, "2017-06-30"), paiement("P1", "Q3", N, 100), _impaye("Q3")],
+        cuts,
+    )
+    decided = _decisions(store)
+    revisions = [p for t, p in decided if t == "EncaissementRevise"]
+    [revision] = revisions
+    assert revision["cotisation_id"] == "Q3"
+    assert revision["avant"] == {
+        "event_type": "EncaissementDelegue",
+        "organisme_id": M,
+        "convention_id": C1,
+        "motif": None,
+        "recouvreur": None,
+    }
+    assert revision["apres"]["motif"] == "AUCUNE_CONVENTION"
+    assert revision["apres"]["recouvreur"] == "CAISSE_DE_BASE"
+    q3 = [e for e in store.events if e.payload.get("cotisation_id") == "Q3"]
+    [first] = [e for e in q3 if e.event_type == "EncaissementDelegue"]
+    assert revision["decision_revisee_id"] == str(first.event_id)
+    assert [t for t, p in decided if p.get("cotisation_id") == "Q3"][-2:] == [
+        "PaiementNonImpute",
+        "ContentieuxSansObjet",
+    ]
+
+
+async def test_a_backdated_affiliation_moves_the_money_already_held_and_the_next_payment() -> None:
+    """domain.md, revisions, example 2: 300 € held by M, then N's affiliation to M2 from
+    2017-01-01: the revision says M holds 30000 cents it owes; the next payment is held by
+    M2, and the balance counts both payments."""
+    store = await _run(
+        [
+            *START,
+            paiement("P1", "Q3", N, 30000),
+            affiliation(N, M2, "2017-01-01"),
+            paiement("P2", "Q3", N, 5000),
+        ],
+        [100],
+    )
+    decided = _decisions(store)
+    revisions = [p for t, p in decided if t == "EncaissementRevise"]
+    assert [r["cotisation_id"] for r in revisions] == ["Q2", "Q3"]  # by subject id
+    q3 = revisions[1]
+    assert (q3["apres"]["organisme_id"], q3["apres"]["convention_id"]) == (M2, C2)
+    assert (q3["deja_encaisse_cents"], q3["contentieux_transfere"]) == (30000, False)
+    assert revisions[0]["deja_encaisse_cents"] == 0
+    last = decided[-1]
+    assert last[0] == "PaiementEncaissePourCompte" and last[1]["organisme_id"] == M2
+    assert last[1]["solde_restant_cents"] == 195000 - 30000 - 5000
+
+
+async def test_a_to_b_to_a_counts_each_tenure_once() -> None:
+    """Revised to M2, then back to M (an affiliation of the same day, recorded later,
+    wins): each revision counts only the payments of the tenure it ends."""
+    store = await _run(
+        [
+            *START,
+            paiement("P1", "Q3", N, 100),
+            affiliation(N, M2, "2017-01-01"),
+            paiement("P2", "Q3", N, 200),
+            _impaye("Q3"),
+            affiliation(N, M, "2017-01-01"),
+        ],
+        [2, 3, 1],
+    )
+    q3 = [
+        p for t, p in _decisions(store) if t == "EncaissementRevise" and p["cotisation_id"] == "Q3"
+    ]
+    assert [(r["apres"]["organisme_id"], r["deja_encaisse_cents"]) for r in q3] == [
+        (M2, 100),
+        (M, 200),
+    ]
+    assert [r["contentieux_transfere"] for r in q3] == [False, True]
+    assert q3[1]["decision_revisee_id"] != q3[0]["decision_revisee_id"]
+
+
+async def test_facts_that_do_not_overrule_each_other_give_the_same_outcome_in_either_order() -> (
+    None
+):
+    late = [_resiliation(C1, "2017-06-30"), affiliation(N, M2, "2017-08-01")]
+    outcomes = []
+    for facts in (late, late[::-1]):
+        store = await _run([*START, *facts], [100])
+        view = CollectionView()
+        for event in store.events:
+            fold_stored(view, event)
+        outcomes.append(
+            {cid: (s.organisme_id, s.outcome) for cid, s in sorted(view.contributions.items())}
+        )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0]["Q3"][0] == None  # noqa: E711 -- neither M (ended) nor M2 (from August)
+
+
+async def test_a_registry_fact_redelivered_revises_nothing_twice() -> None:
+    records = _records(COLLECTION, [*START, _resiliation(C1, "2017-06-30")])
+    store = MemoryEventStore()
+    handler = BatchHandler(
+        store, lambda view=None: COLLECTION.new_processor(view=view), dict(COLLECTION.inputs)
+    )
+    await handler.catch_up()
+    await handler.handle(records)
+    head = await store.head()
+    report = await handler.handle(records[-1:])  # the same record, delivered again
+    assert report.duplicates == 1 and await store.head() == head
+    assert sum(e.event_type == "EncaissementRevise" for e in store.events) == 1
