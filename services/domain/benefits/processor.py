@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from uuid import UUID
 
 from contracts.inbound import PrestationEspecesDue
-from contracts.outbound import ResultatVersement
+from contracts.outbound import ResultatVersement, VersementRevise
 from services.domain.benefits.revisions import revise_benefit
 from services.domain.benefits.rules import RULES_2017, RuleSet, decide_benefit
 from services.domain.benefits.view import BenefitsView, benefit_stream
 from services.domain.kernel.decider import RegistryAwareProcessor
 from services.domain.kernel.parking import Waiting
-from services.domain.kernel.processing import Emitter, Input, Outcome, decision_id
+from services.domain.kernel.processing import Emitter, Input, Outcome
 from services.domain.kernel.streams import same_content
+from services.domain.kernel.subjects import SubjectState
 
 SERVICE = "benefits"
 
@@ -23,38 +23,26 @@ class BenefitsProcessor(RegistryAwareProcessor[BenefitsView, RuleSet]):
 
     service = SERVICE
 
-    def __init__(
-        self,
-        view: BenefitsView | None = None,
-        rules: RuleSet = RULES_2017,
-        ids: Callable[[UUID, int, str], UUID] = decision_id,
-        rule_sets: Mapping[str, RuleSet] | None = None,
-    ) -> None:
-        super().__init__(view if view is not None else BenefitsView(), rules, ids)
-        self.rule_sets = dict(rule_sets or {RULES_2017.version: RULES_2017})
+    view_type = BenefitsView
+    default_rules = RULES_2017
 
-    def revise(self, emitter: Emitter, subject_id: str, fact: Input) -> None:
-        state = self.view.benefits.get(subject_id)
-        if state is None or state.outcome is None or state.decision_id is None:
-            return  # not decided yet, or decided by its date
-        rules = self.rule_sets.get(str(state.regles_version))
-        if rules is None:
-            return  # decided by a rule set this processor does not know: left as it is
-        revision = revise_benefit(
+    def subject(self, subject_id: str) -> SubjectState | None:
+        return self.view.benefits.get(subject_id)
+
+    def subject_stream(self, subject_id: str) -> str:
+        return benefit_stream(subject_id)
+
+    def revision(
+        self, state: SubjectState, revised: UUID, rules: RuleSet
+    ) -> VersementRevise | None:
+        assert state.outcome is not None
+        return revise_benefit(
             PrestationEspecesDue.model_validate(state.due),
             ResultatVersement.model_validate(state.outcome),
-            decision_revisee_id=UUID(state.decision_id),
+            decision_revisee_id=revised,
             registry=self.view.registry,
             rules=rules,
         )
-        if revision is not None:
-            emitter.decision(
-                benefit_stream(subject_id),
-                revision.event_type,
-                revision.payload,
-                fact,
-                state.correlation_id,
-            )
 
     def process_input(self, emitter: Emitter, message: Input) -> Outcome:
         p = message.payload

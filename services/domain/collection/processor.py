@@ -7,12 +7,11 @@ affiliation, payments and unpaid notices waiting for their contribution).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from uuid import UUID
 
 from contracts.inbound import CotisationDue, CotisationImpayee, PaiementRecu
 from contracts.limits import SUM_MAX
-from contracts.outbound import ResultatEncaissement
+from contracts.outbound import EncaissementRevise, ResultatEncaissement
 from services.domain.collection.revisions import Tenure, revise_contribution
 from services.domain.collection.rules import (
     RULES_2017,
@@ -24,12 +23,13 @@ from services.domain.collection.rules import (
 )
 from services.domain.collection.view import (
     CollectionView,
+    ContributionState,
     contribution_stream,
     waits_for_contribution,
 )
 from services.domain.kernel.decider import RegistryAwareProcessor
 from services.domain.kernel.parking import Waiting
-from services.domain.kernel.processing import Emitter, Input, Outcome, Refusal, decision_id
+from services.domain.kernel.processing import Emitter, Input, Outcome, Refusal
 from services.domain.kernel.streams import same_content
 
 SERVICE = "collection"
@@ -44,39 +44,27 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
 
     service = SERVICE
 
-    def __init__(
-        self,
-        view: CollectionView | None = None,
-        rules: RuleSet = RULES_2017,
-        ids: Callable[[UUID, int, str], UUID] = decision_id,
-        rule_sets: Mapping[str, RuleSet] | None = None,
-    ) -> None:
-        super().__init__(view if view is not None else CollectionView(), rules, ids)
-        self.rule_sets = dict(rule_sets or {RULES_2017.version: RULES_2017})
+    view_type = CollectionView
+    default_rules = RULES_2017
 
-    def revise(self, emitter: Emitter, subject_id: str, fact: Input) -> None:
-        state = self.view.contributions.get(subject_id)
-        if state is None or state.outcome is None or state.decision_id is None:
-            return  # not decided yet, or decided by its dates or category
-        rules = self.rule_sets.get(str(state.regles_version))
-        if rules is None:
-            return  # decided by a rule set this processor does not know: left as it is
-        revision = revise_contribution(
+    def subject(self, subject_id: str) -> ContributionState | None:
+        return self.view.contributions.get(subject_id)
+
+    def subject_stream(self, subject_id: str) -> str:
+        return contribution_stream(subject_id)
+
+    def revision(
+        self, state: ContributionState, revised: UUID, rules: RuleSet
+    ) -> EncaissementRevise | None:
+        assert state.outcome is not None
+        return revise_contribution(
             CotisationDue.model_validate(state.due),
             ResultatEncaissement.model_validate(state.outcome),
-            decision_revisee_id=UUID(state.decision_id),
+            decision_revisee_id=revised,
             registry=self.view.registry,
             rules=rules,
             tenure=Tenure(state.held_cents, state.litigated),
         )
-        if revision is not None:
-            emitter.decision(
-                contribution_stream(subject_id),
-                revision.event_type,
-                revision.payload,
-                fact,
-                state.correlation_id,
-            )
 
     def process_input(self, emitter: Emitter, message: Input) -> Outcome:
         kind, p = message.event_type, message.payload

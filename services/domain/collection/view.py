@@ -12,6 +12,7 @@ from services.domain.collection.revisions import outcome_of
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
 from services.domain.kernel.statekinds import PARKED, field_of
+from services.domain.kernel.subjects import SubjectState, subject_kind
 from services.domain.state import Demand, Entry, Kind
 
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
@@ -35,61 +36,29 @@ def waits_for_contribution(cotisation_id: str) -> str:
 
 
 @dataclass(slots=True)
-class ContributionState:
+class ContributionState(SubjectState):
     """A contribution as recorded: its due, the outcome that stands (its decision's, or its
     latest revision's), the payments recorded on it."""
 
-    due: dict[str, Any]
-    correlation_id: str = ""  # of its CotisationDue: a revision of it carries the same
     organisme_id: str | None = None  # who collects it, when delegated
     faits_retenus: dict[str, Any] | None = None  # what the delegation relied on
     decided: bool = False
     paid_cents: int = 0  # every payment recorded on it, whoever received it
-    decision_id: str | None = None  # the decision or revision that stands
-    outcome: dict[str, Any] | None = None  # its outcome when revisable (ResultatEncaissement)
-    regles_version: str | None = None  # the rule set it was decided with
     held_cents: int = 0  # booked to the organism since that decision (its tenure)
     litigated: bool = False  # litigation entrusted to it since that decision
 
-    def stands(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
+    def decided_by(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
         """A decision or revision now stands for it: a new tenure begins."""
-        self.decided = True
-        self.decision_id = event_id
         result = outcome_of(event_type, payload)
-        self.outcome = None if result is None else result.model_dump(mode="json")
-        self.regles_version = payload["regles_version"]
+        self.stands(event_id, result, payload)
+        self.decided = True
         delegated = result is not None and result.delegated
-        if event_type == "EncaissementRevise":
+        if event_type == COLLECTION_REVISION:
             self.organisme_id = result.organisme_id if result is not None else None
         else:
             self.organisme_id = payload.get("organisme_id")
         self.faits_retenus = payload.get("faits_retenus") if delegated else None
         self.held_cents, self.litigated = 0, False
-
-
-_CONTRIBUTION_FIELDS = (
-    "due",
-    "correlation_id",
-    "organisme_id",
-    "faits_retenus",
-    "decided",
-    "paid_cents",
-    "decision_id",
-    "outcome",
-    "regles_version",
-    "held_cents",
-    "litigated",
-)
-
-
-def _contribution(c: ContributionState) -> Entry:
-    return Entry({name: getattr(c, name) for name in _CONTRIBUTION_FIELDS})
-
-
-def _from_contribution(entry: Entry) -> ContributionState:
-    d = entry.doc
-    assert isinstance(d, dict)
-    return ContributionState(**{name: d[name] for name in _CONTRIBUTION_FIELDS})
 
 
 def _payload(entry: Entry) -> dict[str, Any]:
@@ -106,7 +75,7 @@ class CollectionView(ServiceView):
     """Everything the collection processor reads, folded from the store in order."""
 
     OWN_KINDS: ClassVar[Mapping[str, Kind[Any]]] = {
-        "contributions": Kind(CONTRIBUTION, _contribution, _from_contribution),
+        "contributions": subject_kind(CONTRIBUTION, ContributionState),
         "payments": Kind(PAYMENT, Entry, _payload),
     }
 
@@ -136,7 +105,7 @@ class CollectionView(ServiceView):
             if event_type == "CotisationDue":
                 correlation = str(metadata.get("correlation_id") or event_id)
                 self.contributions[payload["cotisation_id"]] = ContributionState(
-                    due=payload, correlation_id=correlation
+                    payload, correlation
                 )
                 self.subjects.add(payload["nir"], payload["cotisation_id"])
             elif event_type == "PaiementRecu":
@@ -146,9 +115,9 @@ class CollectionView(ServiceView):
             self._park(metadata["causation_id"], payload["motif"])
         elif event_type in CONTRIBUTION_DECISIONS:
             self.parking.settle(metadata["causation_id"])
-            self.contributions[payload["cotisation_id"]].stands(event_id, event_type, payload)
+            self.contributions[payload["cotisation_id"]].decided_by(event_id, event_type, payload)
         elif event_type == COLLECTION_REVISION:  # caused by a registry fact: settles no input
-            self.contributions[payload["cotisation_id"]].stands(event_id, event_type, payload)
+            self.contributions[payload["cotisation_id"]].decided_by(event_id, event_type, payload)
         elif event_type in FOLLOW_UP_DECISIONS:
             self.parking.settle(metadata["causation_id"])
             state = self.contributions[payload["cotisation_id"]]

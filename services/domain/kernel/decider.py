@@ -3,13 +3,15 @@ unblock are decided; each service says how to take its own inputs and its parked
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar, cast
 from uuid import UUID
 
+from contracts.outbound import Decision
 from services.domain.kernel.parking import Waiting
 from services.domain.kernel.processing import Emitter, Input, Outcome, ServiceView, decision_id
 from services.domain.kernel.streams import registry_stream
+from services.domain.kernel.subjects import SubjectState
 from services.domain.registry import REGISTRY_EVENT_TYPES
 
 ViewT = TypeVar("ViewT", bound=ServiceView)
@@ -20,13 +22,23 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
     """A processor over a view that folds the registry and parks inputs waiting for it."""
 
     service: ClassVar[str]
+    view_type: ClassVar[type[ServiceView]]  # built empty: a whole fold
+    default_rules: ClassVar[Any]  # the rule set it decides with unless told
 
     def __init__(
-        self, view: ViewT, rules: RulesT, ids: Callable[[UUID, int, str], UUID] = decision_id
+        self,
+        view: ViewT | None = None,
+        rules: RulesT | None = None,
+        ids: Callable[[UUID, int, str], UUID] = decision_id,
+        rule_sets: Mapping[str, RulesT] | None = None,
     ) -> None:
-        self.view = view
-        self.rules = rules
+        self.view: ViewT = cast(ViewT, self.view_type()) if view is None else view
+        self.rules: RulesT = self.default_rules if rules is None else rules
         self.ids = ids
+        self.rule_sets: dict[str, RulesT] = dict(
+            rule_sets or {self.default_rules.version: self.default_rules}
+        )
+        """Every rule set a decision may name: a revision re-evaluates it with its own."""
         self.revisions_from = 1
         """The store position from which registry facts revise earlier decisions: a store
         recorded before revisions existed is not revised by its replay (set from the store)."""
@@ -52,6 +64,27 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
     def revise(self, emitter: Emitter, subject_id: str, fact: Input) -> None:
         """Record the revision of a decided subject if the registry now gives another
         outcome (nothing when it gives the same, was not decided, or would park)."""
+        state = self.subject(subject_id)
+        if state is None or state.outcome is None or state.decision_id is None:
+            return  # not decided yet, or decided by its dates or category: never revised
+        rules = self.rule_sets.get(str(state.regles_version))
+        if rules is None:
+            return  # decided by a rule set this processor does not know: left as it is
+        revision = self.revision(state, UUID(state.decision_id), rules)
+        if revision is not None:
+            stream = self.subject_stream(subject_id)
+            payload = revision.payload
+            emitter.decision(stream, revision.event_type, payload, fact, state.correlation_id)
+
+    def subject(self, subject_id: str) -> SubjectState | None:
+        """The subject's state, if recorded."""
+        raise NotImplementedError
+
+    def subject_stream(self, subject_id: str) -> str:
+        raise NotImplementedError
+
+    def revision(self, state: Any, revised: UUID, rules: RulesT) -> Decision | None:
+        """The revision of a decided subject on the registry as it now stands, if any."""
         raise NotImplementedError
 
     def process_input(self, emitter: Emitter, message: Input) -> Outcome:

@@ -1,0 +1,52 @@
+"""What both services keep of a subject (a contribution, a benefit): its input, and the
+outcome that stands for it, so that a later registry fact can revise it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, TypeVar
+
+from services.domain.state import Entry, Kind
+
+
+class Revisable(Protocol):
+    """A revisable outcome as the contract carries it (`ResultatEncaissement`, ...)."""
+
+    @property
+    def delegated(self) -> bool: ...
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class SubjectState:
+    """A subject as recorded: its input and the decision or revision that stands."""
+
+    due: dict[str, Any]  # its input's payload, as stored
+    correlation_id: str = ""  # of its input: a revision of it carries the same
+    decision_id: str | None = None  # the decision or revision that stands
+    outcome: dict[str, Any] | None = None  # its outcome, when a registry fact may change it
+    regles_version: str | None = None  # the rule set it was decided with (a revision uses it)
+
+    def stands(self, event_id: str, outcome: Revisable | None, payload: Mapping[str, Any]) -> None:
+        """A decision or revision now stands for it (`outcome`: None if not revisable)."""
+        self.decision_id = event_id
+        self.outcome = None if outcome is None else outcome.model_dump(mode="json")
+        self.regles_version = payload["regles_version"]
+
+
+S = TypeVar("S", bound=SubjectState)
+
+
+def subject_kind(name: str, state: type[S]) -> Kind[S]:
+    """How a subject state is kept: its fields as a JSON object."""
+
+    def encode(value: S) -> Entry:
+        return Entry({f.name: getattr(value, f.name) for f in fields(value)})
+
+    def decode(entry: Entry) -> S:
+        assert isinstance(entry.doc, dict)
+        return state(**entry.doc)
+
+    return Kind(name, encode, decode)
