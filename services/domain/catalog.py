@@ -25,7 +25,7 @@ from services.domain.benefits.view import BenefitsView
 from services.domain.collection import rules as collection_rules
 from services.domain.collection.processor import CollectionProcessor
 from services.domain.collection.view import CollectionView
-from services.domain.kernel.processing import Outcome, Processor, ServiceView, View
+from services.domain.kernel.processing import Outcome, Processor, ServiceView
 
 INPUT_TYPES = topics.INBOUND_EVENT_TYPES
 """Every event type a service records as an input (registry facts included)."""
@@ -42,7 +42,7 @@ class RuledProcessor(Processor, Protocol):
     rules: Any
 
     @property
-    def view(self) -> View: ...
+    def view(self) -> ServiceView: ...
 
     def process(self, message: Any) -> Outcome: ...
 
@@ -83,7 +83,7 @@ class ServiceDescription:
     def input_types(self) -> frozenset[str]:
         return frozenset().union(*self.inputs.values())
 
-    def new_processor(self, rules: Any = None, view: View | None = None) -> RuledProcessor:
+    def new_processor(self, rules: Any = None, view: ServiceView | None = None) -> RuledProcessor:
         """A fresh processor with `rules` (today's by default), folding into `view` if given;
         it revises each decision with the rule set the decision names."""
         return self.processor(

@@ -221,7 +221,7 @@ class BatchHandler:
         self.strikes = strikes  # failures of a record alone before it is isolated
         blank = new_processor()
         self.service = blank.service
-        self.view_type: type[ServiceView] = type(blank.view)  # type: ignore[assignment]
+        self.view_type: type[ServiceView] = type(blank.view)
         self.processor = blank  # the processor of the batch in hand (or the last one)
         self.position = 0  # the store head the last batch committed (or catch_up found)
         self.revisions_from = 1  # read from the store by catch_up

@@ -26,12 +26,6 @@ class BenefitsProcessor(RegistryAwareProcessor[BenefitsView, RuleSet]):
     view_type = BenefitsView
     default_rules = RULES_2017
 
-    def subject(self, subject_id: str) -> SubjectState | None:
-        return self.view.benefits.get(subject_id)
-
-    def subject_stream(self, subject_id: str) -> str:
-        return benefit_stream(subject_id)
-
     def revision(
         self, state: SubjectState, revised: UUID, rules: RuleSet
     ) -> VersementRevise | None:

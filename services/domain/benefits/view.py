@@ -11,9 +11,8 @@ from contracts.topics import BENEFITS_REVISION
 from services.domain.benefits.revisions import outcome_of
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
-from services.domain.kernel.statekinds import field_of
 from services.domain.kernel.subjects import SubjectState, subject_kind
-from services.domain.state import Demand, Kind
+from services.domain.state import Kind
 
 BENEFIT_DECISIONS = frozenset({"VersementDelegue", "VersementDirect", "PrestationNonTraitee"})
 
@@ -35,17 +34,14 @@ class BenefitsView(ServiceView):
 
     benefits: MutableMapping[str, SubjectState] = field(default_factory=dict)
 
-    @classmethod
-    def subject_demand(cls, demand: Demand, subject_id: str) -> None:
-        demand.key(BENEFIT, subject_id)
-        demand.stream(benefit_stream(subject_id))
+    SUBJECT = ("prestation_id", BENEFIT)
 
     @classmethod
-    def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
-        prestation_id = field_of(payload, "prestation_id")
-        if isinstance(prestation_id, str):
-            demand.key(BENEFIT, prestation_id)
-            demand.stream(benefit_stream(prestation_id))
+    def subject_stream(cls, subject_id: str) -> str:
+        return benefit_stream(subject_id)
+
+    def subject(self, subject_id: str) -> SubjectState | None:
+        return self.benefits.get(subject_id)
 
     def fold(
         self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]

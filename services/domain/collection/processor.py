@@ -47,12 +47,6 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
     view_type = CollectionView
     default_rules = RULES_2017
 
-    def subject(self, subject_id: str) -> ContributionState | None:
-        return self.view.contributions.get(subject_id)
-
-    def subject_stream(self, subject_id: str) -> str:
-        return contribution_stream(subject_id)
-
     def revision(
         self, state: ContributionState, revised: UUID, rules: RuleSet
     ) -> EncaissementRevise | None:

@@ -82,18 +82,20 @@ class CollectionView(ServiceView):
     contributions: MutableMapping[str, ContributionState] = field(default_factory=dict)
     payments: MutableMapping[str, dict[str, Any]] = field(default_factory=dict)
 
-    @classmethod
-    def subject_demand(cls, demand: Demand, subject_id: str) -> None:
-        demand.key(CONTRIBUTION, subject_id)
-        demand.stream(contribution_stream(subject_id))
+    SUBJECT = ("cotisation_id", CONTRIBUTION)
 
     @classmethod
-    def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
+    def subject_stream(cls, subject_id: str) -> str:
+        return contribution_stream(subject_id)
+
+    def subject(self, subject_id: str) -> ContributionState | None:
+        return self.contributions.get(subject_id)
+
+    @classmethod
+    def more_demand(cls, demand: Demand, payload: Any) -> None:
         cotisation_id = field_of(payload, "cotisation_id")
-        if isinstance(cotisation_id, str):
-            demand.key(CONTRIBUTION, cotisation_id)
+        if isinstance(cotisation_id, str):  # the follow-ups parked on it
             demand.tag(PARKED, waits_for_contribution(cotisation_id))
-            demand.stream(contribution_stream(cotisation_id))
         paiement_id = field_of(payload, "paiement_id")
         if isinstance(paiement_id, str):
             demand.key(PAYMENT, paiement_id)

@@ -11,7 +11,6 @@ from contracts.outbound import Decision
 from services.domain.kernel.parking import Waiting
 from services.domain.kernel.processing import Emitter, Input, Outcome, ServiceView, decision_id
 from services.domain.kernel.streams import registry_stream
-from services.domain.kernel.subjects import SubjectState
 from services.domain.registry import REGISTRY_EVENT_TYPES
 
 ViewT = TypeVar("ViewT", bound=ServiceView)
@@ -64,7 +63,7 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
     def revise(self, emitter: Emitter, subject_id: str, fact: Input) -> None:
         """Record the revision of a decided subject if the registry now gives another
         outcome (nothing when it gives the same, was not decided, or would park)."""
-        state = self.subject(subject_id)
+        state = self.view.subject(subject_id)
         if state is None or state.outcome is None or state.decision_id is None:
             return  # not decided yet, or decided by its dates or category: never revised
         rules = self.rule_sets.get(str(state.regles_version))
@@ -72,16 +71,9 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             return  # decided by a rule set this processor does not know: left as it is
         revision = self.revision(state, UUID(state.decision_id), rules)
         if revision is not None:
-            stream = self.subject_stream(subject_id)
+            stream = self.view.subject_stream(subject_id)
             payload = revision.payload
             emitter.decision(stream, revision.event_type, payload, fact, state.correlation_id)
-
-    def subject(self, subject_id: str) -> SubjectState | None:
-        """The subject's state, if recorded."""
-        raise NotImplementedError
-
-    def subject_stream(self, subject_id: str) -> str:
-        raise NotImplementedError
 
     def revision(self, state: Any, revised: UUID, rules: RulesT) -> Decision | None:
         """The revision of a decided subject on the registry as it now stands, if any."""

@@ -26,10 +26,12 @@ from services.domain.kernel.statekinds import (
     PARKED_KIND,
     REGISTRY_KINDS,
     SUBJECTS_OF,
+    field_of,
     registry_demand,
     registry_more,
     revision_demand,
 )
+from services.domain.kernel.subjects import SubjectState
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
 from services.domain.state import (
     Change,
@@ -137,32 +139,13 @@ class Outcome:
     duplicate: bool = False  # same content under a new event id: nothing to do
 
 
-class View(Protocol):
-    """A service's fold of its store (`position`: of the last event folded; while an
-    event is being folded, its own)."""
-
-    position: int
-    parking: Parking
-
-    def version(self, stream_id: str) -> int: ...
-
-    def apply(
-        self,
-        stream_id: str,
-        event_id: str,
-        event_type: str,
-        payload: dict[str, Any],
-        metadata: dict[str, Any],
-    ) -> None: ...
-
-
 class Processor(Protocol):
     """A service's decision procedure over its view."""
 
     revisions_from: int  # the store position from which registry facts revise decisions
 
     @property
-    def view(self) -> View: ...
+    def view(self) -> ServiceView: ...
 
     @property
     def service(self) -> str: ...
@@ -170,7 +153,7 @@ class Processor(Protocol):
     def process(self, message: Input) -> Outcome: ...
 
 
-def fold_stored(view: View, event: StoredEvent) -> None:
+def fold_stored(view: ServiceView, event: StoredEvent) -> None:
     """Fold an event read back from the store into a view."""
     view.position = event.position
     view.apply(
@@ -184,7 +167,7 @@ class Emitter:
 
     def __init__(
         self,
-        view: View,
+        view: ServiceView,
         trigger: UUID,
         service: str,
         ids: Callable[[UUID, int, str], UUID] = decision_id,
@@ -240,6 +223,8 @@ class ServiceView:
 
     OWN_KINDS: ClassVar[Mapping[str, Kind[Any]]] = {}
     """The service's own state entries: attribute of the view -> how they are kept."""
+    SUBJECT: ClassVar[tuple[str, str]] = ("", "")
+    """The payload field that names the service's subjects, and the kind they are kept as."""
 
     position: int = 0
     versions: MutableMapping[str, int] = field(default_factory=dict)
@@ -335,11 +320,31 @@ class ServiceView:
 
     @classmethod
     def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
-        """The service's own entries and streams an input or event names."""
+        """The service's own entries and streams an input or event names: its subject, and
+        what `more_demand` adds."""
+        subject_id = field_of(payload, cls.SUBJECT[0])
+        if isinstance(subject_id, str):
+            cls.subject_demand(demand, subject_id)
+        cls.more_demand(demand, payload)
+
+    @classmethod
+    def more_demand(cls, demand: Demand, payload: Any) -> None:
+        """Entries of the service's own an input names beside its subject."""
+
+    @classmethod
+    def subject_stream(cls, subject_id: str) -> str:
+        """The stream of a subject's input and decisions."""
+        raise NotImplementedError
+
+    def subject(self, subject_id: str) -> SubjectState | None:
+        """A subject's state, if recorded."""
+        raise NotImplementedError
 
     @classmethod
     def subject_demand(cls, demand: Demand, subject_id: str) -> None:
-        """What revising one of the service's subjects reads (its entry and stream)."""
+        """What deciding on one of the service's subjects reads: its entry and stream."""
+        demand.key(cls.SUBJECT[1], subject_id)
+        demand.stream(cls.subject_stream(subject_id))
 
     def revision_demand(self, event_type: str, payload: Any) -> Demand:
         """Where the subjects a registry fact may revise are found (read on this view, which
