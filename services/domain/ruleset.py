@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,4 +39,23 @@ def common(nir: str, caisse: str, bases: list[str], rules: RuleSet) -> Common:
         "caisse_de_base": caisse,
         "base_legale": bases,
         "regles_version": rules.version,
+    }
+
+
+class Revised(Common):
+    """The fields a revision takes from the decision the registry now gives: who, under
+    which texts and rule set, on which registry facts."""
+
+    faits_retenus: Any
+
+
+def revised_from(decided: Any) -> Revised:
+    """The common fields of a revision whose new outcome is the decision `decided` (an
+    outbound decision model)."""
+    return {
+        "nir": decided.nir,
+        "caisse_de_base": decided.caisse_de_base,
+        "base_legale": decided.base_legale,
+        "regles_version": decided.regles_version,
+        "faits_retenus": decided.faits_retenus,
     }

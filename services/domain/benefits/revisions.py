@@ -21,6 +21,7 @@ from contracts import outbound as out
 from contracts.inbound import PrestationEspecesDue
 from services.domain.benefits.rules import RuleSet, decide_benefit
 from services.domain.registry import Registry
+from services.domain.ruleset import revised_from
 
 
 def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatVersement | None:
@@ -77,11 +78,7 @@ def revise_benefit(
     if apres == current:
         return None
     return out.VersementRevise(
-        nir=b.nir,
-        caisse_de_base=b.caisse_de_base,
-        base_legale=decided.base_legale,
-        regles_version=rules.version,
-        faits_retenus=decided.faits_retenus,
+        **revised_from(decided),
         prestation_id=b.prestation_id,
         decision_revisee_id=decision_revisee_id,
         avant=current,

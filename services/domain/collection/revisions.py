@@ -27,6 +27,7 @@ from contracts.enums import Motif
 from contracts.inbound import CotisationDue
 from services.domain.collection.rules import Contribution, RuleSet, decide_contribution
 from services.domain.registry import Registry
+from services.domain.ruleset import revised_from
 
 REVISABLE_MOTIFS = frozenset({Motif.ORGANISME_INELIGIBLE.value, Motif.AUCUNE_CONVENTION.value})
 """The motifs of a contribution not delegated on the registry's word (checks 5 and 6); the
@@ -129,11 +130,7 @@ def revise_contribution(
         return None
     kept = tenure if organism_leaves(current, apres) else NO_TENURE
     return out.EncaissementRevise(
-        nir=c.nir,
-        caisse_de_base=c.caisse_de_base,
-        base_legale=decided.base_legale,
-        regles_version=rules.version,
-        faits_retenus=decided.faits_retenus,
+        **revised_from(decided),
         cotisation_id=c.cotisation_id,
         decision_revisee_id=decision_revisee_id,
         avant=current,
