@@ -8,9 +8,12 @@ way, here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
+
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +62,14 @@ def revised_from(decided: Any) -> Revised:
         "regles_version": decided.regles_version,
         "faits_retenus": decided.faits_retenus,
     }
+
+
+Result = TypeVar("Result", bound=BaseModel)
+
+
+def outcome_from(model: type[Result], event_type: str, payload: Mapping[str, Any]) -> Result:
+    """The outcome (`ResultatEncaissement`, `ResultatVersement`) of a decision of
+    `event_type` with this wire payload: each of the outcome's fields as the decision has it,
+    null where it has none (a delegation has no motif, a refusal no organism)."""
+    fields = {name: payload.get(name) for name in model.model_fields if name != "event_type"}
+    return model.model_validate({"event_type": event_type, **fields})

@@ -21,7 +21,7 @@ from contracts import outbound as out
 from contracts.inbound import PrestationEspecesDue
 from services.domain.benefits.rules import RuleSet, decide_benefit
 from services.domain.registry import Registry
-from services.domain.ruleset import revised_from
+from services.domain.ruleset import outcome_from, revised_from
 
 
 def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatVersement | None:
@@ -31,31 +31,13 @@ def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatVerse
     A revision stands for its `apres`: a later fact revises the latest outcome."""
     if event_type == "VersementRevise":
         return out.ResultatVersement.model_validate(payload["apres"])
-    if event_type == "VersementDelegue":
-        return out.ResultatVersement(
-            event_type=event_type,
-            organisme_id=payload["organisme_id"],
-            convention_id=payload["convention_id"],
-            motif=None,
-        )
-    if event_type == "VersementDirect":
-        return out.ResultatVersement(
-            event_type=event_type, organisme_id=None, convention_id=None, motif=payload["motif"]
-        )
+    if event_type in ("VersementDelegue", "VersementDirect"):
+        return outcome_from(out.ResultatVersement, event_type, payload)
     return None
 
 
 def _outcome(decision: out.VersementDelegue | out.VersementDirect) -> out.ResultatVersement:
-    if isinstance(decision, out.VersementDelegue):
-        return out.ResultatVersement(
-            event_type=decision.event_type,
-            organisme_id=decision.organisme_id,
-            convention_id=decision.convention_id,
-            motif=None,
-        )
-    return out.ResultatVersement(
-        event_type=decision.event_type, organisme_id=None, convention_id=None, motif=decision.motif
-    )
+    return outcome_from(out.ResultatVersement, decision.event_type, decision.payload)
 
 
 def revise_benefit(

@@ -27,7 +27,7 @@ from contracts.enums import Motif
 from contracts.inbound import CotisationDue
 from services.domain.collection.rules import Contribution, RuleSet, decide_contribution
 from services.domain.registry import Registry
-from services.domain.ruleset import revised_from
+from services.domain.ruleset import outcome_from, revised_from
 
 REVISABLE_MOTIFS = frozenset({Motif.ORGANISME_INELIGIBLE.value, Motif.AUCUNE_CONVENTION.value})
 """The motifs of a contribution not delegated on the registry's word (checks 5 and 6); the
@@ -54,43 +54,17 @@ def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatEncai
     A revision stands for its `apres`: a later fact revises the latest outcome."""
     if event_type == "EncaissementRevise":
         return out.ResultatEncaissement.model_validate(payload["apres"])
-    if event_type == "EncaissementDelegue":
-        return out.ResultatEncaissement(
-            event_type=event_type,
-            organisme_id=payload["organisme_id"],
-            convention_id=payload["convention_id"],
-            motif=None,
-            recouvreur=None,
-        )
-    if event_type == "EncaissementNonDelegue" and payload["motif"] in REVISABLE_MOTIFS:
-        return out.ResultatEncaissement(
-            event_type=event_type,
-            organisme_id=None,
-            convention_id=None,
-            motif=payload["motif"],
-            recouvreur=payload["recouvreur"],
-        )
+    if event_type == "EncaissementDelegue" or (
+        event_type == "EncaissementNonDelegue" and payload["motif"] in REVISABLE_MOTIFS
+    ):
+        return outcome_from(out.ResultatEncaissement, event_type, payload)
     return None
 
 
 def _outcome(
     decision: out.EncaissementDelegue | out.EncaissementNonDelegue,
 ) -> out.ResultatEncaissement:
-    if isinstance(decision, out.EncaissementDelegue):
-        return out.ResultatEncaissement(
-            event_type=decision.event_type,
-            organisme_id=decision.organisme_id,
-            convention_id=decision.convention_id,
-            motif=None,
-            recouvreur=None,
-        )
-    return out.ResultatEncaissement(
-        event_type=decision.event_type,
-        organisme_id=None,
-        convention_id=None,
-        motif=decision.motif,
-        recouvreur=decision.recouvreur,
-    )
+    return outcome_from(out.ResultatEncaissement, decision.event_type, decision.payload)
 
 
 def revisable(current: out.ResultatEncaissement) -> bool:
