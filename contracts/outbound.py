@@ -253,6 +253,13 @@ class ResultatVersement(_Resultat):
     event_type: Literal["VersementDelegue", "VersementDirect"]
 
 
+def _changes_the_outcome(revision: "EncaissementRevise | VersementRevise") -> Any:
+    """A revision's validator: it changes the outcome (``avant`` and ``apres`` differ)."""
+    if revision.avant == revision.apres:
+        raise _outcome_error("a revision changes the outcome: avant and apres are equal")
+    return revision
+
+
 class EncaissementRevise(Decision):
     """A later registry fact changed who collects the contribution: ``apres`` supersedes
     ``avant``, the outcome of the decision (or revision) ``decision_revisee_id``.
@@ -271,10 +278,10 @@ class EncaissementRevise(Decision):
     deja_encaisse_cents: TotalCents
     contentieux_transfere: Flag
 
+    _a_change = model_validator(mode="after")(_changes_the_outcome)
+
     @model_validator(mode="after")
-    def _a_change(self) -> Self:
-        if self.avant == self.apres:
-            raise _outcome_error("a revision changes the outcome: avant and apres are equal")
+    def _tenure(self) -> Self:
         leaving = self.avant.delegated and self.avant.organisme_id != self.apres.organisme_id
         if not leaving and (self.deja_encaisse_cents or self.contentieux_transfere):
             raise PydanticCustomError(
@@ -296,11 +303,7 @@ class VersementRevise(Decision):
     nature: Nature
     montant_cents: Cents
 
-    @model_validator(mode="after")
-    def _a_change(self) -> Self:
-        if self.avant == self.apres:
-            raise _outcome_error("a revision changes the outcome: avant and apres are equal")
-        return self
+    _a_change = model_validator(mode="after")(_changes_the_outcome)
 
 
 OutboundPayload = (
