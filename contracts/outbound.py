@@ -11,7 +11,7 @@ decision it supersedes and the outcome before and after (:class:`ResultatEncaiss
 :class:`ResultatVersement`); the decision itself stays in the record.
 """
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from uuid import UUID
 
 from pydantic import Field, Strict, model_validator
@@ -199,57 +199,65 @@ def _outcome_error(what: str) -> PydanticCustomError:
     return PydanticCustomError("outcome_fields", what)
 
 
-def _check_outcome(
-    delegated: bool, organisme_id: str | None, convention_id: str | None, motif: Motif | None
-) -> None:
-    """An outcome names an organism and a convention when delegated, a motif otherwise."""
-    if delegated and (organisme_id is None or convention_id is None or motif is not None):
-        raise _outcome_error("a delegated outcome has organisme_id and convention_id, no motif")
-    if not delegated and (organisme_id is not None or convention_id is not None or motif is None):
-        raise _outcome_error("an outcome not delegated has a motif, no organism nor convention")
+class _Resultat(WireModel):
+    """An outcome as a revision compares it: delegated to ``organisme_id`` under
+    ``convention_id`` (the event type ``DELEGATED``), or not for ``motif``. Its subclasses
+    name the event types of one service and keep these fields in this order on the wire."""
+
+    DELEGATED: ClassVar[str]
+
+    event_type: str
+    organisme_id: Code | None
+    convention_id: Code | None
+    motif: Motif | None
+
+    @property
+    def delegated(self) -> bool:
+        return self.event_type == self.DELEGATED
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """An outcome names an organism and a convention when delegated, a motif otherwise."""
+        named = (self.organisme_id is not None, self.convention_id is not None)
+        if self.delegated and (not all(named) or self.motif is not None):
+            raise _outcome_error("a delegated outcome has organisme_id and convention_id, no motif")
+        if not self.delegated and (any(named) or self.motif is None):
+            raise _outcome_error("an outcome not delegated has a motif, no organism nor convention")
+        return self
 
 
-class ResultatEncaissement(WireModel):
+class ResultatEncaissement(_Resultat):
     """Who collects a contribution, as a revision compares it (fields null where they do not
     apply): delegated to ``organisme_id`` under ``convention_id``, or not delegated for
     ``motif``, collected by ``recouvreur``. Every field is always present on the wire."""
 
+    DELEGATED: ClassVar[str] = "EncaissementDelegue"
+
     event_type: Literal["EncaissementDelegue", "EncaissementNonDelegue"]
-    organisme_id: Code | None
-    convention_id: Code | None
-    motif: Motif | None
     recouvreur: Recouvreur | None
 
-    @property
-    def delegated(self) -> bool:
-        return self.event_type == "EncaissementDelegue"
-
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        _check_outcome(self.delegated, self.organisme_id, self.convention_id, self.motif)
+    def _no_recouvreur_when_delegated(self) -> Self:
         if self.delegated and self.recouvreur is not None:
             raise _outcome_error("a delegated outcome has no recouvreur")
         return self
 
 
-class ResultatVersement(WireModel):
+class ResultatVersement(_Resultat):
     """Who pays a cash benefit, as a revision compares it: the organism under
     ``convention_id`` (``VersementDelegue``), or the caisse de base itself for ``motif``
     (``VersementDirect``). Every field is always present on the wire."""
 
+    DELEGATED: ClassVar[str] = "VersementDelegue"
+
     event_type: Literal["VersementDelegue", "VersementDirect"]
-    organisme_id: Code | None
-    convention_id: Code | None
-    motif: Motif | None
 
-    @property
-    def delegated(self) -> bool:
-        return self.event_type == "VersementDelegue"
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        _check_outcome(self.delegated, self.organisme_id, self.convention_id, self.motif)
-        return self
+def _changes_the_outcome(revision: "EncaissementRevise | VersementRevise") -> Any:
+    """A revision's validator: it changes the outcome (``avant`` and ``apres`` differ)."""
+    if revision.avant == revision.apres:
+        raise _outcome_error("a revision changes the outcome: avant and apres are equal")
+    return revision
 
 
 class EncaissementRevise(Decision):
@@ -270,10 +278,10 @@ class EncaissementRevise(Decision):
     deja_encaisse_cents: TotalCents
     contentieux_transfere: Flag
 
+    _a_change = model_validator(mode="after")(_changes_the_outcome)
+
     @model_validator(mode="after")
-    def _a_change(self) -> Self:
-        if self.avant == self.apres:
-            raise _outcome_error("a revision changes the outcome: avant and apres are equal")
+    def _tenure(self) -> Self:
         leaving = self.avant.delegated and self.avant.organisme_id != self.apres.organisme_id
         if not leaving and (self.deja_encaisse_cents or self.contentieux_transfere):
             raise PydanticCustomError(
@@ -295,11 +303,7 @@ class VersementRevise(Decision):
     nature: Nature
     montant_cents: Cents
 
-    @model_validator(mode="after")
-    def _a_change(self) -> Self:
-        if self.avant == self.apres:
-            raise _outcome_error("a revision changes the outcome: avant and apres are equal")
-        return self
+    _a_change = model_validator(mode="after")(_changes_the_outcome)
 
 
 OutboundPayload = (

@@ -114,26 +114,25 @@ _CODE_SCHEMA: Final = {
 }
 
 
+def _string(check: Callable[[object], object], schema: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a ``str`` a contract string: strict, passed by `check`, at most the
+    ``maxLength`` of its JSON Schema `schema` (which it is published as)."""
+    return (
+        Strict(),
+        BeforeValidator(check),
+        Field(max_length=schema["maxLength"]),
+        WithJsonSchema(schema),
+    )
+
+
 def _array_schema(items: dict[str, Any]) -> WithJsonSchema:
     return WithJsonSchema({"type": "array", "items": items, "minItems": 1, "maxItems": LIST_MAX})
 
 
-Texte = Annotated[
-    str,
-    Strict(),
-    BeforeValidator(_text),
-    Field(max_length=TEXT_MAX),
-    WithJsonSchema(_TEXT_SCHEMA),
-]
+Texte = Annotated[str, *_string(_text, _TEXT_SCHEMA)]
 """Free text (a name, a legal reference): non-blank, no control characters, ≤ 200 characters."""
 
-Code = Annotated[
-    str,
-    Strict(),
-    BeforeValidator(_code),
-    Field(max_length=ID_MAX),
-    WithJsonSchema(_CODE_SCHEMA),
-]
+Code = Annotated[str, *_string(_code, _CODE_SCHEMA)]
 """An identifier or code (``COT-2017-000123``, ``PL-IDF``): 1 to 64 characters, no outer
 spaces, no control characters."""
 

@@ -11,11 +11,16 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from services.domain import catalog
 from services.tools.audit import commands, statecmd
 from services.tools.audit.options import CommandError
+
+Adder = Callable[[argparse.ArgumentParser], object]
+"""Adds options to a subcommand's parser."""
 
 
 def _instant(text: str, *, end: bool = False) -> datetime:
@@ -73,150 +78,19 @@ def _selection(parser: argparse.ArgumentParser, *, subject: bool = True) -> None
         )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `replay`, `audit` and `projections` to the `mandat` command line."""
-    actions = _group(sub, "replay", "re-run the rules over the record; republish it")
-    verify = _action(
-        actions,
-        "verify",
-        "recompute every recorded decision and compare, byte for byte",
-        commands.verify,
-        _common,
-        _selection,
-    )
-    _show(verify, 20, "mismatches")
-    what_if = _action(
-        actions,
-        "what-if",
-        "the decisions the current rules would take differently",
-        commands.what_if,
-        _common,
-        _selection,
-    )
-    what_if.add_argument(
-        "--rules",
-        metavar="MODULE:NAME",
-        help="a candidate RuleSet instead of the current one (needs --service)",
-    )
-    _show(what_if, 50, "changes")
-    again = _action(
-        actions,
-        "republish",
-        "re-emit stored events to the audit topic, marked as a replay",
-        commands.republish_cmd,
-        _common,
-        _selection,
-    )
-    again.add_argument("--topic", help="target topic (default: settings, rsi.audit.replay.v1)")
-    again.add_argument(
-        "--include-inputs",
-        action="store_true",
-        help="inputs and registry facts too, not only decisions",
-    )
-    again.add_argument("--replay-id", help="the replay_id header (default: a new uuid)")
-    _kafka(again)
+def _show(default: int, what: str) -> Adder:
+    """`--show N`: how many `what` the text output prints (`default` of them)."""
 
-    audits = _group(sub, "audit", "the hash chain, a subject's trail")
-    _action(
-        audits,
-        "chain",
-        "verify the hash chain; report the first break; "
-        "with --public-key, the store against its signed anchors",
-        commands.chain,
-        _common,
-        _anchors_options,
-    )
-    _action(
-        audits,
-        "trail",
-        "every input, decision, registry fact relied on, legal basis and "
-        "rule-set version about a subject, in order",
-        commands.trail_cmd,
-        _subject,
-        _common,
-        _as_of,
-    )
-    _trust_commands(audits)
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--show",
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"{what} printed per service (all with --json)",
+        )
 
-    rejection_actions = _group(sub, "rejections", "records the services refused")
-    redrive = _action(
-        rejection_actions,
-        "redrive",
-        "submit rejected records again, after a fix (each decided or rejected "
-        "again exactly once, with its provenance)",
-        commands.redrive_cmd,
-        _common,
-    )
-    redrive.add_argument(
-        "--kind",
-        choices=("processing_error", "contract", "all"),
-        default="processing_error",
-        help="which rejections (default: processing_error, the records a bug isolated)",
-    )
-    redrive.add_argument(
-        "--id", action="append", default=[], metavar="UUID", help="only this rejection (repeatable)"
-    )
-    _positions(redrive)
-    redrive.add_argument("--dry-run", action="store_true", help="list, send nothing")
-    _kafka(redrive)
-
-    decision_state = _group(sub, "state", "the decision state the services read by key")
-    catch_up = _action(
-        decision_state,
-        "catch-up",
-        "fold the events the state does not reflect yet (a store migrated or bulk-loaded)",
-        statecmd.catch_up_cmd,
-        _common,
-    )
-    catch_up.add_argument(
-        "--from-zero", action="store_true", help="forget the state and fold every event again"
-    )
-
-    kinds = _group(sub, "projections", "balances folded from the record")
-    rebuild = _action(
-        kinds,
-        "rebuild",
-        "fold the projections again from position 0 and compare with live",
-        commands.rebuild_cmd,
-        _common,
-    )
-    rebuild.add_argument(
-        "--repair",
-        action="store_true",
-        help="replace live rows that differ by the rebuilt ones (admin)",
-    )
-
-
-def _group(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """The command `name`, whose subcommands (its actions) are added to what it returns."""
-    return sub.add_parser(name, help=summary).add_subparsers(dest="action", required=True)
-
-
-def _action(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    summary: str,
-    impl: Callable[[argparse.Namespace], Awaitable[int]],
-    *options: Callable[[argparse.ArgumentParser], None],
-) -> argparse.ArgumentParser:
-    """The subcommand `name` of `actions`, running `impl`, with `options` added in order."""
-    parser = actions.add_parser(name, help=summary)
-    for add in options:
-        add(parser)
-    parser.set_defaults(func=_run, command_impl=impl)
-    return parser
-
-
-def _show(parser: argparse.ArgumentParser, default: int, what: str) -> None:
-    parser.add_argument(
-        "--show",
-        type=int,
-        default=default,
-        metavar="N",
-        help=f"{what} printed per service (all with --json)",
-    )
+    return add
 
 
 def _subject(parser: argparse.ArgumentParser) -> None:
@@ -253,85 +127,248 @@ def _anchors_topic(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchors-topic", help="(default: settings, rsi.audit.ancrages.v1)")
 
 
-def _anchors_options(parser: argparse.ArgumentParser, *, key_required: bool = False) -> None:
+def _anchors_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--public-key",
         action="append",
         default=[],
         metavar="FILE",
-        required=key_required,
         help="the anchors' public key (PEM; repeatable, e.g. across a key "
-        "rotation)" + ("" if key_required else "; checks the store against its signed anchors"),
+        "rotation); checks the store against its signed anchors",
     )
     _anchors_topic(parser)
     _kafka(parser)
 
 
-def _trust_commands(audits: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`audit keygen`, `anchor`, `prove`, `consistency`, `check-proof` (docs/trust.md)."""
-    keygen = _action(
-        audits,
-        "keygen",
-        "a new anchor key pair: FILE (private, 0600) and FILE.pub (public)",
-        commands.keygen_cmd,
-    )
-    keygen.add_argument("--out", required=True, metavar="FILE")
+def _argument(*names: str, **spec: Any) -> Adder:
+    """One argument as data, `parser.add_argument(*names, **spec)`, for `_COMMANDS`."""
+    return lambda parser: parser.add_argument(*names, **spec)
 
-    anchor = _action(
-        audits,
-        "anchor",
-        "sign and publish an anchor of each store now",
-        commands.anchor_cmd,
-        _common,
-    )
-    anchor.add_argument("--key", required=True, metavar="FILE", help="the private key (PEM)")
-    _anchors_topic(anchor)
-    _kafka(anchor)
 
-    prove = _action(
-        audits,
-        "prove",
-        "a subject's events with Merkle inclusion proofs under the latest signed "
-        "anchor (JSON on stdout: `> proof.json`)",
-        commands.prove_cmd,
-        _subject,
-        _common,
-        _anchors_options,
-    )
-    prove.add_argument(
-        "--extends",
-        type=int,
-        metavar="SIZE",
-        help="add a consistency proof from the anchor of this size",
-    )
+@dataclass(frozen=True)
+class _Action:
+    """A subcommand: its name, its help, what it runs, its options in `--help` order."""
 
-    consistency = _action(
-        audits,
-        "consistency",
-        "a consistency proof that the latest anchor (or --to-size) extends "
-        "the anchor of --from-size (JSON on stdout, checked by check-proof)",
-        commands.consistency_cmd,
-        _common,
-        _anchors_options,
-    )
-    consistency.add_argument("--from-size", type=int, required=True, metavar="SIZE")
-    consistency.add_argument("--to-size", type=int, metavar="SIZE")
+    name: str
+    summary: str
+    impl: Callable[[argparse.Namespace], Awaitable[int]]
+    options: tuple[Adder, ...] = ()
 
-    check = _action(
-        audits,
-        "check-proof",
-        "verify a proof with the public key alone (no database, no Kafka)",
-        commands.check_proof_cmd,
-    )
-    check.add_argument("proof", help="the proof file (- for stdin)")
-    check.add_argument(
-        "--public-key",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="the anchors' public key (PEM; repeatable)",
-    )
-    check.add_argument("--json", action="store_true", help="machine-readable output")
+
+_COMMANDS: tuple[tuple[str, str, tuple[_Action, ...]], ...] = (
+    (
+        "replay",
+        "re-run the rules over the record; republish it",
+        (
+            _Action(
+                "verify",
+                "recompute every recorded decision and compare, byte for byte",
+                commands.verify,
+                (_common, _selection, _show(20, "mismatches")),
+            ),
+            _Action(
+                "what-if",
+                "the decisions the current rules would take differently",
+                commands.what_if,
+                (
+                    _common,
+                    _selection,
+                    _argument(
+                        "--rules",
+                        metavar="MODULE:NAME",
+                        help="a candidate RuleSet instead of the current one (needs --service)",
+                    ),
+                    _show(50, "changes"),
+                ),
+            ),
+            _Action(
+                "republish",
+                "re-emit stored events to the audit topic, marked as a replay",
+                commands.republish_cmd,
+                (
+                    _common,
+                    _selection,
+                    _argument(
+                        "--topic", help="target topic (default: settings, rsi.audit.replay.v1)"
+                    ),
+                    _argument(
+                        "--include-inputs",
+                        action="store_true",
+                        help="inputs and registry facts too, not only decisions",
+                    ),
+                    _argument("--replay-id", help="the replay_id header (default: a new uuid)"),
+                    _kafka,
+                ),
+            ),
+        ),
+    ),
+    (
+        "audit",
+        "the hash chain, a subject's trail",
+        (
+            _Action(
+                "chain",
+                "verify the hash chain; report the first break; "
+                "with --public-key, the store against its signed anchors",
+                commands.chain,
+                (_common, _anchors_options),
+            ),
+            _Action(
+                "trail",
+                "every input, decision, registry fact relied on, legal basis and "
+                "rule-set version about a subject, in order",
+                commands.trail_cmd,
+                (_subject, _common, _as_of),
+            ),
+            # the trust commands (docs/trust.md)
+            _Action(
+                "keygen",
+                "a new anchor key pair: FILE (private, 0600) and FILE.pub (public)",
+                commands.keygen_cmd,
+                (_argument("--out", required=True, metavar="FILE"),),
+            ),
+            _Action(
+                "anchor",
+                "sign and publish an anchor of each store now",
+                commands.anchor_cmd,
+                (
+                    _common,
+                    _argument("--key", required=True, metavar="FILE", help="the private key (PEM)"),
+                    _anchors_topic,
+                    _kafka,
+                ),
+            ),
+            _Action(
+                "prove",
+                "a subject's events with Merkle inclusion proofs under the latest signed "
+                "anchor (JSON on stdout: `> proof.json`)",
+                commands.prove_cmd,
+                (
+                    _subject,
+                    _common,
+                    _anchors_options,
+                    _argument(
+                        "--extends",
+                        type=int,
+                        metavar="SIZE",
+                        help="add a consistency proof from the anchor of this size",
+                    ),
+                ),
+            ),
+            _Action(
+                "consistency",
+                "a consistency proof that the latest anchor (or --to-size) extends "
+                "the anchor of --from-size (JSON on stdout, checked by check-proof)",
+                commands.consistency_cmd,
+                (
+                    _common,
+                    _anchors_options,
+                    _argument("--from-size", type=int, required=True, metavar="SIZE"),
+                    _argument("--to-size", type=int, metavar="SIZE"),
+                ),
+            ),
+            _Action(
+                "check-proof",
+                "verify a proof with the public key alone (no database, no Kafka)",
+                commands.check_proof_cmd,
+                (
+                    _argument("proof", help="the proof file (- for stdin)"),
+                    _argument(
+                        "--public-key",
+                        action="append",
+                        required=True,
+                        metavar="FILE",
+                        help="the anchors' public key (PEM; repeatable)",
+                    ),
+                    _argument("--json", action="store_true", help="machine-readable output"),
+                ),
+            ),
+        ),
+    ),
+    (
+        "rejections",
+        "records the services refused",
+        (
+            _Action(
+                "redrive",
+                "submit rejected records again, after a fix (each decided or rejected "
+                "again exactly once, with its provenance)",
+                commands.redrive_cmd,
+                (
+                    _common,
+                    _argument(
+                        "--kind",
+                        choices=("processing_error", "contract", "all"),
+                        default="processing_error",
+                        help="which rejections (default: processing_error, the records a bug "
+                        "isolated)",
+                    ),
+                    _argument(
+                        "--id",
+                        action="append",
+                        default=[],
+                        metavar="UUID",
+                        help="only this rejection (repeatable)",
+                    ),
+                    _positions,
+                    _argument("--dry-run", action="store_true", help="list, send nothing"),
+                    _kafka,
+                ),
+            ),
+        ),
+    ),
+    (
+        "state",
+        "the decision state the services read by key",
+        (
+            _Action(
+                "catch-up",
+                "fold the events the state does not reflect yet (a store migrated or bulk-loaded)",
+                statecmd.catch_up_cmd,
+                (
+                    _common,
+                    _argument(
+                        "--from-zero",
+                        action="store_true",
+                        help="forget the state and fold every event again",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
+        "projections",
+        "balances folded from the record",
+        (
+            _Action(
+                "rebuild",
+                "fold the projections again from position 0 and compare with live",
+                commands.rebuild_cmd,
+                (
+                    _common,
+                    _argument(
+                        "--repair",
+                        action="store_true",
+                        help="replace live rows that differ by the rebuilt ones (admin)",
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+"""The commands the audit adds, in order, each with its actions (subcommands)."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `replay`, `audit`, `rejections`, `state` and `projections` to the `mandat` command
+    line, as `_COMMANDS` lists them."""
+    for name, summary, actions in _COMMANDS:
+        group = sub.add_parser(name, help=summary).add_subparsers(dest="action", required=True)
+        for action in actions:
+            parser = group.add_parser(action.name, help=action.summary)
+            for add in action.options:
+                add(parser)
+            parser.set_defaults(func=_run, command_impl=action.impl)
 
 
 def _run(args: argparse.Namespace) -> int:
