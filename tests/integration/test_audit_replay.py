@@ -161,7 +161,7 @@ async def test_an_altered_decision_is_caught_at_its_position_with_a_diff(
     assert chain["benefits"]["ok"]
 
 
-async def test_a_registry_fact_recorded_after_a_decision_does_not_change_its_replay(
+async def test_a_registry_fact_recorded_after_a_decision_revises_it_and_replay_agrees(
     stores: Stores, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # retroactively: NIR_A moves to an organism without a convention, and the convention
@@ -176,10 +176,18 @@ async def test_a_registry_fact_recorded_after_a_decision_does_not_change_its_rep
     stores.feeder.message(*due("COT-A-2017-BIS", NIR_A, 2017, 1000))
     await stores.feeder.flush()
     events = await stores.collection.read_all(0, 10_000)
-    decided = {
-        e.payload["cotisation_id"]: e for e in events if e.event_type.startswith("Encaissement")
-    }
-    assert decided[stores.sample.delegated].event_type == "EncaissementDelegue"
+    decisions = ("EncaissementDelegue", "EncaissementNonDelegue")
+    decided = {e.payload["cotisation_id"]: e for e in events if e.event_type in decisions}
+    first = decided[stores.sample.delegated]
+    assert first.event_type == "EncaissementDelegue"  # on record as it was taken
+    [revision] = [
+        e
+        for e in events
+        if e.event_type == "EncaissementRevise"
+        and e.payload["cotisation_id"] == stores.sample.delegated
+    ]
+    assert revision.payload["decision_revisee_id"] == str(first.event_id)
+    assert revision.payload["apres"]["motif"] == "AUCUNE_CONVENTION"
     assert decided["COT-A-2017-BIS"].payload["motif"] == "AUCUNE_CONVENTION"  # they count now
 
     code, out = await mandat(capsys, "replay", "verify", *stores.argv, "--json")
