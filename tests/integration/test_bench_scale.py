@@ -31,10 +31,13 @@ async def _filled_store_replays(bootstrap: str, dsn: str) -> None:
     try:
         filled = await scale.fill(s, dsn, await scale.template(), size=SIZE, nirs=NIRS)
         assert SIZE <= filled["stored_events"] <= SIZE + 4 and filled["disk_bytes"] > 0
+        assert filled["state_disk_bytes"] > 0
         pool = await create_pool(dsn, schema, max_size=1, as_service_role=False)
         try:
             store = EventStore(pool, schema)
             assert await store.head() == filled["stored_events"]
+            async with store.transaction() as tx:  # its decision state is the fold of it all
+                assert await tx.state_position() == filled["stored_events"]
             assert (await store.verify_chain()).ok
             summary = await replay(store, scale.KIND.service)
             assert summary.ok, summary

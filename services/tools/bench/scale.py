@@ -366,8 +366,10 @@ async def fill(
     conn = await asyncpg.connect(dsn)
     try:
         await held.save(conn, schema, head)
-        disk = await conn.fetchval(
-            "SELECT pg_total_relation_size(format('%I.events', $1::text)::regclass)", schema
+        disk, state_disk = await conn.fetchrow(
+            "SELECT pg_total_relation_size(format('%I.events', $1::text)::regclass),"
+            " pg_total_relation_size(format('%I.decision_state', $1::text)::regclass)",
+            schema,
         )
     finally:
         await conn.close()
@@ -378,6 +380,7 @@ async def fill(
         "events_per_second": round(head / seconds, 1) if seconds else None,
         "state_seconds": round(state_seconds, 2),
         "disk_bytes": int(disk),
+        "state_disk_bytes": int(state_disk),
     }
 
 
@@ -713,16 +716,17 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['events']:,} contributions over {r['run_nirs']:,} NIRs, then {r['rate']:,.0f}/s "
         f"for {r['latency_seconds']:g} s; RSS of {r['memory_of']}",
         "",
-        f"{'stored':>10} {'fill s':>7} {'state s':>7} {'disk MiB':>9} {'ready s':>8} "
-        f"{'RSS rdy':>8} {'RSS aft':>8} {'svc ev/s':>9} {'raw ev/s':>9} {'ratio':>6} "
-        f"{'cpu ms/in':>9} {'med ms':>7} {'p99 ms':>7} {'max ms':>7} {'×RSS':>6} {'×thr':>6} "
-        f"{'×p99':>6}",
+        f"{'stored':>10} {'fill s':>7} {'state s':>7} {'disk MiB':>9} {'state MiB':>9} "
+        f"{'ready s':>8} {'RSS rdy':>8} {'RSS aft':>8} {'svc ev/s':>9} {'raw ev/s':>9} "
+        f"{'ratio':>6} {'cpu ms/in':>9} {'med ms':>7} {'p99 ms':>7} {'max ms':>7} {'×RSS':>6} "
+        f"{'×thr':>6} {'×p99':>6}",
     ]
     for row in r["rows"]:
         fl, sv, lt, x = row["fill"], row["service"], row["latency"], row["ratios"]
         lines.append(
             f"{fl['stored_events']:>10,} {fl['seconds']:>7.1f} {fl['state_seconds']:>7.1f} "
-            f"{fl['disk_bytes'] / 2**20:>9,.0f} {row['ready_seconds']:>8.2f} "
+            f"{fl['disk_bytes'] / 2**20:>9,.0f} {fl['state_disk_bytes'] / 2**20:>9,.0f} "
+            f"{row['ready_seconds']:>8.2f} "
             f"{row['rss_ready_kib'] / 1024:>8,.0f} {row['rss_after_kib'] / 1024:>8,.0f} "
             f"{_num(sv['events_per_second']):>9} "
             f"{_num(row['passthrough']['events_per_second']):>9} {_num(row['ratio'], 3):>6} "

@@ -386,3 +386,31 @@ async def test_a_registry_fact_redelivered_revises_nothing_twice() -> None:
     report = await handler.handle(records[-1:])  # the same record, delivered again
     assert report.duplicates == 1 and await store.head() == head
     assert sum(e.event_type == "EncaissementRevise" for e in store.events) == 1
+
+
+async def test_a_revision_that_would_wait_for_an_organism_happens_when_it_is_declared() -> None:
+    """N is affiliated from 2017-01-01 to M3, not declared yet: judging Q3 again would
+    park, so its delegation to M stands; declaring M3 (which holds a convention) revises it."""
+    store = await _run(
+        [
+            *START,
+            convention("C3", "OC-M3", du="2017-01-01"),
+            affiliation(N, "OC-M3", "2017-01-01"),
+            organisme("OC-M3"),
+        ],
+        [1] * 20,
+    )
+    decided = _decisions(store)
+    revisions = [p for t, p in decided if t == "EncaissementRevise"]
+    assert [(r["cotisation_id"], r["apres"]["organisme_id"]) for r in revisions] == [
+        ("Q2", "OC-M3"),
+        ("Q3", "OC-M3"),
+    ]
+    [declared] = [
+        e for e in store.events if e.payload.get("nom") and e.payload["organisme_id"] == "OC-M3"
+    ]
+    assert all(
+        e.metadata["causation_id"] == str(declared.event_id)
+        for e in store.events
+        if e.event_type == "EncaissementRevise"
+    )
