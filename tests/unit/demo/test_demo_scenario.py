@@ -315,7 +315,7 @@ def test_late_registry_facts_revise_decided_inputs_then_inputs_follow(
     assert {k: v for k, v in resent.items() if k != "caisses_de_base"} == {
         k: v for k, v in first.items() if k != "caisses_de_base"
     }
-    earlier = {}
+    earlier: dict[str, dict[str, Any]] = {}
     for d in on_time:
         if d["event_type"] == "AffiliationEnregistree":
             earlier.setdefault(d["payload"]["nir"], d["payload"])

@@ -20,12 +20,11 @@ OUTPUTS = {
 }
 
 
-def _decision(
-    event_type: str, cause: str | None, *, event_id: str | None = None, **payload: Any
-) -> bytes:
+def _decision(event_type: str, cause: str | None, **payload: Any) -> bytes:
+    """A decision caused by `cause`; `event_id=...` among the fields is its event id."""
     document = {"event_type": event_type, "causation_id": cause, "payload": payload}
-    if event_id is not None:
-        document["event_id"] = event_id
+    if "event_id" in payload:
+        document["event_id"] = payload.pop("event_id")
     return json.dumps(document).encode()
 
 
