@@ -71,6 +71,12 @@ def _check_figures(summary: Summary, scenario: Scenario) -> None:
     directly = sum(v for _n, v in summary.versements_directs.values())
     assert on_behalf + directly == paid
     assert on_behalf > 0 and directly > 0
+    # phase 4: registry facts recorded late revise decisions of both services; the
+    # revisions settle no input (every input is decided once, above) and are counted apart
+    for service, revision in ((COLLECTION, "EncaissementRevise"), (BENEFITS, "VersementRevise")):
+        assert summary.revisions[service][0] >= 1
+        assert c(service, revision) == summary.revisions[service][0]
+    assert sum(summary.moves.values()) == sum(n for n, _v in summary.revisions.values())
     held = sum(v for _n, v in summary.reversements.values())
     assert held == sum(
         v

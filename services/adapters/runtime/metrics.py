@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from contracts.topics import REVISIONS
 from services.adapters.runtime.handler import BatchReport, Record
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -22,8 +23,18 @@ class ServiceMetrics:
             "mandat_inputs_total", "Inputs recorded, by event type", "event_type"
         ).labels
         self.decisions = counter(
-            "mandat_decisions_total", "Decisions recorded", "event_type", "motif"
+            "mandat_decisions_total",
+            "Decisions recorded, revisions included (EncaissementRevise, VersementRevise: "
+            "their motif label is empty, the motif is in their before and after outcomes)",
+            "event_type",
+            "motif",
         )
+        self.revisions = counter(
+            "mandat_revisions_total",
+            "Earlier decisions revised by a registry fact recorded late, by revision type "
+            "(also counted in mandat_decisions_total)",
+            "event_type",
+        ).labels
         self.rejections = counter(
             "mandat_rejections_total", "Messages rejected, by field", "reason"
         )
@@ -97,6 +108,8 @@ class ServiceMetrics:
             self.inputs(event_type).inc(n)
         for (event_type, motif), n in report.decisions.items():
             self.decisions.labels(event_type, motif).inc(n)
+            if event_type in REVISIONS:
+                self.revisions(event_type).inc(n)
         for reason, n in report.rejected.items():
             self.rejections.labels(reason).inc(n)
         self.duplicates.inc(report.duplicates)

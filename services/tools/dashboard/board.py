@@ -5,6 +5,12 @@ snapshot. A message seen twice (the relay publishes at least once) counts once, 
 `event_id`. "Currently parked" = inputs with a `DecisionEnAttente` and no final decision yet
 (both carry the input's `event_id` as `causation_id`).
 
+A revision (`EncaissementRevise`, `VersementRevise`) settles no input: its `causation_id` is
+the registry fact that caused it. It is counted per type, apart from the final decisions, and
+read for what operations need from it: which organism a subject moved from and to
+(`avant` → `apres`; none = not delegated), and what the outgoing organism already collected
+for the caisse de base (`deja_encaisse_cents`), which it now owes it.
+
 Whatever a record holds, feeding it never raises (:meth:`Board.ingest`): a value is parsed
 only when it is at most :data:`MAX_VALUE` bytes, by orjson (which refuses nesting deeper
 than 1,024 levels instead of recursing), and only scalar fields are read from it; a
@@ -27,12 +33,14 @@ from typing import Any, Final, Literal
 import orjson
 
 from contracts import topics
+from contracts.outbound import EncaissementRevise, VersementRevise
 from contracts.parsing import ContractError, parse_outbound
 from services.domain import catalog
 from services.tools.dashboard.shown import shown
 
 SERVICES = tuple(catalog.SERVICES)
 PARKED = topics.PARKED
+REVISIONS = topics.REVISIONS
 DECISION_ORDER = {name: service.decision_order for name, service in catalog.SERVICES.items()}
 """Display order of decision types (unknown types come after, alphabetically)."""
 
@@ -42,8 +50,10 @@ AMOUNT_FIELD = {
     "ContentieuxDelegue": "restant_du_cents",
     "VersementDelegue": "montant_cents",
     "VersementDirect": "montant_cents",
+    "EncaissementRevise": "deja_encaisse_cents",
 }
-"""The amount a decision type carries (in euro cents), if any."""
+"""The amount a decision type carries (in euro cents), if any: for a revision of a
+contribution, what the organism leaving had collected for the caisse (it owes it)."""
 
 ORGANISM_COLUMN = {
     "EncaissementDelegue": "delegated",
@@ -61,6 +71,10 @@ MAX_ROWS: Final = 200
 """Distinct (decision type, motif) rows kept per service; further ones are lumped."""
 MAX_ORGANISMS: Final = 5000
 """Distinct (organism, caisse) lines kept; further ones are lumped."""
+MAX_MOVES: Final = 5000
+"""Distinct (service, from, to) moves of revisions kept; further ones are lumped."""
+NOT_DELEGATED: Final = ""
+"""A revision's side that names no organism (not delegated, paid by the caisse itself)."""
 OTHER: Final = "(other)"
 ID_KEPT: Final = 128
 """Characters of an id kept to recognise a duplicate (contract ids are at most 64)."""
@@ -105,6 +119,26 @@ class OrganismLine:
     cents: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
+class OwedLine:
+    """What an organism that stopped collecting owes a caisse de base, from revisions."""
+
+    revisions: int = 0
+    cents: int = 0  # deja_encaisse_cents: collected for the caisse in its tenure
+    litigation: int = 0  # revisions whose litigation had been entrusted to it
+
+
+@dataclass(frozen=True)
+class _Move:
+    """What the board reads of a revision: who handled the subject before and after."""
+
+    before: str  # organism, or NOT_DELEGATED
+    after: str
+    collects: bool  # a contribution's (the organism leaving may owe the caisse), not a benefit's
+    held_cents: int  # deja_encaisse_cents
+    litigation: bool  # contentieux_transfere
+
+
 @dataclass(frozen=True)
 class _Decision:
     """What the board reads of a decision: scalars only, already bounded and masked."""
@@ -118,6 +152,7 @@ class _Decision:
     cause: str  # the input it decides (kept to pair a parked input with its decision)
     sujet_id: object  # as it came: shaped only for a parked input
     occurred_at: object
+    move: _Move | None = None  # for a revision
 
 
 class Board:
@@ -131,6 +166,8 @@ class Board:
         self.direct_cents: Counter[str] = Counter()  # per caisse de base: paid by itself
         self.parked: dict[str, Parked] = {}
         self.decided: set[str] = set()  # causation ids with a final decision
+        self.moves: Counter[tuple[str, str, str]] = Counter()  # (service, from, to) -> n
+        self.owed: dict[tuple[str, str], OwedLine] = {}  # (outgoing organism, caisse)
         self.seen: set[str] = set()
         self.rejections: deque[Rejection] = deque(maxlen=max_rejections)
         self.rejected: Counter[str] = Counter()
@@ -198,6 +235,9 @@ class Board:
             line.cents[column] += d.cents
         elif d.event_type == "VersementDirect":
             self.direct_cents[d.caisse] += d.cents
+        if d.move is not None:
+            self._count_move(service, d.move, d.caisse)
+            return  # caused by a registry fact: it settles no input, and unparks none
         key = f"{service}:{d.cause}"
         if d.event_type == PARKED:
             if key not in self.decided:
@@ -214,6 +254,22 @@ class Board:
         else:
             self.decided.add(key)
             self.parked.pop(key, None)
+
+    def _count_move(self, service: str, move: _Move, caisse: str) -> None:
+        """A revision: the move it makes, and what the organism leaving owes the caisse."""
+        moved = (service, move.before, move.after)
+        if moved not in self.moves and len(self.moves) >= MAX_MOVES:
+            moved = (service, OTHER, OTHER)
+        self.moves[moved] += 1
+        if not move.collects or move.before in (NOT_DELEGATED, move.after):
+            return  # a benefit, or no organism leaves: nothing is owed
+        where = (move.before, caisse)
+        if where not in self.owed and len(self.owed) >= MAX_ORGANISMS:
+            where = (OTHER, OTHER)
+        line = self.owed.setdefault(where, OwedLine())
+        line.revisions += 1
+        line.cents += move.held_cents
+        line.litigation += move.litigation
 
     def on_rejection(
         self, service: str, headers: Headers, value: bytes | None, timestamp_ms: int | None = None
@@ -275,7 +331,10 @@ class Board:
                     }
                     for t, m in rows
                 ],
-                "final": sum(n for (t, _), n in counts.items() if t != PARKED),
+                "final": sum(
+                    n for (t, _), n in counts.items() if t != PARKED and t not in REVISIONS
+                ),
+                "revisions": sum(n for (t, _), n in counts.items() if t in REVISIONS),
                 "parked_events": sum(n for (t, _), n in counts.items() if t == PARKED),
                 "parked_now": sum(1 for p in self.parked.values() if p.service == s),
                 "rejected": self.rejected[s],
@@ -293,8 +352,24 @@ class Board:
         parked = heapq.nsmallest(
             self.max_parked_listed, self.parked.values(), key=lambda p: (p.since, p.sujet_id)
         )
+        moves = [
+            {"service": s, "from": b or None, "to": a or None, "count": n}
+            for (s, b, a), n in sorted(self.moves.items())
+        ]
+        owed = [
+            {
+                "organisme_id": o,
+                "caisse_de_base": c,
+                "revisions": line.revisions,
+                "cents": line.cents,
+                "litigation": line.litigation,
+            }
+            for (o, c), line in sorted(self.owed.items())
+        ]
         totals = {
             "decisions": sum(v["final"] for v in services.values()),
+            "revisions": sum(v["revisions"] for v in services.values()),
+            "owed_cents": sum(line.cents for line in self.owed.values()),
             "parked_now": len(self.parked),
             "parked_events": sum(v["parked_events"] for v in services.values()),
             "rejected": sum(self.rejected.values()),
@@ -311,6 +386,8 @@ class Board:
             "totals": totals,
             "services": services,
             "organisms": organisms,
+            "moves": moves,
+            "owed": owed,
             "direct": [
                 {"caisse_de_base": c, "cents": n} for c, n in sorted(self.direct_cents.items())
             ],
@@ -395,6 +472,24 @@ def _read_decision(value: bytes | None) -> _Decision | None:
         cause=_kept_id(decision.causation_id) or _kept_id(sujet_id) or event_id,
         sujet_id=sujet_id,
         occurred_at=decision.occurred_at.isoformat(),
+        move=_move(payload),
+    )
+
+
+def _move(payload: object) -> _Move | None:
+    """What a revision moves (None for any other decision)."""
+    if isinstance(payload, EncaissementRevise):
+        held, litigation = payload.deja_encaisse_cents, payload.contentieux_transfere
+    elif isinstance(payload, VersementRevise):
+        held, litigation = 0, False
+    else:
+        return None
+    return _Move(
+        before=_label(payload.avant.organisme_id, NOT_DELEGATED),
+        after=_label(payload.apres.organisme_id, NOT_DELEGATED),
+        collects=isinstance(payload, EncaissementRevise),
+        held_cents=held,
+        litigation=litigation,
     )
 
 

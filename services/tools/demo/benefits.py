@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from services.tools.demo.figures import (
     CATEGORIES,
@@ -88,11 +88,24 @@ def _add_benefit(b: Builder, person: Person, nature: str) -> None:
     start, end = active
     fait = start + timedelta(days=rng.randint(0, max(0, (end - start).days)))
     days, montant = _amount(rng, person, nature, fait.year)
-    periode = (
-        {"debut": fait.isoformat(), "fin": (fait + timedelta(days=days - 1)).isoformat()}
-        if days
-        else None
-    )
+    periode = (fait, fait + timedelta(days=days - 1)) if days else None
+    declared = fait + timedelta(days=rng.randint(2, 20))
+    doc, subject = benefit_envelope(b, person, nature, fait, periode, montant, declared)
+    parks = person.late and fait.year >= 2017
+    b.add(declared, b.message(PRESTATIONS, person.nir, doc, subject=subject, parks=parks))
+
+
+def benefit_envelope(
+    b: Builder,
+    person: Person,
+    nature: str,
+    fait: date,
+    periode: tuple[date, date] | None,
+    montant: int,
+    declared: date,
+) -> tuple[dict[str, Any], str]:
+    """The envelope of a PrestationEspecesDue of `person` declared on `declared`, and its
+    subject (the benefit's id without the run tag)."""
     prestation_id = b.t(b.next_id("PRE", 6, fait.year))
     payload = {
         "prestation_id": prestation_id,
@@ -101,15 +114,14 @@ def _add_benefit(b: Builder, person: Person, nature: str) -> None:
         "caisse_de_base": person.caisse,
         "nature": nature,
         "fait_generateur_le": fait.isoformat(),
-        "periode": periode,
+        "periode": {"debut": periode[0].isoformat(), "fin": periode[1].isoformat()}
+        if periode
+        else None,
         "montant_cents": montant,
     }
-    declared = fait + timedelta(days=rng.randint(2, 20))
     source = f"caisse-de-base/{person.caisse}"
     doc = b.envelope("PrestationEspecesDue", payload, declared, source, prestation_id)
-    parks = person.late and fait.year >= 2017
-    subject = b.local(prestation_id)
-    b.add(declared, b.message(PRESTATIONS, person.nir, doc, subject=subject, parks=parks))
+    return doc, b.local(prestation_id)
 
 
 def _amount(rng: random.Random, person: Person, nature: str, year: int) -> tuple[int, int]:

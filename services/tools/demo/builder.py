@@ -15,6 +15,7 @@ from contracts.messages import wire_bytes, wire_envelope
 from services.tools.demo.benefits import COMBOS, add_benefits
 from services.tools.demo.breaches import add_breaches
 from services.tools.demo.disorder import add_duplicates_and_conflicts, add_out_of_order_payments
+from services.tools.demo.late import add_late_facts
 from services.tools.demo.model import INPUT, Message, Scenario
 from services.tools.demo.people import FORCED_COUNT, Person, add_person
 from services.tools.demo.registry import affiliate, declare_registry
@@ -47,6 +48,8 @@ class Builder:
     nirs: set[str] = field(default_factory=set)
     registry: list[Message] = field(default_factory=list)
     late: list[Message] = field(default_factory=list)
+    revising: list[Message] = field(default_factory=list)  # phase 4: late registry facts
+    follow_ups: list[Message] = field(default_factory=list)  # phase 5: inputs after them
     by_category: dict[tuple[str, bool, bool], list[Person]] = field(default_factory=dict)
     feed: list[Entry] = field(default_factory=list)
 
@@ -66,8 +69,15 @@ class Builder:
         add_breaches(self)
         for person in self.people:
             affiliate(self, person)
+        add_late_facts(self)
         ordered = sorted(self.feed, key=lambda e: (e.when, e.order))
-        messages = (*self.registry, *(e.message for e in ordered), *self.late)
+        messages = (
+            *self.registry,
+            *(e.message for e in ordered),
+            *self.late,
+            *self.revising,
+            *self.follow_ups,
+        )
         return Scenario(self.size, self.seed, self.tag, messages)
 
     def add(self, when: date, message: Message) -> None:

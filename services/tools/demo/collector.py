@@ -1,5 +1,9 @@
 """What came out of the services: decisions and rejections, matched to the scenario's
-messages by causation id (decisions) or by source topic, partition and offset (rejections)."""
+messages by causation id (decisions) or by source topic, partition and offset (rejections).
+
+A revision (`EncaissementRevise`, `VersementRevise`) is caused by a registry fact, not by an
+input: it settles nothing and is kept apart (:attr:`Collector.revisions`), with the index of
+the message that caused it, to be checked and counted by the summary."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from contracts.topics import REVISIONS
 from services.tools.demo.model import DUPLICATE, Message, Scenario
 
 PENDING: Final = "DecisionEnAttente"
@@ -35,6 +40,8 @@ class Collector:
     final: dict[Slot, list[dict[str, Any]]] = field(default_factory=dict)
     pending: dict[Slot, list[dict[str, Any]]] = field(default_factory=dict)
     rejected: dict[Slot, dict[str, str]] = field(default_factory=dict)
+    revisions: list[tuple[Slot, dict[str, Any]]] = field(default_factory=list)  # by its cause
+    decision_ids: set[str] = field(default_factory=set)  # event ids of this run's outputs
     unmatched: list[tuple[str, Origin, dict[str, str]]] = field(default_factory=list)
     foreign: int = 0  # outputs of other runs or other producers (ignored)
     received: int = 0  # outputs of this run
@@ -88,8 +95,11 @@ class Collector:
             self.foreign += 1
             return
         self.received += 1
+        self.decision_ids.add(str(document.get("event_id")))
         slot = (service, index)
-        if document.get("event_type") == PENDING:
+        if document.get("event_type") in REVISIONS:
+            self.revisions.append((slot, document))  # settles no input
+        elif document.get("event_type") == PENDING:
             self.pending.setdefault(slot, []).append(document)
             self.untouched.discard(slot)
         else:

@@ -74,6 +74,7 @@ def _add_contribution(
         b.t(b.next_id("COT", 6, year)),
         person.late and person.categorie == "PROFESSION_LIBERALE" and year == 2017,
     )
+    person.cotisations.append((call.cotisation_id, debut))
     exigible = debut + timedelta(days=35)
     payload = {
         "cotisation_id": call.cotisation_id,

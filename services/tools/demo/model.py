@@ -42,7 +42,8 @@ class Message:
     topic: str  # role: "referentiel" | "cotisations" | "prestations"
     key: bytes | None
     value: bytes
-    phase: int = 2  # 1 registry, 2 contributions and benefits, 3 late registry facts
+    phase: int = 2  # 1 registry, 2 contributions and benefits, 3 late affiliations (of
+    # parked inputs), 4 late registry facts (revising decisions), 5 inputs after them
     kind: str = INPUT  # FACT, INPUT, DUPLICATE, RESEND, CONFLICT or BREACH
     event_id: str | None = None
     event_type: str | None = None

@@ -7,7 +7,7 @@ the size; the others are drawn. Each person's contributions are added as the per
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -78,6 +78,7 @@ class Person:
     revenus: dict[int, int]  # income per year, cents
     change: tuple[date, str] | None = None  # a new affiliation during the period
     late: bool = False  # affiliations published after the contributions and benefits
+    cotisations: list[tuple[str, date]] = field(default_factory=list)  # (tagged id, debut)
 
     def actif(self, debut: date, fin: date) -> tuple[date, date] | None:
         """The part of [debut, fin] when the person is active, if any."""
@@ -85,14 +86,14 @@ class Person:
         return (start, end) if start <= end else None
 
 
-def _organisms(categorie: str) -> dict[str, int]:
+def organisms_of(categorie: str) -> dict[str, int]:
     return _PL_ORGANISMS if categorie == "PROFESSION_LIBERALE" else _AC_ORGANISMS
 
 
 def _traits(rng: random.Random) -> tuple[str, str, bool, str, bool, bool]:
     """categorie, organism, female, region, semestriel, changes organism: drawn."""
     categorie = rng.choices(CATEGORIES, (50, 25, 25))[0]
-    weights = _organisms(categorie)
+    weights = organisms_of(categorie)
     organisme = rng.choices(list(weights), list(weights.values()))[0]
     female = rng.random() < 0.45
     region = rng.choices(REGIONS, REGION_WEIGHTS)[0]
@@ -157,7 +158,7 @@ def add_person(b: Builder) -> None:
         index, nir, female, categorie, caisse, organisme, mode, debut, fin, semestriel, revenus
     )
     if changes:
-        others = [o for o in _organisms(categorie) if o != organisme]
+        others = [o for o in organisms_of(categorie) if o != organisme]
         when = date(rng.choice((2016, 2017, 2017, 2018)), rng.choice((4, 7, 10)), 1)
         if when > debut + timedelta(days=60) and (fin is None or when < fin):
             person.change = (when, rng.choice(others))

@@ -146,8 +146,9 @@ class Player:
             self.progress.update(label, sent, len(batch))
         self.progress.finish(label, sent, len(batch))
 
-    async def wait_registry(self) -> bool:
-        """Until both services' groups committed the registry topic up to its end."""
+    async def wait_registry(self, label: str = "registry recorded") -> bool:
+        """Until both services' groups committed the registry topic up to its end (the
+        services commit a record's offset once what it caused is in their store)."""
         ends = await self._ends(self.topics[REFERENTIEL])
         total = sum(ends[tp] - self.registry_start.get(tp, 0) for tp in ends)
         groups = (self.settings.collection_group, self.settings.benefits_group)
@@ -158,7 +159,7 @@ class Player:
                 done = min(done, await self._committed(group, ends))
             return done
 
-        return await self._until("registry recorded", total, recorded, pause=0.2)
+        return await self._until(label, total, recorded, pause=0.2)
 
     async def _committed(self, group: str, ends: dict[TopicPartition, int]) -> int:
         """Registry messages of this run that `group` committed."""
@@ -180,6 +181,19 @@ class Player:
             return total - self.collector.outstanding(phase, parked_counts=parked_counts)
 
         return await self._until(label, total, answered, pause=0.1)
+
+    async def drain(self) -> bool:
+        """Until every output published so far is read: called once the last inputs are
+        decided, it lets the revisions recorded before them (published before them, in
+        store order, but maybe on other partitions) reach the collector."""
+        outputs = [tp for t in self.collector.outputs for tp in self._partitions(t)]
+        ends = await self.consumer.end_offsets(outputs)
+
+        async def read() -> int:
+            positions = [await self.consumer.position(tp) for tp in outputs]
+            return sum(p >= ends[tp] for tp, p in zip(outputs, positions, strict=True))
+
+        return await self._until("reading the revisions", len(outputs), read, pause=0.1)
 
     async def _until(
         self, label: str, total: int, done: Callable[[], Awaitable[int]], *, pause: float

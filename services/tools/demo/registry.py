@@ -7,7 +7,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Final
 
 from services.tools.demo.model import FACT, REFERENTIEL
-from services.tools.demo.registry_data import CONVENTIONS, ORGANISMS
+from services.tools.demo.registry_data import CONVENTIONS, ORGANISMS, Convention
 
 if TYPE_CHECKING:
     from services.tools.demo.builder import Builder
@@ -27,17 +27,14 @@ def declare_registry(b: Builder) -> None:
         }
         _declare(b, "OrganismeDeclare", payload, date(2016, 12, 1), organisme_id, o.organisme_id)
     for c in CONVENTIONS:
-        convention_id = b.t(c.convention_id)
-        payload = {
-            "convention_id": convention_id,
-            "organisme_id": b.t(c.organisme_id),
-            "objet": c.objet,
-            "caisses_de_base": list(c.caisses_de_base),
-            "effet_du": c.effet_du.isoformat(),
-            "effet_au": c.effet_au.isoformat() if c.effet_au else None,
-        }
+        payload = conclusion(b, c)
         _declare(
-            b, "ConventionConclue", payload, date(2016, 12, 15), convention_id, c.convention_id
+            b,
+            "ConventionConclue",
+            payload,
+            date(2016, 12, 15),
+            payload["convention_id"],
+            c.convention_id,
         )
     for c in CONVENTIONS:
         if c.resiliee_au is None:
@@ -45,6 +42,18 @@ def declare_registry(b: Builder) -> None:
         convention_id = b.t(c.convention_id)
         payload = {"convention_id": convention_id, "effet_au": c.resiliee_au.isoformat()}
         _declare(b, "ConventionResiliee", payload, c.resiliee_au, convention_id, c.convention_id)
+
+
+def conclusion(b: Builder, c: Convention) -> dict[str, Any]:
+    """The payload of the ConventionConclue of `c`."""
+    return {
+        "convention_id": b.t(c.convention_id),
+        "organisme_id": b.t(c.organisme_id),
+        "objet": c.objet,
+        "caisses_de_base": list(c.caisses_de_base),
+        "effet_du": c.effet_du.isoformat(),
+        "effet_au": c.effet_au.isoformat() if c.effet_au else None,
+    }
 
 
 def _declare(
@@ -55,9 +64,16 @@ def _declare(
 
 
 def affiliation(
-    b: Builder, person: Person, organisme: str, mode: str, effet_du: date
+    b: Builder,
+    person: Person,
+    organisme: str,
+    mode: str,
+    effet_du: date,
+    *,
+    recorded: date | None = None,
 ) -> dict[str, Any]:
-    """The envelope of an AffiliationEnregistree of `person` to `organisme` (untagged)."""
+    """The envelope of an AffiliationEnregistree of `person` to `organisme` (untagged),
+    recorded on `recorded` (default: the day it takes effect)."""
     payload = {
         "nir": person.nir,
         "organisme_id": b.t(organisme),
@@ -65,7 +81,11 @@ def affiliation(
         "effet_du": effet_du.isoformat(),
     }
     return b.envelope(
-        "AffiliationEnregistree", payload, effet_du, f"caisse-de-base/{person.caisse}", None
+        "AffiliationEnregistree",
+        payload,
+        recorded or effet_du,
+        f"caisse-de-base/{person.caisse}",
+        None,
     )
 
 

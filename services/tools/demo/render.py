@@ -26,9 +26,11 @@ _WITH_AMOUNT: Final = frozenset(
         "ContentieuxDelegue",
         "VersementDelegue",
         "VersementDirect",
+        "EncaissementRevise",
     }
 )
 
+_NONE: Final = "(not delegated)"
 Add = Callable[[str], None]
 
 
@@ -52,6 +54,7 @@ def render(summary: Summary) -> str:
     )
     _decisions(add, s)
     _money(add, s)
+    _revisions(add, s)
     _parked(add, s)
     _rejected(add, s)
     _completeness(add, s)
@@ -100,6 +103,26 @@ def _money(add: Add, s: Summary) -> None:
     for caisse, (n, cents) in sorted(s.versements_directs.items()):
         add(f"  {caisse:<10} {n:>8,} {euros(cents):>18}")
     _none_if_empty(add, s.versements_directs)
+
+
+def _revisions(add: Add, s: Summary) -> None:
+    """Revisions by service, who moved from which organism to which, and what each
+    organism leaving owes the caisses (deja_encaisse_cents)."""
+    add("")
+    add("Revisions (late registry facts), and the money moved (deja_encaisse_cents)")
+    for service in SERVICES:
+        n, cents = s.revisions.get(service, [0, 0])
+        moved = f"  {euros(cents)} moved" if service == COLLECTION else ""
+        add(f"  {service:<11} {n:>6,} revisions{moved}")
+    for (service, before, after), n in s.moves.items():
+        moved = f"{before or _NONE:<16} -> {after or _NONE:<16}"
+        add(f"    {service:<11} {moved} {n:>6,}")
+    _pairs(
+        add,
+        s,
+        "Owed by organisms leaving a contribution (EncaissementRevise: collected for the caisse)",
+        {(o, ""): v for o, v in s.owed.items()},
+    )
 
 
 def _pairs(add: Add, s: Summary, title: str, table: dict[tuple[str, str], Tally]) -> None:

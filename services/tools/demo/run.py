@@ -1,14 +1,18 @@
 """`mandat run`: feed a scenario to both services as an upstream agency would, wait for every
 decision and rejection, and summarise what was decided.
 
-Publication is in three phases, so that the outcome depends on the seed only (never on how
+Publication is in five phases, so that the outcome depends on the seed only (never on how
 Kafka interleaves topics): 1 the registry, then a wait until both services' consumer groups
 have committed it; 2 contributions, payments, unpaid notices and benefits (with the
 breaches and duplicates), then a wait until each got a decision, a rejection or a
 `DecisionEnAttente`; 3 the affiliations published late, then a wait until every input got its
-final decision (or its rejection). Decisions and rejections are read from the end offsets of
-the output topics taken before feeding, and matched to this run's inputs by causation id
-(decisions) or by source topic, partition and offset (rejections).
+final decision (or its rejection) and the registry is recorded; 4 registry facts recorded
+late, which revise decisions, then a wait until they are recorded; 5 a few inputs after
+them, then a wait until they are decided and every output published before is read (the
+revisions: they settle no input, so nothing else says when they are all out). Decisions
+and rejections are read from the end offsets of the output topics taken before feeding,
+and matched to this run's inputs by causation id (decisions) or by source topic, partition
+and offset (rejections).
 
 The parts live in sibling modules: `progress` (the progress bar), `player` (the Kafka side:
 feeding and waiting), `collector` (matching outputs to inputs), `summarise` (the figures),
@@ -136,4 +140,16 @@ async def _phases(player: Player, settings: ServiceSettings) -> list[str]:
         notes.append("timed out before every input was decided or parked")
     await player.feed(3, "feeding late affiliations")
     await player.wait_outcomes(3, parked_counts=False, label="deciding parked ones")
+    if not await player.wait_registry("late affiliations recorded"):
+        notes.append("the late affiliations were not recorded in time")
+        return notes
+    await player.feed(4, "feeding late registry facts")
+    if not await player.wait_registry("late facts recorded"):
+        notes.append("the late registry facts were not recorded in time: revisions may be missing")
+        return notes
+    await player.feed(5, "feeding inputs after the revisions")
+    if not await player.wait_outcomes(5, parked_counts=False, label="deciding them"):
+        return notes  # what is missing is listed
+    if not await player.drain():
+        notes.append("timed out reading the outputs: revisions may be missing")
     return notes

@@ -7,9 +7,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from contracts.topics import REVISIONS
 from services.tools.demo.collector import Collector
-from services.tools.demo.model import INPUT, REJECTED_KINDS, SERVICES, Message, Scenario
-from services.tools.demo.summary import Summary, Tally
+from services.tools.demo.model import FACT, INPUT, REJECTED_KINDS, SERVICES, Message, Scenario
+from services.tools.demo.summary import Move, Summary, Tally
 
 AMOUNT_FIELDS: Final = ("montant_cents", "restant_du_cents")
 _NIR_KEY: Final = re.compile(r"(NIR key is) \d+, expected \d+")
@@ -44,10 +45,14 @@ class _Tallies:
     directs: defaultdict[str, Tally] = field(default_factory=_tally)
 
     def add(self, service: str, document: dict[str, Any]) -> None:
-        """Count one decision of `service`."""
+        """Count one decision of `service` (a revision's amount: what the organism leaving
+        had collected for the caisse, `deja_encaisse_cents`)."""
         payload = document.get("payload") or {}
         event_type = str(document.get("event_type"))
-        amount = _amount(payload) or 0
+        if event_type in REVISIONS:
+            amount = int(payload.get("deja_encaisse_cents") or 0)
+        else:
+            amount = _amount(payload) or 0
         key = (event_type, str(payload.get("motif") or ""))
         rows = [self.decisions[service].setdefault(key, [0, 0])]
         money = self._money(event_type, payload)
@@ -81,6 +86,7 @@ def summarise(
     unexpected: list[str] = []
     parked = _parked(collector, tallies)
     decided = _decided(scenario, collector, tallies, unexpected)
+    revisions = _revised(scenario, collector, tallies, unexpected)
     rejected = _rejected(scenario, collector, unexpected)
     still = Counter(
         s
@@ -100,6 +106,9 @@ def summarise(
         versements_delegues=dict(tallies.delegues),
         versements_directs=dict(tallies.directs),
         decided=dict(decided),
+        revisions=revisions.by_service,
+        moves=dict(sorted(revisions.moves.items())),
+        owed=dict(sorted(revisions.owed.items())),
         parked={s: dict(sorted(c.items())) for s, c in parked.items()},
         still_parked=dict(still),
         rejected={s: dict(sorted(c.items())) for s, c in rejected.items()},
@@ -141,6 +150,49 @@ def _decided(
         if len(documents) > 1:
             unexpected.append(f"{service} decided {_describe(message)} {len(documents)} times")
     return decided
+
+
+@dataclass
+class _Revisions:
+    """Revisions by service ([count, cents moved]), moves (service, from, to; "" = not
+    delegated), and what each organism leaving owes its caisse ([revisions, cents])."""
+
+    by_service: dict[str, Tally] = field(default_factory=lambda: {s: [0, 0] for s in SERVICES})
+    moves: Counter[Move] = field(default_factory=Counter)
+    owed: defaultdict[str, Tally] = field(default_factory=_tally)
+
+
+def _revised(
+    scenario: Scenario, collector: Collector, tallies: _Tallies, unexpected: list[str]
+) -> _Revisions:
+    """Revisions counted apart from the inputs decided: each must be caused by a registry
+    fact of this run and supersede a decision (or revision) of this run."""
+    found = _Revisions()
+    seen: set[str] = set()
+    for (service, index), document in collector.revisions:
+        message, payload = scenario.messages[index], document.get("payload") or {}
+        event_id = str(document.get("event_id"))
+        if event_id in seen:
+            unexpected.append(f"{service} published revision {event_id} twice")
+            continue
+        seen.add(event_id)
+        if message.kind != FACT:
+            unexpected.append(f"{service} revised on {_describe(message)} ({message.kind})")
+        if str(payload.get("decision_revisee_id")) not in collector.decision_ids:
+            unexpected.append(f"{service} revised a decision not seen: {_describe(message)}")
+        tallies.add(service, document)
+        held = int(payload.get("deja_encaisse_cents") or 0)
+        tally = found.by_service[service]
+        tally[0], tally[1] = tally[0] + 1, tally[1] + held
+        before, after = (
+            scenario.local(str((payload.get(side) or {}).get("organisme_id") or ""))
+            for side in ("avant", "apres")
+        )
+        found.moves[(service, before, after)] += 1
+        if held or payload.get("contentieux_transfere"):
+            owed = found.owed[before]
+            owed[0], owed[1] = owed[0] + 1, owed[1] + held
+    return found
 
 
 def _rejected(

@@ -9,6 +9,7 @@ from typing import Any
 from services.tools.demo.render import render
 
 Tally = list[int]  # [count, cents]
+Move = tuple[str, str, str]  # (service, organism before, organism after; "" = none)
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Summary:
     versements_delegues: dict[tuple[str, str], Tally]  # (organism, caisse) -> [n, cents]
     versements_directs: dict[str, Tally]  # caisse -> [count, cents]
     decided: dict[str, int]  # inputs with their final decision, by service
+    revisions: dict[str, Tally]  # service -> [revisions, deja_encaisse_cents moved]
+    moves: dict[Move, int]  # revisions by (service, from, to)
+    owed: dict[str, Tally]  # organism leaving -> [revisions, cents it owes its caisses]
     parked: dict[str, dict[str, int]]  # service -> motif -> inputs parked on their way
     still_parked: dict[str, int]
     rejected: dict[str, dict[str, int]]  # service -> reason -> count
@@ -70,6 +74,14 @@ class Summary:
             "benefits_paid_on_behalf": _by_pair(self.versements_delegues),
             "benefits_paid_directly": _by_one(self.versements_directs),
             "decided": self.decided,
+            "revisions": {
+                s: {"count": n, "deja_encaisse_cents": v} for s, (n, v) in self.revisions.items()
+            },
+            "moves": [
+                {"service": s, "from": b or None, "to": a or None, "count": n}
+                for (s, b, a), n in self.moves.items()
+            ],
+            "owed_by_organism_leaving": _by_one(self.owed),
             "parked": self.parked,
             "still_parked": self.still_parked,
             "rejected": self.rejected,

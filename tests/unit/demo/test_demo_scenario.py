@@ -143,7 +143,7 @@ def test_keys_are_those_of_the_contract(scenario: Scenario) -> None:
 def test_the_registry_has_every_legal_form_object_and_mode(scenario: Scenario) -> None:
     facts = defaultdict(list)
     for m, doc in _valid(scenario):
-        if m.kind == FACT:
+        if m.kind == FACT and m.phase < 4:  # phase 4: facts recorded late (tested apart)
             facts[doc["event_type"]].append(doc["payload"])
     formes = Counter(o["forme_juridique"] for o in facts["OrganismeDeclare"])
     assert set(formes) == set(FORMES) and min(formes.values()) >= 2
@@ -279,3 +279,60 @@ def test_nirs_are_valid_and_unique_per_person(scenario: Scenario) -> None:
     }
     assert len(nirs) > 100
     assert all(re.fullmatch(r"[12][0-9]{4}(?:[0-9]{2}|2A|2B)[0-9]{8}", n) for n in nirs)
+
+
+def test_late_registry_facts_revise_decided_inputs_then_inputs_follow(
+    scenario: Scenario,
+) -> None:
+    """Phase 4: a convention terminated in the past of decided contributions, one sent
+    again with another list of caisses, affiliations to another organism from an earlier
+    date; phase 5: inputs of both services after them (they tell the run the revisions are
+    out). The facts recorded late concern no organism in common, so their order does not
+    matter."""
+    on_time = [m.document() for m in scenario.messages if m.phase < 4 and m.kind == FACT]
+    late = [m for m in scenario.messages if m.phase == 4]
+    assert late and all(m.kind == FACT and m.topic == REFERENTIEL for m in late)
+    assert all(m.phase == 5 for m in scenario.messages[len(scenario.messages) - 3 :])
+    by_type = defaultdict(list)
+    for m in late:
+        by_type[m.event_type].append(m.document()["payload"])
+    decided_from = {
+        p["cotisation_id"]: p["periode"]["debut"] for p in scenario.payloads("CotisationDue")
+    }
+    assert any(
+        e["effet_au"] < debut < "2018"
+        for e in by_type["ConventionResiliee"]
+        for debut in decided_from.values()
+    )
+    concluded = {
+        d["payload"]["convention_id"]: d["payload"]
+        for d in on_time
+        if d["event_type"] == "ConventionConclue"
+    }
+    (resent,) = by_type["ConventionConclue"]
+    first = concluded[resent["convention_id"]]
+    assert set(resent["caisses_de_base"]) != set(first["caisses_de_base"])
+    assert {k: v for k, v in resent.items() if k != "caisses_de_base"} == {
+        k: v for k, v in first.items() if k != "caisses_de_base"
+    }
+    earlier: dict[str, dict[str, Any]] = {}
+    for d in on_time:
+        if d["event_type"] == "AffiliationEnregistree":
+            earlier.setdefault(d["payload"]["nir"], d["payload"])
+    moved = by_type["AffiliationEnregistree"]
+    assert moved
+    for a in moved:
+        before = earlier[a["nir"]]
+        assert a["organisme_id"] != before["organisme_id"]
+        assert before["effet_du"] < a["effet_du"] < "2017-07-01"  # before decided inputs
+    convention_organisms = {
+        concluded[p["convention_id"]]["organisme_id"] for p in by_type["ConventionResiliee"]
+    } | {resent["organisme_id"]}
+    assert not any(
+        a["organisme_id"] in convention_organisms
+        or earlier[a["nir"]]["organisme_id"] in convention_organisms
+        for a in moved
+    )
+    follow = [m for m in scenario.messages if m.phase == 5]
+    assert {m.topic for m in follow} == {COTISATIONS, PRESTATIONS}
+    assert all(m.kind == INPUT and not m.parks for m in follow)

@@ -21,9 +21,11 @@ OUTPUTS = {
 
 
 def _decision(event_type: str, cause: str | None, **payload: Any) -> bytes:
-    return json.dumps(
-        {"event_type": event_type, "causation_id": cause, "payload": payload}
-    ).encode()
+    """A decision caused by `cause`; `event_id=...` among the fields is its event id."""
+    document = {"event_type": event_type, "causation_id": cause, "payload": payload}
+    if "event_id" in payload:
+        document["event_id"] = payload.pop("event_id")
+    return json.dumps(document).encode()
 
 
 def _play(scenario: Scenario, *, skip: int | None = None) -> Collector:
@@ -125,6 +127,81 @@ def test_outputs_of_other_runs_are_ignored() -> None:
     collector.record("dc", None, _decision("EncaissementDelegue", "not-ours"), [])
     collector.record("dc", None, b"not json", [])
     assert collector.foreign == 2 and collector.received == 0
+
+
+def _outcome(organisme: str | None) -> dict[str, Any]:
+    return {
+        "event_type": "EncaissementDelegue" if organisme else "EncaissementNonDelegue",
+        "organisme_id": organisme,
+    }
+
+
+def test_revisions_settle_no_input_and_are_counted_apart() -> None:
+    """A revision is caused by a registry fact: every input is still decided once, the
+    revision is counted by service, with the money moved, the move and what is owed."""
+    scenario = generate(150, 5, "RSUM")
+    collector = _play(scenario)
+    due = next(m for m in scenario.messages if m.event_type == "CotisationDue")
+    decision_id = "decision-of-the-due"
+    collector.record(
+        "dc", None, _decision("EncaissementDelegue", due.event_id, event_id=decision_id), []
+    )
+    fact = next(m for m in scenario.messages if m.phase == 4)
+    m, m2 = scenario.tagged("OC-MUT-01"), scenario.tagged("OC-GSA-01")
+    revisions = [
+        ("dc", "r1", _outcome(m), _outcome(m2), 30000),
+        ("dc", "r2", _outcome(m2), _outcome(None), 0),
+        ("db", "r3", _outcome(None), _outcome(m), 0),
+    ]
+    for topic, event_id, avant, apres, held in revisions:
+        document = _decision(
+            "EncaissementRevise" if topic == "dc" else "VersementRevise",
+            fact.event_id,
+            event_id=event_id,
+            decision_revisee_id=decision_id,
+            avant=avant,
+            apres=apres,
+            deja_encaisse_cents=held,
+        )
+        collector.record(topic, None, document, [])
+    summary = summarise(scenario, collector, 2.0)
+    assert summary.unexpected == [f"collection decided CotisationDue {due.subject} 2 times"]
+    assert summary.decided == {s: scenario.expected()[s]["decided"] for s in (COLLECTION, BENEFITS)}
+    assert summary.revisions == {COLLECTION: [2, 30000], BENEFITS: [1, 0]}
+    assert summary.count(COLLECTION, "EncaissementRevise") == 2
+    assert summary.moves == {
+        (BENEFITS, "", "OC-MUT-01"): 1,
+        (COLLECTION, "OC-GSA-01", ""): 1,
+        (COLLECTION, "OC-MUT-01", "OC-GSA-01"): 1,
+    }
+    assert summary.owed == {"OC-MUT-01": [1, 30000]}
+    text = summary.render()
+    assert "collection       2 revisions  300.00 € moved" in text
+    assert json.loads(json.dumps(summary.to_json()))["revisions"][COLLECTION] == {
+        "count": 2,
+        "deja_encaisse_cents": 30000,
+    }
+
+
+def test_a_revision_of_an_input_or_of_an_unseen_decision_is_unexpected() -> None:
+    scenario = generate(150, 5, "RSUM")
+    collector = _play(scenario)
+    due = next(m for m in scenario.messages if m.event_type == "CotisationDue")
+    revision = _decision(
+        "EncaissementRevise",
+        due.event_id,
+        event_id="r1",
+        decision_revisee_id="never-published",
+        avant=_outcome(None),
+        apres=_outcome(scenario.tagged("OC-MUT-01")),
+    )
+    collector.record("dc", None, revision, [])
+    collector.record("dc", None, revision, [])
+    unexpected = summarise(scenario, collector, 2.0).unexpected
+    assert len(unexpected) == 3
+    assert unexpected[0].startswith("collection revised on CotisationDue")
+    assert unexpected[1].startswith("collection revised a decision not seen")
+    assert unexpected[2] == "collection published revision r1 twice"
 
 
 @pytest.mark.parametrize(
