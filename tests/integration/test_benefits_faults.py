@@ -33,6 +33,7 @@ from support import (
 from contracts.topics import BENEFITS_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import BENEFITS
 
 if TYPE_CHECKING:
     # the fixtures' types: pytest imports the conftest itself, a test module does not
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-FINAL = BENEFITS_DECISION_TYPES - {"DecisionEnAttente"}
+FINAL = BENEFITS.final_types  # a revision settles no input
 N = 1500
 REGISTRY = frozenset({"OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree"})
 

@@ -22,13 +22,13 @@ from support import (
     wait_for_store,
 )
 
-from contracts.topics import BENEFITS_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import BENEFITS
 
 pytestmark = pytest.mark.integration
 
-FINAL = BENEFITS_DECISION_TYPES - {"DecisionEnAttente"}
+FINAL = BENEFITS.final_types  # a revision settles no input
 VERSEMENT = "VERSEMENT_PRESTATIONS_ESPECES"
 ENCAISSEMENT = "ENCAISSEMENT_CONTENTIEUX_COTISATIONS"
 AL2 = "CSS L611-20 al.2 (v. 2017-01-01)"

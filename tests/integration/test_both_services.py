@@ -23,15 +23,15 @@ from support import (
     wait_for_store,
 )
 
-from contracts.topics import BENEFITS_DECISION_TYPES, COLLECTION_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import BENEFITS, COLLECTION
 from services.domain.kernel.processing import REJECTION
 
 pytestmark = pytest.mark.integration
 
-COLLECTION_FINAL = COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}
-BENEFITS_FINAL = BENEFITS_DECISION_TYPES - {"DecisionEnAttente"}
+COLLECTION_FINAL = COLLECTION.final_types  # a revision settles no input
+BENEFITS_FINAL = BENEFITS.final_types
 REGISTRY = frozenset({"OrganismeDeclare", "ConventionConclue", "AffiliationEnregistree"})
 PEOPLE = 40
 

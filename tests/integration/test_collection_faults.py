@@ -28,9 +28,9 @@ from support import (
     wait_for_store,
 )
 
-from contracts.topics import COLLECTION_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import COLLECTION
 
 if TYPE_CHECKING:
     # the fixtures' types: pytest imports the conftest itself, a test module does not
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-FINAL = COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}
+FINAL = COLLECTION.final_types  # a revision settles no input
 N = 1500
 
 

@@ -23,13 +23,13 @@ from support import (
     store_events,
 )
 
-from contracts.topics import COLLECTION_DECISION_TYPES
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
+from services.domain.catalog import COLLECTION
 
 pytestmark = pytest.mark.integration
 
-FINAL = COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}
+FINAL = COLLECTION.final_types  # a revision settles no input
 
 
 def of_type(messages: list[Received], event_type: str) -> list[Received]:

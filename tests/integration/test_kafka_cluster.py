@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import assert_decided_exactly_once, read_topics
 
-from contracts.topics import COLLECTION_DECISION_TYPES
+from services.domain.catalog import COLLECTION
 from services.tools.bench.cluster import scenario
 from services.tools.devstack.kafka import KafkaCluster
 
@@ -23,7 +23,7 @@ pytestmark = [
     ),
 ]
 
-FINAL = COLLECTION_DECISION_TYPES - {"DecisionEnAttente"}
+FINAL = COLLECTION.final_types  # a revision settles no input
 
 
 async def test_the_leader_of_a_busy_partition_killed_and_restarted_loses_and_duplicates_nothing(

@@ -18,9 +18,10 @@ from typing import Any
 BENCHMARKS = (
     *("store", "pipeline", "replay", "broker", "load", "poison", "cluster", "proofs"),
     "scale",
+    "revisions",
 )
 _PACKAGE = "services.tools.bench"
-NOT_IN_ALL = ("scale",)  # fills stores of millions of events: run it on purpose
+NOT_IN_ALL = ("scale", "revisions")  # fills stores of millions of events: run it on purpose
 
 
 def resolve_database_url(explicit: str | None = None) -> str:
