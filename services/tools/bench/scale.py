@@ -413,6 +413,16 @@ class _Holdings:
 # --- the service as a process of its own ------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: SIGTERM it when the benchmark's process dies, however
+    it dies (killed, timed out), so that no service outlives its run."""
+    import ctypes
+    import signal as signals
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signals.SIGTERM)
+
+
 def _free_port() -> int:
     import socket
 
@@ -492,6 +502,7 @@ class ServiceProcess:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         return self
 
