@@ -17,7 +17,6 @@ from typing import Any
 
 from services.adapters.eventstore.port import Store, Transaction
 from services.domain.kernel.processing import Input, ServiceView, fold_stored
-from services.domain.kernel.statekinds import AFFILIATED
 from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
 from services.domain.registry import REGISTRY_EVENT_TYPES
 from services.domain.state import Demand, LoadedState
@@ -73,10 +72,9 @@ async def load_batch(
     before = view_type.from_state(state)  # read only: the registry before the batch
     revisions = Demand()
     for message in facts:
+        # an organism a fact concerns once an earlier fact of the batch is in (a convention
+        # concluded, then terminated) is named by that earlier fact, so asked by it
         revisions.add(before.revision_demand(message.event_type, message.payload))
-        organisme_id = getattr(message.payload, "organisme_id", None)
-        if organisme_id is not None:  # concerned once an earlier fact of the batch is in
-            revisions.prefix(AFFILIATED, organisme_id)
     return await load(tx, view_type, revisions, state)
 
 

@@ -59,6 +59,7 @@ from services.tools.bench.scale import (
     _latency,
     _warm_up,
     fill,
+    rss_kib,
     template,
 )
 from services.tools.bench.shared import add_run_options, ensure_run_topics
@@ -159,9 +160,11 @@ async def measure(
                     with ServiceProcess(s, Path(workdir)) as service:
                         report["ready_seconds"] = round(await service.ready(timeout), 3)
                         await _warm_up(producer, s, warm, w, timeout)
+                        report["rss_ready_kib"] = rss_kib(service.pid)["rss_kib"]
                         report |= await _revise(
                             producer, s, w, subjects, rate, latency_seconds, timeout
                         )
+                        report["peak_rss_kib"] = rss_kib(service.pid)["peak_rss_kib"]
         finally:
             await producer.stop()
     finally:
@@ -218,7 +221,8 @@ def format_report(r: dict[str, Any]) -> str:
         [
             f"revisions — one ConventionResiliee revising {r['subjects']:,} contributions "
             f"(store of {r['stored_events']:,} events, filled in {r['fill_seconds']} s; "
-            f"ready in {r['ready_seconds']} s)",
+            f"ready in {r['ready_seconds']} s; service RSS {r['rss_ready_kib'] // 1024} MiB at "
+            f"ready, peak {r['peak_rss_kib'] // 1024} MiB)",
             f"  every revision published: {r['revisions']:,} in {took} "
             f"(target ≤ {TARGET_SECONDS:.0f} s)",
             f"  unrelated inputs meanwhile ({u['achieved_rate']}/s of {u['target_rate']}/s, "
