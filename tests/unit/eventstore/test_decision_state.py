@@ -11,6 +11,8 @@ the state kept batch by batch must be the state folded again from the events.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,12 +30,12 @@ from support import (
     prestation,
 )
 
-from services.adapters.eventstore.memory import MemoryEventStore
+from services.adapters.eventstore.memory import MemoryEventStore, MemoryTransaction
 from services.adapters.runtime.handler import BatchHandler
 from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
 from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
-from services.domain.state import LoadedMap, NotLoaded
+from services.domain.state import Demand, LoadedMap, NotLoaded, Row
 from services.tools.audit.feed import FakeRecord
 
 pytestmark = pytest.mark.unit
@@ -414,3 +416,45 @@ async def test_a_revision_that_would_wait_for_an_organism_happens_when_it_is_dec
         for e in store.events
         if e.event_type == "EncaissementRevise"
     )
+
+
+class _CountingStore(MemoryEventStore):
+    """Counts the decision state entries each transaction loads."""
+
+    loaded: list[int]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = []
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MemoryTransaction]:
+        async with super().transaction() as tx:
+            count = [0]
+            load = tx.load_state
+
+            async def counted(demand: Demand) -> list[Row]:
+                rows = await load(demand)
+                count[0] += len(rows)
+                return rows
+
+            tx.load_state = counted  # type: ignore[method-assign]
+            yield tx
+            self.loaded.append(count[0])
+
+
+async def test_what_a_batch_loads_does_not_grow_with_the_organism_s_population() -> None:
+    """The 200th person affiliated to an organism, and their contribution, load as little
+    as the first: an affiliation concerns its person, not everyone affiliated before."""
+    store = _CountingStore()
+    handler = BatchHandler(
+        store, lambda view=None: COLLECTION.new_processor(view=view), dict(COLLECTION.inputs)
+    )
+    await handler.catch_up()
+    await handler.handle(_records(COLLECTION, [organisme(M), convention(C1, M)]))
+    for n in range(200):
+        person = nir(100 + n)
+        facts = [affiliation(person, M), cotisation(f"K{n}", person, debut="2017-07-01")]
+        await handler.handle(_records(COLLECTION, facts))
+    first, last = store.loaded[2], store.loaded[-1]
+    assert last <= first + 2, (first, last)
