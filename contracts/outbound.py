@@ -265,7 +265,7 @@ class EncaissementRevise(Decision):
     ``avant``, the outcome of the decision (or revision) ``decision_revisee_id``.
 
     ``deja_encaisse_cents`` is what the outgoing organism booked for the caisse de base in its
-    tenure (its ``PaiementEncaissePourCompte`` since the superseded decision), which it must
+    tenure (its ``PaiementEncaissePourCompte`` since it took the contribution over), which it must
     pay over and no longer collects; ``contentieux_transfere`` says whether litigation had
     been entrusted to it in that tenure. Both are 0 / false when no organism leaves (the
     outcome before was not delegated, or only the convention changes).

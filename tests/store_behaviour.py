@@ -401,6 +401,26 @@ async def test_state_entries_are_found_by_key_by_tag_and_by_tag_prefix(store: St
     assert found == {k: entries[k] for k in [("parked", "e1"), ("parked", "e2")]}
 
 
+async def test_state_tags_at_the_edges_of_unicode_are_found_exactly(store: Store) -> None:
+    """Tags ending in the last code point, or just before the surrogates, can be looked up
+    by tag and by prefix like any other (an id in a record may hold any character)."""
+    tags = ["x\U0010ffff", "x\U0010ffffy", "x\ud7ff", "x\ud7ffz", "x\ue000", "OC-1", "OC-10"]
+    async with store.transaction() as tx:
+        await tx.save_state(
+            [Change("t", str(n), Entry({"n": n}, tag)) for n, tag in enumerate(tags)], 0
+        )
+    for prefix, wanted in (
+        ("x\U0010ffff", {0, 1}),
+        ("x\ud7ff", {2, 3}),
+        ("OC-1", {5, 6}),
+        ("\U0010ffff", set()),
+    ):
+        found = await _load(store, Demand(prefixes={"t": {prefix}}))
+        assert {e.doc["n"] for e in found.values()} == wanted, prefix  # type: ignore[call-overload]
+    exact = await _load(store, Demand(tags={"t": {"OC-1"}}))
+    assert list(exact) == [("t", "5")]
+
+
 async def test_state_changes_are_committed_with_the_appends_or_not_at_all(store: Store) -> None:
     async with store.transaction() as tx:
         tx.append_at("s", 1, event())

@@ -233,7 +233,7 @@ class LoadedState:
         for entry in self.rows.get(kind, {}).values():
             first, second = entry.doc
             pairs.append((first, second))
-        return PairIndex(kind, pairs, self.demand.prefixes.get(kind, ()))
+        return PairIndex(kind, pairs, self.demand.tags.get(kind, ()))
 
     def loaded_map(self, kind: Kind[V]) -> LoadedMap[V]:
         """The entries of `kind` as a `LoadedMap` of decoded values."""

@@ -94,12 +94,17 @@ async def check_chain(events: AsyncIterator[StoredEvent]) -> ChainReport:
     return ChainReport(checked, None)
 
 
-def _after_prefix(prefix: str) -> str:
-    """The first text after every text that starts with `prefix` (in code point order, the
-    tag column's collation "C")."""
-    if not prefix:
-        return "\U0010ffff"
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _after_prefix(prefix: str) -> str | None:
+    """The first text after every text that starts with `prefix`, in the tag column's
+    collation "C" (code point order); None when there is none (`prefix` is empty, or only
+    U+10FFFF). Surrogates are skipped: PostgreSQL text cannot hold them."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]  # nothing after U+10FFFF at this place: move up one
+    return None
 
 
 class StoreTransaction:
@@ -202,7 +207,8 @@ class StoreTransaction:
             " JOIN decision_state s ON s.kind = w.kind AND s.tag = w.tag"
             " UNION ALL SELECT s.kind, s.key, s.tag, s.ordinal, s.doc"
             " FROM unnest($5::text[], $6::text[], $7::text[]) AS w(kind, low, high)"
-            " JOIN decision_state s ON s.kind = w.kind AND s.tag >= w.low AND s.tag < w.high",
+            " JOIN decision_state s ON s.kind = w.kind AND s.tag >= w.low"
+            " AND (w.high IS NULL OR s.tag < w.high)",
             [k for k, _ in keys],
             [key for _, key in keys],
             [k for k, _ in tags],

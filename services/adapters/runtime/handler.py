@@ -187,8 +187,8 @@ def is_transient(exc: BaseException) -> bool:
     A duplicate id or a stream version taken (`StoreError`) is not: under the store's lock,
     reading what was committed, no other writer can cause it -- a record did (an input
     whose event id is another's decision id, for instance), and it is isolated like any."""
-    if isinstance(exc, StoreError):
-        return False
+    if isinstance(exc, StoreError | asyncpg.DataError):  # DataError: a value the driver
+        return False  # cannot send (it is also an InterfaceError, which is about the link)
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] not in _RECORD_CAUSED_SQLSTATES
     return isinstance(
@@ -320,7 +320,8 @@ class BatchHandler:
         async with tracing.appending(self.store) as tx:
             while not await state.fold_behind(tx, self.view_type):
                 pass  # events appended without the state (see runtime.state)
-            batch = [m for i in chunk if isinstance(m := parsed[i], Input)]
+            # what the records isolated name is not read: they are rejected, not decided
+            batch = [m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)]
             loaded = await state.load_batch(tx, self.view_type, batch)
             view = self.view_type.from_state(loaded)
             view.position = tx.head_position

@@ -48,17 +48,22 @@ class ContributionState(SubjectState):
     litigated: bool = False  # litigation entrusted to it since that decision
 
     def decided_by(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
-        """A decision or revision now stands for it: a new tenure begins."""
+        """A decision or revision now stands for it. The organism's tenure (what it holds,
+        whether it has the litigation) goes on while the same organism collects — a revision
+        that changes only its convention leaves the money where it is — and begins anew when
+        another organism (or none) takes over."""
         result = outcome_of(event_type, payload)
         self.stands(event_id, result, payload)
         self.decided = True
         delegated = result is not None and result.delegated
+        before = self.organisme_id
         if event_type == COLLECTION_REVISION:
             self.organisme_id = result.organisme_id if result is not None else None
         else:
             self.organisme_id = payload.get("organisme_id")
         self.faits_retenus = payload.get("faits_retenus") if delegated else None
-        self.held_cents, self.litigated = 0, False
+        if self.organisme_id is None or self.organisme_id != before:
+            self.held_cents, self.litigated = 0, False
 
 
 def _payload(entry: Entry) -> dict[str, Any]:

@@ -196,7 +196,7 @@ def registry_more(row: Row, demand: Demand) -> None:
         if concluded is not None:
             demand.key(CONVENTIONS_OF, concluded["organisme_id"])
     elif row.kind == AFFILIATED:  # a person an organism's fact may concern: their subjects
-        demand.prefix(SUBJECTS_OF, _items(row.entry.doc)[1])
+        demand.tag(SUBJECTS_OF, _items(row.entry.doc)[1])
 
 
 def revision_demand(
@@ -205,6 +205,6 @@ def revision_demand(
     """Where the decisions a registry fact may revise are found: its person's subjects (an
     affiliation), or everyone ever affiliated to the organisms it concerns."""
     if event_type == "AffiliationEnregistree":
-        demand.prefix(SUBJECTS_OF, field_of(payload, "nir"))
-    for organisme_id in organisms:
-        demand.prefix(AFFILIATED, organisme_id)
+        demand.tag(SUBJECTS_OF, field_of(payload, "nir"))
+    for organisme_id in organisms:  # by its exact id (never a prefix: "OC-1" is not "OC-10")
+        demand.tag(AFFILIATED, organisme_id)

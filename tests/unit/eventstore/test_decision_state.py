@@ -458,3 +458,34 @@ async def test_what_a_batch_loads_does_not_grow_with_the_organism_s_population()
         await handler.handle(_records(COLLECTION, facts))
     first, last = store.loaded[2], store.loaded[-1]
     assert last <= first + 2, (first, last)
+
+
+async def test_a_change_of_convention_alone_keeps_the_organism_s_tenure() -> None:
+    """M collects under C0, then under C1, concluded later from an earlier date (a revision
+    with 0 / false: it keeps collecting); when N moves to M2, M owes all it holds, under
+    both conventions, and had the litigation."""
+    store = await _run(
+        [
+            organisme(M),
+            affiliation(N, M, "2016-01-01"),
+            convention("C0", M, du="2017-03-01"),
+            organisme(M2, "SOCIETE_ASSURANCE"),
+            convention(C2, M2, du="2017-01-01"),
+            cotisation("Q3", N, debut="2017-07-01"),
+            paiement("P1", "Q3", N, 10_000),
+            _impaye("Q3"),
+            convention(C1, M, du="2017-01-01"),
+            paiement("P2", "Q3", N, 5_000),
+            affiliation(N, M2, "2017-01-01"),
+        ],
+        [3, 3, 3, 3],
+    )
+    revisions = [p for t, p in _decisions(store) if t == "EncaissementRevise"]
+    assert [(r["avant"]["convention_id"], r["apres"]["convention_id"]) for r in revisions] == [
+        ("C0", C1),
+        (C1, C2),
+    ]
+    assert [(r["deja_encaisse_cents"], r["contentieux_transfere"]) for r in revisions] == [
+        (0, False),
+        (15_000, True),
+    ]
