@@ -26,7 +26,13 @@ import orjson
 
 from services.adapters.eventstore.errors import ConcurrencyError, DuplicateEventError, StoreError
 from services.adapters.eventstore.port import Store
-from services.adapters.eventstore.store import ChainReport, EventStore, check_chain, utc_now
+from services.adapters.eventstore.store import (
+    NEVER,
+    ChainReport,
+    EventStore,
+    check_chain,
+    utc_now,
+)
 from services.domain.kernel.records import (
     GENESIS_HASH,
     NewEvent,
@@ -107,6 +113,11 @@ class MemoryTransaction:
                 rows.append(Row(kind, key, entry))
         return rows
 
+    async def start_revisions(self) -> int:
+        if self._store.revisions_start is None:
+            self._store.revisions_start = self._position + 1
+        return self._store.revisions_start
+
     async def reset_state(self) -> None:
         self.state, self.state_at = {}, 0
 
@@ -164,7 +175,7 @@ class MemoryEventStore:
         self._lock = asyncio.Lock()
         self.state: dict[tuple[str, str], Entry] = {}  # decision state by (kind, key)
         self.state_at = 0  # the position it is the fold of
-        self.revisions_start = 1  # registry facts revise decisions from this position
+        self.revisions_start: int | None = None  # facts revise decisions from there
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -202,7 +213,7 @@ class MemoryEventStore:
         return True
 
     async def revisions_from(self) -> int:
-        return self.revisions_start
+        return NEVER if self.revisions_start is None else self.revisions_start
 
     async def head(self) -> int:
         return len(self.events)

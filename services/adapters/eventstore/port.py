@@ -74,6 +74,11 @@ class Transaction(Protocol):
         """Forget the decision state (to fold it again from position 0)."""
         ...
 
+    async def start_revisions(self) -> int:
+        """The position from which registry facts revise decisions, recorded at the next
+        position the first time it is asked."""
+        ...
+
 
 class Store(Protocol):
     """An append-only, hash-chained event store."""

@@ -11,8 +11,9 @@ neither `SET ROLE` nor `RESET ROLE` gives it more), with exactly:
   projections (with their checkpoints);
 - `SELECT, INSERT, UPDATE, DELETE` on its decision state (`decision_state`, a fold of its
   events kept in step with them) and `SELECT, UPDATE` on the position it is the fold of;
-- `SELECT` on `schema_migrations` (to check it runs on a migrated schema) and on
-  `revisions_start` (the position from which registry facts revise decisions);
+- `SELECT` on `schema_migrations` (to check it runs on a migrated schema); `SELECT, INSERT`
+  on `revisions_start` (the position from which registry facts revise decisions, written
+  once);
 - `SELECT, INSERT` on `trace_contexts` (where each transaction's trace is, for the relay);
 - nothing on any other schema: another service's store is out of its reach.
 """
@@ -84,7 +85,7 @@ async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str
         tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
         await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
         await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
-        await conn.execute(f'GRANT SELECT ON "{schema}".revisions_start TO "{role}"')
+        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".revisions_start TO "{role}"')
         # decision state: the fold of its events, rewritten as they are appended
         await conn.execute(
             f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".decision_state TO "{role}"'

@@ -36,6 +36,10 @@ from services.domain.state import Change, Demand, Entry, Row
 
 log = logging.getLogger(__name__)
 
+NEVER = 2**62
+"""The `revisions_from` of a store no code with revisions has written yet: no fact of it
+revises anything."""
+
 ANY_VERSION = -1
 """The expected version a `ConcurrencyError` names when the database, not the appender,
 found the stream's version taken (at commit: which version was expected is not known)."""
@@ -218,6 +222,15 @@ class StoreTransaction:
             [h for _, _, h in prefixes],
         )
         return [Row(r["kind"], r["key"], Entry(r["doc"], r["tag"], r["ordinal"])) for r in rows]
+
+    async def start_revisions(self) -> int:
+        """The position from which registry facts revise decisions: the one recorded, or,
+        the first time, the next position (under the store's lock, so it is exact)."""
+        await self.conn.execute(
+            "INSERT INTO revisions_start (position) VALUES ($1) ON CONFLICT DO NOTHING",
+            self._position + 1,
+        )
+        return int(await self.conn.fetchval("SELECT position FROM revisions_start"))
 
     async def reset_state(self) -> None:
         """Forget the decision state (to fold it again from position 0)."""
@@ -461,8 +474,9 @@ class EventStore:
 
     async def revisions_from(self) -> int:
         """The position from which registry facts revise earlier decisions (1: a store
-        recorded with revisions from its start)."""
-        return int(await self.pool.fetchval("SELECT position FROM revisions_start"))
+        recorded with revisions from its start; `NEVER` when none was recorded with them)."""
+        found = await self.pool.fetchval("SELECT position FROM revisions_start")
+        return NEVER if found is None else int(found)
 
     async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
         """How many decision state entries of `kind` have a tag (parked inputs: are parked),

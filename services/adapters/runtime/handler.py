@@ -224,7 +224,7 @@ class BatchHandler:
         self.view_type: type[ServiceView] = type(blank.view)
         self.processor = blank  # the processor of the batch in hand (or the last one)
         self.position = 0  # the store head the last batch committed (or catch_up found)
-        self.revisions_from = 1  # read from the store by catch_up
+        self.revisions_from: int | None = None  # recorded once in the store; read once
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
         self.busy_since: float | None = None  # monotonic time the batch in hand started
         self.stall_reason: str | None = None  # the last failure of the batch in hand
@@ -320,6 +320,8 @@ class BatchHandler:
         async with tracing.appending(self.store) as tx:
             while not await state.fold_behind(tx, self.view_type):
                 pass  # events appended without the state (see runtime.state)
+            if self.revisions_from is None:  # a handler not caught up first
+                self.revisions_from = await tx.start_revisions()
             # what the records isolated name is not read: they are rejected, not decided
             batch = [m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)]
             loaded = await state.load_batch(tx, self.view_type, batch)

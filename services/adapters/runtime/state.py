@@ -120,5 +120,7 @@ async def catch_up(store: Store, view_type: type[ServiceView], *, from_zero: boo
         async with store.transaction() as tx:
             done = await fold_behind(tx, view_type)
             head = tx.head_position
+            if done:  # from here on, registry facts revise decisions (recorded once)
+                await tx.start_revisions()
         if done:
             return head
