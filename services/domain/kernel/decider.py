@@ -52,9 +52,14 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             return self.process_input(emitter, message)
         organisms = self.view.registry.organisms_concerned(kind, payload)  # before the fact
         emitter.input(registry_stream(kind, payload), message)
-        for waiting_id, waiting in list(self.view.parking.unblocked_by(kind, payload)):
+        unblocked = list(self.view.parking.unblocked_by(kind, payload))
+        revising = position >= self.revisions_from
+        if revising:  # domain.md: by subject id (a store recorded before: as it was parked)
+            subject = self.view.SUBJECT[0]
+            unblocked.sort(key=lambda item: (str(item[1].payload.get(subject)), item[0]))
+        for waiting_id, waiting in unblocked:
             self.decide_parked(emitter, UUID(waiting_id), waiting)
-        if position >= self.revisions_from:
+        if revising:
             nir = str(getattr(payload, "nir", ""))
             for subject_id in self.view.revision_subjects(kind, organisms, nir):
                 self.revise(emitter, subject_id, message)

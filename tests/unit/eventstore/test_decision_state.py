@@ -118,9 +118,13 @@ def _records(
 
 
 async def _decide_in_batches(
-    service: ServiceDescription, facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+    service: ServiceDescription,
+    facts: list[tuple[str, dict[str, Any]]],
+    cuts: list[int],
+    revisions_from: int | None = None,
 ) -> MemoryEventStore:
     store = MemoryEventStore()
+    store.revisions_start = revisions_from  # None: from the store's first position
     handler = BatchHandler(
         store, lambda view=None: service.new_processor(view=view), dict(service.inputs)
     )
@@ -138,6 +142,8 @@ def _assert_replays(service: ServiceDescription, store: MemoryEventStore) -> Non
     """Each recorded input, decided again over the fold of everything before it, gives the
     events recorded after it."""
     processor = service.new_processor()
+    assert store.revisions_start is not None
+    processor.revisions_from = store.revisions_start
     events, i = store.events, 0
     while i < len(events):
         event = events[i]
@@ -200,10 +206,18 @@ async def test_benefits_decides_over_loaded_state_as_over_the_whole_fold(
     await _assert_state_refolds(BENEFITS, store)
 
 
-async def test_a_fact_unblocks_parked_inputs_in_the_order_a_whole_fold_gives() -> None:
+@pytest.mark.parametrize(
+    ("revisions_from", "order"),
+    [(None, ["K1", "K2", "K3"]), (10**9, ["K1", "K3", "K2"])],
+    ids=["by subject id", "recorded before revisions: queue by queue"],
+)
+async def test_a_fact_unblocks_parked_inputs_in_the_order_a_whole_fold_gives(
+    revisions_from: int | None, order: list[str]
+) -> None:
     """Two people wait for their affiliation to an organism not declared yet, parked in an
-    interleaved order; declaring the organism decides them queue by queue, as the whole
-    fold orders them, though each batch loads only what it names."""
+    interleaved order; declaring the organism decides them by subject id (domain.md) — in
+    a store recorded before revisions, queue by queue as they were parked, as then — and
+    the whole fold orders them the same, though each batch loads only what it names."""
     a, b = sorted(PEOPLE[:2], reverse=True)  # queues opened against the order of their keys
     facts = [
         affiliation(a, "OC-A"),
@@ -213,11 +227,11 @@ async def test_a_fact_unblocks_parked_inputs_in_the_order_a_whole_fold_gives() -
         cotisation("K3", a),
         organisme("OC-A"),
     ]
-    store = await _decide_in_batches(COLLECTION, facts, [1, 1, 1, 1, 1, 1])
+    store = await _decide_in_batches(COLLECTION, facts, [1, 1, 1, 1, 1, 1], revisions_from)
     decided = [
         e.payload["cotisation_id"] for e in store.events if e.event_type.startswith("Encaissement")
     ]
-    assert decided == ["K1", "K3", "K2"]
+    assert decided == order
     _assert_replays(COLLECTION, store)
 
 

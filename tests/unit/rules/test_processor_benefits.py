@@ -80,7 +80,7 @@ def test_an_unrelated_fact_does_not_repeat_the_decision_en_attente(
     assert len(benefits.view.parking.parked()) == 1
 
 
-def test_several_benefits_parked_on_one_nir_are_decided_in_arrival_order(
+def test_several_benefits_parked_on_one_nir_are_decided_by_prestation_id(
     b: type[Builders], benefits: Driver
 ) -> None:
     benefits.given(
@@ -90,7 +90,7 @@ def test_several_benefits_parked_on_one_nir_are_decided_in_arrival_order(
         b.prestation(pid="PRE-1", nature="IJ_MATERNITE"),
     )
     decided = benefits.decisions(benefits.send(b.affiliation()))
-    assert [d.payload["prestation_id"] for d in decided] == ["PRE-2", "PRE-1"]
+    assert [d.payload["prestation_id"] for d in decided] == ["PRE-1", "PRE-2"]  # domain.md
 
 
 def test_a_decided_benefit_is_not_rewritten_a_later_registry_fact_revises_it(
