@@ -11,7 +11,7 @@ from contracts.topics import BENEFITS_REVISION
 from services.domain.benefits.revisions import outcome_of
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
-from services.domain.kernel.subjects import SubjectState, subject_kind
+from services.domain.kernel.subjects import Subject, SubjectState, subject_kind
 from services.domain.state import Kind
 
 BENEFIT_DECISIONS = frozenset({"VersementDelegue", "VersementDirect", "PrestationNonTraitee"})
@@ -34,14 +34,7 @@ class BenefitsView(ServiceView):
 
     benefits: MutableMapping[str, SubjectState] = field(default_factory=dict)
 
-    SUBJECT = ("prestation_id", BENEFIT)
-
-    @classmethod
-    def subject_stream(cls, subject_id: str) -> str:
-        return benefit_stream(subject_id)
-
-    def subject(self, subject_id: str) -> SubjectState | None:
-        return self.benefits.get(subject_id)
+    SUBJECT = Subject("prestation_id", BENEFIT, "benefits", benefit_stream)
 
     def fold(
         self, event_id: str, event_type: str, payload: dict[str, Any], metadata: dict[str, Any]

@@ -12,7 +12,7 @@ from services.domain.collection.revisions import outcome_of
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
 from services.domain.kernel.statekinds import PARKED, field_of
-from services.domain.kernel.subjects import SubjectState, subject_kind
+from services.domain.kernel.subjects import Subject, SubjectState, subject_kind
 from services.domain.state import Demand, Entry, Kind
 
 COLLECTION_INPUTS = frozenset({"CotisationDue", "PaiementRecu", "CotisationImpayee"})
@@ -87,14 +87,7 @@ class CollectionView(ServiceView):
     contributions: MutableMapping[str, ContributionState] = field(default_factory=dict)
     payments: MutableMapping[str, dict[str, Any]] = field(default_factory=dict)
 
-    SUBJECT = ("cotisation_id", CONTRIBUTION)
-
-    @classmethod
-    def subject_stream(cls, subject_id: str) -> str:
-        return contribution_stream(subject_id)
-
-    def subject(self, subject_id: str) -> ContributionState | None:
-        return self.contributions.get(subject_id)
+    SUBJECT = Subject("cotisation_id", CONTRIBUTION, "contributions", contribution_stream)
 
     @classmethod
     def more_demand(cls, demand: Demand, payload: Any) -> None:

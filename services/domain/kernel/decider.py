@@ -55,7 +55,7 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         unblocked = list(self.view.parking.unblocked_by(kind, payload))
         revising = position >= self.revisions_from
         if revising:  # domain.md: by subject id (a store recorded before: as it was parked)
-            subject = self.view.SUBJECT[0]
+            subject = self.view.SUBJECT.field
             unblocked.sort(key=lambda item: (str(item[1].payload.get(subject)), item[0]))
         for waiting_id, waiting in unblocked:
             self.decide_parked(emitter, UUID(waiting_id), waiting)

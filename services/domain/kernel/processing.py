@@ -31,7 +31,7 @@ from services.domain.kernel.statekinds import (
     registry_more,
     revision_demand,
 )
-from services.domain.kernel.subjects import SubjectState
+from services.domain.kernel.subjects import Subject, SubjectState
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
 from services.domain.state import (
     Change,
@@ -223,8 +223,8 @@ class ServiceView:
 
     OWN_KINDS: ClassVar[Mapping[str, Kind[Any]]] = {}
     """The service's own state entries: attribute of the view -> how they are kept."""
-    SUBJECT: ClassVar[tuple[str, str]] = ("", "")
-    """The payload field that names the service's subjects, and the kind they are kept as."""
+    SUBJECT: ClassVar[Subject]
+    """What the service decides on (a contribution, a benefit)."""
 
     position: int = 0
     versions: MutableMapping[str, int] = field(default_factory=dict)
@@ -322,7 +322,7 @@ class ServiceView:
     def own_demand(cls, demand: Demand, event_type: str, payload: Any) -> None:
         """The service's own entries and streams an input or event names: its subject, and
         what `more_demand` adds."""
-        subject_id = field_of(payload, cls.SUBJECT[0])
+        subject_id = field_of(payload, cls.SUBJECT.field)
         if isinstance(subject_id, str):
             cls.subject_demand(demand, subject_id)
         cls.more_demand(demand, payload)
@@ -334,16 +334,17 @@ class ServiceView:
     @classmethod
     def subject_stream(cls, subject_id: str) -> str:
         """The stream of a subject's input and decisions."""
-        raise NotImplementedError
+        return cls.SUBJECT.stream(subject_id)
 
     def subject(self, subject_id: str) -> SubjectState | None:
         """A subject's state, if recorded."""
-        raise NotImplementedError
+        states: Mapping[str, SubjectState] = getattr(self, self.SUBJECT.attribute)
+        return states.get(subject_id)
 
     @classmethod
     def subject_demand(cls, demand: Demand, subject_id: str) -> None:
         """What deciding on one of the service's subjects reads: its entry and stream."""
-        demand.key(cls.SUBJECT[1], subject_id)
+        demand.key(cls.SUBJECT.kind, subject_id)
         demand.stream(cls.subject_stream(subject_id))
 
     def revision_demand(self, event_type: str, payload: Any) -> Demand:

@@ -3,7 +3,7 @@ outcome that stands for it, so that a later registry fact can revise it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
@@ -34,6 +34,17 @@ class SubjectState:
         self.decision_id = event_id
         self.outcome = None if outcome is None else outcome.model_dump(mode="json")
         self.regles_version = payload["regles_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a service decides on: the payload field naming it, the kind its state is kept
+    as, the view's attribute holding those states, and its stream."""
+
+    field: str
+    kind: str
+    attribute: str
+    stream: Callable[[str], str]
 
 
 S = TypeVar("S", bound=SubjectState)

@@ -130,6 +130,27 @@ def run_with_broker(
     return 0 if report["all_decided"] else 1
 
 
+def broker_benchmark(
+    options: tuple[Option, ...],
+    measure: Callable[..., Coroutine[Any, Any, Report]],
+    format_report: Callable[[Report], str],
+    *,
+    keep: str,
+    timeout: float = 1800.0,
+) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """(`configure`, `run`) of a benchmark with a broker and topics of its own: its
+    `options` and `add_run_options`; `run_with_broker` its `measure`."""
+
+    def configure(parser: argparse.ArgumentParser) -> None:
+        add_options(parser, options)
+        add_run_options(parser, timeout=timeout, keep=keep)
+
+    def run(args: argparse.Namespace) -> int:
+        return run_with_broker(args, measure, options, format_report)
+
+    return configure, run
+
+
 def resolve_bootstrap(explicit: str | None = None) -> str:
     """The broker to measure against: explicit, else $KAFKA_BOOTSTRAP_SERVERS, else
     `.run/endpoints.env`."""

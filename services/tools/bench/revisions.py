@@ -24,7 +24,6 @@ The issue's target: every revision published within 60 s, the unrelated inputs' 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import secrets
 import tempfile
@@ -43,13 +42,13 @@ from services.tools.bench.pipeline import (
     Watcher,
     _cleanup,
     _producer,
+    broker_benchmark,
     contribution,
     envelope,
     inputs,
     nir,
     publish,
     run_settings,
-    run_with_broker,
     until,
 )
 from services.tools.bench.scale import (
@@ -62,8 +61,8 @@ from services.tools.bench.scale import (
     rss_kib,
     template,
 )
-from services.tools.bench.shared import add_run_options, ensure_run_topics
-from services.tools.options import Option, add_options
+from services.tools.bench.shared import ensure_run_topics
+from services.tools.options import Option
 
 ORGANISM, CONVENTION = "OC-REV", "CNV-REV"
 TARGET_SECONDS, TARGET_P99_MS = 60.0, 500.0
@@ -74,15 +73,6 @@ OPTIONS = (
     Option("--rate", 50.0, "unrelated inputs per second meanwhile (default 50)"),
     Option("--latency-seconds", 30.0, "how long the unrelated inputs are paced (default 30)"),
 )
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
-    add_run_options(parser, timeout=1800.0, keep="leave the store schema and topics behind")
-
-
-def run(args: argparse.Namespace) -> int:
-    return run_with_broker(args, measure, OPTIONS, format_report)
 
 
 async def _fill_subjects(feeder: Feeder, subjects: int) -> None:
@@ -232,3 +222,8 @@ def format_report(r: dict[str, Any]) -> str:
             f"{'kept' if r['kept'] else 'dropped'}",
         ]
     )
+
+
+configure, run = broker_benchmark(
+    OPTIONS, measure, format_report, keep="leave the store schema and topics behind"
+)

@@ -79,18 +79,18 @@ from services.tools.bench.pipeline import (
     _load,
     _producer,
     _server,
+    broker_benchmark,
     inputs,
     nir,
     passthrough,
     publish,
     registry_facts,
     run_settings,
-    run_with_broker,
     until,
 )
-from services.tools.bench.shared import add_run_options, ensure_run_topics
+from services.tools.bench.shared import ensure_run_topics
 from services.tools.devstack.system import process_env
-from services.tools.options import Option, add_options
+from services.tools.options import Option
 
 KIND = KINDS["collection"]
 RUN_NIRS = 1000  # the NIRs the throughput and latency inputs are about, in every row
@@ -128,15 +128,6 @@ OPTIONS = (
     Option("--latency-seconds", 20.0, "duration of the latency run"),
 )
 """The options of the rows, named as `measure` takes them (with --timeout and --keep)."""
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OPTIONS)
-    add_run_options(parser, timeout=1800.0, keep="leave each row's store schema and topics behind")
-
-
-def run(args: argparse.Namespace) -> int:
-    return run_with_broker(args, measure, OPTIONS, format_report)
 
 
 # --- the history: one block per organism decided by the real write path, then stamped ------
@@ -758,3 +749,8 @@ def format_report(r: dict[str, Any]) -> str:
 
 def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+configure, run = broker_benchmark(
+    OPTIONS, measure, format_report, keep="leave each row's store schema and topics behind"
+)
