@@ -436,6 +436,7 @@ async def test_state_changes_are_committed_with_the_appends_or_not_at_all(store:
     assert await _load(store, wanted) == {("k", "a"): Entry({"v": 1})}
     async with store.transaction() as tx:
         assert await tx.state_position() == 1
+        assert await tx.state_anchor() == (1, True)  # the event folded up to is there
         await tx.save_state([Change("k", "a", None), Change("k", "b", Entry({"v": 4}, "t", 7))], 1)
     assert await _load(store, wanted) == {("k", "b"): Entry({"v": 4}, "t", 7)}
     async with store.transaction() as tx:

@@ -16,10 +16,13 @@ CREATE INDEX IF NOT EXISTS decision_state_by_tag
 CREATE INDEX IF NOT EXISTS decision_state_tagged_by_ordinal
     ON decision_state (kind, ordinal) WHERE tag IS NOT NULL;  -- the oldest parked input
 
--- The store position the state is the fold of (one row).
+-- The store position the state is the fold of (one row), and the chain hash of the event
+-- there: a store cut or rewritten below it no longer has that row, and the state is folded
+-- again rather than trusted.
 CREATE TABLE IF NOT EXISTS decision_state_position (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    position   bigint  NOT NULL CHECK (position >= 0)
+    position   bigint  NOT NULL CHECK (position >= 0),
+    hash       bytea
 );
 INSERT INTO decision_state_position (position) VALUES (0) ON CONFLICT DO NOTHING;
 

@@ -72,6 +72,7 @@ class MemoryTransaction:
         self.refused: str | None = None  # why the commit will fail, known at append
         self.state = dict(store.state)  # written back at commit, like the events
         self.state_at = store.state_at
+        self.state_hash = store.state_hash
 
     @property
     def head_position(self) -> int:
@@ -96,6 +97,12 @@ class MemoryTransaction:
     async def state_position(self) -> int:
         return self.state_at
 
+    async def state_anchor(self) -> tuple[int, bool]:
+        at = self.state_at
+        events = self._store.events
+        same = at == 0 or (at <= len(events) and events[at - 1].hash == self._store.state_hash)
+        return at, same
+
     async def load_state(self, demand: Demand) -> list[Row]:
         rows = [
             Row(kind, key, self.state[(kind, key)])
@@ -119,7 +126,7 @@ class MemoryTransaction:
         return self._store.revisions_start
 
     async def reset_state(self) -> None:
-        self.state, self.state_at = {}, 0
+        self.state, self.state_at, self.state_hash = {}, 0, None
 
     async def save_state(self, changes: Sequence[Change], position: int) -> None:
         for change in changes:
@@ -133,6 +140,11 @@ class MemoryTransaction:
                     doc, change.entry.tag, change.entry.ordinal
                 )
         self.state_at = position
+        self.state_hash = self._hash if position == self._position else self._committed(position)
+
+    def _committed(self, position: int) -> bytes | None:
+        events = self._store.events
+        return events[position - 1].hash if 0 < position <= len(events) else None
 
     def append_at(self, stream_id: str, stream_version: int, event: NewEvent) -> int:
         """Append one event at a version the caller knows to be next; the commit refuses a
@@ -175,6 +187,7 @@ class MemoryEventStore:
         self._lock = asyncio.Lock()
         self.state: dict[tuple[str, str], Entry] = {}  # decision state by (kind, key)
         self.state_at = 0  # the position it is the fold of
+        self.state_hash: bytes | None = None  # the chain hash of the event there
         self.revisions_start: int | None = None  # facts revise decisions from there
 
     @asynccontextmanager
@@ -187,7 +200,7 @@ class MemoryEventStore:
             if tx.refused is not None:
                 raise RefusedValueError(tx.refused)
             self._commit(tx.rows)
-            self.state, self.state_at = tx.state, tx.state_at
+            self.state, self.state_at, self.state_hash = tx.state, tx.state_at, tx.state_hash
 
     def _commit(self, rows: Sequence[StoredEvent]) -> None:
         """Check `rows` as the table's unique constraints would, then keep them all."""

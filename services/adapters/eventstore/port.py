@@ -61,6 +61,11 @@ class Transaction(Protocol):
         """The position the decision state is the fold of (0: none folded yet)."""
         ...
 
+    async def state_anchor(self) -> tuple[int, bool]:
+        """The position the decision state is the fold of, and whether the store still
+        holds the event it was folded up to (not cut or rewritten since)."""
+        ...
+
     async def load_state(self, demand: Demand) -> list[Row]:
         """The decision state entries `demand` names (by key, by tag, by tag prefix)."""
         ...

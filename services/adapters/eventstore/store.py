@@ -196,6 +196,16 @@ class StoreTransaction:
         """The store position the decision state is the fold of."""
         return int(await self.conn.fetchval("SELECT position FROM decision_state_position"))
 
+    async def state_anchor(self) -> tuple[int, bool]:
+        """The position the decision state is the fold of, and whether the store still holds
+        the very event it was folded up to there (same chain hash: not cut, not rewritten)."""
+        row = await self.conn.fetchrow(
+            "SELECT p.position, p.hash IS NOT DISTINCT FROM e.hash AS same"
+            " FROM decision_state_position p LEFT JOIN events e ON e.position = p.position"
+        )
+        position = int(row["position"])
+        return position, position == 0 or bool(row["same"])
+
     async def load_state(self, demand: Demand) -> list[Row]:
         """The state entries `demand` names: by key, every entry under a tag, every entry
         under a tag prefix (each an index lookup or range)."""
@@ -235,7 +245,7 @@ class StoreTransaction:
     async def reset_state(self) -> None:
         """Forget the decision state (to fold it again from position 0)."""
         await self.conn.execute("DELETE FROM decision_state")
-        await self.conn.execute("UPDATE decision_state_position SET position = 0")
+        await self.conn.execute("UPDATE decision_state_position SET position = 0, hash = NULL")
 
     async def save_state(self, changes: Sequence[Change], position: int) -> None:
         """Write `changes` back and record that the state is the fold up to `position`."""
@@ -260,7 +270,18 @@ class StoreTransaction:
                 [c.kind for c in gone],
                 [c.key for c in gone],
             )
-        await self.conn.execute("UPDATE decision_state_position SET position = $1", position)
+        if position == self._position:  # this transaction's head (its rows not written yet)
+            await self.conn.execute(
+                "UPDATE decision_state_position SET position = $1, hash = $2",
+                position,
+                self._hash if position else None,
+            )
+        else:  # a committed row
+            await self.conn.execute(
+                "UPDATE decision_state_position SET position = $1,"
+                " hash = (SELECT hash FROM events WHERE position = $1)",
+                position,
+            )
 
     def _append_rows(self, stream_id: str, version: int, events: Sequence[NewEvent]) -> list[int]:
         """Give the events their positions, versions and chained hashes; keep them to write."""

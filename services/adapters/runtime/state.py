@@ -88,10 +88,12 @@ async def fold_behind(
 ) -> bool:
     """Fold into the state up to `limit` events it does not reflect yet; whether it is now
     the fold of the whole store (as this transaction sees it)."""
-    at = await tx.state_position()
+    at, same = await tx.state_anchor()
     head = tx.head_position
-    if at > head:  # the store was cut below what the state folded: fold it all again
-        log.error("decision state at %d is ahead of the store head %d: refolding", at, head)
+    if at > head or not same:  # cut below what the state folded, or rewritten: fold again
+        log.error(
+            "decision state at %d is not the fold of this store (head %d): refolding", at, head
+        )
         await tx.reset_state()
         at = 0
     if at == head:

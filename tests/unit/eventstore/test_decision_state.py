@@ -503,3 +503,23 @@ async def test_a_change_of_convention_alone_keeps_the_organism_s_tenure() -> Non
         (0, False),
         (15_000, True),
     ]
+
+
+async def test_a_state_that_is_not_the_fold_of_the_store_is_folded_again() -> None:
+    """The state of another history (a store cut and written again past the state's
+    position, a restore): its position's event is not the one it was folded up to, so the
+    handler folds the store again instead of deciding on it."""
+    folded = await _run([*START, _resiliation(C1, "2017-06-30")], [100])
+    other = await _run([*START[:5], *START[4:], affiliation(N, M2, "2017-01-01")], [100])
+    assert len(other.events) > folded.state_at
+    other.state, other.state_at, other.state_hash = (
+        folded.state,
+        folded.state_at,
+        folded.state_hash,
+    )
+    again = MemoryEventStore()
+    again.events, again.by_id, again.versions = other.events, other.by_id, other.versions
+    await BatchHandler(again, lambda view=None: COLLECTION.new_processor(view=view), {}).catch_up()
+    handler = BatchHandler(other, lambda view=None: COLLECTION.new_processor(view=view), {})
+    await handler.catch_up()
+    assert other.state == again.state and other.state_at == len(other.events)
