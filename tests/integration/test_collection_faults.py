@@ -7,13 +7,16 @@ store and exactly once on the settlement topic, and nothing valid is rejected.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from support import (
     Feed,
+    Received,
     affiliation,
     assert_decided_exactly_once,
     convention,
@@ -25,6 +28,7 @@ from support import (
     publish_many,
     read_topics,
     spawn_service,
+    store_events,
     wait_for_store,
 )
 
@@ -167,3 +171,53 @@ async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothi
         s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: False, timeout=2
     )
     assert rejected == []
+
+
+async def test_a_service_killed_while_a_fact_revises_many_decisions_revises_each_once(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    """A termination revises the N/2 delegated contributions in one transaction; the service
+    is SIGKILLed right after it is sent (during the revision, or just after). The restarted
+    service records and publishes each revision exactly once."""
+    s, log = settings, tmp_path / "collection.log"
+    dsn = s.database_url.get_secret_value()
+    async with Feed(s.kafka_bootstrap_servers) as feed:
+        await seed_registry(feed, s, N)
+        first = spawn_service("collection", s, log)
+        try:
+            await publish_many(feed, s.topic_cotisations, contributions(N))
+            assert await wait_for_store(dsn, s.collection_schema, FINAL, N) == N
+            termination = (
+                "ConventionResiliee",
+                {"convention_id": "CNV-K", "effet_au": "2016-12-31"},
+            )
+            await publish_many(feed, s.topic_referentiel, [termination])
+            await asyncio.sleep(0.3)
+        finally:
+            kill(first, signal.SIGKILL)
+        second = spawn_service("collection", s, log)
+        try:
+            revised = N // 2  # the 2017 ones; 2018's went to the URSSAF: never revised
+            revision = frozenset({"EncaissementRevise"})
+            assert await wait_for_store(dsn, s.collection_schema, revision, revised) == revised
+            rows = await store_events(dsn, s.collection_schema)
+            subjects = Counter(
+                json.loads(r["payload"])["cotisation_id"]
+                for r in rows
+                if r["event_type"] == "EncaissementRevise"
+            )
+            assert len(subjects) == revised and set(subjects.values()) == {1}
+
+            def complete(messages: list[Received]) -> bool:
+                return sum(m.event_type == "EncaissementRevise" for m in messages) >= revised
+
+            got = await read_topics(
+                s.kafka_bootstrap_servers, [s.topic_reglements_cotisations], complete, timeout=60
+            )
+            published = Counter(
+                m.headers["event_id"] for m in got if m.event_type == "EncaissementRevise"
+            )
+            assert len(published) == revised and set(published.values()) == {1}
+        finally:
+            second.terminate()
+            second.wait(30)
