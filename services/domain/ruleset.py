@@ -67,9 +67,17 @@ def revised_from(decided: Any) -> Revised:
 Result = TypeVar("Result", bound=BaseModel)
 
 
-def outcome_from(model: type[Result], event_type: str, payload: Mapping[str, Any]) -> Result:
+def outcome_fields(
+    model: type[BaseModel], event_type: str, payload: Mapping[str, Any]
+) -> dict[str, Any]:
     """The outcome (`ResultatEncaissement`, `ResultatVersement`) of a decision of
-    `event_type` with this wire payload: each of the outcome's fields as the decision has it,
-    null where it has none (a delegation has no motif, a refusal no organism)."""
+    `event_type` with this wire payload, as JSON: each of the outcome's fields as the
+    decision has it, null where it has none (a delegation has no motif, a refusal no
+    organism). Not validated again: the decision was when it was made."""
     fields = {name: payload.get(name) for name in model.model_fields if name != "event_type"}
-    return model.model_validate({"event_type": event_type, **fields})
+    return {"event_type": event_type, **fields}
+
+
+def outcome_from(model: type[Result], event_type: str, payload: Mapping[str, Any]) -> Result:
+    """`outcome_fields` as the contract's model."""
+    return model.model_validate(outcome_fields(model, event_type, payload))

@@ -21,19 +21,25 @@ from contracts import outbound as out
 from contracts.inbound import PrestationEspecesDue
 from services.domain.benefits.rules import RuleSet, decide_benefit
 from services.domain.registry import Registry
-from services.domain.ruleset import outcome_from, revised_from
+from services.domain.ruleset import outcome_fields, outcome_from, revised_from
 
 
-def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatVersement | None:
-    """The outcome a recorded decision (wire payload) stands for, or None when it is not
-    revisable: not a benefit's payment decision, or decided by its date.
+def recorded_outcome(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The outcome a recorded decision (wire payload) stands for, as JSON, or None when it
+    is not revisable: not a benefit's payment decision, or decided by its date.
 
     A revision stands for its `apres`: a later fact revises the latest outcome."""
     if event_type == "VersementRevise":
-        return out.ResultatVersement.model_validate(payload["apres"])
+        return dict(payload["apres"])
     if event_type in ("VersementDelegue", "VersementDirect"):
-        return outcome_from(out.ResultatVersement, event_type, payload)
+        return outcome_fields(out.ResultatVersement, event_type, payload)
     return None
+
+
+def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatVersement | None:
+    """`recorded_outcome` as the contract's model."""
+    found = recorded_outcome(event_type, payload)
+    return None if found is None else out.ResultatVersement.model_validate(found)
 
 
 def _outcome(decision: out.VersementDelegue | out.VersementDirect) -> out.ResultatVersement:

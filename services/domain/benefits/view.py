@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from contracts.topics import BENEFITS_REVISION
-from services.domain.benefits.revisions import outcome_of
+from services.domain.benefits.revisions import recorded_outcome
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
 from services.domain.kernel.subjects import Subject, SubjectState, subject_kind
@@ -56,5 +56,5 @@ class BenefitsView(ServiceView):
 
     def _decided(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
         self.benefits[payload["prestation_id"]].stands(
-            event_id, outcome_of(event_type, payload), payload
+            event_id, recorded_outcome(event_type, payload), payload
         )

@@ -27,7 +27,7 @@ from contracts.enums import Motif
 from contracts.inbound import CotisationDue
 from services.domain.collection.rules import Contribution, RuleSet, decide_contribution
 from services.domain.registry import Registry
-from services.domain.ruleset import outcome_from, revised_from
+from services.domain.ruleset import outcome_fields, outcome_from, revised_from
 
 REVISABLE_MOTIFS = frozenset({Motif.ORGANISME_INELIGIBLE.value, Motif.AUCUNE_CONVENTION.value})
 """The motifs of a contribution not delegated on the registry's word (checks 5 and 6); the
@@ -47,18 +47,24 @@ NO_TENURE = Tenure()
 """An organism that booked nothing and took no litigation (or no organism at all)."""
 
 
-def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatEncaissement | None:
-    """The outcome a recorded decision (wire payload) stands for, or None when it is not
-    revisable: not a contribution's decision, or decided by its dates or its category.
+def recorded_outcome(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The outcome a recorded decision (wire payload) stands for, as JSON, or None when it
+    is not revisable: not a contribution's decision, or decided by its dates or category.
 
     A revision stands for its `apres`: a later fact revises the latest outcome."""
     if event_type == "EncaissementRevise":
-        return out.ResultatEncaissement.model_validate(payload["apres"])
+        return dict(payload["apres"])
     if event_type == "EncaissementDelegue" or (
         event_type == "EncaissementNonDelegue" and payload["motif"] in REVISABLE_MOTIFS
     ):
-        return outcome_from(out.ResultatEncaissement, event_type, payload)
+        return outcome_fields(out.ResultatEncaissement, event_type, payload)
     return None
+
+
+def outcome_of(event_type: str, payload: Mapping[str, Any]) -> out.ResultatEncaissement | None:
+    """`recorded_outcome` as the contract's model."""
+    found = recorded_outcome(event_type, payload)
+    return None if found is None else out.ResultatEncaissement.model_validate(found)
 
 
 def _outcome(

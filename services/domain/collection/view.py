@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from contracts.topics import COLLECTION_REVISION
-from services.domain.collection.revisions import outcome_of
+from services.domain.collection.revisions import recorded_outcome
 from services.domain.kernel.parking import waits_for_affiliation
 from services.domain.kernel.processing import ServiceView
 from services.domain.kernel.statekinds import PARKED, field_of
@@ -52,13 +52,13 @@ class ContributionState(SubjectState):
         whether it has the litigation) goes on while the same organism collects — a revision
         that changes only its convention leaves the money where it is — and begins anew when
         another organism (or none) takes over."""
-        result = outcome_of(event_type, payload)
+        result = recorded_outcome(event_type, payload)
         self.stands(event_id, result, payload)
         self.decided = True
-        delegated = result is not None and result.delegated
+        delegated = result is not None and result["event_type"] == "EncaissementDelegue"
         before = self.organisme_id
         if event_type == COLLECTION_REVISION:
-            self.organisme_id = result.organisme_id if result is not None else None
+            self.organisme_id = result["organisme_id"] if result is not None else None
         else:
             self.organisme_id = payload.get("organisme_id")
         self.faits_retenus = payload.get("faits_retenus") if delegated else None

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from services.domain.state import Entry, Kind
-
-
-class Revisable(Protocol):
-    """A revisable outcome as the contract carries it (`ResultatEncaissement`, ...)."""
-
-    @property
-    def delegated(self) -> bool: ...
-
-    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -29,10 +20,12 @@ class SubjectState:
     outcome: dict[str, Any] | None = None  # its outcome, when a registry fact may change it
     regles_version: str | None = None  # the rule set it was decided with (a revision uses it)
 
-    def stands(self, event_id: str, outcome: Revisable | None, payload: Mapping[str, Any]) -> None:
+    def stands(
+        self, event_id: str, outcome: dict[str, Any] | None, payload: Mapping[str, Any]
+    ) -> None:
         """A decision or revision now stands for it (`outcome`: None if not revisable)."""
         self.decision_id = event_id
-        self.outcome = None if outcome is None else outcome.model_dump(mode="json")
+        self.outcome = outcome
         self.regles_version = payload["regles_version"]
 
 
