@@ -176,15 +176,7 @@ class Registry:
         )
 
     def _conclude(self, p: dict[str, Any]) -> None:
-        effet_au = p.get("effet_au")
-        convention = Convention(
-            convention_id=p["convention_id"],
-            organisme_id=p["organisme_id"],
-            objet=p["objet"],
-            caisses_de_base=frozenset(p["caisses_de_base"]),
-            effet_du=date.fromisoformat(p["effet_du"]),
-            effet_au=date.fromisoformat(effet_au) if effet_au else None,
-        )
+        convention = _concluded(p)
         cid = convention.convention_id
         facts = self.convention_facts.get(cid) or ConventionFacts()
         previous = facts.concluded
@@ -214,20 +206,40 @@ class Registry:
     def organisms_concerned(self, event_type: str, payload: Any) -> tuple[str, ...]:
         """The organisms whose affiliated people a new fact may concern, as the registry
         stands before it: the organism declared; the convention's organism, and the one it
-        had before when a conclusion is sent again. An affiliation concerns its person only."""
+        had before when a conclusion is sent again. An affiliation concerns its person only.
+        A fact that changes nothing the rules read (an organism declared again with the same
+        form, a convention sent again as it was, the same termination) concerns nobody: an
+        upstream that re-sends its registry makes no work proportional to its population."""
+        p = payload if isinstance(payload, Mapping) else payload.model_dump(mode="json")
         if event_type == "OrganismeDeclare":
-            return (_field(payload, "organisme_id"),)
+            known = self.organismes.get(p["organisme_id"])
+            if known is not None and known.forme_juridique == p["forme_juridique"]:
+                return ()
+            return (p["organisme_id"],)
         if event_type not in ("ConventionConclue", "ConventionResiliee"):
             return ()
-        found = []
-        if event_type == "ConventionConclue":
-            found.append(_field(payload, "organisme_id"))
-        facts = self.convention_facts.get(_field(payload, "convention_id"))
-        if facts is not None and facts.concluded is not None:
+        facts = self.convention_facts.get(p["convention_id"]) or ConventionFacts()
+        if event_type == "ConventionResiliee":
+            if facts.terminated_at == date.fromisoformat(p["effet_au"]):
+                return ()
+            found = []
+        else:
+            if facts.concluded == _concluded(p):
+                return ()
+            found = [p["organisme_id"]]
+        if facts.concluded is not None:
             found.append(facts.concluded.organisme_id)
         return tuple(sorted(set(found)))
 
 
-def _field(payload: Any, name: str) -> str:
-    value = payload.get(name) if isinstance(payload, Mapping) else getattr(payload, name)
-    return str(value)
+def _concluded(p: Mapping[str, Any]) -> Convention:
+    """A `ConventionConclue` payload (JSON) as the convention it concludes."""
+    effet_au = p.get("effet_au")
+    return Convention(
+        convention_id=p["convention_id"],
+        organisme_id=p["organisme_id"],
+        objet=p["objet"],
+        caisses_de_base=frozenset(p["caisses_de_base"]),
+        effet_du=date.fromisoformat(p["effet_du"]),
+        effet_au=date.fromisoformat(effet_au) if effet_au else None,
+    )

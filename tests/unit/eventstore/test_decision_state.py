@@ -472,6 +472,12 @@ async def test_what_a_batch_loads_does_not_grow_with_the_organism_s_population()
         await handler.handle(_records(COLLECTION, facts))
     first, last = store.loaded[2], store.loaded[-1]
     assert last <= first + 2, (first, last)
+    # the registry sent again as it was changes nothing: it reads no one's subjects
+    await handler.handle(_records(COLLECTION, [organisme(M), convention(C1, M)]))
+    assert store.loaded[-1] <= first + 2, store.loaded[-1]
+    # a change of form does concern everyone affiliated (200 people and their subjects)
+    await handler.handle(_records(COLLECTION, [organisme(M, "ORGANISME_SECURITE_SOCIALE")]))
+    assert store.loaded[-1] > 600
 
 
 async def test_a_change_of_convention_alone_keeps_the_organism_s_tenure() -> None:
