@@ -436,13 +436,38 @@ async def test_state_changes_are_committed_with_the_appends_or_not_at_all(store:
     assert await _load(store, wanted) == {("k", "a"): Entry({"v": 1})}
     async with store.transaction() as tx:
         assert await tx.state_position() == 1
-        assert await tx.state_anchor() == (1, True)  # the event folded up to is there
+        assert (await tx.state_anchor())[:2] == (1, True)  # the event folded up to is there
         await tx.save_state([Change("k", "a", None), Change("k", "b", Entry({"v": 4}, "t", 7))], 1)
     assert await _load(store, wanted) == {("k", "b"): Entry({"v": 4}, "t", 7)}
     async with store.transaction() as tx:
         await tx.reset_state()
         assert await tx.state_position() == 0
     assert await _load(store, wanted) == {}
+
+
+async def test_the_state_anchor_and_the_revisions_start_follow_the_transaction(
+    store: Store,
+) -> None:
+    """Within a transaction the state's anchor is its own save (as when the state is
+    folded in several chunks in one transaction); the position revisions start from is
+    recorded once, and only if the transaction commits; the fold version is kept."""
+    await append(store, "s", [event()])
+    async with store.transaction() as tx:
+        await tx.save_state([], 1)
+        assert (await tx.state_anchor())[:2] == (1, True)
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            assert await tx.start_revisions() == 2
+            raise RuntimeError("the batch fails")
+    assert await store.revisions_from() > 10**12  # nothing recorded: no revision yet
+    async with store.transaction() as tx:
+        assert await tx.start_revisions() == 2
+        await tx.set_state_version(7)
+    async with store.transaction() as tx:
+        tx.append_at("s", 2, event())
+        assert await tx.start_revisions() == 2  # once, forever
+        assert (await tx.state_anchor())[2] == 7
+    assert await store.revisions_from() == 2
 
 
 async def test_stream_versions_count_the_transaction_s_own_appends(store: Store) -> None:

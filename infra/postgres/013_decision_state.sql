@@ -22,7 +22,9 @@ CREATE INDEX IF NOT EXISTS decision_state_tagged_by_ordinal
 CREATE TABLE IF NOT EXISTS decision_state_position (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     position   bigint  NOT NULL CHECK (position >= 0),
-    hash       bytea
+    hash       bytea,
+    -- the version of the fold that wrote the state: another version folds it again
+    version    integer NOT NULL DEFAULT 0
 );
 INSERT INTO decision_state_position (position) VALUES (0) ON CONFLICT DO NOTHING;
 

@@ -73,6 +73,8 @@ class MemoryTransaction:
         self.state = dict(store.state)  # written back at commit, like the events
         self.state_at = store.state_at
         self.state_hash = store.state_hash
+        self.state_version = store.state_version
+        self.revisions_start = store.revisions_start
 
     @property
     def head_position(self) -> int:
@@ -97,11 +99,17 @@ class MemoryTransaction:
     async def state_position(self) -> int:
         return self.state_at
 
-    async def state_anchor(self) -> tuple[int, bool]:
+    async def set_state_version(self, version: int) -> None:
+        self.state_version = version
+
+    async def state_anchor(self) -> tuple[int, bool, int]:
         at = self.state_at
         events = self._store.events
-        same = at == 0 or (at <= len(events) and events[at - 1].hash == self._store.state_hash)
-        return at, same
+        # this transaction's own save counts (its rows are not committed yet)
+        mine = {row.position: row.hash for row in self.rows}
+        held = mine.get(at) or (events[at - 1].hash if 0 < at <= len(events) else None)
+        same = at == 0 or (held is not None and held == self.state_hash)
+        return at, same, self.state_version
 
     async def load_state(self, demand: Demand) -> list[Row]:
         rows = [
@@ -121,9 +129,9 @@ class MemoryTransaction:
         return rows
 
     async def start_revisions(self) -> int:
-        if self._store.revisions_start is None:
-            self._store.revisions_start = self._position + 1
-        return self._store.revisions_start
+        if self.revisions_start is None:  # committed with the transaction, or not at all
+            self.revisions_start = self._position + 1
+        return self.revisions_start
 
     async def reset_state(self) -> None:
         self.state, self.state_at, self.state_hash = {}, 0, None
@@ -188,6 +196,7 @@ class MemoryEventStore:
         self.state: dict[tuple[str, str], Entry] = {}  # decision state by (kind, key)
         self.state_at = 0  # the position it is the fold of
         self.state_hash: bytes | None = None  # the chain hash of the event there
+        self.state_version = 0  # the version of the fold that wrote it
         self.revisions_start: int | None = None  # facts revise decisions from there
 
     @asynccontextmanager
@@ -201,6 +210,8 @@ class MemoryEventStore:
                 raise RefusedValueError(tx.refused)
             self._commit(tx.rows)
             self.state, self.state_at, self.state_hash = tx.state, tx.state_at, tx.state_hash
+            self.revisions_start = tx.revisions_start
+            self.state_version = tx.state_version
 
     def _commit(self, rows: Sequence[StoredEvent]) -> None:
         """Check `rows` as the table's unique constraints would, then keep them all."""

@@ -61,9 +61,14 @@ class Transaction(Protocol):
         """The position the decision state is the fold of (0: none folded yet)."""
         ...
 
-    async def state_anchor(self) -> tuple[int, bool]:
-        """The position the decision state is the fold of, and whether the store still
-        holds the event it was folded up to (not cut or rewritten since)."""
+    async def state_anchor(self) -> tuple[int, bool, int]:
+        """The position the decision state is the fold of, whether the store still holds
+        the event it was folded up to (not cut or rewritten since), and the version of the
+        fold that wrote it."""
+        ...
+
+    async def set_state_version(self, version: int) -> None:
+        """Record the version of the fold the state now is."""
         ...
 
     async def load_state(self, demand: Demand) -> list[Row]:

@@ -196,15 +196,20 @@ class StoreTransaction:
         """The store position the decision state is the fold of."""
         return int(await self.conn.fetchval("SELECT position FROM decision_state_position"))
 
-    async def state_anchor(self) -> tuple[int, bool]:
-        """The position the decision state is the fold of, and whether the store still holds
-        the very event it was folded up to there (same chain hash: not cut, not rewritten)."""
+    async def state_anchor(self) -> tuple[int, bool, int]:
+        """The position the decision state is the fold of, whether the store still holds
+        the very event it was folded up to there (same chain hash: not cut, not rewritten),
+        and the version of the fold that wrote it."""
         row = await self.conn.fetchrow(
-            "SELECT p.position, p.hash IS NOT DISTINCT FROM e.hash AS same"
+            "SELECT p.position, p.hash IS NOT DISTINCT FROM e.hash AS same, p.version"
             " FROM decision_state_position p LEFT JOIN events e ON e.position = p.position"
         )
         position = int(row["position"])
-        return position, position == 0 or bool(row["same"])
+        return position, position == 0 or bool(row["same"]), int(row["version"])
+
+    async def set_state_version(self, version: int) -> None:
+        """Record the version of the fold the state is (after folding it again)."""
+        await self.conn.execute("UPDATE decision_state_position SET version = $1", version)
 
     async def load_state(self, demand: Demand) -> list[Row]:
         """The state entries `demand` names: by key, every entry under a tag, every entry

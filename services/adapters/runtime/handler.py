@@ -187,8 +187,8 @@ def is_transient(exc: BaseException) -> bool:
     A duplicate id or a stream version taken (`StoreError`) is not: under the store's lock,
     reading what was committed, no other writer can cause it -- a record did (an input
     whose event id is another's decision id, for instance), and it is isolated like any."""
-    if isinstance(exc, StoreError | asyncpg.DataError):  # DataError: a value the driver
-        return False  # cannot send (it is also an InterfaceError, which is about the link)
+    if isinstance(exc, StoreError):
+        return False
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] not in _RECORD_CAUSED_SQLSTATES
     return isinstance(
@@ -320,15 +320,16 @@ class BatchHandler:
         async with tracing.appending(self.store) as tx:
             while not await state.fold_behind(tx, self.view_type):
                 pass  # events appended without the state (see runtime.state)
-            if self.revisions_from is None:  # a handler not caught up first
-                self.revisions_from = await tx.start_revisions()
+            revisions_from = self.revisions_from
+            if revisions_from is None:  # a handler not caught up first: known once committed
+                revisions_from = await tx.start_revisions()
             # what the records isolated name is not read: they are rejected, not decided
             batch = [m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)]
             loaded = await state.load_batch(tx, self.view_type, batch)
             view = self.view_type.from_state(loaded)
             view.position = tx.head_position
             self.processor = self.new_processor(view=view)
-            self.processor.revisions_from = self.revisions_from
+            self.processor.revisions_from = revisions_from
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
@@ -377,6 +378,7 @@ class BatchHandler:
                 raise RuntimeError("the view and the store disagree on the positions taken")
             await tx.save_state(view.changes(loaded), tx.head_position)
         self.position = tx.head_position
+        self.revisions_from = revisions_from  # the transaction that recorded it committed
         return report
 
     def _parse(self, record: Record) -> Input | ContractError:

@@ -17,6 +17,7 @@ from typing import Any
 
 from services.adapters.eventstore.port import Store, Transaction
 from services.domain.kernel.processing import Input, ServiceView, fold_stored
+from services.domain.kernel.statekinds import FOLD_VERSION
 from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
 from services.domain.registry import REGISTRY_EVENT_TYPES
 from services.domain.state import Demand, LoadedState
@@ -88,8 +89,13 @@ async def fold_behind(
 ) -> bool:
     """Fold into the state up to `limit` events it does not reflect yet; whether it is now
     the fold of the whole store (as this transaction sees it)."""
-    at, same = await tx.state_anchor()
+    at, same, version = await tx.state_anchor()
     head = tx.head_position
+    if version != FOLD_VERSION:  # written by another version of the fold: fold it again
+        log.warning("decision state of fold version %d, not %d: refolding", version, FOLD_VERSION)
+        await tx.reset_state()
+        await tx.set_state_version(FOLD_VERSION)
+        at, same = 0, True
     if at > head or not same:  # cut below what the state folded, or rewritten: fold again
         log.error(
             "decision state at %d is not the fold of this store (head %d): refolding", at, head

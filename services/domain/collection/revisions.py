@@ -36,7 +36,8 @@ others (checks 1–3) come from its dates and category, which no registry fact c
 
 @dataclass(frozen=True, slots=True)
 class Tenure:
-    """What the outgoing organism did for the caisse de base since the decision superseded:
+    """What the outgoing organism did for the caisse de base in its tenure (since it took
+    the contribution over; a revision that only changed its convention does not end it):
     the payments it booked (and must pay over), and whether it took the litigation."""
 
     deja_encaisse_cents: int = 0
@@ -98,7 +99,7 @@ def revise_contribution(
     recorded; None when the outcome does not change, is not revisable, or would park.
 
     `rules` is the rule set of the decision revised (its `regles_version`); `tenure` is the
-    outgoing organism's since that decision (see :func:`tenure_of`), kept only if it leaves.
+    outgoing organism's (see :class:`Tenure`), kept only if it leaves.
     """
     if not revisable(current):
         return None
@@ -121,11 +122,12 @@ def revise_contribution(
 
 
 def tenure_of(organisme_id: str, since: Iterable[tuple[str, Mapping[str, Any]]]) -> Tenure:
-    """The tenure of `organisme_id` from the decisions recorded on one contribution *after*
-    the decision being superseded, as (event_type, wire payload), in any order: the sum of
-    the payments it booked (`PaiementEncaissePourCompte`) and whether litigation went to it
-    (`ContentieuxDelegue`). Starting after the superseded decision is what keeps A → B → A → B
-    from counting a payment twice; decisions naming another organism are not its own."""
+    """The tenure of `organisme_id` from the decisions recorded on one contribution since it
+    took the contribution over, as (event_type, wire payload), in any order: the sum of the
+    payments it booked (`PaiementEncaissePourCompte`) and whether litigation went to it
+    (`ContentieuxDelegue`). Starting where its tenure starts is what keeps A → B → A → B from
+    counting a payment twice; decisions naming another organism are not its own. (The
+    services keep the same figures as they fold: `ContributionState.held_cents`.)"""
     held = 0
     litigation = False
     for event_type, payload in since:

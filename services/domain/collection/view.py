@@ -44,8 +44,8 @@ class ContributionState(SubjectState):
     faits_retenus: dict[str, Any] | None = None  # what the delegation relied on
     decided: bool = False
     paid_cents: int = 0  # every payment recorded on it, whoever received it
-    held_cents: int = 0  # booked to the organism since that decision (its tenure)
-    litigated: bool = False  # litigation entrusted to it since that decision
+    held_cents: int = 0  # booked to the organism since it took the contribution over
+    litigated: bool = False  # litigation entrusted to it in that tenure
 
     def decided_by(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
         """A decision or revision now stands for it. The organism's tenure (what it holds,

@@ -17,6 +17,11 @@ from services.domain.registry.registry import (
 )
 from services.domain.state import Demand, Doc, Entry, Kind, Row
 
+FOLD_VERSION = 1
+"""The version of what the views fold into the state: bump it whenever a fold changes (a
+field kept, how it is counted), so that a state written by an earlier version is folded
+again from the events instead of being trusted."""
+
 ORGANISME = "organisme"
 CONVENTION = "convention"
 CONVENTIONS_OF = "conventions_of"

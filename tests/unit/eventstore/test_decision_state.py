@@ -35,7 +35,7 @@ from services.adapters.runtime.handler import BatchHandler
 from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
 from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
-from services.domain.state import Demand, LoadedMap, NotLoaded, Row
+from services.domain.state import Demand, Entry, LoadedMap, NotLoaded, Row
 from services.tools.audit.feed import FakeRecord
 
 pytestmark = pytest.mark.unit
@@ -529,3 +529,44 @@ async def test_a_state_that_is_not_the_fold_of_the_store_is_folded_again() -> No
     handler = BatchHandler(other, lambda view=None: COLLECTION.new_processor(view=view), {})
     await handler.catch_up()
     assert other.state == again.state and other.state_at == len(other.events)
+
+
+async def test_a_state_written_by_another_version_of_the_fold_is_folded_again() -> None:
+    store = await _run([*START, paiement("P1", "Q3", N, 100)], [100])
+    expected = dict(store.state)
+    key = ("contribution", "Q3")
+    doc = dict(store.state[key].doc)
+    doc["held_cents"] = 0  # what an older fold might have kept
+    store.state[key] = Entry(doc, store.state[key].tag, store.state[key].ordinal)
+    store.state_version = 0
+    handler = BatchHandler(store, lambda view=None: COLLECTION.new_processor(view=view), {})
+    await handler.catch_up()
+    assert store.state == expected
+
+
+async def test_the_revisions_start_is_known_only_once_the_batch_that_records_it_commits() -> None:
+    """A handler not caught up first records where revisions start in its first batch; that
+    batch fails once (the database goes away): the retry records it again, and the
+    revisions it commits are the ones replay finds."""
+    store = MemoryEventStore()
+    failures = [ConnectionResetError("the database went away")]
+    load = store.transaction
+
+    @contextlib.asynccontextmanager
+    async def flaky() -> AsyncIterator[MemoryTransaction]:
+        async with load() as tx:
+            yield tx
+            if failures:
+                raise failures.pop()
+
+    store.transaction = flaky  # type: ignore[method-assign]
+    handler = BatchHandler(
+        store,
+        lambda view=None: COLLECTION.new_processor(view=view),
+        dict(COLLECTION.inputs),
+        backoff_max=0.01,
+    )
+    await handler.handle(_records(COLLECTION, [*START, _resiliation(C1, "2017-06-30")]))
+    assert handler.revisions_from == store.revisions_start == 1
+    assert any(e.event_type == "EncaissementRevise" for e in store.events)
+    _assert_replays(COLLECTION, store)
