@@ -113,6 +113,11 @@ class RecordFailure(Exception):
         self.error_class = type(cause).__name__
 
 
+class StateBehind(Exception):
+    """Folding into the decision state what the store holds beyond it failed: about the
+    store, not about the records in hand (retried, the component reported stalled)."""
+
+
 def origin(record: Record) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
@@ -189,6 +194,8 @@ def is_transient(exc: BaseException) -> bool:
     whose event id is another's decision id, for instance), and it is isolated like any."""
     if isinstance(exc, StoreError):
         return False
+    if isinstance(exc, StateBehind):  # never isolate records for what the store holds
+        return True
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] not in _RECORD_CAUSED_SQLSTATES
     return isinstance(
@@ -318,8 +325,13 @@ class BatchHandler:
     ) -> BatchReport:
         report = BatchReport()
         async with tracing.appending(self.store) as tx:
-            while not await state.fold_behind(tx, self.view_type):
-                pass  # events appended without the state (see runtime.state)
+            try:
+                while not await state.fold_behind(tx, self.view_type):
+                    pass  # events appended without the state (see runtime.state)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise StateBehind(type(exc).__name__) from exc
             revisions_from = self.revisions_from
             if revisions_from is None:  # a handler not caught up first: known once committed
                 revisions_from = await tx.start_revisions()

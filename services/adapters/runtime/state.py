@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.adapters.eventstore.port import Store, Transaction
-from services.domain.kernel.processing import Input, ServiceView, fold_stored
-from services.domain.kernel.statekinds import FOLD_VERSION
+from services.domain.kernel.processing import Input, ServiceView, fold_stored, registry_of
+from services.domain.kernel.statekinds import FOLD_VERSION, revision_demand
 from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
 from services.domain.registry import REGISTRY_EVENT_TYPES
 from services.domain.state import Demand, LoadedState
@@ -70,12 +70,13 @@ async def load_batch(
     state = await load(tx, view_type, demand)
     if not facts:
         return state
-    before = view_type.from_state(state)  # read only: the registry before the batch
+    before = registry_of(state)  # read only: the registry before the batch
     revisions = Demand()
     for message in facts:
         # an organism a fact concerns once an earlier fact of the batch is in (a convention
         # concluded, then terminated) is named by that earlier fact, so asked by it
-        revisions.add(before.revision_demand(message.event_type, message.payload))
+        kind, payload = message.event_type, message.payload
+        revision_demand(revisions, kind, payload, before.organisms_concerned(kind, payload))
     return await load(tx, view_type, revisions, state)
 
 

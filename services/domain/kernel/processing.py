@@ -29,7 +29,6 @@ from services.domain.kernel.statekinds import (
     field_of,
     registry_demand,
     registry_more,
-    revision_demand,
 )
 from services.domain.kernel.subjects import Subject, SubjectState
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
@@ -265,12 +264,7 @@ class ServiceView:
         view = cls()
         if not state.folding:  # folding stored events appends nothing: no version is read
             view.versions = LoadedMap("stream", state.versions, state.demand.streams)
-        organismes, conventions, by_organisme, affiliations = (
-            state.loaded_map(kind) for kind in REGISTRY_KINDS
-        )
-        view.registry = Registry(
-            organismes, conventions, by_organisme, affiliations, state.pair_index(AFFILIATED)
-        )
+        view.registry = registry_of(state)
         view.subjects = state.pair_index(SUBJECTS_OF)
         undecided = state.loaded_map(PARKED_KIND)
         view.parking = Parking(undecided, _queues(state))
@@ -347,14 +341,6 @@ class ServiceView:
         demand.key(cls.SUBJECT.kind, subject_id)
         demand.stream(cls.subject_stream(subject_id))
 
-    def revision_demand(self, event_type: str, payload: Any) -> Demand:
-        """Where the subjects a registry fact may revise are found (read on this view, which
-        holds what deciding the fact reads: the convention it names, for one)."""
-        demand = Demand()
-        organisms = self.registry.organisms_concerned(event_type, payload)
-        revision_demand(demand, event_type, payload, organisms)
-        return demand
-
     def revision_subjects(self, event_type: str, organisms: tuple[str, ...], nir: str) -> list[str]:
         """The subjects a registry fact may revise, by subject id: its person's (an
         affiliation), or those of everyone ever affiliated to the organisms it concerns."""
@@ -379,6 +365,16 @@ class ServiceView:
             doc = row.entry.doc
             assert isinstance(doc, dict)
             cls.demand_of(demand, doc["event_type"], doc["payload"])
+
+
+def registry_of(state: LoadedState) -> Registry:
+    """The registry as one batch loaded it."""
+    organismes, conventions, by_organisme, affiliations = (
+        state.loaded_map(kind) for kind in REGISTRY_KINDS
+    )
+    return Registry(
+        organismes, conventions, by_organisme, affiliations, state.pair_index(AFFILIATED)
+    )
 
 
 def _queues(state: LoadedState) -> LoadedMap[list[str]]:

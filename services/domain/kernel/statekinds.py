@@ -155,9 +155,6 @@ REGISTRY_KINDS: tuple[Kind[Any], ...] = (
     Kind(AFFILIATIONS, _affiliations, _from_affiliations),
 )
 PARKED_KIND: Kind[Waiting] = Kind(PARKED, _parked, _from_parked)
-PAIR_KINDS = (AFFILIATED, SUBJECTS_OF)
-"""`PairIndex` kinds: who was affiliated to an organism (organisme_id, nir); the subjects
-(contributions, benefits) recorded for a person (nir, subject id)."""
 
 
 def field_of(payload: Any, name: str) -> Any:

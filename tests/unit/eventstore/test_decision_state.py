@@ -11,7 +11,9 @@ the state kept batch by batch must be the state folded again from the events.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +37,7 @@ from services.adapters.runtime.handler import BatchHandler
 from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
 from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
+from services.domain.kernel.records import NewEvent
 from services.domain.state import Demand, Entry, LoadedMap, NotLoaded, Row
 from services.tools.audit.feed import FakeRecord
 
@@ -178,32 +181,32 @@ SETTINGS = settings(
 )
 
 
+async def _decides_as_the_whole_fold(
+    service: ServiceDescription, facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+) -> None:
+    store = await _decide_in_batches(service, facts, cuts)
+    assert all(e.payload["kind"] == "contract" for e in store.events if e.event_type == REJECTION)
+    _assert_replays(service, store)
+    await _assert_state_refolds(service, store)
+
+
+CUTS = st.lists(st.integers(1, 7), max_size=10)
+
+
 @SETTINGS
-@given(
-    facts=st.lists(st.one_of(registry_fact, collection_input), max_size=30),
-    cuts=st.lists(st.integers(1, 7), max_size=10),
-)
+@given(facts=st.lists(st.one_of(registry_fact, collection_input), max_size=30), cuts=CUTS)
 async def test_collection_decides_over_loaded_state_as_over_the_whole_fold(
     facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
 ) -> None:
-    store = await _decide_in_batches(COLLECTION, facts, cuts)
-    assert all(e.payload["kind"] == "contract" for e in store.events if e.event_type == REJECTION)
-    _assert_replays(COLLECTION, store)
-    await _assert_state_refolds(COLLECTION, store)
+    await _decides_as_the_whole_fold(COLLECTION, facts, cuts)
 
 
 @SETTINGS
-@given(
-    facts=st.lists(st.one_of(registry_fact, benefits_input), max_size=30),
-    cuts=st.lists(st.integers(1, 7), max_size=10),
-)
+@given(facts=st.lists(st.one_of(registry_fact, benefits_input), max_size=30), cuts=CUTS)
 async def test_benefits_decides_over_loaded_state_as_over_the_whole_fold(
     facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
 ) -> None:
-    store = await _decide_in_batches(BENEFITS, facts, cuts)
-    assert all(e.payload["kind"] == "contract" for e in store.events if e.event_type == REJECTION)
-    _assert_replays(BENEFITS, store)
-    await _assert_state_refolds(BENEFITS, store)
+    await _decides_as_the_whole_fold(BENEFITS, facts, cuts)
 
 
 @pytest.mark.parametrize(
@@ -570,3 +573,32 @@ async def test_the_revisions_start_is_known_only_once_the_batch_that_records_it_
     assert handler.revisions_from == store.revisions_start == 1
     assert any(e.event_type == "EncaissementRevise" for e in store.events)
     _assert_replays(COLLECTION, store)
+
+
+async def test_a_store_the_state_cannot_fold_stalls_the_batch_and_rejects_no_record() -> None:
+    """An event appended without the state that the fold cannot take (here a decision of an
+    input the store never held) says something about the store, not about the records in
+    hand: the batch is retried and reported stalled; nothing is decided on a state that is
+    not the fold of the store, and no valid record is rejected."""
+    store = MemoryEventStore()
+    handler = BatchHandler(
+        store,
+        lambda view=None: COLLECTION.new_processor(view=view),
+        dict(COLLECTION.inputs),
+        backoff_max=0.01,
+    )
+    await handler.catch_up()
+    async with store.transaction() as tx:  # written by no service: the state is behind it
+        stray = {"nir": N, "sujet_id": "K9", "motif": "AFFILIATION_INCONNUE"}
+        metadata = {"causation_id": "6f1f7a1e-0000-4000-8000-000000000000"}
+        tx.append_at(
+            "cotisation-K9", 1, NewEvent(uuid.uuid4(), "DecisionEnAttente", stray, metadata)
+        )
+    task = asyncio.create_task(handler.handle(_records(COLLECTION, [organisme(M)])))
+    await asyncio.sleep(0.5)
+    assert not task.done() and handler.stalled_seconds() > 0.3
+    assert handler.stall_reason is not None and "StateBehind" in handler.stall_reason
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [e.event_type for e in store.events] == ["DecisionEnAttente"]  # nothing rejected
