@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from contracts import inbound, topics
 from contracts.topics import PARKED, REVISIONS
 from services.domain.benefits import rules as benefits_rules
@@ -26,6 +28,7 @@ from services.domain.collection import rules as collection_rules
 from services.domain.collection.processor import CollectionProcessor
 from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import Outcome, Processor, ServiceView
+from services.domain.kernel.tasks import REVISION_STEP, EtapeDeRevision
 
 INPUT_TYPES = topics.INBOUND_EVENT_TYPES
 """Every event type a service records as an input (registry facts included)."""
@@ -34,6 +37,13 @@ PAYLOAD_MODELS: Mapping[str, type[inbound.InboundPayload]] = {
     name: getattr(inbound, name) for name in sorted(INPUT_TYPES)
 }
 """The contract's payload model of each input event type."""
+
+STEP_HEADS = INPUT_TYPES | {REVISION_STEP}
+"""What heads a step of the store (it and the decisions it causes): an input, or a step of
+a revision task (`services.domain.kernel.tasks`), which the store records like one."""
+
+HEAD_MODELS: Mapping[str, type[BaseModel]] = {**PAYLOAD_MODELS, REVISION_STEP: EtapeDeRevision}
+"""The payload model of each event type that heads a step: what replay re-runs."""
 
 
 class RuledProcessor(Processor, Protocol):

@@ -116,12 +116,14 @@ class PairIndex:
         kind: str,
         loaded: Iterable[tuple[str, str]] = (),
         asked: Iterable[str] | None = None,
+        ranges: Mapping[str, Span] | None = None,
     ) -> None:
         self.kind = kind
         self._by_first: dict[str, set[str]] = {}
         for first, second in loaded:
             self._by_first.setdefault(first, set()).add(second)
         self._asked = None if asked is None else set(asked)
+        self._ranges = dict(ranges or {})  # first -> the span of its seconds loaded
         self.added: list[tuple[str, str]] = []
 
     def add(self, first: str, second: str) -> None:
@@ -135,6 +137,47 @@ class PairIndex:
         if self._asked is not None and first not in self._asked:
             raise NotLoaded(self.kind, first)
         return sorted(self._by_first.get(first, ()))
+
+    def following(self, first: str, after: str, limit: int) -> list[str]:
+        """The first `limit` second members paired with `first` that sort after `after`
+        (code point order, as the table's "C" collation): one step through a big organism's
+        people, loaded as a span (`Span`) rather than whole."""
+        if self._asked is None or first in self._asked:
+            return [s for s in self.seconds(first) if s > after][:limit]
+        span = self._ranges.get(first)
+        if span is None or span.after != after:
+            raise NotLoaded(self.kind, first)
+        found = self.between(first, span)
+        if span.through is not None and len(found) < limit:
+            raise NotLoaded(self.kind, first)  # the span loaded is shorter than asked
+        return found[:limit]
+
+    def between(self, first: str, span: Span) -> list[str]:
+        """The second members paired with `first` within `span`, in order."""
+        if self._asked is not None and first not in self._asked:
+            known = self._ranges.get(first)
+            if known is None or not known.covers(span):
+                raise NotLoaded(self.kind, first)
+        return [s for s in sorted(self._by_first.get(first, ())) if span.holds(s)]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The second members of a pair index after `after`, up to `through` included (to the
+    end when None), in code point order."""
+
+    after: str
+    through: str | None = None
+
+    def holds(self, second: str) -> bool:
+        return second > self.after and (self.through is None or second <= self.through)
+
+    def covers(self, other: Span) -> bool:
+        if other.after < self.after:
+            return False
+        if self.through is None:
+            return True
+        return other.through is not None and other.through <= self.through
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +266,8 @@ class LoadedState:
     versions: dict[str, int] = field(default_factory=dict)
     demand: Demand = field(default_factory=Demand)
     folding: bool = False  # for folding stored events: stream versions are not read
+    spans: dict[str, dict[str, Span]] = field(default_factory=dict)
+    """Pairs loaded as a span of one first rather than whole: kind -> first -> span."""
 
     def add(self, row: Row) -> None:
         self.rows.setdefault(row.kind, {})[row.key] = row.entry
@@ -233,7 +278,7 @@ class LoadedState:
         for entry in self.rows.get(kind, {}).values():
             first, second = entry.doc
             pairs.append((first, second))
-        return PairIndex(kind, pairs, self.demand.tags.get(kind, ()))
+        return PairIndex(kind, pairs, self.demand.tags.get(kind, ()), self.spans.get(kind))
 
     def loaded_map(self, kind: Kind[V]) -> LoadedMap[V]:
         """The entries of `kind` as a `LoadedMap` of decoded values."""

@@ -128,6 +128,15 @@ class MemoryTransaction:
                 rows.append(Row(kind, key, entry))
         return rows
 
+    async def state_span(self, kind: str, tag: str, after: str, limit: int) -> list[Row]:
+        low = tag + after
+        found = sorted(
+            (key, entry)
+            for (k, key), entry in self.state.items()
+            if k == kind and entry.tag == tag and key > low
+        )
+        return [Row(kind, key, entry) for key, entry in found[:limit]]
+
     async def start_revisions(self) -> int:
         if self.revisions_start is None:  # committed with the transaction, or not at all
             self.revisions_start = self._position + 1
@@ -235,6 +244,14 @@ class MemoryEventStore:
 
     async def ping(self, timeout: float = 5.0) -> bool:
         return True
+
+    async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
+        tagged = sorted(
+            (e.ordinal, key)
+            for (k, key), e in self.state.items()
+            if k == kind and e.tag is not None
+        )
+        return len(tagged), tagged[0][1] if tagged else None
 
     async def revisions_from(self) -> int:
         return NEVER if self.revisions_start is None else self.revisions_start

@@ -75,6 +75,11 @@ class Transaction(Protocol):
         """The decision state entries `demand` names (by key, by tag, by tag prefix)."""
         ...
 
+    async def state_span(self, kind: str, tag: str, after: str, limit: int) -> list[Row]:
+        """The first `limit` entries of `kind` under `tag` whose key sorts after `tag +
+        after`, in key order (code points): a span of a pair index (`PairIndex.following`)."""
+        ...
+
     async def save_state(self, changes: Sequence[Change], position: int) -> None:
         """Write `changes` back; the state is now the fold up to `position`. Committed with
         the transaction's appends, or not at all."""
@@ -110,6 +115,11 @@ class Store(Protocol):
 
     async def revisions_from(self) -> int:
         """The position from which registry facts revise earlier decisions."""
+        ...
+
+    async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
+        """How many decision state entries of `kind` have a tag (parked inputs, open
+        revision tasks), and the key of the one with the smallest ordinal (the oldest)."""
         ...
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:

@@ -238,6 +238,19 @@ class StoreTransaction:
         )
         return [Row(r["kind"], r["key"], Entry(r["doc"], r["tag"], r["ordinal"])) for r in rows]
 
+    async def state_span(self, kind: str, tag: str, after: str, limit: int) -> list[Row]:
+        """One range of the index on (kind, tag, key) in byte order (migration 015)."""
+        rows = await self.conn.fetch(
+            "SELECT kind, key, tag, ordinal, doc FROM decision_state"
+            ' WHERE kind = $1 AND tag = $2 AND key COLLATE "C" > $3'
+            ' ORDER BY key COLLATE "C" LIMIT $4',
+            kind,
+            tag,
+            tag + after,
+            limit,
+        )
+        return [Row(r["kind"], r["key"], Entry(r["doc"], r["tag"], r["ordinal"])) for r in rows]
+
     async def start_revisions(self) -> int:
         """The position from which registry facts revise decisions: the one recorded, or,
         the first time, the next position (under the store's lock, so it is exact)."""

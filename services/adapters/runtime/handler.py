@@ -50,6 +50,7 @@ from services.domain.kernel.processing import (
     rejection_id,
 )
 from services.domain.kernel.streams import REJECTIONS_STREAM
+from services.domain.kernel.tasks import REVISIONS_OPENED, TASK_EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class BatchReport:
     decisions: dict[tuple[str, str], int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    tasks_opened: int = 0  # revision tasks opened (worked in steps: runtime.reviser)
     attempts: int = 1
     seconds: float = 0.0
 
@@ -102,6 +104,7 @@ class BatchReport:
         for key, count in other.decisions.items():
             self.decisions[key] = self.decisions.get(key, 0) + count
         self.duplicates += other.duplicates
+        self.tasks_opened += other.tasks_opened
 
 
 class RecordFailure(Exception):
@@ -325,16 +328,7 @@ class BatchHandler:
     ) -> BatchReport:
         report = BatchReport()
         async with tracing.appending(self.store) as tx:
-            try:
-                while not await state.fold_behind(tx, self.view_type):
-                    pass  # events appended without the state (see runtime.state)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                raise StateBehind(type(exc).__name__) from exc
-            revisions_from = self.revisions_from
-            if revisions_from is None:  # a handler not caught up first: known once committed
-                revisions_from = await tx.start_revisions()
+            revisions_from = await self.current(tx)
             # what the records isolated name is not read: they are rejected, not decided
             batch = [m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)]
             loaded = await state.load_batch(tx, self.view_type, batch)
@@ -393,6 +387,20 @@ class BatchHandler:
         self.revisions_from = revisions_from  # the transaction that recorded it committed
         return report
 
+    async def current(self, tx: Transaction) -> int:
+        """Bring the decision state up to the store's head in `tx` (events appended without
+        it: see runtime.state); returns the position from which facts revise decisions."""
+        try:
+            while not await state.fold_behind(tx, self.view_type):
+                pass
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise StateBehind(type(exc).__name__) from exc
+        if self.revisions_from is None:  # a handler not caught up first: known once committed
+            return await tx.start_revisions()
+        return self.revisions_from
+
     def _parse(self, record: Record) -> Input | ContractError:
         try:
             check_headers(record.headers)
@@ -428,7 +436,7 @@ class BatchHandler:
                 for stream_id, version, event in outcome.events:
                     tx.append_at(stream_id, version, event)
                     if event.event_id != message.event_id:
-                        self._count_decision(event, report)
+                        count_decision(event, report)
                 return
             message = ContractError(outcome.refused.reason, outcome.refused.field)
         kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
@@ -455,13 +463,17 @@ class BatchHandler:
         report.rejected[reason] = report.rejected.get(reason, 0) + 1
         log.info("rejected: %s", error, extra={"event_id": str(event.event_id), **origin(record)})
 
-    @staticmethod
-    def _count_decision(event: NewEvent, report: BatchReport) -> None:
-        key = (event.event_type, str(event.payload.get("motif") or ""))
-        report.decisions[key] = report.decisions.get(key, 0) + 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "decided %s",
-                event.event_type,
-                extra={"event_id": str(event.event_id), **event.metadata},
-            )
+
+def count_decision(event: NewEvent, report: BatchReport) -> None:
+    """Count a decision in `report` (a revision task's opening is no decision: not counted)."""
+    if event.event_type in TASK_EVENT_TYPES:
+        report.tasks_opened += event.event_type == REVISIONS_OPENED
+        return
+    key = (event.event_type, str(event.payload.get("motif") or ""))
+    report.decisions[key] = report.decisions.get(key, 0) + 1
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "decided %s",
+            event.event_type,
+            extra={"event_id": str(event.event_id), **event.metadata},
+        )

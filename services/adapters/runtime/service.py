@@ -35,6 +35,7 @@ from services.adapters.runtime import tracing
 from services.adapters.runtime.handler import BatchHandler, BatchReport, Record
 from services.adapters.runtime.metrics import ServiceMetrics
 from services.adapters.runtime.monitoring import parked_age
+from services.adapters.runtime.reviser import Reviser
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.kernel.processing import Processor
 
@@ -162,6 +163,7 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.handler: BatchHandler | None = None
         self.relay: Relay | None = None
+        self.reviser: Reviser | None = None  # works the revision tasks, a step at a time
         self.projector: Projector | None = None
         self.anchorer: Anchorer | None = None  # signs the store's head, when a key is set
         self._stalled_logged: set[str] = set()  # components whose stall was logged
@@ -219,6 +221,8 @@ class ServiceRuntime:
             assert self.handler is not None
             report = await self.handler.handle(records)
             try:  # recorded: what follows must not send the batch back for redelivery
+                if report.tasks_opened and self.reviser is not None:
+                    self.reviser.wake.set()
                 self.metrics.observe(report, records)
                 self.on_report(report)
             except Exception:
@@ -294,6 +298,7 @@ class ServiceRuntime:
         and why, for those stalled beyond `stall_after_seconds`: readiness tells the truth."""
         parts: dict[str, Any] = {
             "consumer": self.handler,
+            "reviser": self.reviser,
             "relay": self.relay,
             "projector": self.projector,
             "anchorer": self.anchorer,
@@ -373,6 +378,8 @@ class ServiceRuntime:
         store = EventStore(self.pool, self.spec.schema)
         self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()
+        self.reviser = Reviser(self.handler)
+        self.reviser.on_step = lambda report: self.metrics.observe(report, ())
         log.info("%s: decision state current at position %d", self.spec.name, head)
         # the balances operations and auditors read (services/adapters/eventstore/projections.py)
         from services.adapters.eventstore.projections import PROJECTIONS_OF, Projector
@@ -407,7 +414,9 @@ class ServiceRuntime:
     async def lifespan(self) -> AsyncIterator[None]:
         await self.start()
         assert self.relay is not None and self.projector is not None
+        assert self.reviser is not None
         tasks = [
+            asyncio.create_task(self.reviser.run(), name=f"reviser-{self.spec.name}"),
             asyncio.create_task(self.relay.run(), name=f"relay-{self.spec.name}"),
             asyncio.create_task(self.projector.run(), name=f"projector-{self.spec.name}"),
         ]

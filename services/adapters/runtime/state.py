@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.adapters.eventstore.port import Store, Transaction
-from services.domain.kernel.processing import Input, ServiceView, fold_stored, registry_of
-from services.domain.kernel.statekinds import FOLD_VERSION, revision_demand
+from services.domain.kernel.processing import Input, ServiceView, fold_stored
+from services.domain.kernel.statekinds import AFFILIATED, FOLD_VERSION, revision_demand
 from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
+from services.domain.kernel.tasks import OPEN, STEP_PEOPLE, TASK_KIND, TASKS, task_stream
 from services.domain.registry import REGISTRY_EVENT_TYPES
-from services.domain.state import Demand, LoadedState
+from services.domain.state import Demand, LoadedState, Span
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +58,37 @@ async def load(
 async def load_batch(
     tx: Transaction, view_type: type[ServiceView], inputs: Sequence[Input]
 ) -> LoadedState:
-    """What deciding `inputs` reads: what each names, then, for the registry facts among
-    them, where the decisions they may revise are found (read on what the first load
-    gave: a convention's organism, for one)."""
+    """What deciding `inputs` reads: what each names and, for a registry fact about one
+    person, that person's subjects (which it revises at once)."""
     demand = Demand(streams={REJECTIONS_STREAM})
-    facts = []
     for message in inputs:
         view_type.demand_of(demand, message.event_type, message.payload)
         if message.event_type in REGISTRY_EVENT_TYPES:
             demand.stream(registry_stream(message.event_type, message.payload))
-            facts.append(message)
-    state = await load(tx, view_type, demand)
-    if not facts:
-        return state
-    before = registry_of(state)  # read only: the registry before the batch
-    revisions = Demand()
-    for message in facts:
-        # an organism a fact concerns once an earlier fact of the batch is in (a convention
-        # concluded, then terminated) is named by that earlier fact, so asked by it
-        kind, payload = message.event_type, message.payload
-        revision_demand(revisions, kind, payload, before.organisms_concerned(kind, payload))
-    return await load(tx, view_type, revisions, state)
+            revision_demand(demand, message.event_type, message.payload)
+    return await load(tx, view_type, demand)
+
+
+async def load_step(
+    tx: Transaction, view_type: type[ServiceView], limit: int = STEP_PEOPLE
+) -> LoadedState | None:
+    """What the next step of the oldest open revision task reads (None when no task is
+    open): the next `limit` people of its organism in hand, loaded as a span, and all
+    they lead to (their subjects, their registry, the task's stream)."""
+    state = await load(tx, view_type, Demand(tags={TASKS: {OPEN}}))
+    tasks = [TASK_KIND.decode(entry) for entry in state.rows.get(TASKS, {}).values()]
+    if not tasks:
+        return None
+    task = min(tasks, key=lambda t: t.since)
+    rows = await tx.state_span(AFFILIATED, task.organism, task.after, limit)
+    people = [str(row.entry.doc[-1]) for row in rows if isinstance(row.entry.doc, list)]
+    through = people[-1] if len(people) == limit else None
+    state.spans.setdefault(AFFILIATED, {})[task.organism] = Span(task.after, through)
+    more = Demand(streams={task_stream(task.fact_id)})
+    for row in rows:
+        state.add(row)
+        view_type.more(row, more)
+    return await load(tx, view_type, more, state)
 
 
 def _causation(metadata: Mapping[str, Any]) -> str | None:

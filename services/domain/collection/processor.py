@@ -146,6 +146,8 @@ class CollectionProcessor(RegistryAwareProcessor[CollectionView, RuleSet]):
         *,
         parked: bool = False,
     ) -> None:
+        if not parked:  # (a parked one waited for its contribution: decided just now)
+            self.revise_pending(emitter, p.cotisation_id, p.nir)
         state = self.view.contributions.get(p.cotisation_id)
         known = (
             None

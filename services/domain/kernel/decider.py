@@ -9,8 +9,22 @@ from uuid import UUID
 
 from contracts.outbound import Decision
 from services.domain.kernel.parking import Waiting
-from services.domain.kernel.processing import Emitter, Input, Outcome, ServiceView, decision_id
+from services.domain.kernel.processing import (
+    Emitter,
+    Input,
+    Outcome,
+    Refusal,
+    ServiceView,
+    decision_id,
+)
 from services.domain.kernel.streams import registry_stream
+from services.domain.kernel.tasks import (
+    REVISION_STEP,
+    REVISIONS_OPENED,
+    STEP_PEOPLE,
+    EtapeDeRevision,
+    task_stream,
+)
 from services.domain.registry import REGISTRY_EVENT_TYPES
 
 ViewT = TypeVar("ViewT", bound=ServiceView)
@@ -44,10 +58,14 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
 
     def process(self, message: Input) -> Outcome:
         """The events one input causes (or why it is refused). A registry fact: first the
-        parked inputs it unblocks, then the decisions it revises, each by subject id."""
+        parked inputs it unblocks, by subject id, then its revisions: those of its person's
+        subjects at once (an affiliation), or a task to revise everyone affiliated to the
+        organisms it concerns, in steps (`kernel.tasks`)."""
         position = self.view.position + 1  # the position the input takes
         emitter = Emitter(self.view, message.event_id, self.service, self.ids)
         kind, payload = message.event_type, message.payload
+        if isinstance(payload, EtapeDeRevision):
+            return self.process_step(emitter, message, payload)
         if kind not in REGISTRY_EVENT_TYPES:
             return self.process_input(emitter, message)
         organisms = self.view.registry.organisms_concerned(kind, payload)  # before the fact
@@ -59,15 +77,67 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             unblocked.sort(key=lambda item: (str(item[1].payload.get(subject)), item[0]))
         for waiting_id, waiting in unblocked:
             self.decide_parked(emitter, UUID(waiting_id), waiting)
-        if revising:
-            nir = str(getattr(payload, "nir", ""))
-            for subject_id in self.view.revision_subjects(kind, organisms, nir):
-                self.revise(emitter, subject_id, message)
+        if not revising:
+            return emitter.outcome
+        if kind == "AffiliationEnregistree":
+            for subject_id in self.view.subjects_of([str(getattr(payload, "nir", ""))]):
+                self.revise(emitter, subject_id, message.event_id)
+        elif organisms:
+            fact_id = str(message.event_id)
+            opened = {"fait_id": fact_id, "organismes": list(organisms)}
+            stream = task_stream(fact_id)
+            emitter.decision(stream, REVISIONS_OPENED, opened, message, message.correlation_id)
         return emitter.outcome
 
-    def revise(self, emitter: Emitter, subject_id: str, fact: Input) -> None:
+    def process_step(self, emitter: Emitter, message: Input, step: EtapeDeRevision) -> Outcome:
+        """Record one step of a revision task and the revisions of the subjects of the
+        people it covers (refused unless it is the task's next step)."""
+        fact_id = str(step.fait_id)
+        task = self.view.tasks.get(fact_id)
+        if task is None or task.organism != step.organisme_id or task.after != step.apres:
+            reason = "not the next step of an open revision task"
+            return Outcome(refused=Refusal("payload.fait_id", reason))
+        people = self.view.registry.affiliated.between(step.organisme_id, step.span)
+        emitter.input(task_stream(fact_id), message)
+        for subject_id in self.view.subjects_of(people):
+            self.revise(emitter, subject_id, step.fait_id)
+        return emitter.outcome
+
+    def next_step(self, limit: int = STEP_PEOPLE) -> Input | None:
+        """The next step of the oldest open revision task (None when none is open): the
+        next `limit` people of its organism in hand, the last of them named unless the span
+        reaches that organism's last person."""
+        tasks = self.view.tasks
+        if not tasks:
+            return None
+        task = min(tasks.values(), key=lambda t: t.since)
+        people = self.view.registry.affiliated.following(task.organism, task.after, limit)
+        through = people[-1] if len(people) == limit else None
+        step = EtapeDeRevision(
+            fait_id=UUID(task.fact_id),
+            organisme_id=task.organism,
+            apres=task.after,
+            jusqu_a=through,
+        )
+        step_id = self.ids(UUID(task.fact_id), -1 - task.steps, self.service)  # no decision's
+        metadata = {"causation_id": task.fact_id, "correlation_id": task.correlation_id}
+        return Input(step_id, REVISION_STEP, step, metadata)
+
+    def revise_pending(self, emitter: Emitter, subject_id: str, nir: str) -> None:
+        """Before an input about a subject is decided: record its revision if an open task
+        has still to reach its person (domain.md: never decided on the superseded outcome)."""
+        if not self.view.tasks:
+            return
+        organisms = {a.organisme_id for a in self.view.registry.affiliations_of(nir)}
+        for task in sorted(self.view.tasks.values(), key=lambda t: t.since):
+            if any(task.pending(organism, nir) for organism in organisms):
+                self.revise(emitter, subject_id, UUID(task.fact_id))
+                return
+
+    def revise(self, emitter: Emitter, subject_id: str, cause: UUID) -> None:
         """Record the revision of a decided subject if the registry now gives another
-        outcome (nothing when it gives the same, was not decided, or would park)."""
+        outcome (nothing when it gives the same, was not decided, or would park), caused by
+        the fact `cause` (the input in hand, or the fact whose task reaches the subject)."""
         state = self.view.subject(subject_id)
         if state is None or state.outcome is None or state.decision_id is None:
             return  # not decided yet, or decided by its dates or category: never revised
@@ -78,7 +148,7 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         if revision is not None:
             stream = self.view.subject_stream(subject_id)
             payload = revision.payload
-            emitter.decision(stream, revision.event_type, payload, fact, state.correlation_id)
+            emitter.decision(stream, revision.event_type, payload, cause, state.correlation_id)
 
     def revision(self, state: Any, revised: UUID, rules: RulesT) -> Decision | None:
         """The revision of a decided subject on the registry as it now stands, if any."""

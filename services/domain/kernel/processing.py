@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
 from uuid import UUID
@@ -31,6 +31,15 @@ from services.domain.kernel.statekinds import (
     registry_more,
 )
 from services.domain.kernel.subjects import Subject, SubjectState
+from services.domain.kernel.tasks import (
+    OPEN,
+    REVISION_STEP,
+    REVISIONS_OPENED,
+    TASK_KIND,
+    TASKS,
+    EtapeDeRevision,
+    RevisionTask,
+)
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
 from services.domain.state import (
     Change,
@@ -84,7 +93,7 @@ class Input:
 
     event_id: UUID
     event_type: str
-    payload: InboundPayload  # the contract's payload model
+    payload: InboundPayload | EtapeDeRevision  # the contract's payload model (or a step's)
     metadata: dict[str, Any]
 
     @property
@@ -150,6 +159,10 @@ class Processor(Protocol):
     def service(self) -> str: ...
 
     def process(self, message: Input) -> Outcome: ...
+
+    def next_step(self, limit: int) -> Input | None:
+        """The next step of the oldest open revision task, if any (`kernel.tasks`)."""
+        ...
 
 
 def fold_stored(view: ServiceView, event: StoredEvent) -> None:
@@ -232,6 +245,8 @@ class ServiceView:
     subjects: PairIndex = field(default_factory=lambda: PairIndex(SUBJECTS_OF))
     """The subjects (contributions, benefits) recorded for each NIR: what a registry fact
     about that person, or about an organism they were affiliated to, may revise."""
+    tasks: MutableMapping[str, RevisionTask] = field(default_factory=dict)
+    """The revision tasks open, by the id of the fact that opened them (`kernel.tasks`)."""
 
     def version(self, stream_id: str) -> int:
         return self.versions.get(stream_id, 0)
@@ -248,6 +263,17 @@ class ServiceView:
         self.versions[stream_id] = self.versions.get(stream_id, 0) + 1
         if event_type in REGISTRY_EVENT_TYPES:
             self.registry.apply(event_type, payload)
+        elif event_type == REVISIONS_OPENED:
+            correlation = str(metadata.get("correlation_id") or payload["fait_id"])
+            organisms = list(payload["organismes"])
+            task = RevisionTask(payload["fait_id"], organisms, correlation, self.position)
+            self.tasks[task.fact_id] = task
+        elif event_type == REVISION_STEP:
+            task = self.tasks[payload["fait_id"]]
+            if task.advance(payload):
+                del self.tasks[task.fact_id]
+            else:
+                self.tasks[task.fact_id] = task  # (marked changed, to be written back)
         else:
             self.fold(event_id, event_type, payload, metadata)
 
@@ -268,6 +294,10 @@ class ServiceView:
         view.subjects = state.pair_index(SUBJECTS_OF)
         undecided = state.loaded_map(PARKED_KIND)
         view.parking = Parking(undecided, _queues(state))
+        tasks = state.rows.get(TASKS, {})  # loaded whole (under their one tag): complete
+        view.tasks = LoadedMap(
+            TASKS, {k: TASK_KIND.decode(e) for k, e in tasks.items()}, (), prefixes=("",)
+        )
         for attribute, kind in cls.OWN_KINDS.items():
             setattr(view, attribute, state.loaded_map(kind))
         return view
@@ -287,6 +317,7 @@ class ServiceView:
                 strict=True,
             ),
             (PARKED_KIND, self.parking.undecided),
+            (TASK_KIND, self.tasks),
             *((kind, getattr(self, attribute)) for attribute, kind in self.OWN_KINDS.items()),
         ]
         found: list[Change] = []
@@ -309,6 +340,7 @@ class ServiceView:
         decision also settles the input that caused it (`causation`)."""
         registry_demand(demand, event_type, payload)
         cls.own_demand(demand, event_type, payload)
+        demand.tag(TASKS, OPEN)  # the open revision tasks: few, and any input may need them
         if causation is not None:
             demand.key(PARKED, causation)
 
@@ -341,13 +373,8 @@ class ServiceView:
         demand.key(cls.SUBJECT.kind, subject_id)
         demand.stream(cls.subject_stream(subject_id))
 
-    def revision_subjects(self, event_type: str, organisms: tuple[str, ...], nir: str) -> list[str]:
-        """The subjects a registry fact may revise, by subject id: its person's (an
-        affiliation), or those of everyone ever affiliated to the organisms it concerns."""
-        if event_type == "AffiliationEnregistree":
-            people = {nir}
-        else:
-            people = {p for o in organisms for p in self.registry.affiliated.seconds(o)}
+    def subjects_of(self, people: Iterable[str]) -> list[str]:
+        """The subjects of these people, by subject id: what a fact about them may revise."""
         return sorted({s for person in people for s in self.subjects.seconds(person)})
 
     @classmethod

@@ -4,7 +4,7 @@ and `parked_demand` what a batch must load to read it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -17,7 +17,7 @@ from services.domain.registry.registry import (
 )
 from services.domain.state import Demand, Doc, Entry, Kind, Row
 
-FOLD_VERSION = 1
+FOLD_VERSION = 2
 """The version of what the views fold into the state: bump it whenever a fold changes (a
 field kept, how it is counted), so that a state written by an earlier version is folded
 again from the events instead of being trusted."""
@@ -201,12 +201,9 @@ def registry_more(row: Row, demand: Demand) -> None:
         demand.tag(SUBJECTS_OF, _items(row.entry.doc)[1])
 
 
-def revision_demand(
-    demand: Demand, event_type: str, payload: Any, organisms: Iterable[str]
-) -> None:
-    """Where the decisions a registry fact may revise are found: its person's subjects (an
-    affiliation), or everyone ever affiliated to the organisms it concerns."""
+def revision_demand(demand: Demand, event_type: str, payload: Any) -> None:
+    """Where the decisions a registry fact revises at once are found: its person's subjects
+    (an affiliation). A fact about an organism revises its people in steps, each loading
+    its own span of them (`kernel.tasks`)."""
     if event_type == "AffiliationEnregistree":
         demand.tag(SUBJECTS_OF, field_of(payload, "nir"))
-    for organisme_id in organisms:  # by its exact id (never a prefix: "OC-1" is not "OC-10")
-        demand.tag(AFFILIATED, organisme_id)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from services.adapters.eventstore import EventStore, StoredEvent
-from services.domain.catalog import INPUT_TYPES
+from services.domain.catalog import STEP_HEADS
 from services.domain.kernel.processing import REJECTION
 
 SUBJECT_FIELDS = ("cotisation_id", "prestation_id", "paiement_id", "sujet_id", "nir")
@@ -24,7 +24,8 @@ SUBJECT_FIELDS = ("cotisation_id", "prestation_id", "paiement_id", "sujet_id", "
 
 
 def is_input(event: StoredEvent) -> bool:
-    return event.event_type in INPUT_TYPES
+    """Whether `event` heads a step: an input (or a revision task's step, recorded alike)."""
+    return event.event_type in STEP_HEADS
 
 
 @dataclass(frozen=True, slots=True)

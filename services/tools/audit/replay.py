@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from services.adapters.eventstore import EventStore, StoredEvent
-from services.domain.catalog import PAYLOAD_MODELS, ServiceDescription
+from services.domain.catalog import HEAD_MODELS, ServiceDescription
 from services.domain.kernel.processing import Input, fold_stored
 from services.tools.audit.compare import (
     FieldDiff,
@@ -106,7 +106,7 @@ class Replayer:
         s.events_read += 1 + len(step.decisions)
         s.last_position = step.last_position
         head = step.head
-        if step.rejection or head.event_type not in PAYLOAD_MODELS:
+        if step.rejection or head.event_type not in HEAD_MODELS:
             s.rejections += step.rejection
             self._fold_recorded(step)  # not an input: nothing to recompute
             if not step.rejection:
@@ -127,9 +127,9 @@ class Replayer:
         self.selection.note_input(head)
         problem = self._choose_rules(step)
         try:
-            model = PAYLOAD_MODELS[head.event_type].model_validate(head.payload)
+            model = HEAD_MODELS[head.event_type].model_validate(head.payload)
             outcome = self.processor.process(
-                Input(head.event_id, head.event_type, model, head.metadata)
+                Input(head.event_id, head.event_type, cast(Any, model), head.metadata)
             )
             error = str(outcome.refused or "") or (
                 "a duplicate of an earlier input" if outcome.duplicate or not outcome.events else ""

@@ -1,0 +1,114 @@
+"""The revision tasks of a service, worked a step per transaction (`kernel.tasks`).
+
+A registry fact about an organism records a task; this component records its steps, one
+transaction each under the store's lock, like a batch of inputs: the inputs arriving
+meanwhile wait for one step at most, never for the whole revision. It runs beside the
+consumer in every instance; the lock makes one step at a time, whichever instance takes it,
+and the task's cursor (the fold of the steps recorded) makes each exactly once. A step that
+fails is retried with backoff, and the component is reported stalled while it fails with a
+task open: readiness tells the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from contracts import mask_personal
+from services.adapters.runtime import state
+from services.adapters.runtime.handler import BatchHandler, BatchReport, count_decision
+from services.domain.kernel.tasks import STEP_PEOPLE, TASKS
+
+log = logging.getLogger(__name__)
+
+
+class Reviser:
+    """Records the steps of the open revision tasks of the handler's service."""
+
+    def __init__(
+        self,
+        handler: BatchHandler,
+        *,
+        limit: int = STEP_PEOPLE,
+        idle_seconds: float = 1.0,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.handler = handler
+        self.limit = limit
+        self.idle_seconds = idle_seconds  # how often an idle reviser looks for tasks
+        self.backoff_max = backoff_max
+        self.wake = asyncio.Event()  # set when a batch opened a task: look at once
+        self.busy_since: float | None = None
+        self.stall_reason: str | None = None
+        self.steps = 0
+        self.on_step: Callable[[BatchReport], None] = lambda report: None
+
+    def stalled_seconds(self) -> float:
+        """How long the step in hand has been in hand (0 between steps)."""
+        return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
+
+    async def pending(self) -> int:
+        """How many revision tasks are open (read without the store's lock)."""
+        count, _ = await self.handler.store.tagged_summary(TASKS)
+        return count
+
+    async def step(self) -> BatchReport | None:
+        """Record the next step of the oldest open task, in one transaction (None when no
+        task is open)."""
+        handler = self.handler
+        report = BatchReport()
+        started = time.perf_counter()
+        async with handler.store.transaction() as tx:
+            revisions_from = await handler.current(tx)
+            loaded = await state.load_step(tx, handler.view_type, self.limit)
+            if loaded is None:
+                return None
+            view = handler.view_type.from_state(loaded)
+            view.position = tx.head_position
+            processor = handler.new_processor(view=view)
+            processor.revisions_from = revisions_from
+            message = processor.next_step(self.limit)
+            assert message is not None, "a task was loaded"
+            outcome = processor.process(message)
+            if outcome.refused is not None:  # the step was made from the task: a bug
+                raise RuntimeError(f"a revision step refused: {outcome.refused}")
+            for stream_id, version, event in outcome.events:
+                tx.append_at(stream_id, version, event)
+                if event.event_id != message.event_id:
+                    count_decision(event, report)
+            if view.position != tx.head_position:
+                raise RuntimeError("the view and the store disagree on the positions taken")
+            await tx.save_state(view.changes(loaded), tx.head_position)
+        handler.position = tx.head_position
+        handler.revisions_from = revisions_from
+        report.seconds = time.perf_counter() - started
+        self.steps += 1
+        return report
+
+    async def run(self) -> None:
+        """Work the open tasks for as long as the service runs."""
+        delay = 0.05
+        while True:
+            try:
+                self.busy_since = time.monotonic() if self.busy_since is None else self.busy_since
+                report = await self.step() if await self.pending() else None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stall_reason = mask_personal(f"{type(exc).__name__}: {exc}")[:200]
+                log.warning("revision step failed: %s", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            self.busy_since, self.stall_reason, delay = None, None, 0.05
+            if report is not None:
+                with contextlib.suppress(Exception):
+                    self.on_step(report)
+                await asyncio.sleep(0)  # let a batch waiting for the lock take it
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.idle_seconds)
+            self.wake.clear()
