@@ -62,17 +62,19 @@ def option_values(args: argparse.Namespace, options: Iterable[Option]) -> dict[s
 JSON = Option("--json", False, "print the results as JSON")
 
 
-def add_command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    *,
-    help: str,
-    description: str,
-    run: Callable[[argparse.Namespace], int],
-    options: Iterable[Option],
-) -> argparse.ArgumentParser:
-    """The subcommand `name`: its help, its description, its options and what it runs."""
-    parser = sub.add_parser(name, help=help, description=description)
-    add_options(parser, options)
-    parser.set_defaults(func=run)
-    return parser
+@dataclass(frozen=True)
+class Command:
+    """A subcommand declared as data: its name, help, description, options and what it runs.
+    A module that adds one command declares it and exposes `register = COMMAND.register`."""
+
+    name: str
+    help: str
+    description: str
+    run: Callable[[argparse.Namespace], int]
+    options: tuple[Option, ...]
+
+    def register(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        """Add the command to `sub`."""
+        parser = sub.add_parser(self.name, help=self.help, description=self.description)
+        add_options(parser, self.options)
+        parser.set_defaults(func=self.run)

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from services.tools.options import JSON, Option, add_command, add_options, option_values
+from services.tools.options import JSON, Command, Option, add_options, option_values
 
 
 def _parser(*options: Option) -> argparse.ArgumentParser:
@@ -58,9 +58,9 @@ def test_the_help_is_the_one_add_argument_gives() -> None:
 def test_a_command_runs_its_function_with_its_options() -> None:
     parser = argparse.ArgumentParser(prog="x")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_command(
-        sub, "go", help="go somewhere", description="Go.", run=lambda args: 3, options=(JSON,)
-    )
+    Command(
+        "go", help="go somewhere", description="Go.", run=lambda args: 3, options=(JSON,)
+    ).register(sub)
     args = parser.parse_args(["go", "--json"])
     assert args.json is True and args.func(args) == 3
     assert "go somewhere" in parser.format_help()

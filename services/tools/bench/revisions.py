@@ -110,11 +110,11 @@ async def measure(
     bootstrap: str,
     dsn: str,
     *,
-    subjects: int,
+    subjects: int,  # the defaults are the options' (OPTIONS, add_run_options)
     rate: float,
     latency_seconds: float,
     timeout: float,
-    keep: bool = False,
+    keep: bool,
 ) -> dict[str, Any]:
     if subjects < 1 or rate <= 0 or latency_seconds <= 0:
         raise ValueError("--subjects ≥ 1, --rate and --latency-seconds > 0")

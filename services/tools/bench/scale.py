@@ -652,7 +652,7 @@ async def measure(
     rate: float,
     latency_seconds: float,
     timeout: float,
-    keep: bool = False,
+    keep: bool,
 ) -> dict[str, Any]:
     """The empty row, then one row per size; the report."""
     if events < 2 or rate <= 0 or latency_seconds <= 0 or not 1 <= nirs <= MAX_NIRS:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from services.tools.options import Option, add_command
+from services.tools.options import Command, Option
 
 OPTIONS = (
     Option("--port", None, "HTTP port (default: MANDAT_DASHBOARD_HTTP_PORT, 8080)", type=int),
@@ -17,20 +17,6 @@ OPTIONS = (
         "only count what is published from now on (default: everything the topics hold)",
     ),
 )
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    add_command(
-        sub,
-        "dashboard",
-        help="serve the live operations dashboard (decisions, amounts, parked, rejections, lag)",
-        description="Read the settlement and rejection topics (no consumer group, from the "
-        "beginning unless --from-now), measure each service's lag, and serve a live page. "
-        "Kafka and the services' HTTP ports come from the settings (KAFKA_BOOTSTRAP_SERVERS, "
-        "MANDAT_* or .run/endpoints.env).",
-        run=_run,
-        options=OPTIONS,
-    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -48,3 +34,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve_dashboard(settings, port, host=args.host, from_now=args.from_now))
     return 0
+
+
+COMMAND = Command(
+    "dashboard",
+    help="serve the live operations dashboard (decisions, amounts, parked, rejections, lag)",
+    description="Read the settlement and rejection topics (no consumer group, from the "
+    "beginning unless --from-now), measure each service's lag, and serve a live page. "
+    "Kafka and the services' HTTP ports come from the settings (KAFKA_BOOTSTRAP_SERVERS, "
+    "MANDAT_* or .run/endpoints.env).",
+    run=_run,
+    options=OPTIONS,
+)
+register = COMMAND.register

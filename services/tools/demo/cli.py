@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-from services.tools.options import Option, add_command
+from services.tools.options import Command, Option
 
 DEFAULT_SIZE = 40_000
 """About a minute end to end on a 2-core machine, Kafka and PostgreSQL cold start included
@@ -36,20 +36,6 @@ OPTIONS = (
     Option("--json", False, "print the summary as JSON (progress goes to stderr)"),
     Option("--run-tag", None, argparse.SUPPRESS),
 )
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    add_command(
-        sub,
-        "run",
-        help="play a realistic scenario through both services and summarise the decisions",
-        description="Start Kafka and PostgreSQL under .run/ (unless running), run both "
-        "services in-process, publish a realistic scenario as an upstream agency would, "
-        "wait for every decision and rejection, and print a summary. Exits 0 when every "
-        "input got its decision or its rejection.",
-        run=_run,
-        options=OPTIONS,
-    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -137,3 +123,16 @@ def _stop(names: list[str]) -> None:
         stop_postgres(stack.RUN_DIR / "postgres")
     if "kafka" in names:
         stop_kafka(stack.RUN_DIR / "kafka")
+
+
+COMMAND = Command(
+    "run",
+    help="play a realistic scenario through both services and summarise the decisions",
+    description="Start Kafka and PostgreSQL under .run/ (unless running), run both "
+    "services in-process, publish a realistic scenario as an upstream agency would, "
+    "wait for every decision and rejection, and print a summary. Exits 0 when every "
+    "input got its decision or its rejection.",
+    run=_run,
+    options=OPTIONS,
+)
+register = COMMAND.register

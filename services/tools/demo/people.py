@@ -19,26 +19,27 @@ from services.tools.demo.registry_data import REGION_WEIGHTS, REGIONS
 if TYPE_CHECKING:
     from services.tools.demo.builder import Builder
 
-# where the insured are affiliated, by category (organism id -> weight)
-_PL_ORGANISMS: Final = {
-    "OC-MUT-01": 20,
-    "OC-MUT-02": 5,
-    "OC-MUT-03": 10,
-    "OC-SA-01": 15,
-    "OC-SA-02": 10,
-    "OC-GSA-01": 15,
-    "OC-GSA-02": 10,
-    "OC-OSS-01": 10,
-    "OC-OSS-02": 5,
+# where the insured are affiliated: organism id -> (its weight among the professions
+# libérales, its weight among the artisans and commerçants); 0: none of them is there
+_ORGANISM_WEIGHTS: Final = {
+    "OC-MUT-01": (20, 10),
+    "OC-MUT-02": (5, 35),
+    "OC-MUT-03": (10, 0),
+    "OC-SA-01": (15, 5),
+    "OC-SA-02": (10, 0),
+    "OC-GSA-01": (15, 15),
+    "OC-GSA-02": (10, 0),
+    "OC-OSS-01": (10, 20),
+    "OC-OSS-02": (5, 15),
 }
-_AC_ORGANISMS: Final = {
-    "OC-MUT-01": 10,
-    "OC-MUT-02": 35,
-    "OC-SA-01": 5,
-    "OC-GSA-01": 15,
-    "OC-OSS-01": 20,
-    "OC-OSS-02": 15,
-}
+_PL_ORGANISMS, _AC_ORGANISMS = (
+    {
+        organism: weights[column]
+        for organism, weights in _ORGANISM_WEIGHTS.items()
+        if weights[column]
+    }
+    for column in (0, 1)
+)
 _DEPARTEMENTS: Final = (
     *("75", "92", "93", "94", "13", "06", "69", "38", "31", "34"),
     *("33", "44", "59", "62", "67", "35", "2A", "2B", "97"),
