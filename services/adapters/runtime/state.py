@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from services.adapters.eventstore.port import Store, Transaction
-from services.domain.kernel.processing import Input, ServiceView, fold_stored
-from services.domain.kernel.statekinds import AFFILIATED, FOLD_VERSION, revision_demand
+from services.domain.kernel.processing import Input, ServiceView, fold_stored, registry_of
+from services.domain.kernel.statekinds import AFFILIATED, FOLD_VERSION, field_of, revision_demand
 from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
 from services.domain.kernel.tasks import OPEN, STEP_PEOPLE, TASK_KIND, TASKS, task_stream
 from services.domain.registry import REGISTRY_EVENT_TYPES
-from services.domain.state import Demand, LoadedState, Span
+from services.domain.state import Demand, LoadedState, Row, Span
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,43 @@ async def load(
 async def load_batch(
     tx: Transaction, view_type: type[ServiceView], inputs: Sequence[Input]
 ) -> LoadedState:
-    """What deciding `inputs` reads: what each names and, for a registry fact about one
-    person, that person's subjects (which it revises at once)."""
+    """What deciding `inputs` reads: what each names and, for a registry fact, where the
+    decisions it may revise are: its person's subjects (an affiliation, revised at once),
+    or whether anyone was ever affiliated to the organisms it concerns (revised in steps
+    by a task, opened only then: `kernel.tasks`)."""
     demand = Demand(streams={REJECTIONS_STREAM})
+    facts = []
     for message in inputs:
         view_type.demand_of(demand, message.event_type, message.payload)
         if message.event_type in REGISTRY_EVENT_TYPES:
             demand.stream(registry_stream(message.event_type, message.payload))
+            demand.stream(task_stream(str(message.event_id)))  # the task it may open
             revision_demand(demand, message.event_type, message.payload)
-    return await load(tx, view_type, demand)
+            facts.append(message)
+    state = await load(tx, view_type, demand)
+    if not facts:
+        return state
+    before = registry_of(state)  # read only: the registry before the batch
+    organisms: set[str] = set()
+    for message in facts:
+        # as the batch decides it, a fact concerns an organism it concerns on the registry
+        # before the batch, or one an earlier fact of the batch names
+        organisms.update(before.organisms_concerned(message.event_type, message.payload))
+        named = field_of(message.payload, "organisme_id")
+        if isinstance(named, str):
+            organisms.add(named)
+    spans = state.spans.setdefault(AFFILIATED, {})
+    for organism in sorted(organisms):  # its first person, if any: one index lookup each
+        rows = await tx.state_span(AFFILIATED, organism, "", 1)
+        spans[organism] = Span("", _people(rows)[-1] if rows else None)
+        for row in rows:
+            state.add(row)
+    return state
+
+
+def _people(rows: Sequence[Row]) -> list[str]:
+    """The second members of pair entries (`pair_entry`): the people of an organism."""
+    return [str(row.entry.doc[-1]) for row in rows if isinstance(row.entry.doc, list)]
 
 
 async def load_step(
@@ -81,7 +109,7 @@ async def load_step(
         return None
     task = min(tasks, key=lambda t: t.since)
     rows = await tx.state_span(AFFILIATED, task.organism, task.after, limit)
-    people = [str(row.entry.doc[-1]) for row in rows if isinstance(row.entry.doc, list)]
+    people = _people(rows)
     through = people[-1] if len(people) == limit else None
     state.spans.setdefault(AFFILIATED, {})[task.organism] = Span(task.after, through)
     more = Demand(streams={task_stream(task.fact_id)})

@@ -56,5 +56,5 @@ class BenefitsView(ServiceView):
 
     def _decided(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
         self.benefits[payload["prestation_id"]].stands(
-            event_id, recorded_outcome(event_type, payload), payload
+            event_id, recorded_outcome(event_type, payload), payload, self.position
         )

@@ -47,13 +47,13 @@ class ContributionState(SubjectState):
     held_cents: int = 0  # booked to the organism since it took the contribution over
     litigated: bool = False  # litigation entrusted to it in that tenure
 
-    def decided_by(self, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
+    def decided_by(self, event_id: str, event_type: str, payload: dict[str, Any], at: int) -> None:
         """A decision or revision now stands for it. The organism's tenure (what it holds,
         whether it has the litigation) goes on while the same organism collects — a revision
         that changes only its convention leaves the money where it is — and begins anew when
         another organism (or none) takes over."""
         result = recorded_outcome(event_type, payload)
-        self.stands(event_id, result, payload)
+        self.stands(event_id, result, payload, at)
         self.decided = True
         delegated = result is not None and result["event_type"] == "EncaissementDelegue"
         before = self.organisme_id
@@ -115,9 +115,13 @@ class CollectionView(ServiceView):
             self._park(metadata["causation_id"], payload["motif"])
         elif event_type in CONTRIBUTION_DECISIONS:
             self.parking.settle(metadata["causation_id"])
-            self.contributions[payload["cotisation_id"]].decided_by(event_id, event_type, payload)
+            self.contributions[payload["cotisation_id"]].decided_by(
+                event_id, event_type, payload, self.position
+            )
         elif event_type == COLLECTION_REVISION:  # caused by a registry fact: settles no input
-            self.contributions[payload["cotisation_id"]].decided_by(event_id, event_type, payload)
+            self.contributions[payload["cotisation_id"]].decided_by(
+                event_id, event_type, payload, self.position
+            )
         elif event_type in FOLLOW_UP_DECISIONS:
             self.parking.settle(metadata["causation_id"])
             state = self.contributions[payload["cotisation_id"]]

@@ -82,9 +82,9 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         if kind == "AffiliationEnregistree":
             for subject_id in self.view.subjects_of([str(getattr(payload, "nir", ""))]):
                 self.revise(emitter, subject_id, message.event_id)
-        elif organisms:
-            fact_id = str(message.event_id)
-            opened = {"fait_id": fact_id, "organismes": list(organisms)}
+        elif peopled := [o for o in organisms if self.view.registry.affiliated.following(o, "", 1)]:
+            fact_id = str(message.event_id)  # (an organism nobody was affiliated to: no task)
+            opened = {"fait_id": fact_id, "organismes": peopled}
             stream = task_stream(fact_id)
             emitter.decision(stream, REVISIONS_OPENED, opened, message, message.correlation_id)
         return emitter.outcome
@@ -100,7 +100,7 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         people = self.view.registry.affiliated.between(step.organisme_id, step.span)
         emitter.input(task_stream(fact_id), message)
         for subject_id in self.view.subjects_of(people):
-            self.revise(emitter, subject_id, step.fait_id)
+            self.revise(emitter, subject_id, step.fait_id, task.since)
         return emitter.outcome
 
     def next_step(self, limit: int = STEP_PEOPLE) -> Input | None:
@@ -128,19 +128,28 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         has still to reach its person (domain.md: never decided on the superseded outcome)."""
         if not self.view.tasks:
             return
+        state = self.view.subject(subject_id)
+        if state is None:
+            return
         organisms = {a.organisme_id for a in self.view.registry.affiliations_of(nir)}
         for task in sorted(self.view.tasks.values(), key=lambda t: t.since):
-            if any(task.pending(organism, nir) for organism in organisms):
-                self.revise(emitter, subject_id, UUID(task.fact_id))
+            if state.at < task.since and any(task.pending(o, nir) for o in organisms):
+                self.revise(emitter, subject_id, UUID(task.fact_id), task.since)
                 return
 
-    def revise(self, emitter: Emitter, subject_id: str, cause: UUID) -> None:
+    def revise(
+        self, emitter: Emitter, subject_id: str, cause: UUID, before: int | None = None
+    ) -> None:
         """Record the revision of a decided subject if the registry now gives another
         outcome (nothing when it gives the same, was not decided, or would park), caused by
-        the fact `cause` (the input in hand, or the fact whose task reaches the subject)."""
+        the fact `cause`: the input in hand, or the fact at position `before` whose task
+        reaches the subject (which it revises only if decided before it: a decision taken
+        since was taken knowing that fact, and a later fact revises it on its own)."""
         state = self.view.subject(subject_id)
         if state is None or state.outcome is None or state.decision_id is None:
             return  # not decided yet, or decided by its dates or category: never revised
+        if before is not None and state.at >= before:
+            return
         rules = self.rule_sets.get(str(state.regles_version))
         if rules is None:
             return  # decided by a rule set this processor does not know: left as it is

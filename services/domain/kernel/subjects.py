@@ -19,11 +19,14 @@ class SubjectState:
     decision_id: str | None = None  # the decision or revision that stands
     outcome: dict[str, Any] | None = None  # its outcome, when a registry fact may change it
     regles_version: str | None = None  # the rule set it was decided with (a revision uses it)
+    at: int = 0  # the store position of the decision or revision that stands
 
     def stands(
-        self, event_id: str, outcome: dict[str, Any] | None, payload: Mapping[str, Any]
+        self, event_id: str, outcome: dict[str, Any] | None, payload: Mapping[str, Any], at: int
     ) -> None:
-        """A decision or revision now stands for it (`outcome`: None if not revisable)."""
+        """A decision or revision now stands for it (`outcome`: None if not revisable),
+        recorded at position `at`."""
+        self.at = at
         self.decision_id = event_id
         self.outcome = outcome
         self.regles_version = payload["regles_version"]

@@ -34,10 +34,18 @@ from support import (
 
 from services.adapters.eventstore.memory import MemoryEventStore, MemoryTransaction
 from services.adapters.runtime.handler import BatchHandler
-from services.domain.catalog import BENEFITS, COLLECTION, PAYLOAD_MODELS, ServiceDescription
+from services.adapters.runtime.reviser import Reviser
+from services.domain.catalog import (
+    BENEFITS,
+    COLLECTION,
+    HEAD_MODELS,
+    PAYLOAD_MODELS,
+    ServiceDescription,
+)
 from services.domain.collection.view import CollectionView
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
 from services.domain.kernel.records import NewEvent
+from services.domain.kernel.tasks import TASK_EVENT_TYPES
 from services.domain.state import Demand, Entry, LoadedMap, NotLoaded, Row
 from services.tools.audit.feed import FakeRecord
 
@@ -125,19 +133,29 @@ async def _decide_in_batches(
     facts: list[tuple[str, dict[str, Any]]],
     cuts: list[int],
     revisions_from: int | None = None,
+    steps: list[int] | None = None,
+    people_per_step: int = 1,
 ) -> MemoryEventStore:
+    """Decide `facts` in batches of the sizes `cuts` gives; after the n-th batch, record
+    `steps[n]` steps of the open revision tasks (none when not given), and at the end every
+    step left, as the service's reviser does between batches."""
     store = MemoryEventStore()
     store.revisions_start = revisions_from  # None: from the store's first position
     handler = BatchHandler(
         store, lambda view=None: service.new_processor(view=view), dict(service.inputs)
     )
+    reviser = Reviser(handler, limit=people_per_step)
     await handler.catch_up()
     records = _records(service, facts)
     start = 0
-    for size in [*cuts, len(records)]:
+    for n, size in enumerate([*cuts, len(records)]):
         if start < len(records):
             await handler.handle(records[start : start + size])
             start += size
+        for _ in range(steps[n] if steps and n < len(steps) else 0):
+            await reviser.step()
+    while await reviser.step() is not None:
+        pass
     return store
 
 
@@ -154,7 +172,7 @@ def _assert_replays(service: ServiceDescription, store: MemoryEventStore) -> Non
             fold_stored(processor.view, event)
             i += 1
             continue
-        model = PAYLOAD_MODELS[event.event_type].model_validate(event.payload)
+        model = HEAD_MODELS[event.event_type].model_validate(event.payload)
         processor.view.position = event.position - 1
         outcome = processor.process(Input(event.event_id, event.event_type, model, event.metadata))
         made = [
@@ -277,7 +295,7 @@ START = [
 
 
 def _decisions(store: MemoryEventStore) -> list[tuple[str, dict[str, Any]]]:
-    inputs = {"CotisationDue", "PaiementRecu", "CotisationImpayee", *PAYLOAD_MODELS}
+    inputs = {"CotisationDue", "PaiementRecu", "CotisationImpayee", *HEAD_MODELS, *TASK_EVENT_TYPES}
     return [
         (e.event_type, e.payload)
         for e in store.events
@@ -399,11 +417,15 @@ async def test_a_registry_fact_redelivered_revises_nothing_twice() -> None:
     handler = BatchHandler(
         store, lambda view=None: COLLECTION.new_processor(view=view), dict(COLLECTION.inputs)
     )
+    reviser = Reviser(handler)
     await handler.catch_up()
     await handler.handle(records)
+    while await reviser.step() is not None:
+        pass
     head = await store.head()
     report = await handler.handle(records[-1:])  # the same record, delivered again
     assert report.duplicates == 1 and await store.head() == head
+    assert await reviser.step() is None  # its task is done: it opens none again
     assert sum(e.event_type == "EncaissementRevise" for e in store.events) == 1
 
 
@@ -462,7 +484,9 @@ class _CountingStore(MemoryEventStore):
 
 async def test_what_a_batch_loads_does_not_grow_with_the_organism_s_population() -> None:
     """The 200th person affiliated to an organism, and their contribution, load as little
-    as the first: an affiliation concerns its person, not everyone affiliated before."""
+    as the first: an affiliation concerns its person, not everyone affiliated before. A
+    fact about the organism loads as little too: it opens a task, whose steps each load
+    their span of people."""
     store = _CountingStore()
     handler = BatchHandler(
         store, lambda view=None: COLLECTION.new_processor(view=view), dict(COLLECTION.inputs)
@@ -478,9 +502,17 @@ async def test_what_a_batch_loads_does_not_grow_with_the_organism_s_population()
     # the registry sent again as it was changes nothing: it reads no one's subjects
     await handler.handle(_records(COLLECTION, [organisme(M), convention(C1, M)]))
     assert store.loaded[-1] <= first + 2, store.loaded[-1]
-    # a change of form does concern everyone affiliated (200 people and their subjects)
+    # a change of form does concern everyone affiliated (200 people and their subjects):
+    # the fact's batch opens a task, and each step loads its 50 people's entries
     await handler.handle(_records(COLLECTION, [organisme(M, "ORGANISME_SECURITE_SOCIALE")]))
-    assert store.loaded[-1] > 600
+    assert store.loaded[-1] <= first + 4, store.loaded[-1]
+    assert sum(e.event_type == "RevisionsOuvertes" for e in store.events) == 1
+    reviser, steps = Reviser(handler, limit=50), 0
+    while await reviser.step() is not None:
+        steps += 1
+    assert steps == 5  # 4 spans of 50 people, then the end of the organism's people
+    spans = store.loaded[-6:-1]  # (the last transaction found no task open)
+    assert all(n <= 50 * 4 + 10 for n in spans) and sum(spans) >= 200 * 3, spans
 
 
 async def test_a_change_of_convention_alone_keeps_the_organism_s_tenure() -> None:
@@ -519,7 +551,8 @@ async def test_a_state_that_is_not_the_fold_of_the_store_is_folded_again() -> No
     position, a restore): its position's event is not the one it was folded up to, so the
     handler folds the store again instead of deciding on it."""
     folded = await _run([*START, _resiliation(C1, "2017-06-30")], [100])
-    other = await _run([*START[:5], *START[4:], affiliation(N, M2, "2017-01-01")], [100])
+    more = [paiement(f"P{n}", "Q3", N, 100) for n in range(6)]
+    other = await _run([*START[:5], *START[4:], affiliation(N, M2, "2017-01-01"), *more], [100])
     assert len(other.events) > folded.state_at
     other.state, other.state_at, other.state_hash = (
         folded.state,
@@ -571,6 +604,8 @@ async def test_the_revisions_start_is_known_only_once_the_batch_that_records_it_
     )
     await handler.handle(_records(COLLECTION, [*START, _resiliation(C1, "2017-06-30")]))
     assert handler.revisions_from == store.revisions_start == 1
+    while await Reviser(handler).step() is not None:
+        pass
     assert any(e.event_type == "EncaissementRevise" for e in store.events)
     _assert_replays(COLLECTION, store)
 
