@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel
-
 from contracts import inbound, topics
 from contracts.topics import PARKED, REVISIONS
 from services.domain.benefits import rules as benefits_rules
@@ -42,7 +40,10 @@ STEP_HEADS = INPUT_TYPES | {REVISION_STEP}
 """What heads a step of the store (it and the decisions it causes): an input, or a step of
 a revision task (`services.domain.kernel.tasks`), which the store records like one."""
 
-HEAD_MODELS: Mapping[str, type[BaseModel]] = {**PAYLOAD_MODELS, REVISION_STEP: EtapeDeRevision}
+HEAD_MODELS: Mapping[str, type[inbound.InboundPayload] | type[EtapeDeRevision]] = {
+    **PAYLOAD_MODELS,
+    REVISION_STEP: EtapeDeRevision,
+}
 """The payload model of each event type that heads a step: what replay re-runs."""
 
 

@@ -21,6 +21,7 @@ from support import (
 from services.adapters.eventstore.memory import MemoryEventStore
 from services.adapters.runtime.handler import BatchHandler
 from services.adapters.runtime.metrics import ServiceMetrics
+from services.adapters.runtime.reviser import Reviser
 from services.domain.catalog import BENEFITS, COLLECTION, ServiceDescription
 from services.tools.audit.feed import FakeRecord
 
@@ -56,11 +57,14 @@ async def observed(
     handler = BatchHandler(
         MemoryEventStore(), lambda view=None: service.new_processor(view=view), service.inputs
     )
+    reviser = Reviser(handler)  # the steps of a task a fact opens, counted as the service does
     await handler.catch_up()
     by_type = {t: topic for topic, types in service.inputs.items() for t in types}
     for offset, (kind, payload) in enumerate(f for f in facts if f[0] in by_type):
         record = FakeRecord(by_type[kind], 0, offset, key_of(payload), envelope(kind, payload))
         metrics.observe(await handler.handle([record]), [record])
+        while (report := await reviser.step()) is not None:
+            metrics.observe(report, ())
     return metrics
 
 

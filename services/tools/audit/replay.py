@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.domain.catalog import HEAD_MODELS, ServiceDescription
@@ -129,7 +129,7 @@ class Replayer:
         try:
             model = HEAD_MODELS[head.event_type].model_validate(head.payload)
             outcome = self.processor.process(
-                Input(head.event_id, head.event_type, cast(Any, model), head.metadata)
+                Input(head.event_id, head.event_type, model, head.metadata)
             )
             error = str(outcome.refused or "") or (
                 "a duplicate of an earlier input" if outcome.duplicate or not outcome.events else ""

@@ -39,7 +39,6 @@ from services.domain.catalog import (
     BENEFITS,
     COLLECTION,
     HEAD_MODELS,
-    PAYLOAD_MODELS,
     ServiceDescription,
 )
 from services.domain.collection.view import CollectionView

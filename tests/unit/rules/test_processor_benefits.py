@@ -194,7 +194,8 @@ def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts
 
 def refolded(log: list[Any]) -> BenefitsView:
     view = BenefitsView()
-    for stream_id, _, event in log:
+    for position, (stream_id, _, event) in enumerate(log, 1):
+        view.position = position
         view.apply(stream_id, str(event.event_id), event.event_type, event.payload, event.metadata)
     return view
 

@@ -63,7 +63,7 @@ def test_a_contribution_waiting_for_an_undeclared_organism_is_decided_when_it_is
     [decided] = collection.decisions(collection.send(b.org()))
 
     assert decided.event_type == "EncaissementDelegue"
-    assert decided.metadata["causation_id"] == str(collection.log[2][2].event_id)
+    assert decided.metadata["causation_id"] == waiting.metadata["causation_id"]
 
 
 @pytest.mark.parametrize(
@@ -463,7 +463,8 @@ def test_every_decision_is_a_valid_outbound_message_with_basis_version_and_facts
 
 def refolded(log: list[tuple[str, int, Any]]) -> CollectionView:
     view = CollectionView()
-    for stream_id, _, event in log:
+    for position, (stream_id, _, event) in enumerate(log, 1):
+        view.position = position
         view.apply(stream_id, str(event.event_id), event.event_type, event.payload, event.metadata)
     return view
 
