@@ -421,6 +421,26 @@ async def test_state_tags_at_the_edges_of_unicode_are_found_exactly(store: Store
     assert list(exact) == [("t", "5")]
 
 
+async def test_a_span_of_a_tag_is_read_in_code_point_order_after_a_key(store: Store) -> None:
+    """The people of one organism, a step at a time (`PairIndex.following`): keys `tag +
+    person` after `tag + after`, in code point order (not the locale's), up to `limit`; never
+    another tag's, even one the tag is a prefix of."""
+    people = ["B", "a", "\u00e9", "\U0010ffff", "A", "b\x01", "Z"]
+    pairs = [Change("affiliated", "OC-1" + p, Entry(["OC-1", p], "OC-1")) for p in people]
+    pairs.append(Change("affiliated", "OC-10A", Entry(["OC-10", "A"], "OC-10")))
+    async with store.transaction() as tx:
+        await tx.save_state(pairs, 0)
+    ordered = sorted(people)
+    async with store.transaction() as tx:
+        assert [r.entry.doc for r in await tx.state_span("affiliated", "OC-1", "", 3)] == [
+            ["OC-1", p] for p in ordered[:3]
+        ]
+        after = await tx.state_span("affiliated", "OC-1", ordered[2], 100)
+        assert [r.key for r in after] == ["OC-1" + p for p in ordered[3:]]
+        assert await tx.state_span("affiliated", "OC-1", ordered[-1], 5) == []
+        assert await tx.state_span("affiliated", "OC-2", "", 5) == []
+
+
 async def test_state_changes_are_committed_with_the_appends_or_not_at_all(store: Store) -> None:
     async with store.transaction() as tx:
         tx.append_at("s", 1, event())

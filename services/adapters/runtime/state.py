@@ -132,7 +132,10 @@ async def fold_behind(
     at, same, version = await tx.state_anchor()
     head = tx.head_position
     if version != FOLD_VERSION:  # written by another version of the fold: fold it again
-        log.warning("decision state of fold version %d, not %d: refolding", version, FOLD_VERSION)
+        if at > 0:
+            log.warning(
+                "decision state of fold version %d, not %d: refolding", version, FOLD_VERSION
+            )
         await tx.reset_state()
         await tx.set_state_version(FOLD_VERSION)
         at, same = 0, True

@@ -20,6 +20,7 @@ from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.runtime.handler import BatchHandler, BatchReport
+from services.adapters.runtime.reviser import Reviser
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import ServiceDescription
 from services.domain.kernel.processing import Processor
@@ -95,6 +96,7 @@ class Feeder:
             lambda view=None: cast(Processor, service.new_processor(rule_set, view=view)),
             self.inputs,
         )
+        self.reviser = Reviser(self.handler)
         self.seed = seed
         self.count = 0
         self.pending: list[FakeRecord] = []
@@ -137,7 +139,11 @@ class Feeder:
     async def flush(self) -> BatchReport:
         """Record what is queued in one batch (one store transaction)."""
         records, self.pending = self.pending, []
-        return await self.handler.handle(records)
+        report = await self.handler.handle(records)
+        if report.tasks_opened:  # then the steps of the revision tasks it opened, as the
+            while (step := await self.reviser.step()) is not None:  # service's reviser does
+                report.add(step)
+        return report
 
     async def send(self, event_type: str, payload: dict[str, Any], **fields: Any) -> uuid.UUID:
         """Queue one message and record it at once."""
