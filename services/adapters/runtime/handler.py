@@ -50,7 +50,7 @@ from services.domain.kernel.processing import (
     rejection_id,
 )
 from services.domain.kernel.streams import REJECTIONS_STREAM
-from services.domain.kernel.tasks import REVISIONS_OPENED, TASK_EVENT_TYPES
+from services.domain.kernel.tasks import REVISION_SET_ASIDE, REVISIONS_OPENED, TASK_EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -468,6 +468,9 @@ def count_decision(event: NewEvent, report: BatchReport) -> None:
     """Count a decision in `report` (a revision task's opening is no decision: not counted)."""
     if event.event_type in TASK_EVENT_TYPES:
         report.tasks_opened += event.event_type == REVISIONS_OPENED
+        if event.event_type == REVISION_SET_ASIDE:  # counted with the records isolated
+            report.rejected[REVISION_SET_ASIDE] = report.rejected.get(REVISION_SET_ASIDE, 0) + 1
+            log.error("a revision set aside: %s", event.payload["erreur"])
         return
     key = (event.event_type, str(event.payload.get("motif") or ""))
     report.decisions[key] = report.decisions.get(key, 0) + 1

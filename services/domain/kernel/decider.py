@@ -19,6 +19,7 @@ from services.domain.kernel.processing import (
 )
 from services.domain.kernel.streams import registry_stream
 from services.domain.kernel.tasks import (
+    REVISION_SET_ASIDE,
     REVISION_STEP,
     REVISIONS_OPENED,
     STEP_PEOPLE,
@@ -26,6 +27,7 @@ from services.domain.kernel.tasks import (
     task_stream,
 )
 from services.domain.registry import REGISTRY_EVENT_TYPES
+from services.domain.state import NotLoaded
 
 ViewT = TypeVar("ViewT", bound=ServiceView)
 RulesT = TypeVar("RulesT")
@@ -153,9 +155,17 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         rules = self.rule_sets.get(str(state.regles_version))
         if rules is None:
             return  # decided by a rule set this processor does not know: left as it is
-        revision = self.revision(state, UUID(state.decision_id), rules)
+        stream = self.view.subject_stream(subject_id)
+        try:
+            revision = self.revision(state, UUID(state.decision_id), rules)
+        except NotLoaded:
+            raise  # a bug of what was loaded, not the subject's: the batch fails, retried
+        except Exception as exc:  # the subject's record makes the pure rules fail: every
+            # time, so it is set aside, on record, and the fact or step goes on with the rest
+            aside = {"fait_id": str(cause), "sujet_id": subject_id, "erreur": type(exc).__name__}
+            emitter.decision(stream, REVISION_SET_ASIDE, aside, cause, state.correlation_id)
+            return
         if revision is not None:
-            stream = self.view.subject_stream(subject_id)
             payload = revision.payload
             emitter.decision(stream, revision.event_type, payload, cause, state.correlation_id)
 

@@ -32,8 +32,13 @@ REVISIONS_OPENED = "RevisionsOuvertes"
 REVISION_STEP = "EtapeDeRevision"
 """One step of a revision task: the span of people whose subjects it re-evaluates."""
 
-TASK_EVENT_TYPES = frozenset({REVISIONS_OPENED, REVISION_STEP})
-"""Internal events of the store: never published (no route), folded into the tasks."""
+REVISION_SET_ASIDE = "RevisionEcartee"
+"""A subject whose revision the rules fail on (its record makes them raise, every time):
+set aside on record, with the error's class, so that the fact or step goes on with the
+others; the subject's outcome stays as it stood. A fix of the rules shows in replay."""
+
+TASK_EVENT_TYPES = frozenset({REVISIONS_OPENED, REVISION_STEP, REVISION_SET_ASIDE})
+"""Internal events of the store: never published (no route), and no decision."""
 
 TASKS = "revision_task"
 """The state kind of the open tasks (all under one tag: a batch loads them all)."""

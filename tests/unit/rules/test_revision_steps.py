@@ -7,14 +7,14 @@ when a test asks (`Driver.steps = 0`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
 
 from contracts import make_nir
 from services.domain.kernel.processing import Input
-from services.domain.kernel.tasks import REVISION_STEP, EtapeDeRevision
+from services.domain.kernel.tasks import REVISION_SET_ASIDE, REVISION_STEP, EtapeDeRevision
 
 if TYPE_CHECKING:
     from unit.rules.conftest import Builders, Driver
@@ -167,3 +167,27 @@ def test_benefits_are_revised_in_steps_too(b: type[Builders], benefits: Driver) 
     benefits.send(b.resiliation(au="2016-12-31"))
     revised = [k for kinds in _steps(benefits, 3) for k in kinds if k == "VersementRevise"]
     assert len(revised) == len(PEOPLE)
+
+
+def test_a_subject_the_rules_fail_on_is_set_aside_and_the_step_goes_on(
+    b: type[Builders], collection: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record that makes the revision raise (every time: pure code) would stop the task
+    for everyone; it is set aside on record, with the error's class only, and the others
+    are revised."""
+    _population(b, collection)
+    revision = collection.processor.revision
+
+    def failing(state: Any, revised: UUID, rules: Any) -> Any:
+        if state.due["cotisation_id"] == "COT-2":
+            raise ArithmeticError("a value the rules cannot take: " + state.due["nir"])
+        return revision(state, revised, rules)
+
+    monkeypatch.setattr(collection.processor, "revision", failing)
+    collection.send(b.resiliation(au="2017-06-30"))
+    kinds = [k for step in _steps(collection, 10) for k in step]
+    assert kinds.count("EncaissementRevise") == 4 and kinds.count(REVISION_SET_ASIDE) == 1
+    [aside] = [e for _, _, e in collection.log if e.event_type == REVISION_SET_ASIDE]
+    assert aside.payload["sujet_id"] == "COT-2" and aside.payload["erreur"] == "ArithmeticError"
+    assert PEOPLE[2] not in str(aside.payload)  # no personal value in the record of it
+    assert collection.view.contributions["COT-2"].outcome["event_type"] == "EncaissementDelegue"
