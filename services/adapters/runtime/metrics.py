@@ -43,6 +43,9 @@ class ServiceMetrics:
             "mandat_batch_retries_total", "Batches retried after a transient failure"
         )
         self.parked = gauge("mandat_parked_inputs", "Inputs waiting for a fact")
+        self.revision_tasks = gauge(
+            "mandat_revision_tasks_open", "Registry facts whose revisions are still in steps"
+        )
         self.relay_lag = gauge(
             "mandat_relay_lag_events", "Events committed to the store, not yet published"
         )

@@ -38,6 +38,7 @@ from services.adapters.runtime.monitoring import parked_age
 from services.adapters.runtime.reviser import Reviser
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.kernel.processing import Processor
+from services.domain.kernel.tasks import TASKS
 
 if TYPE_CHECKING:
     from services.adapters.eventstore.projections import Projector
@@ -276,9 +277,9 @@ class ServiceRuntime:
             state["relay_leader"] = self.relay.leader
             state["relay_published"] = self.relay.published
         if self.handler is not None and self.pool is not None:
-            state["parked"], state["parked_oldest_seconds"] = await parked_age(
-                EventStore(self.pool, self.spec.schema)
-            )
+            store = EventStore(self.pool, self.spec.schema)
+            state["parked"], state["parked_oldest_seconds"] = await parked_age(store)
+            state["revision_tasks"], _ = await store.tagged_summary(TASKS)
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons
         state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)
@@ -331,6 +332,8 @@ class ServiceRuntime:
                 self.metrics.relay_lag.set(state["store_head"] - state["relay_published"])
         if "parked" in state:
             self.metrics.parked.set(state["parked"])
+        if "revision_tasks" in state:
+            self.metrics.revision_tasks.set(state["revision_tasks"])
         if state.get("parked_oldest_seconds") is not None:
             self.metrics.parked_oldest.set(state["parked_oldest_seconds"])
         self.metrics.ready.set(1 if state.get("ready") else 0)
