@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,9 @@ from services.domain.kernel.tasks import STEP_PEOPLE, TASKS
 
 log = logging.getLogger(__name__)
 
+STEP_SECONDS = 0.1
+"""What a step of a revision task should take in a running service: about a batch's time."""
+
 
 class Reviser:
     """Records the steps of the open revision tasks of the handler's service."""
@@ -33,11 +37,16 @@ class Reviser:
         handler: BatchHandler,
         *,
         limit: int = STEP_PEOPLE,
+        step_seconds: float | None = None,
         idle_seconds: float = 1.0,
         backoff_max: float = 5.0,
     ) -> None:
         self.handler = handler
-        self.limit = limit
+        self.limit = limit  # people per step
+        self.step_seconds = step_seconds
+        """When set, the people per step follow how long steps take, towards this: a step
+        of people with many subjects each takes longer, and the inputs waiting for the lock
+        must not wait longer for it. (A step names its span: replay does not depend on it.)"""
         self.idle_seconds = idle_seconds  # how often an idle reviser looks for tasks
         self.backoff_max = backoff_max
         self.wake = asyncio.Event()  # set when a batch opened a task: look at once
@@ -86,6 +95,8 @@ class Reviser:
         handler.revisions_from = revisions_from
         report.seconds = time.perf_counter() - started
         self.steps += 1
+        if self.step_seconds is not None:
+            self.limit = _next_limit(self.limit, report.seconds, self.step_seconds)
         return report
 
     async def run(self) -> None:
@@ -112,3 +123,13 @@ class Reviser:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.idle_seconds)
             self.wake.clear()
+
+
+def _next_limit(limit: int, took: float, wanted: float) -> int:
+    """The people for the next step: halfway (geometrically) towards the count that would
+    take `wanted` seconds at the pace of the last step, within [MIN_PEOPLE, MAX_PEOPLE]."""
+    factor = math.sqrt(wanted / max(took, 1e-3))
+    return max(MIN_PEOPLE, min(MAX_PEOPLE, round(limit * factor)))
+
+
+MIN_PEOPLE, MAX_PEOPLE = 10, 2000

@@ -35,7 +35,7 @@ from services.adapters.runtime import tracing
 from services.adapters.runtime.handler import BatchHandler, BatchReport, Record
 from services.adapters.runtime.metrics import ServiceMetrics
 from services.adapters.runtime.monitoring import parked_age
-from services.adapters.runtime.reviser import Reviser
+from services.adapters.runtime.reviser import STEP_SECONDS, Reviser
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.kernel.processing import Processor
 from services.domain.kernel.tasks import TASKS
@@ -381,7 +381,7 @@ class ServiceRuntime:
         store = EventStore(self.pool, self.spec.schema)
         self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
         head = await self.handler.catch_up()
-        self.reviser = Reviser(self.handler)
+        self.reviser = Reviser(self.handler, step_seconds=STEP_SECONDS)
         self.reviser.on_step = lambda report: self.metrics.observe(report, ())
         log.info("%s: decision state current at position %d", self.spec.name, head)
         # the balances operations and auditors read (services/adapters/eventstore/projections.py)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -42,6 +42,7 @@ from services.domain.catalog import (
     ServiceDescription,
 )
 from services.domain.collection.view import CollectionView
+from services.domain.kernel.decider import RegistryAwareProcessor
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
 from services.domain.kernel.records import NewEvent
 from services.domain.kernel.tasks import TASK_EVENT_TYPES
@@ -199,31 +200,57 @@ SETTINGS = settings(
 
 
 async def _decides_as_the_whole_fold(
-    service: ServiceDescription, facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+    service: ServiceDescription,
+    facts: list[tuple[str, dict[str, Any]]],
+    cuts: list[int],
+    steps: list[int],
 ) -> None:
-    store = await _decide_in_batches(service, facts, cuts)
+    store = await _decide_in_batches(service, facts, cuts, steps=steps)
     assert all(e.payload["kind"] == "contract" for e in store.events if e.event_type == REJECTION)
     _assert_replays(service, store)
     await _assert_state_refolds(service, store)
+    _assert_nothing_left_to_revise(service, store)
+
+
+def _assert_nothing_left_to_revise(service: ServiceDescription, store: MemoryEventStore) -> None:
+    """Once every step is recorded, no decided subject would be revised on the registry as
+    it stands: every fact that changed an outcome revised it (at once, in a step, or before
+    an input about it), whatever the batches and the steps between them."""
+    processor = cast(RegistryAwareProcessor[Any, Any], service.new_processor())
+    for event in store.events:
+        fold_stored(processor.view, event)
+    assert not processor.view.tasks
+    states = getattr(processor.view, processor.view.SUBJECT.attribute)
+    for subject_id, state in states.items():
+        if state.outcome is None or state.decision_id is None:
+            continue
+        rules = service.rule_sets[str(state.regles_version)]
+        revision = processor.revision(state, uuid.UUID(state.decision_id), rules)
+        assert revision is None, (subject_id, revision)
 
 
 CUTS = st.lists(st.integers(1, 7), max_size=10)
+STEPS = st.lists(st.integers(0, 2), max_size=10)  # steps recorded after each batch
 
 
 @SETTINGS
-@given(facts=st.lists(st.one_of(registry_fact, collection_input), max_size=30), cuts=CUTS)
+@given(
+    facts=st.lists(st.one_of(registry_fact, collection_input), max_size=30), cuts=CUTS, steps=STEPS
+)
 async def test_collection_decides_over_loaded_state_as_over_the_whole_fold(
-    facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+    facts: list[tuple[str, dict[str, Any]]], cuts: list[int], steps: list[int]
 ) -> None:
-    await _decides_as_the_whole_fold(COLLECTION, facts, cuts)
+    await _decides_as_the_whole_fold(COLLECTION, facts, cuts, steps)
 
 
 @SETTINGS
-@given(facts=st.lists(st.one_of(registry_fact, benefits_input), max_size=30), cuts=CUTS)
+@given(
+    facts=st.lists(st.one_of(registry_fact, benefits_input), max_size=30), cuts=CUTS, steps=STEPS
+)
 async def test_benefits_decides_over_loaded_state_as_over_the_whole_fold(
-    facts: list[tuple[str, dict[str, Any]]], cuts: list[int]
+    facts: list[tuple[str, dict[str, Any]]], cuts: list[int], steps: list[int]
 ) -> None:
-    await _decides_as_the_whole_fold(BENEFITS, facts, cuts)
+    await _decides_as_the_whole_fold(BENEFITS, facts, cuts, steps)
 
 
 @pytest.mark.parametrize(
