@@ -123,8 +123,15 @@ def test_the_scale_benchmark_reports_each_size_and_cleans_up(
         sized["latency"]["p99_ms"] / empty["latency"]["p99_ms"], 0.01
     )
 
+    pair = empty["pair"]  # one instance against two, on the first row only
+    assert "pair" not in sized
+    assert pair["instances"] == 2 and pair["events"] == pair["decided"] == EVENTS
+    assert pair["ratio"] == pytest.approx(
+        pair["events_per_second"] / empty["service"]["events_per_second"], 0.01
+    )
+
     table = scale.format_report(report)
-    for text in ("stored", "disk MiB", "ready s", "RSS", "ratio", "p99", "dropped"):
+    for text in ("stored", "disk MiB", "ready s", "RSS", "ratio", "p99", "dropped", "two inst"):
         assert text in table
     assert f"{sized['fill']['stored_events']:>10,}" in table
     assert asyncio.run(leftovers(kafka_bootstrap, database_url, report["suffix"])) == (0, [])

@@ -546,10 +546,19 @@ class Runs:
 
 
 async def measure_row(
-    bootstrap: str, dsn: str, t: Template, suffix: str, runs: Runs, *, size: int, nirs: int
+    bootstrap: str,
+    dsn: str,
+    t: Template,
+    suffix: str,
+    runs: Runs,
+    *,
+    size: int,
+    nirs: int,
+    pair: bool = False,
 ) -> dict[str, Any]:
     """Fill a store of `size` events (0: the runs' registry only), then start, throughput,
-    latency and the passthrough; the row's schema and topics dropped at the end."""
+    latency and the passthrough; with `pair`, then the same throughput run again with a
+    second instance in the group; the row's schema and topics dropped at the end."""
     s = await provision_services(run_settings(bootstrap, dsn, suffix), (KIND.name,))
     through = (f"{suffix}.passthrough.in", f"{suffix}.passthrough.out")
     names = [*s.all_topics(), *through]
@@ -582,6 +591,10 @@ async def measure_row(
                         memory = rss_kib(service.pid)
                         row["rss_after_kib"] = memory["rss_kib"]
                         row["peak_rss_kib"] = memory["peak_rss_kib"]
+                        if pair:
+                            row["pair"] = await _pair(
+                                producer, s, w, service, Path(workdir), runs, run_nirs
+                            )
         finally:
             await producer.stop()
         row["passthrough"] = await passthrough(
@@ -628,6 +641,42 @@ async def _throughput(
         "events_per_second": round(len(work) / seconds, 1),
         "cpu_ms_per_input": round(1000 * cpu / len(work), 3),
         "decisions": dict(sorted(w.types.items())),
+    }
+
+
+async def _pair(
+    producer: Any,
+    s: ServiceSettings,
+    w: Watcher,
+    first: ServiceProcess,
+    workdir: Path,
+    runs: Runs,
+    nirs: int,
+) -> dict[str, Any]:
+    """A second instance joins the group (the topics' partitions are shared out), then as
+    many inputs as the throughput run, of the same kind over the same NIRs, are decided by
+    the two: the inputs per second, and the CPU time of both per input."""
+    second_dir = workdir / "second"
+    second_dir.mkdir()
+    work = inputs(KIND, runs.events, nirs, "tp2")
+    warm = inputs(KIND, 6, nirs, "warm2")  # over the NIRs, so over every partition
+    w.expect([*warm, *work])
+    with ServiceProcess(s, second_dir) as second:
+        await second.ready(runs.timeout)
+        await _warm_up(producer, s, warm, w, runs.timeout)
+        cpu_before = cpu_seconds(first.pid) + cpu_seconds(second.pid)
+        started = time.monotonic()
+        await publish(producer, KIND.input_topic(s), ((m.key, m.value) for m in work))
+        await until(lambda: w.decided(work) == len(work), runs.timeout, "the pair's run", 0.02)
+        seconds = max(w.arrived[m.event_id] for m in work) - started
+        cpu = cpu_seconds(first.pid) + cpu_seconds(second.pid) - cpu_before
+    return {
+        "instances": 2,
+        "events": len(work),
+        "decided": w.decided(work),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(work) / seconds, 1),
+        "cpu_ms_per_input": round(1000 * cpu / len(work), 3),
     }
 
 
@@ -679,7 +728,14 @@ async def measure(
     plan = [(0, run_nirs), *((size, min(nirs, size // 2)) for size in sizes)]
     for index, (size, registry) in enumerate(plan):
         row = await measure_row(
-            bootstrap, dsn, t, f"{suffix}x{index}", runs, size=size, nirs=max(registry, run_nirs)
+            bootstrap,
+            dsn,
+            t,
+            f"{suffix}x{index}",
+            runs,
+            size=size,
+            nirs=max(registry, run_nirs),
+            pair=index == 0,  # one instance against two, on the empty row's store
         )
         report["rows"].append(row)
     report["machine"]["load_average_after"] = _load()
@@ -695,8 +751,13 @@ async def measure(
     report["all_decided"] = all(
         r["service"]["decided"] == r["service"]["events"]
         and r["latency"]["decided"] == r["latency"]["sent"]
+        and ("pair" not in r or r["pair"]["decided"] == r["pair"]["events"])
         for r in report["rows"]
     )
+    if "pair" in empty:
+        empty["pair"]["ratio"] = _ratio(
+            empty["pair"]["events_per_second"], empty["service"]["events_per_second"]
+        )
     return report
 
 
@@ -736,6 +797,17 @@ def format_report(r: dict[str, Any]) -> str:
             f"{_num(lt['p99_ms'], 1):>7} {_num(lt['max_ms'], 1):>7} "
             f"{_num(x['rss'], 2):>6} {_num(x['throughput'], 2):>6} {_num(x['p99'], 2):>6}"
         )
+    pair = r["rows"][0].get("pair") if r["rows"] else None
+    if pair:
+        one = r["rows"][0]["service"]
+        lines += [
+            "",
+            f"two instances on the first row's store: {_num(pair['events_per_second'])} "
+            f"inputs/s against {_num(one['events_per_second'])} for one (×"
+            f"{_num(pair['ratio'], 2)}); CPU {pair['cpu_ms_per_input']:.3f} ms per input for "
+            f"both, against {one['cpu_ms_per_input']:.3f} (one store, one lock: their "
+            "appends take turns)",
+        ]
     lines += [
         "",
         "RSS in MiB; ratio = service / raw passthrough; × = this row over the first (the "
