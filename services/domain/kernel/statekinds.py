@@ -11,13 +11,13 @@ from typing import Any
 from services.domain.kernel.parking import Waiting, waits_for_affiliation
 from services.domain.registry.registry import (
     Affiliation,
-    Convention,
     ConventionFacts,
     Organisme,
+    concluded_of,
 )
 from services.domain.state import Demand, Doc, Entry, Kind, Row
 
-FOLD_VERSION = 2
+FOLD_VERSION = 2  # 2: revision tasks, decisions' positions, conventions as their payload
 """The version of what the views fold into the state: bump it whenever a fold changes (a
 field kept, how it is counted), so that a state written by an earlier version is folded
 again from the events instead of being trusted."""
@@ -59,6 +59,7 @@ def _from_organisme(entry: Entry) -> Organisme:
 
 
 def _convention(f: ConventionFacts) -> Entry:
+    """Its conclusion kept as a `ConventionConclue` payload (what `concluded_of` reads)."""
     c = f.concluded
     concluded = (
         None
@@ -67,9 +68,9 @@ def _convention(f: ConventionFacts) -> Entry:
             "convention_id": c.convention_id,
             "organisme_id": c.organisme_id,
             "objet": c.objet,
-            "caisses": sorted(c.caisses_de_base),
-            "du": c.effet_du.isoformat(),
-            "au": _iso(c.effet_au),
+            "caisses_de_base": sorted(c.caisses_de_base),
+            "effet_du": c.effet_du.isoformat(),
+            "effet_au": _iso(c.effet_au),
         }
     )
     return Entry({"concluded": concluded, "terminated_at": _iso(f.terminated_at)})
@@ -77,19 +78,7 @@ def _convention(f: ConventionFacts) -> Entry:
 
 def _from_convention(entry: Entry) -> ConventionFacts:
     d = _doc(entry.doc)
-    c = d["concluded"]
-    concluded = (
-        None
-        if c is None
-        else Convention(
-            convention_id=c["convention_id"],
-            organisme_id=c["organisme_id"],
-            objet=c["objet"],
-            caisses_de_base=frozenset(c["caisses"]),
-            effet_du=date.fromisoformat(c["du"]),
-            effet_au=_d(c["au"]),
-        )
-    )
+    concluded = None if d["concluded"] is None else concluded_of(d["concluded"])
     return ConventionFacts(concluded, _d(d["terminated_at"]))
 
 

@@ -18,7 +18,7 @@ on a contribution whose person a task has not reached yet first records that rev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from uuid import UUID
 
@@ -107,29 +107,13 @@ class RevisionTask:
 
 
 def _task(task: RevisionTask) -> Entry:
-    doc = {
-        "fact_id": task.fact_id,
-        "organisms": task.organisms,
-        "correlation_id": task.correlation_id,
-        "at": task.at,
-        "after": task.after,
-        "steps": task.steps,
-    }
+    doc = {f.name: getattr(task, f.name) for f in fields(task) if f.name != "since"}
     return Entry(doc, tag=OPEN, ordinal=task.since)
 
 
 def _from_task(entry: Entry) -> RevisionTask:
-    d = entry.doc
-    assert isinstance(d, dict)
-    return RevisionTask(
-        d["fact_id"],
-        list(d["organisms"]),
-        d["correlation_id"],
-        since=entry.ordinal,
-        at=d["at"],
-        after=d["after"],
-        steps=d["steps"],
-    )
+    assert isinstance(entry.doc, dict)
+    return RevisionTask(**entry.doc, since=entry.ordinal)
 
 
 TASK_KIND: Kind[RevisionTask] = Kind(TASKS, _task, _from_task)

@@ -176,7 +176,7 @@ class Registry:
         )
 
     def _conclude(self, p: dict[str, Any]) -> None:
-        convention = _concluded(p)
+        convention = concluded_of(p)
         cid = convention.convention_id
         facts = self.convention_facts.get(cid) or ConventionFacts()
         previous = facts.concluded
@@ -224,7 +224,7 @@ class Registry:
                 return ()
             found = []
         else:
-            if facts.concluded == _concluded(p):
+            if facts.concluded == concluded_of(p):
                 return ()
             found = [p["organisme_id"]]
         if facts.concluded is not None:
@@ -232,8 +232,9 @@ class Registry:
         return tuple(sorted(set(found)))
 
 
-def _concluded(p: Mapping[str, Any]) -> Convention:
-    """A `ConventionConclue` payload (JSON) as the convention it concludes."""
+def concluded_of(p: Mapping[str, Any]) -> Convention:
+    """A `ConventionConclue` payload (JSON) as the convention it concludes (also how the
+    decision state keeps a convention)."""
     effet_au = p.get("effet_au")
     return Convention(
         convention_id=p["convention_id"],

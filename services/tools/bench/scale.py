@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -543,22 +544,15 @@ class Runs:
     latency_seconds: float
     timeout: float  # bounds each wait
     keep: bool  # leave the row's schema and topics behind
+    pair: bool = False  # then a run with two instances (the first row only)
 
 
 async def measure_row(
-    bootstrap: str,
-    dsn: str,
-    t: Template,
-    suffix: str,
-    runs: Runs,
-    *,
-    size: int,
-    nirs: int,
-    pair: bool = False,
+    bootstrap: str, dsn: str, t: Template, suffix: str, runs: Runs, *, size: int, nirs: int
 ) -> dict[str, Any]:
     """Fill a store of `size` events (0: the runs' registry only), then start, throughput,
-    latency and the passthrough; with `pair`, then the same throughput run again with a
-    second instance in the group; the row's schema and topics dropped at the end."""
+    latency and the passthrough; with `runs.pair`, then the same throughput run again with
+    a second instance in the group; the row's schema and topics dropped at the end."""
     s = await provision_services(run_settings(bootstrap, dsn, suffix), (KIND.name,))
     through = (f"{suffix}.passthrough.in", f"{suffix}.passthrough.out")
     names = [*s.all_topics(), *through]
@@ -591,7 +585,7 @@ async def measure_row(
                         memory = rss_kib(service.pid)
                         row["rss_after_kib"] = memory["rss_kib"]
                         row["peak_rss_kib"] = memory["peak_rss_kib"]
-                        if pair:
+                        if runs.pair:
                             row["pair"] = await _pair(
                                 producer, s, w, service, Path(workdir), runs, run_nirs
                             )
@@ -727,15 +721,9 @@ async def measure(
     runs = Runs(events, rate, latency_seconds, timeout, keep)
     plan = [(0, run_nirs), *((size, min(nirs, size // 2)) for size in sizes)]
     for index, (size, registry) in enumerate(plan):
+        on = dataclasses.replace(runs, pair=index == 0)  # one instance against two, once
         row = await measure_row(
-            bootstrap,
-            dsn,
-            t,
-            f"{suffix}x{index}",
-            runs,
-            size=size,
-            nirs=max(registry, run_nirs),
-            pair=index == 0,  # one instance against two, on the empty row's store
+            bootstrap, dsn, t, f"{suffix}x{index}", on, size=size, nirs=max(registry, run_nirs)
         )
         report["rows"].append(row)
     report["machine"]["load_average_after"] = _load()
