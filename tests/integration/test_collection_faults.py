@@ -176,9 +176,9 @@ async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothi
 async def test_a_service_killed_while_a_fact_revises_many_decisions_revises_each_once(
     settings: ServiceSettings, tmp_path: Path
 ) -> None:
-    """A termination revises the N/2 delegated contributions in one transaction; the service
-    is SIGKILLed right after it is sent (during the revision, or just after). The restarted
-    service records and publishes each revision exactly once."""
+    """A termination revises the N/2 delegated contributions, in steps; the service is
+    SIGKILLed as soon as the store holds its first step (during the revision, or just
+    after). The restarted service records and publishes each revision exactly once."""
     s, log = settings, tmp_path / "collection.log"
     dsn = s.database_url.get_secret_value()
     async with Feed(s.kafka_bootstrap_servers) as feed:
@@ -192,7 +192,8 @@ async def test_a_service_killed_while_a_fact_revises_many_decisions_revises_each
                 {"convention_id": "CNV-K", "effet_au": "2016-12-31"},
             )
             await publish_many(feed, s.topic_referentiel, [termination])
-            await asyncio.sleep(0.3)
+            step = frozenset({"EtapeDeRevision"})
+            assert await wait_for_store(dsn, s.collection_schema, step, 1) >= 1
         finally:
             kill(first, signal.SIGKILL)
         second = spawn_service("collection", s, log)
