@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
@@ -38,5 +39,5 @@ async def test_a_store_recorded_with_revisions_at_once_still_verifies() -> None:
             tx.append_at(e["stream_id"], e["stream_version"], event)
     store.revisions_start = recorded["revisions_start"]
     assert [e.event_type for e in store.events][-2:] == ["ConventionResiliee", "EncaissementRevise"]
-    summary = await replay(store, COLLECTION)
+    summary = await replay(cast(Any, store), COLLECTION)
     assert summary.ok, [m.as_dict() for m in summary.mismatches]
