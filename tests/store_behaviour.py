@@ -34,6 +34,7 @@ from services.domain.kernel.records import (
     chain_hash,
     expected_hash,
 )
+from services.domain.kernel.tasks import Starts
 from services.domain.state import Change, Demand, Entry
 
 T0 = datetime(2017, 3, 1, 8, 0, tzinfo=UTC)
@@ -477,17 +478,18 @@ async def test_the_state_anchor_and_the_revisions_start_follow_the_transaction(
         assert (await tx.state_anchor())[:2] == (1, True)
     with pytest.raises(RuntimeError):
         async with store.transaction() as tx:
-            assert await tx.start_revisions() == 2
+            assert await tx.start_revisions() == Starts(2, 2)
             raise RuntimeError("the batch fails")
-    assert await store.revisions_from() > 10**12  # nothing recorded: no revision yet
+    never = await store.revisions_from()  # nothing recorded: no revision, no step yet
+    assert never.revisions > 10**12 and never.steps > 10**12
     async with store.transaction() as tx:
-        assert await tx.start_revisions() == 2
+        assert await tx.start_revisions() == Starts(2, 2)
         await tx.set_state_version(7)
     async with store.transaction() as tx:
         tx.append_at("s", 2, event())
-        assert await tx.start_revisions() == 2  # once, forever
+        assert await tx.start_revisions() == Starts(2, 2)  # once, forever
         assert (await tx.state_anchor())[2] == 7
-    assert await store.revisions_from() == 2
+    assert await store.revisions_from() == Starts(2, 2)
 
 
 async def test_stream_versions_count_the_transaction_s_own_appends(store: Store) -> None:

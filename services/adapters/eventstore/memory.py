@@ -39,6 +39,7 @@ from services.domain.kernel.records import (
     StoredEvent,
     chained,
 )
+from services.domain.kernel.tasks import Starts
 from services.domain.state import Change, Demand, Entry, Row
 
 
@@ -75,6 +76,7 @@ class MemoryTransaction:
         self.state_hash = store.state_hash
         self.state_version = store.state_version
         self.revisions_start = store.revisions_start
+        self.steps_start = store.steps_start
 
     @property
     def head_position(self) -> int:
@@ -137,10 +139,12 @@ class MemoryTransaction:
         )
         return [Row(kind, key, entry) for key, entry in found[:limit]]
 
-    async def start_revisions(self) -> int:
+    async def start_revisions(self) -> Starts:
         if self.revisions_start is None:  # committed with the transaction, or not at all
             self.revisions_start = self._position + 1
-        return self.revisions_start
+        if self.steps_start is None:
+            self.steps_start = self._position + 1
+        return Starts(self.revisions_start, self.steps_start)
 
     async def reset_state(self) -> None:
         self.state, self.state_at, self.state_hash = {}, 0, None
@@ -207,6 +211,7 @@ class MemoryEventStore:
         self.state_hash: bytes | None = None  # the chain hash of the event there
         self.state_version = 0  # the version of the fold that wrote it
         self.revisions_start: int | None = None  # facts revise decisions from there
+        self.steps_start: int | None = None  # ... an organism's people in steps from there
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -219,7 +224,7 @@ class MemoryEventStore:
                 raise RefusedValueError(tx.refused)
             self._commit(tx.rows)
             self.state, self.state_at, self.state_hash = tx.state, tx.state_at, tx.state_hash
-            self.revisions_start = tx.revisions_start
+            self.revisions_start, self.steps_start = tx.revisions_start, tx.steps_start
             self.state_version = tx.state_version
 
     def _commit(self, rows: Sequence[StoredEvent]) -> None:
@@ -253,8 +258,11 @@ class MemoryEventStore:
         )
         return len(tagged), tagged[0][1] if tagged else None
 
-    async def revisions_from(self) -> int:
-        return NEVER if self.revisions_start is None else self.revisions_start
+    async def revisions_from(self) -> Starts:
+        return Starts(
+            NEVER if self.revisions_start is None else self.revisions_start,
+            NEVER if self.steps_start is None else self.steps_start,
+        )
 
     async def head(self) -> int:
         return len(self.events)

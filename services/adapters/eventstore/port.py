@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from services.domain.kernel.records import NewEvent, StoredEvent
+from services.domain.kernel.tasks import Starts
 from services.domain.state import Change, Demand, Row
 
 if TYPE_CHECKING:
@@ -89,9 +90,9 @@ class Transaction(Protocol):
         """Forget the decision state (to fold it again from position 0)."""
         ...
 
-    async def start_revisions(self) -> int:
-        """The position from which registry facts revise decisions, recorded at the next
-        position the first time it is asked."""
+    async def start_revisions(self) -> Starts:
+        """The positions from which registry facts revise decisions, and in steps, recorded
+        at the next position the first time it is asked."""
         ...
 
 
@@ -113,8 +114,8 @@ class Store(Protocol):
         """The last committed position (0 for an empty store)."""
         ...
 
-    async def revisions_from(self) -> int:
-        """The position from which registry facts revise earlier decisions."""
+    async def revisions_from(self) -> Starts:
+        """The positions from which registry facts revise earlier decisions, and in steps."""
         ...
 
     async def tagged_summary(self, kind: str) -> tuple[int, str | None]:

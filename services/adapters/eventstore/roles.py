@@ -85,7 +85,8 @@ async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str
         tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
         await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
         await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
-        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".revisions_start TO "{role}"')
+        for once in ("revisions_start", "revision_steps_start"):  # written once each
+            await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".{once} TO "{role}"')
         # decision state: the fold of its events, rewritten as they are appended
         await conn.execute(
             f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".decision_state TO "{role}"'

@@ -32,6 +32,7 @@ from services.domain.kernel.records import (
     chained,
     expected_hash,
 )
+from services.domain.kernel.tasks import Starts
 from services.domain.state import Change, Demand, Entry, Row
 
 log = logging.getLogger(__name__)
@@ -251,14 +252,20 @@ class StoreTransaction:
         )
         return [Row(r["kind"], r["key"], Entry(r["doc"], r["tag"], r["ordinal"])) for r in rows]
 
-    async def start_revisions(self) -> int:
-        """The position from which registry facts revise decisions: the one recorded, or,
-        the first time, the next position (under the store's lock, so it is exact)."""
-        await self.conn.execute(
-            "INSERT INTO revisions_start (position) VALUES ($1) ON CONFLICT DO NOTHING",
-            self._position + 1,
+    async def start_revisions(self) -> Starts:
+        """The positions from which registry facts revise decisions, and revise an
+        organism's people in steps: those recorded, or, the first time, the next position
+        (under the store's lock, so it is exact)."""
+        for table in ("revisions_start", "revision_steps_start"):
+            await self.conn.execute(
+                f"INSERT INTO {table} (position) VALUES ($1) ON CONFLICT DO NOTHING",
+                self._position + 1,
+            )
+        row = await self.conn.fetchrow(
+            "SELECT (SELECT position FROM revisions_start) AS revisions,"
+            " (SELECT position FROM revision_steps_start) AS steps"
         )
-        return int(await self.conn.fetchval("SELECT position FROM revisions_start"))
+        return Starts(int(row["revisions"]), int(row["steps"]))
 
     async def reset_state(self) -> None:
         """Forget the decision state (to fold it again from position 0)."""
@@ -511,11 +518,14 @@ class EventStore:
         )
         return [r["traceparent"] for r in rows]
 
-    async def revisions_from(self) -> int:
-        """The position from which registry facts revise earlier decisions (1: a store
-        recorded with revisions from its start; `NEVER` when none was recorded with them)."""
-        found = await self.pool.fetchval("SELECT position FROM revisions_start")
-        return NEVER if found is None else int(found)
+    async def revisions_from(self) -> Starts:
+        """The positions from which registry facts revise earlier decisions, and in steps
+        (1: a store recorded so from its start; `NEVER` when none was recorded so)."""
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT position FROM revisions_start) AS revisions,"
+            " (SELECT position FROM revision_steps_start) AS steps"
+        )
+        return Starts(*(NEVER if row[k] is None else int(row[k]) for k in ("revisions", "steps")))
 
     async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
         """How many decision state entries of `kind` have a tag (parked inputs: are parked),

@@ -50,7 +50,12 @@ from services.domain.kernel.processing import (
     rejection_id,
 )
 from services.domain.kernel.streams import REJECTIONS_STREAM
-from services.domain.kernel.tasks import REVISION_SET_ASIDE, REVISIONS_OPENED, TASK_EVENT_TYPES
+from services.domain.kernel.tasks import (
+    REVISION_SET_ASIDE,
+    REVISIONS_OPENED,
+    TASK_EVENT_TYPES,
+    Starts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +239,7 @@ class BatchHandler:
         self.view_type: type[ServiceView] = type(blank.view)
         self.processor = blank  # the processor of the batch in hand (or the last one)
         self.position = 0  # the store head the last batch committed (or catch_up found)
-        self.revisions_from: int | None = None  # recorded once in the store; read once
+        self.starts: Starts | None = None  # recorded once in the store; read once
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
         self.busy_since: float | None = None  # monotonic time the batch in hand started
         self.stall_reason: str | None = None  # the last failure of the batch in hand
@@ -259,7 +264,7 @@ class BatchHandler:
         """Bring the decision state up to the store's head (nothing to do unless events
         were appended without it), a chunk per transaction; returns the head."""
         self.position = await state.catch_up(self.store, self.view_type)
-        self.revisions_from = await self.store.revisions_from()
+        self.starts = await self.store.revisions_from()
         return self.position
 
     async def _record_all(self, records: Sequence[Record]) -> BatchReport:
@@ -328,14 +333,15 @@ class BatchHandler:
     ) -> BatchReport:
         report = BatchReport()
         async with tracing.appending(self.store) as tx:
-            revisions_from = await self.current(tx)
+            starts = await self.current(tx)
             # what the records isolated name is not read: they are rejected, not decided
             batch = [m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)]
             loaded = await state.load_batch(tx, self.view_type, batch)
             view = self.view_type.from_state(loaded)
             view.position = tx.head_position
             self.processor = self.new_processor(view=view)
-            self.processor.revisions_from = revisions_from
+            self.processor.revisions_from = starts.revisions
+            self.processor.steps_from = starts.steps
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
@@ -384,12 +390,12 @@ class BatchHandler:
                 raise RuntimeError("the view and the store disagree on the positions taken")
             await tx.save_state(view.changes(loaded), tx.head_position)
         self.position = tx.head_position
-        self.revisions_from = revisions_from  # the transaction that recorded it committed
+        self.starts = starts  # the transaction that recorded them committed
         return report
 
-    async def current(self, tx: Transaction) -> int:
+    async def current(self, tx: Transaction) -> Starts:
         """Bring the decision state up to the store's head in `tx` (events appended without
-        it: see runtime.state); returns the position from which facts revise decisions."""
+        it: see runtime.state); returns where facts revise decisions, and in steps, from."""
         try:
             while not await state.fold_behind(tx, self.view_type):
                 pass
@@ -397,9 +403,9 @@ class BatchHandler:
             if is_transient(exc):
                 raise
             raise StateBehind(type(exc).__name__) from exc
-        if self.revisions_from is None:  # a handler not caught up first: known once committed
+        if self.starts is None:  # a handler not caught up first: known once committed
             return await tx.start_revisions()
-        return self.revisions_from
+        return self.starts
 
     def _parse(self, record: Record) -> Input | ContractError:
         try:

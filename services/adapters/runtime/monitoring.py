@@ -14,6 +14,7 @@ from services.adapters.eventstore import EventStore
 from services.adapters.kafka.security import client_options, role_of
 from services.adapters.runtime.lag import BrokerLag, LagGauge
 from services.domain.kernel.statekinds import PARKED
+from services.domain.kernel.tasks import TASKS
 
 if TYPE_CHECKING:
     from services.adapters.runtime.service import ServiceRuntime
@@ -78,3 +79,12 @@ async def parked_age(store: EventStore) -> tuple[int | None, float | None]:
         return count, await store.age_of(oldest)
     except (asyncpg.PostgresError, OSError, ValueError):
         return None, None
+
+
+async def open_tasks(store: EventStore) -> int | None:
+    """How many revision tasks are open (None when the store does not answer)."""
+    try:
+        count, _ = await store.tagged_summary(TASKS)
+        return count
+    except (asyncpg.PostgresError, OSError, ValueError):
+        return None

@@ -72,14 +72,15 @@ class Reviser:
         report = BatchReport()
         started = time.perf_counter()
         async with handler.store.transaction() as tx:
-            revisions_from = await handler.current(tx)
+            starts = await handler.current(tx)
             loaded = await state.load_step(tx, handler.view_type, self.limit)
             if loaded is None:
                 return None
             view = handler.view_type.from_state(loaded)
             view.position = tx.head_position
             processor = handler.new_processor(view=view)
-            processor.revisions_from = revisions_from
+            processor.revisions_from = starts.revisions
+            processor.steps_from = starts.steps
             message = processor.next_step(self.limit)
             assert message is not None, "a task was loaded"
             outcome = processor.process(message)
@@ -93,7 +94,7 @@ class Reviser:
                 raise RuntimeError("the view and the store disagree on the positions taken")
             await tx.save_state(view.changes(loaded), tx.head_position)
         handler.position = tx.head_position
-        handler.revisions_from = revisions_from
+        handler.starts = starts
         report.seconds = time.perf_counter() - started
         self.steps += 1
         if self.step_seconds is not None:

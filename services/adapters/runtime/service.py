@@ -34,11 +34,10 @@ from services.adapters.kafka.security import (
 from services.adapters.runtime import tracing
 from services.adapters.runtime.handler import BatchHandler, BatchReport, Record
 from services.adapters.runtime.metrics import ServiceMetrics
-from services.adapters.runtime.monitoring import parked_age
+from services.adapters.runtime.monitoring import open_tasks, parked_age
 from services.adapters.runtime.reviser import STEP_SECONDS, Reviser
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.kernel.processing import Processor
-from services.domain.kernel.tasks import TASKS
 
 if TYPE_CHECKING:
     from services.adapters.eventstore.projections import Projector
@@ -279,7 +278,7 @@ class ServiceRuntime:
         if self.handler is not None and self.pool is not None:
             store = EventStore(self.pool, self.spec.schema)
             state["parked"], state["parked_oldest_seconds"] = await parked_age(store)
-            state["revision_tasks"], _ = await store.tagged_summary(TASKS)
+            state["revision_tasks"] = await open_tasks(store)
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons
         state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)
@@ -330,9 +329,9 @@ class ServiceRuntime:
             self.metrics.store_head.set(state["store_head"])
             if state.get("relay_leader"):
                 self.metrics.relay_lag.set(state["store_head"] - state["relay_published"])
-        if "parked" in state:
+        if state.get("parked") is not None:  # (None: the store did not answer)
             self.metrics.parked.set(state["parked"])
-        if "revision_tasks" in state:
+        if state.get("revision_tasks") is not None:
             self.metrics.revision_tasks.set(state["revision_tasks"])
         if state.get("parked_oldest_seconds") is not None:
             self.metrics.parked_oldest.set(state["parked_oldest_seconds"])

@@ -57,6 +57,9 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         self.revisions_from = 1
         """The store position from which registry facts revise earlier decisions: a store
         recorded before revisions existed is not revised by its replay (set from the store)."""
+        self.steps_from = 1
+        """The store position from which a fact about an organism revises its people in
+        steps; before it (a store recorded by the version before), in its own transaction."""
 
     def process(self, message: Input) -> Outcome:
         """The events one input causes (or why it is refused). A registry fact: first the
@@ -83,6 +86,10 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             return emitter.outcome
         if kind == "AffiliationEnregistree":
             for subject_id in self.view.subjects_of([str(getattr(payload, "nir", ""))]):
+                self.revise(emitter, subject_id, message.event_id)
+        elif position < self.steps_from:  # (replay of a store recorded before steps only)
+            people = {p for o in organisms for p in self.view.registry.affiliated.seconds(o)}
+            for subject_id in self.view.subjects_of(people):
                 self.revise(emitter, subject_id, message.event_id)
         elif peopled := [o for o in organisms if self.view.registry.affiliated.following(o, "", 1)]:
             fact_id = str(message.event_id)  # (an organism nobody was affiliated to: no task)
@@ -152,6 +159,8 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             return  # not decided yet, or decided by its dates or category: never revised
         if before is not None and state.at >= before:
             return
+        if state.aside == str(cause):
+            return  # set aside for this very fact already (before an input, then its step)
         rules = self.rule_sets.get(str(state.regles_version))
         if rules is None:
             return  # decided by a rule set this processor does not know: left as it is
@@ -162,7 +171,8 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             raise  # a bug of what was loaded, not the subject's: the batch fails, retried
         except Exception as exc:  # the subject's record makes the pure rules fail: every
             # time, so it is set aside, on record, and the fact or step goes on with the rest
-            aside = {"fait_id": str(cause), "sujet_id": subject_id, "erreur": type(exc).__name__}
+            field = self.view.SUBJECT.field
+            aside = {"fait_id": str(cause), field: subject_id, "erreur": type(exc).__name__}
             emitter.decision(stream, REVISION_SET_ASIDE, aside, cause, state.correlation_id)
             return
         if revision is not None:

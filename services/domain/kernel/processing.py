@@ -33,6 +33,7 @@ from services.domain.kernel.statekinds import (
 from services.domain.kernel.subjects import Subject, SubjectState
 from services.domain.kernel.tasks import (
     OPEN,
+    REVISION_SET_ASIDE,
     REVISION_STEP,
     REVISIONS_OPENED,
     TASK_KIND,
@@ -151,6 +152,7 @@ class Processor(Protocol):
     """A service's decision procedure over its view."""
 
     revisions_from: int  # the store position from which registry facts revise decisions
+    steps_from: int  # ... and revise an organism's people in steps (`kernel.tasks.Starts`)
 
     @property
     def view(self) -> ServiceView: ...
@@ -268,6 +270,9 @@ class ServiceView:
             organisms = list(payload["organismes"])
             task = RevisionTask(payload["fait_id"], organisms, correlation, self.position)
             self.tasks[task.fact_id] = task
+        elif event_type == REVISION_SET_ASIDE:
+            states: MutableMapping[str, SubjectState] = getattr(self, self.SUBJECT.attribute)
+            states[payload[self.SUBJECT.field]].aside = payload["fait_id"]
         elif event_type == REVISION_STEP:
             task = self.tasks[payload["fait_id"]]
             if task.advance(payload):

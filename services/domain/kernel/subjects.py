@@ -20,6 +20,7 @@ class SubjectState:
     outcome: dict[str, Any] | None = None  # its outcome, when a registry fact may change it
     regles_version: str | None = None  # the rule set it was decided with (a revision uses it)
     at: int = 0  # the store position of the decision or revision that stands
+    aside: str | None = None  # the fact whose revision of it the rules failed on (set aside)
 
     def stands(
         self, event_id: str, outcome: dict[str, Any] | None, payload: Mapping[str, Any], at: int

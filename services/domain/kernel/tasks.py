@@ -71,6 +71,17 @@ class EtapeDeRevision(BaseModel):
         return Span(self.apres, self.jusqu_a)
 
 
+@dataclass(frozen=True, slots=True)
+class Starts:
+    """Where a store's record changes its rules of revising (recorded once each, at the
+    head + 1 the first code that follows them finds): from `revisions`, registry facts
+    revise earlier decisions; from `steps`, a fact about an organism revises its people in
+    steps. Replay honours both, so a store recorded before either verifies as it was."""
+
+    revisions: int = 1
+    steps: int = 1
+
+
 @dataclass(slots=True)
 class RevisionTask:
     """A revision task as folded: the organisms whose people it revises, where it stands."""

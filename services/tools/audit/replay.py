@@ -164,7 +164,11 @@ class Replayer:
         """verify: the rule set the recorded decisions name; returns a problem, if any."""
         if self.mode != "verify" or not step.decisions:
             return ""
-        versions = {d.payload.get("regles_version") for d in step.decisions}
+        versions = {  # (a revision task's own events name no rule set)
+            d.payload.get("regles_version") for d in step.decisions if "regles_version" in d.payload
+        }
+        if not versions:
+            return ""
         version = next(iter(versions)) if len(versions) == 1 else None
         rules = self.service.rule_sets.get(str(version))
         if rules is None:
@@ -293,7 +297,9 @@ async def replay(
     """Replay the whole store of `service` (up to the selection's last position)."""
     replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
     # a store recorded before revisions existed is not revised by its replay
-    replayer.processor.revisions_from = await store.revisions_from()
+    starts = await store.revisions_from()
+    replayer.processor.revisions_from = starts.revisions
+    replayer.processor.steps_from = starts.steps
     until = replayer.selection.to_position
     started = time.perf_counter()
     async for step in read_steps(store, until=until, batch=batch):

@@ -45,7 +45,7 @@ from services.domain.collection.view import CollectionView
 from services.domain.kernel.decider import RegistryAwareProcessor
 from services.domain.kernel.processing import REJECTION, Input, fold_stored
 from services.domain.kernel.records import NewEvent
-from services.domain.kernel.tasks import TASK_EVENT_TYPES
+from services.domain.kernel.tasks import TASK_EVENT_TYPES, Starts
 from services.domain.state import Demand, Entry, LoadedMap, NotLoaded, Row
 from services.tools.audit.feed import FakeRecord
 
@@ -629,7 +629,7 @@ async def test_the_revisions_start_is_known_only_once_the_batch_that_records_it_
         backoff_max=0.01,
     )
     await handler.handle(_records(COLLECTION, [*START, _resiliation(C1, "2017-06-30")]))
-    assert handler.revisions_from == store.revisions_start == 1
+    assert handler.starts == Starts(1, 1) and store.revisions_start == store.steps_start == 1
     while await Reviser(handler).step() is not None:
         pass
     assert any(e.event_type == "EncaissementRevise" for e in store.events)

@@ -188,6 +188,8 @@ def test_a_subject_the_rules_fail_on_is_set_aside_and_the_step_goes_on(
     kinds = [k for step in _steps(collection, 10) for k in step]
     assert kinds.count("EncaissementRevise") == 4 and kinds.count(REVISION_SET_ASIDE) == 1
     [aside] = [e for _, _, e in collection.log if e.event_type == REVISION_SET_ASIDE]
-    assert aside.payload["sujet_id"] == "COT-2" and aside.payload["erreur"] == "ArithmeticError"
+    assert (
+        aside.payload["cotisation_id"] == "COT-2" and aside.payload["erreur"] == "ArithmeticError"
+    )
     assert PEOPLE[2] not in str(aside.payload)  # no personal value in the record of it
     assert collection.view.contributions["COT-2"].outcome["event_type"] == "EncaissementDelegue"

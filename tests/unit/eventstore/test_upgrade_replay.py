@@ -1,12 +1,6 @@
-"""Red-team review of revisions in steps: a store recorded by the version just before them
-(cb673e0: a fact about an organism revised everyone's subjects in its own transaction).
-
-README "Upgrading a store": the services of the older version stop, the new one folds the
-store and replay verifies the result. Such a store holds `ConventionResiliee` followed, in
-its own step, by the `EncaissementRevise` it caused. The new processor replays that fact as
-opening a task (`RevisionsOuvertes`) and no revision: `mandat replay verify` reports the
-store recorded by the previous version as not reproduced. Only a position from which facts
-open tasks (as `revisions_start` does for revisions) would let replay honour both.
+"""A store recorded by the version before revisions in steps (cb673e0: a fact about an
+organism revised everyone's subjects in its own transaction) still verifies: no
+`revision_steps_start` was recorded in it, so replay revises its facts as they were.
 
 The fixture data/store_recorded_by_cb673e0.json is the record cb673e0's batch handler made
 of five facts and inputs (tests/support builders), dumped as it was stored."""

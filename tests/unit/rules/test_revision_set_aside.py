@@ -1,5 +1,5 @@
-"""Red-team review of revisions in steps (domain.md "Large revisions"): failing tests of
-defects found in services/domain/kernel/{decider,tasks}.py."""
+"""A subject the rules fail on when revising it is set aside once per fact (domain.md
+"Large revisions"), however many inputs about it come before the step that reaches it."""
 
 from __future__ import annotations
 
@@ -52,4 +52,4 @@ def test_a_subject_is_set_aside_once_per_fact_not_once_per_input_about_it(
         collection.send(b.paiement(pid=f"PAY-{n}", cid="COT-2", nir=PEOPLE[2], montant=100))
     _steps(collection, 1)
     asides = [e for _, _, e in collection.log if e.event_type == REVISION_SET_ASIDE]
-    assert [a.payload["sujet_id"] for a in asides] == ["COT-2"], len(asides)
+    assert [a.payload["cotisation_id"] for a in asides] == ["COT-2"], len(asides)
