@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 
 from contracts import mask_personal
+from services.adapters.eventstore.errors import DuplicateEventError
 from services.adapters.runtime import state
 from services.adapters.runtime.handler import BatchHandler, BatchReport, count_decision
 from services.domain.kernel.tasks import STEP_PEOPLE, TASKS
@@ -54,6 +57,10 @@ class Reviser:
         self.busy_since: float | None = None
         self.stall_reason: str | None = None
         self.steps = 0
+        self.fresh_ids = False
+        """A step's id, and its revisions' (derived from it), are predictable, and an input
+        may come under any id: once an attempt collides with an id on record, the next one
+        takes a random id. Replay reads the step's id from the record: it does not care."""
         self.on_step: Callable[[BatchReport], None] = lambda report: None
 
     def stalled_seconds(self) -> float:
@@ -83,6 +90,8 @@ class Reviser:
             processor.steps_from = starts.steps
             message = processor.next_step(self.limit)
             assert message is not None, "a task was loaded"
+            if self.fresh_ids:  # the last attempt took an id already on record (below)
+                message = dataclasses.replace(message, event_id=uuid.uuid4())
             outcome = processor.process(message)
             if outcome.refused is not None:  # the step was made from the task: a bug
                 raise RuntimeError(f"a revision step refused: {outcome.refused}")
@@ -111,12 +120,14 @@ class Reviser:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.fresh_ids = isinstance(exc, DuplicateEventError)
                 self.stall_reason = mask_personal(f"{type(exc).__name__}: {exc}")[:200]
                 log.warning("revision step failed: %s", type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.busy_since, self.stall_reason, delay = None, None, 0.05
+            self.fresh_ids = False
             if report is not None:
                 with contextlib.suppress(Exception):
                     self.on_step(report)
