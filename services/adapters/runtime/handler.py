@@ -340,7 +340,7 @@ class BatchHandler:
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
             handled = set(stored)  # ids on record: rejections by record, inputs by event id
-            batch_inputs: dict[UUID, tuple[Any, ...]] = {}  # content of inputs seen
+            batch_inputs: dict[UUID, Input] = {}  # inputs seen, by event id
             for index in chunk:
                 record, message = records[index], parsed[index]
                 if rejections[index] in handled:
@@ -362,14 +362,16 @@ class BatchHandler:
                     )
                     continue
                 if isinstance(message, Input):
+                    # content (a payload dumped) is computed only for an event id seen before
                     before = stored.get(message.event_id)
+                    seen = batch_inputs.get(message.event_id) if before is None else None
                     known = (
                         input_content(before.event_type, before.payload, before.metadata)
                         if before is not None
-                        else batch_inputs.get(message.event_id)
+                        else None if seen is None else seen.content()
                     )
                     if known is None:
-                        batch_inputs[message.event_id] = message.content()
+                        batch_inputs[message.event_id] = message
                     elif known == message.content():
                         report.duplicates += 1
                         continue
