@@ -364,12 +364,11 @@ class BatchHandler:
                 if isinstance(message, Input):
                     # content (a payload dumped) is computed only for an event id seen before
                     before = stored.get(message.event_id)
-                    seen = batch_inputs.get(message.event_id) if before is None else None
-                    known = (
-                        input_content(before.event_type, before.payload, before.metadata)
-                        if before is not None
-                        else None if seen is None else seen.content()
-                    )
+                    known: tuple[Any, ...] | None = None
+                    if before is not None:
+                        known = input_content(before.event_type, before.payload, before.metadata)
+                    elif (seen := batch_inputs.get(message.event_id)) is not None:
+                        known = seen.content()
                     if known is None:
                         batch_inputs[message.event_id] = message
                     elif known == message.content():
