@@ -113,6 +113,9 @@ class MemoryTransaction:
         same = at == 0 or (held is not None and held == self.state_hash)
         return at, same, self.state_version
 
+    async def load(self, demand: Demand) -> tuple[list[Row], dict[str, int]]:
+        return await self.load_state(demand), await self.stream_versions(demand.streams)
+
     async def load_state(self, demand: Demand) -> list[Row]:
         rows = [
             Row(kind, key, self.state[(kind, key)])

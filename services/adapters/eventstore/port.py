@@ -76,6 +76,11 @@ class Transaction(Protocol):
         """The decision state entries `demand` names (by key, by tag, by tag prefix)."""
         ...
 
+    async def load(self, demand: Demand) -> tuple[list[Row], dict[str, int]]:
+        """`load_state(demand)` and `stream_versions(demand.streams)` at once (one round
+        trip to a database): what a batch reads, a round of its demand at a time."""
+        ...
+
     async def state_span(self, kind: str, tag: str, after: str, limit: int) -> list[Row]:
         """The first `limit` entries of `kind` under `tag` whose key sorts after `tag +
         after`, in key order (code points): a span of a pair index (`PairIndex.following`)."""

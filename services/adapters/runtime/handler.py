@@ -346,7 +346,7 @@ class BatchHandler:
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
             handled = set(stored)  # ids on record: rejections by record, inputs by event id
-            batch_inputs: dict[UUID, tuple[Any, ...]] = {}  # content of inputs seen
+            batch_inputs: dict[UUID, Input] = {}  # inputs seen, by event id
             for index in chunk:
                 record, message = records[index], parsed[index]
                 if rejections[index] in handled:
@@ -368,14 +368,15 @@ class BatchHandler:
                     )
                     continue
                 if isinstance(message, Input):
+                    # content (a payload dumped) is computed only for an event id seen before
                     before = stored.get(message.event_id)
-                    known = (
-                        input_content(before.event_type, before.payload, before.metadata)
-                        if before is not None
-                        else batch_inputs.get(message.event_id)
-                    )
+                    known: tuple[Any, ...] | None = None
+                    if before is not None:
+                        known = input_content(before.event_type, before.payload, before.metadata)
+                    elif (seen := batch_inputs.get(message.event_id)) is not None:
+                        known = seen.content()
                     if known is None:
-                        batch_inputs[message.event_id] = message.content()
+                        batch_inputs[message.event_id] = message
                     elif known == message.content():
                         report.duplicates += 1
                         continue

@@ -41,9 +41,8 @@ async def load(
     asked = state.demand
     todo = demand.minus(asked)
     while todo:
-        rows = await tx.load_state(todo)
-        if todo.streams:
-            state.versions.update(await tx.stream_versions(todo.streams))
+        rows, versions = await tx.load(todo)  # entries and versions: one round trip
+        state.versions.update(versions)
         asked.add(todo)
         more = Demand()
         for row in rows:

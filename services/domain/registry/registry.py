@@ -76,6 +76,8 @@ class ConventionFacts:
         sent again)."""
         if self.concluded is None:
             return None
+        if self.terminated_at is None:  # as concluded (read for every contribution: no copy)
+            return self.concluded
         ends = [d for d in (self.concluded.effet_au, self.terminated_at) if d is not None]
         return replace(self.concluded, effet_au=min(ends, default=None))
 
