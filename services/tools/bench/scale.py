@@ -17,7 +17,9 @@ dropped when the row ends, whatever happened, unless `--keep`):
               published. Timed; the disk the store's `events` table takes
               (`pg_total_relation_size`, indexes and TOAST included) is reported. Then its
               decision state is folded (`mandat state catch-up`, what migrating a store
-              to the state tables costs), timed apart.
+              to the state tables costs), timed apart; then the store is settled (VACUUM
+              ANALYZE of both tables, CHECKPOINT), as autovacuum would in the hours after
+              a bulk load: the runs measure a store at rest.
   start       `mandat collection run` as a process of its own; from its spawn to `/ready`
               answering 200 (its decision state is read by key: nothing is folded); its
               RSS (`/proc/<pid>/status`) then, and after the runs below.
@@ -30,6 +32,9 @@ dropped when the row ends, whatever happened, unless `--keep`):
   latency     contributions paced at `--rate` for `--latency-seconds`, sent while the
               service runs (`bench load`'s paced driver); per input, from its send to its
               decision read back: median, p99, max.
+  pair        the empty row only: a second instance joins the consumer group, and as many
+              contributions as the throughput run are decided by the two (inputs/s, CPU
+              per input of both), next to one instance's.
 
 The empty row's store holds the registry the runs' inputs need (organisms, conventions and
 the affiliations of their NIRs) and nothing else; the ratios the issue's targets use (RSS,
@@ -330,7 +335,8 @@ def chained_rows(
 async def fill(
     s: ServiceSettings, dsn: str, t: Template, *, size: int, nirs: int
 ) -> dict[str, Any]:
-    """COPY the history into the row's store; its relay checkpoint and balances at the head."""
+    """COPY the history into the row's store; its relay checkpoint and balances at the head;
+    the store folded into its state, then settled (vacuumed, analyzed, checkpointed)."""
     schema = KIND.schema(s)
     store = await prepare_store(dsn, schema, max_size=2)
     started = time.perf_counter()
@@ -353,11 +359,16 @@ async def fill(
         folded = time.perf_counter()
         await state.catch_up(store, KIND.service.view)
         state_seconds = time.perf_counter() - folded
+        settled = time.perf_counter()
+        await store.settle()
     finally:
         await store.pool.close()
     conn = await asyncpg.connect(dsn)
     try:
         await held.save(conn, schema, head)
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CHECKPOINT")  # the bulk load's dirty pages written out now
+        settle_seconds = time.perf_counter() - settled
         disk, state_disk = await conn.fetchrow(
             "SELECT pg_total_relation_size(format('%I.events', $1::text)::regclass),"
             " pg_total_relation_size(format('%I.decision_state', $1::text)::regclass)",
@@ -371,6 +382,7 @@ async def fill(
         "seconds": round(seconds, 2),
         "events_per_second": round(head / seconds, 1) if seconds else None,
         "state_seconds": round(state_seconds, 2),
+        "settle_seconds": round(settle_seconds, 2),  # VACUUM (ANALYZE), CHECKPOINT
         "disk_bytes": int(disk),
         "state_disk_bytes": int(state_disk),
     }
