@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from typing import Any, cast
 
 import pytest
 from support import affiliation, convention, cotisation, envelope, key_of, nir, organisme, paiement
@@ -16,6 +17,7 @@ from services.adapters.runtime.reviser import MAX_PEOPLE, MIN_PEOPLE, Reviser, _
 from services.domain.catalog import COLLECTION
 from services.domain.kernel.processing import decision_id
 from services.tools.audit.feed import FakeRecord
+from services.tools.audit.replay import replay
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +72,5 @@ async def test_a_step_whose_id_an_input_took_already_is_recorded_under_another()
             await task
     steps = [e for e in store.events if e.event_type == "EtapeDeRevision"]
     assert steps and all(e.event_id != step_id for e in steps)
+    summary = await replay(cast(Any, store), service)  # replay reads the id it took
+    assert summary.ok, [m.as_dict() for m in summary.mismatches]
