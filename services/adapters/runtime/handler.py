@@ -43,6 +43,7 @@ from services.adapters.runtime import state, tracing
 from services.domain.kernel.processing import (
     REJECTION,
     Input,
+    Outcome,
     Processor,
     ServiceView,
     envelope_metadata,
@@ -56,6 +57,7 @@ from services.domain.kernel.tasks import (
     TASK_EVENT_TYPES,
     Starts,
 )
+from services.domain.state import LoadedState
 
 log = logging.getLogger(__name__)
 
@@ -337,11 +339,8 @@ class BatchHandler:
             # what the records isolated name is not read: they are rejected, not decided
             batch = [m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)]
             loaded = await state.load_batch(tx, self.view_type, batch)
-            view = self.view_type.from_state(loaded)
-            view.position = tx.head_position
-            self.processor = self.new_processor(view=view)
-            self.processor.revisions_from = starts.revisions
-            self.processor.steps_from = starts.steps
+            self.processor = self.deciding_over(tx, loaded, starts)
+            view = self.processor.view
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
@@ -387,12 +386,24 @@ class BatchHandler:
                         self._decide(tx, record, rejections[index], message, report)
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
-            if view.position != tx.head_position:
-                raise RuntimeError("the view and the store disagree on the positions taken")
-            await tx.save_state(view.changes(loaded), tx.head_position)
-        self.position = tx.head_position
-        self.starts = starts  # the transaction that recorded them committed
+            await write_back(tx, view, loaded)
+        self.committed(tx, starts)
         return report
+
+    def deciding_over(self, tx: Transaction, loaded: LoadedState, starts: Starts) -> Processor:
+        """A processor deciding over what `loaded` holds, appending after the store's head,
+        revising from where the store says."""
+        view = self.view_type.from_state(loaded)
+        view.position = tx.head_position
+        processor = self.new_processor(view=view)
+        processor.revisions_from, processor.steps_from = starts.revisions, starts.steps
+        return processor
+
+    def committed(self, tx: Transaction, starts: Starts) -> None:
+        """What a committed transaction makes known: the head, and where revisions start
+        (recorded by it, if it was the first)."""
+        self.position = tx.head_position
+        self.starts = starts
 
     async def current(self, tx: Transaction) -> Starts:
         """Bring the decision state up to the store's head in `tx` (events appended without
@@ -440,10 +451,7 @@ class BatchHandler:
                 return
             if outcome.refused is None:
                 report.inputs[message.event_type] = report.inputs.get(message.event_type, 0) + 1
-                for stream_id, version, event in outcome.events:
-                    tx.append_at(stream_id, version, event)
-                    if event.event_id != message.event_id:
-                        count_decision(event, report)
+                append_outcome(tx, outcome, message.event_id, report)
                 return
             message = ContractError(outcome.refused.reason, outcome.refused.field)
         kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
@@ -469,6 +477,22 @@ class BatchHandler:
         reason = kind if kind != "contract" else (error.field or "message")
         report.rejected[reason] = report.rejected.get(reason, 0) + 1
         log.info("rejected: %s", error, extra={"event_id": str(event.event_id), **origin(record)})
+
+
+def append_outcome(tx: Transaction, outcome: Outcome, trigger: UUID, report: BatchReport) -> None:
+    """Append what processing `trigger` (an input, or a revision task's step) gave, and
+    count its decisions."""
+    for stream_id, version, event in outcome.events:
+        tx.append_at(stream_id, version, event)
+        if event.event_id != trigger:
+            count_decision(event, report)
+
+
+async def write_back(tx: Transaction, view: ServiceView, loaded: LoadedState) -> None:
+    """The state entries the view changed, written in the transaction of its appends."""
+    if view.position != tx.head_position:
+        raise RuntimeError("the view and the store disagree on the positions taken")
+    await tx.save_state(view.changes(loaded), tx.head_position)
 
 
 def count_decision(event: NewEvent, report: BatchReport) -> None:

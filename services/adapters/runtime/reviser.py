@@ -23,7 +23,12 @@ from collections.abc import Callable
 from contracts import mask_personal
 from services.adapters.eventstore.errors import DuplicateEventError
 from services.adapters.runtime import state
-from services.adapters.runtime.handler import BatchHandler, BatchReport, count_decision
+from services.adapters.runtime.handler import (
+    BatchHandler,
+    BatchReport,
+    append_outcome,
+    write_back,
+)
 from services.domain.kernel.tasks import STEP_PEOPLE, TASKS
 
 log = logging.getLogger(__name__)
@@ -83,11 +88,7 @@ class Reviser:
             loaded = await state.load_step(tx, handler.view_type, self.limit)
             if loaded is None:
                 return None
-            view = handler.view_type.from_state(loaded)
-            view.position = tx.head_position
-            processor = handler.new_processor(view=view)
-            processor.revisions_from = starts.revisions
-            processor.steps_from = starts.steps
+            processor = handler.deciding_over(tx, loaded, starts)
             message = processor.next_step(self.limit)
             assert message is not None, "a task was loaded"
             if self.fresh_ids:  # the last attempt took an id already on record (below)
@@ -95,15 +96,9 @@ class Reviser:
             outcome = processor.process(message)
             if outcome.refused is not None:  # the step was made from the task: a bug
                 raise RuntimeError(f"a revision step refused: {outcome.refused}")
-            for stream_id, version, event in outcome.events:
-                tx.append_at(stream_id, version, event)
-                if event.event_id != message.event_id:
-                    count_decision(event, report)
-            if view.position != tx.head_position:
-                raise RuntimeError("the view and the store disagree on the positions taken")
-            await tx.save_state(view.changes(loaded), tx.head_position)
-        handler.position = tx.head_position
-        handler.starts = starts
+            append_outcome(tx, outcome, message.event_id, report)
+            await write_back(tx, processor.view, loaded)
+        handler.committed(tx, starts)
         report.seconds = time.perf_counter() - started
         self.steps += 1
         if self.step_seconds is not None:
@@ -112,11 +107,13 @@ class Reviser:
 
     async def run(self) -> None:
         """Work the open tasks for as long as the service runs."""
-        delay = 0.05
+        delay, stepping = 0.05, False
         while True:
             try:
                 self.busy_since = time.monotonic() if self.busy_since is None else self.busy_since
-                report = await self.step() if await self.pending() else None
+                # while steps come, the next one finds whether a task is left; idle, a look
+                # without the lock comes first
+                report = await self.step() if stepping or await self.pending() else None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -127,7 +124,7 @@ class Reviser:
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.busy_since, self.stall_reason, delay = None, None, 0.05
-            self.fresh_ids = False
+            self.fresh_ids, stepping = False, report is not None
             if report is not None:
                 with contextlib.suppress(Exception):
                     self.on_step(report)
