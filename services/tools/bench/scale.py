@@ -56,7 +56,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -589,7 +589,7 @@ async def measure_row(
                         row["rss_ready_kib"] = rss_kib(service.pid)["rss_kib"]
                         await _warm_up(producer, s, warm, w, runs.timeout)
                         row["service"] = await _throughput(
-                            producer, s, work, w, service, runs.timeout
+                            producer, s, work, w, (service,), runs.timeout
                         )
                         row["latency"] = await _latency(
                             s, run_nirs, runs.rate, runs.latency_seconds, runs.timeout
@@ -629,18 +629,19 @@ async def _throughput(
     s: ServiceSettings,
     work: list[Message],
     w: Watcher,
-    service: ServiceProcess,
+    services: Sequence[ServiceProcess],
     timeout: float,
 ) -> dict[str, Any]:
-    """`work` published to the running service; from the first send to the last decision
-    read back, and the service's CPU time meanwhile."""
-    cpu_before = cpu_seconds(service.pid)
+    """`work` published to the running instances; from the first send to the last decision
+    read back, and their CPU time meanwhile."""
+    cpu_before = sum(cpu_seconds(service.pid) for service in services)
     started = time.monotonic()
     await publish(producer, KIND.input_topic(s), ((m.key, m.value) for m in work))
     await until(lambda: w.decided(work) == len(work), timeout, "the throughput run", 0.02)
     seconds = max(w.arrived[m.event_id] for m in work) - started
-    cpu = cpu_seconds(service.pid) - cpu_before
+    cpu = sum(cpu_seconds(service.pid) for service in services) - cpu_before
     return {
+        "instances": len(services),
         "events": len(work),
         "decided": w.decided(work),
         "seconds": round(seconds, 3),
@@ -670,20 +671,7 @@ async def _pair(
     with ServiceProcess(s, second_dir) as second:
         await second.ready(runs.timeout)
         await _warm_up(producer, s, warm, w, runs.timeout)
-        cpu_before = cpu_seconds(first.pid) + cpu_seconds(second.pid)
-        started = time.monotonic()
-        await publish(producer, KIND.input_topic(s), ((m.key, m.value) for m in work))
-        await until(lambda: w.decided(work) == len(work), runs.timeout, "the pair's run", 0.02)
-        seconds = max(w.arrived[m.event_id] for m in work) - started
-        cpu = cpu_seconds(first.pid) + cpu_seconds(second.pid) - cpu_before
-    return {
-        "instances": 2,
-        "events": len(work),
-        "decided": w.decided(work),
-        "seconds": round(seconds, 3),
-        "events_per_second": round(len(work) / seconds, 1),
-        "cpu_ms_per_input": round(1000 * cpu / len(work), 3),
-    }
+        return await _throughput(producer, s, work, w, (first, second), runs.timeout)
 
 
 async def _latency(
