@@ -1,11 +1,11 @@
 """The garbage collector in a long-running service: what start-up built is set aside.
 
 CPython's full collections walk every container object the process tracks. A service
-holds some 100,000 of them from start-up (modules, the contract's pydantic schemas, its
-clients), alive as long as the process, and the objects a batch keeps alive for a moment
-make a full collection due every few batches. On the collection batch path (500-record
-batches) that was one every 6 batches or so, 35-40 ms each: about 8 % of its time, and a
-pause for whichever batch is in hand. Frozen once start-up is done (`gc.freeze`), those
+holds tens of thousands of them from start-up (modules, the contract's pydantic schemas,
+its clients), alive as long as the process, and the objects a batch keeps alive for a
+moment make a full collection due every few batches: each walks all of start-up's objects
+again, a pause for whichever batch is in hand (a profile of the batch path found those
+pauses among its larger costs). Frozen once start-up is done (`gc.freeze`), those
 objects are out of the collector's sight: a later collection walks only what came after.
 Nothing else changes: reference counting frees what it frees, and collections still find
 the cycles among newer objects. The only cost: a cycle among frozen objects that becomes

@@ -274,11 +274,9 @@ class ServiceView:
             states: MutableMapping[str, SubjectState] = getattr(self, self.SUBJECT.attribute)
             states[payload[self.SUBJECT.field]].aside = payload["fait_id"]
         elif event_type == REVISION_STEP:
-            task = self.tasks[payload["fait_id"]]
+            task = self.tasks[payload["fait_id"]]  # (read for a change: written back)
             if task.advance(payload):
                 del self.tasks[task.fact_id]
-            else:
-                self.tasks[task.fact_id] = task  # (marked changed, to be written back)
         else:
             self.fold(event_id, event_type, payload, metadata)
 
