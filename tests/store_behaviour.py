@@ -440,6 +440,8 @@ async def test_a_span_of_a_tag_is_read_in_code_point_order_after_a_key(store: St
         assert [r.key for r in after] == ["OC-1" + p for p in ordered[3:]]
         assert await tx.state_span("affiliated", "OC-1", ordered[-1], 5) == []
         assert await tx.state_span("affiliated", "OC-2", "", 5) == []
+        firsts = await tx.state_firsts("affiliated", ["OC-2", "OC-10", "OC-1"])
+        assert {r.key for r in firsts} == {"OC-1" + ordered[0], "OC-10A"}  # none for OC-2
 
 
 async def test_state_changes_are_committed_with_the_appends_or_not_at_all(store: Store) -> None:

@@ -142,6 +142,9 @@ class MemoryTransaction:
         )
         return [Row(kind, key, entry) for key, entry in found[:limit]]
 
+    async def state_firsts(self, kind: str, tags: Sequence[str]) -> list[Row]:
+        return [row for tag in tags for row in await self.state_span(kind, tag, "", 1)]
+
     async def start_revisions(self) -> Starts:
         if self.revisions_start is None:  # committed with the transaction, or not at all
             self.revisions_start = self._position + 1

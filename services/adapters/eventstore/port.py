@@ -86,6 +86,11 @@ class Transaction(Protocol):
         after`, in key order (code points): a span of a pair index (`PairIndex.following`)."""
         ...
 
+    async def state_firsts(self, kind: str, tags: Sequence[str]) -> list[Row]:
+        """The first entry of `kind` under each of `tags` (in key order), if any: whether
+        an organism has anyone, for many organisms at once."""
+        ...
+
     async def save_state(self, changes: Sequence[Change], position: int) -> None:
         """Write `changes` back; the state is now the fold up to `position`. Committed with
         the transaction's appends, or not at all."""

@@ -77,16 +77,23 @@ async def load_batch(
     organisms: set[str] = set()
     for message in facts:
         # as the batch decides it, a fact concerns an organism it concerns on the registry
-        # before the batch, or one an earlier fact of the batch names
-        organisms.update(before.organisms_concerned(message.event_type, message.payload))
-        named = field_of(message.payload, "organisme_id")
-        if isinstance(named, str):
+        # before the batch, or one an earlier declaration or conclusion of the batch names
+        # (an affiliation moves no convention: it concerns its person only)
+        kind, payload = message.event_type, message.payload
+        organisms.update(before.organisms_concerned(kind, payload))
+        named = field_of(payload, "organisme_id")
+        if isinstance(named, str) and kind != "AffiliationEnregistree":
             organisms.add(named)
+    if not organisms:
+        return state
+    first = {
+        str(row.entry.tag): row for row in await tx.state_firsts(AFFILIATED, sorted(organisms))
+    }
     spans = state.spans.setdefault(AFFILIATED, {})
-    for organism in sorted(organisms):  # its first person, if any: one index lookup each
-        rows = await tx.state_span(AFFILIATED, organism, "", 1)
-        spans[organism] = Span("", _people(rows)[-1] if rows else None)
-        for row in rows:
+    for organism in organisms:  # whether anyone was ever affiliated to it: its first person
+        row = first.get(organism)
+        spans[organism] = Span("", None if row is None else _people([row])[0])
+        if row is not None:
             state.add(row)
     return state
 
