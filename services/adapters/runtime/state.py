@@ -19,7 +19,14 @@ from services.adapters.eventstore.port import Store, Transaction
 from services.domain.kernel.processing import Input, ServiceView, fold_stored, registry_of
 from services.domain.kernel.statekinds import AFFILIATED, FOLD_VERSION, field_of, revision_demand
 from services.domain.kernel.streams import REJECTIONS_STREAM, registry_stream
-from services.domain.kernel.tasks import OPEN, STEP_PEOPLE, TASK_KIND, TASKS, task_stream
+from services.domain.kernel.tasks import (
+    OPEN,
+    STEP_PEOPLE,
+    TASK_KIND,
+    TASKS,
+    in_order,
+    task_stream,
+)
 from services.domain.registry import REGISTRY_EVENT_TYPES
 from services.domain.state import Demand, LoadedState, Row, Span
 
@@ -113,7 +120,7 @@ async def load_step(
     tasks = [TASK_KIND.decode(entry) for entry in state.rows.get(TASKS, {}).values()]
     if not tasks:
         return None
-    task = min(tasks, key=lambda t: t.since)
+    task = in_order(tasks)[0]  # the one the processor's next step is of
     rows = await tx.state_span(AFFILIATED, task.organism, task.after, limit)
     people = _people(rows)
     through = people[-1] if len(people) == limit else None

@@ -24,6 +24,7 @@ from services.domain.kernel.tasks import (
     REVISIONS_OPENED,
     STEP_PEOPLE,
     EtapeDeRevision,
+    in_order,
     task_stream,
 )
 from services.domain.registry import REGISTRY_EVENT_TYPES
@@ -119,7 +120,7 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         tasks = self.view.tasks
         if not tasks:
             return None
-        task = min(tasks.values(), key=lambda t: t.since)
+        task = in_order(tasks.values())[0]
         people = self.view.registry.affiliated.following(task.organism, task.after, limit)
         through = people[-1] if len(people) == limit else None
         step = EtapeDeRevision(
@@ -141,7 +142,7 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         if state is None:
             return
         organisms = {a.organisme_id for a in self.view.registry.affiliations_of(nir)}
-        for task in sorted(self.view.tasks.values(), key=lambda t: t.since):
+        for task in in_order(self.view.tasks.values()):
             if state.at < task.since and any(task.pending(o, nir) for o in organisms):
                 self.revise(emitter, subject_id, UUID(task.fact_id), task.since)
                 return

@@ -18,6 +18,7 @@ on a contribution whose person a task has not reached yet first records that rev
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 from uuid import UUID
@@ -115,6 +116,11 @@ class RevisionTask:
         else:
             self.after = step["jusqu_a"]
         return self.at >= len(self.organisms)
+
+
+def in_order(tasks: Iterable[RevisionTask]) -> list[RevisionTask]:
+    """Open tasks in the order they are worked: the order their facts were recorded."""
+    return sorted(tasks, key=lambda t: t.since)
 
 
 def _task(task: RevisionTask) -> Entry:
