@@ -250,6 +250,7 @@ async def test_a_revision_s_trail_names_its_fact_and_the_record_as_it_stood_befo
     code, out = await mandat(
         capsys, "audit", "trail", "COT-R", *argv, "--as-of-position", str(before), "--json"
     )
+    assert code == 0, out
     [then] = json.loads(out)["services"]
     assert then["as_of_position"] == before
     assert [e["event_type"] for e in then["entries"] if e["role"] == "decision"] == [

@@ -32,7 +32,7 @@ def test_the_revisions_benchmark_revises_every_subject_and_cleans_up(
         "90",
     )
     assert report["all_decided"] is True
-    assert report["revisions"] == SUBJECTS and report["revisions_seconds"] is not None
+    assert report["revisions"] == SUBJECTS and report["revisions_seconds"] > 0
     assert report["stored_events"] > 3 * SUBJECTS  # affiliation, contribution, decision each
     unrelated = report["unrelated"]
     assert unrelated["sent"] == unrelated["decided"] == RATE * SECONDS
