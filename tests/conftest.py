@@ -172,9 +172,7 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
-    """Settings with this test's own topics, consumer groups and store schemas."""
+def _settings(kafka_bootstrap: str, database_url: str, unique: str, **more: Any) -> ServiceSettings:
     names: dict[str, Any] = ServiceSettings.topics_under(f"t{unique}")
     plain = ServiceSettings(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
@@ -184,6 +182,23 @@ def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSet
         collection_group=f"collection-{unique}",
         benefits_group=f"benefits-{unique}",
         **names,
+        **more,
     )
     # as the owner would with `mandat migrate`: the schemas and each service's login role
     return asyncio.run(provision_services(plain))
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
+    """Settings with this test's own topics, consumer groups and store schemas."""
+    return _settings(kafka_bootstrap, database_url, unique)
+
+
+SHARDS = 6
+"""The shards of a test's store in shards: two for each of the topics' three partitions."""
+
+
+@pytest.fixture
+def sharded_settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
+    """As `settings`, each service's store split into `SHARDS` shards."""
+    return _settings(kafka_bootstrap, database_url, unique, store_shards=SHARDS)

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from contracts import outbound
 from contracts.messages import wire_bytes, wire_envelope
 from contracts.nir import sample_nir
+from services.adapters.eventstore.shards import read_layout
 from services.adapters.runtime.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,13 +234,22 @@ async def read_topics(
         await consumer.stop()
 
 
+async def store_schemas(conn: asyncpg.Connection, schema: str) -> tuple[str, ...]:
+    """The schema of each shard of the store whose service schema is `schema`."""
+    return (await read_layout(conn, schema)).schemas
+
+
 async def store_events(database_url: str, schema: str) -> list[asyncpg.Record]:
+    """Every event of the store (shard by shard, each in its order), with its shard."""
     conn = await asyncpg.connect(database_url)
     try:
-        rows: list[asyncpg.Record] = await conn.fetch(
-            f"SELECT position, stream_id, event_id, event_type, payload::text AS payload, "
-            f'metadata::text AS metadata FROM "{schema}".events ORDER BY position'
-        )
+        rows: list[asyncpg.Record] = []
+        for shard, name in enumerate(await store_schemas(conn, schema)):
+            rows += await conn.fetch(
+                f"SELECT position, stream_id, event_id, event_type, payload::text AS payload, "
+                f'metadata::text AS metadata, {shard} AS shard FROM "{name}".events'
+                " ORDER BY position"
+            )
         return rows
     finally:
         await conn.close()
@@ -307,16 +317,20 @@ async def publish_many(
 async def wait_for_store(
     database_url: str, schema: str, types: frozenset[str], count: int, timeout: float = 90.0
 ) -> int:
-    """Poll the store until it holds `count` events of `types` (returns what it found)."""
+    """Poll the store until it holds `count` events of `types` (returns what it found; an
+    event every shard records counts once)."""
     deadline = time.monotonic() + timeout
     found = -1
     while time.monotonic() < deadline:
         try:
             conn = await asyncpg.connect(database_url)
             try:
+                union = " UNION ALL ".join(
+                    f'SELECT event_id FROM "{name}".events WHERE event_type = ANY($1)'
+                    for name in await store_schemas(conn, schema)
+                )
                 found = await conn.fetchval(
-                    f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
-                    list(types),
+                    f"SELECT count(DISTINCT event_id) FROM ({union}) e", list(types)
                 )
             finally:
                 await conn.close()

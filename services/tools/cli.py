@@ -85,6 +85,13 @@ def _migrate_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--service", choices=tuple(catalog.SERVICES), help="one service (default: both)"
     )
     migrate.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="a new store split into N shards by NIR (default: MANDAT_STORE_SHARDS, else 1; "
+        "best a multiple of the topics' partitions); a store holding events keeps its layout",
+    )
+    migrate.add_argument(
         "--env-file",
         metavar="PATH",
         help="write MANDAT_<SERVICE>_DB_PASSWORD lines there (mode 0600) "
@@ -101,7 +108,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from services.adapters.runtime.provision import SERVICES, provision_services
     from services.adapters.runtime.settings import ServiceSettings
 
-    settings = ServiceSettings()
+    settings = ServiceSettings(**({"store_shards": args.shards} if args.shards else {}))
     services = (args.service,) if args.service else SERVICES
     done = asyncio.run(provision_services(settings, services))
     lines = []
@@ -109,7 +116,9 @@ def _migrate(args: argparse.Namespace) -> int:
         given = getattr(settings, f"{service}_db_password")
         secret = getattr(done, f"{service}_db_password")
         print(
-            f"{service}: schema {done.schema_of(service)} migrated; login role "
+            f"{service}: schema {done.schema_of(service)} migrated"
+            + (f" ({done.store_shards} shards)" if done.store_shards else "")
+            + "; login role "
             f"{done.login(service)[0]}",
             file=sys.stderr,
         )

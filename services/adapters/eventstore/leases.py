@@ -9,6 +9,7 @@ the lock with it, and cannot write a checkpoint any more.
 from __future__ import annotations
 
 import asyncpg
+import orjson
 
 from services.adapters.eventstore.migrations import check_schema_name
 
@@ -45,4 +46,23 @@ class RelayCheckpoints:
             " WHERE c.position < EXCLUDED.position",
             relay,
             position,
+        )
+
+    async def read_floors(self, conn: asyncpg.Connection, relay: str) -> dict[str, int]:
+        """Where, on each partition ("topic:partition"), the messages of `relay` (one shard's)
+        not yet checkpointed can start."""
+        value = await conn.fetchval(
+            f"SELECT floors::text FROM {self._table} WHERE relay = $1", relay
+        )
+        return {str(k): int(v) for k, v in orjson.loads(value or "{}").items()}
+
+    async def save_floors(
+        self, conn: asyncpg.Connection, relay: str, floors: dict[str, int]
+    ) -> None:
+        """Keep `floors` for these partitions (the others keep theirs)."""
+        await conn.execute(
+            f"INSERT INTO {self._table} AS c (relay, position, floors) VALUES ($1, 0, $2::jsonb)"
+            " ON CONFLICT (relay) DO UPDATE SET floors = c.floors || EXCLUDED.floors",
+            relay,
+            orjson.dumps(floors).decode(),
         )

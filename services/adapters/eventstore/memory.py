@@ -71,6 +71,7 @@ class MemoryTransaction:
         self._versions: dict[str, int] = {}
         self.rows: list[StoredEvent] = []
         self.refused: str | None = None  # why the commit will fail, known at append
+        self.claimed: dict[str, int] = {}  # ids claimed, kept at commit
         self.state = dict(store.state)  # written back at commit, like the events
         self.state_at = store.state_at
         self.state_hash = store.state_hash
@@ -85,6 +86,16 @@ class MemoryTransaction:
     async def read_since(self, position: int, limit: int | None = None) -> list[StoredEvent]:
         found = self._store.events[max(position, 0) :]
         return found if limit is None else found[:limit]
+
+    async def claim(self, claimed: Sequence[str], named: Sequence[str]) -> dict[str, int]:
+        place = self._store.claims
+        if place is None:
+            return {}
+        held, shard = place
+        for key in claimed:
+            if key not in held and key not in self.claimed:
+                self.claimed[key] = shard
+        return {k: held[k] for k in {*claimed, *named} if k in held and held[k] != shard}
 
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
         by_id = self._store.by_id
@@ -204,8 +215,15 @@ class MemoryTransaction:
 class MemoryEventStore:
     """An append-only, hash-chained event store held in a list (see `port.Store`)."""
 
-    def __init__(self, schema: str = "memory", *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        schema: str = "memory",
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        claims: tuple[dict[str, int], int] | None = None,
+    ) -> None:
         self.schema = schema
+        self.claims = claims  # the ids unique across shards (shared by the shards), and ours
         self.clock = clock
         self.events: list[StoredEvent] = []  # committed, events[i].position == i + 1
         self.by_id: dict[UUID, StoredEvent] = {}
@@ -229,6 +247,10 @@ class MemoryEventStore:
             if tx.refused is not None:
                 raise RefusedValueError(tx.refused)
             self._commit(tx.rows)
+            if self.claims is not None:
+                held = self.claims[0]
+                for key, shard in tx.claimed.items():
+                    held.setdefault(key, shard)
             self.state, self.state_at, self.state_hash = tx.state, tx.state_at, tx.state_hash
             self.revisions_start, self.steps_start = tx.revisions_start, tx.steps_start
             self.state_version = tx.state_version

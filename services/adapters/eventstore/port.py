@@ -41,6 +41,12 @@ class Transaction(Protocol):
         """The committed events after `position` (at most `limit`), in store order."""
         ...
 
+    async def claim(self, claimed: Sequence[str], named: Sequence[str]) -> dict[str, int]:
+        """For one shard of a store split in shards: take `claimed` (ids unique across the
+        shards) for this shard with this transaction; which of `claimed` and `named` another
+        shard holds, and which. A store in one piece: nothing."""
+        ...
+
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
         """The events the store already holds under these ids."""
         ...

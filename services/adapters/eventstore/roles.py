@@ -15,6 +15,8 @@ neither `SET ROLE` nor `RESET ROLE` gives it more), with exactly:
   on `revisions_start` (the position from which registry facts revise decisions, written
   once);
 - `SELECT, INSERT` on `trace_contexts` (where each transaction's trace is, for the relay);
+- on a store split into shards, the same on each shard's schema, and `SELECT` on the
+  hub's `shard_layout`, `SELECT, INSERT` on its `claims` (ids unique across shards);
 - nothing on any other schema: another service's store is out of its reach.
 """
 
@@ -30,6 +32,7 @@ from services.adapters.eventstore.migrations import (
     check_schema_name,
     migration_files,
 )
+from services.adapters.eventstore.shards import Layout, read_layout, record_layout
 
 _MAINTAINED = (
     "relay_checkpoints",
@@ -59,10 +62,21 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str:
-    """As the owner: migrate `schema`, create (or update) its service's login role with
-    `password` and exactly its grants; returns the role's name. Idempotent."""
+async def provision(
+    conn: asyncpg.Connection, schema: str, password: str, shards: int | None = None
+) -> str:
+    """As the owner: migrate `schema` (and, for a store of `shards` > 1, each shard's
+    schema; services/adapters/eventstore/shards.py), record its layout (None: the one
+    recorded, else one shard), create (or update) its service's login role with `password`
+    and exactly its grants on each; returns the role's name. Idempotent."""
     await apply_migrations(conn, schema)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"layout:{schema}")
+        layout = await read_layout(conn, schema) if shards is None else Layout(schema, shards)
+        await record_layout(conn, layout)
+    for shard in layout.schemas:
+        if shard != schema:
+            await apply_migrations(conn, shard)
     role = service_role(schema)
     attributes = (
         "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
@@ -80,30 +94,39 @@ async def provision(conn: asyncpg.Connection, schema: str, password: str) -> str
             role,
         ):
             await conn.execute(f'REVOKE "{granted}" FROM "{role}"')
-        await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
-        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".events TO "{role}"')
-        tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
-        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
-        await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
-        for once in ("revisions_start", "revision_steps_start"):  # written once each
-            await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".{once} TO "{role}"')
-        # decision state: the fold of its events, rewritten as they are appended
-        await conn.execute(
-            f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".decision_state TO "{role}"'
-        )
-        await conn.execute(
-            f'GRANT SELECT, UPDATE ON "{schema}".decision_state_position TO "{role}"'
-        )
-        # traces: where each transaction's span is (written, read, never changed)
-        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".trace_contexts TO "{role}"')
+        for store in dict.fromkeys((schema, *layout.schemas)):
+            await _grant_store(conn, store, role)
+        # the hub: its layout read, the ids unique across shards claimed (never changed)
+        await conn.execute(f'GRANT SELECT ON "{schema}".shard_layout TO "{role}"')
+        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".claims TO "{role}"')
         database = await conn.fetchval("SELECT current_database()")
         await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"')
     return role
 
 
+async def _grant_store(conn: asyncpg.Connection, schema: str, role: str) -> None:
+    """The grants of a service's role on one store (its schema, or one of its shards)."""
+    await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+    await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".events TO "{role}"')
+    tables = ", ".join(f'"{schema}".{t}' for t in _MAINTAINED)
+    await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON {tables} TO "{role}"')
+    await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
+    for once in ("revisions_start", "revision_steps_start"):  # written once each
+        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".{once} TO "{role}"')
+    # decision state: the fold of its events, rewritten as they are appended
+    await conn.execute(
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".decision_state TO "{role}"'
+    )
+    await conn.execute(f'GRANT SELECT, UPDATE ON "{schema}".decision_state_position TO "{role}"')
+    # traces: where each transaction's span is (written, read, never changed)
+    await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".trace_contexts TO "{role}"')
+
+
 async def drop_store(conn: asyncpg.Connection, schema: str) -> None:
     """As the owner: drop a store and its service's login role (benchmarks clean up)."""
     role = service_role(schema)
+    for shard in (await read_layout(conn, schema)).schemas:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{shard}" CASCADE')
     await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
         database = await conn.fetchval("SELECT current_database()")

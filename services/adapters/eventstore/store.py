@@ -122,8 +122,10 @@ class StoreTransaction:
         head_position: int,
         head_hash: bytes,
         clock: Callable[[], datetime],
+        claims: Claims | None = None,
     ) -> None:
         self.conn = conn
+        self._claims = claims
         self._position = head_position
         self._hash = head_hash
         self._clock = clock
@@ -160,6 +162,30 @@ class StoreTransaction:
             limit,
         )
         return [_stored(r) for r in rows]
+
+    async def claim(self, claimed: Sequence[str], named: Sequence[str]) -> dict[str, int]:
+        """For a shard of a store split in shards: take the ids `claimed` for this shard
+        (those no shard holds yet; committed with this transaction), and return which of
+        `claimed` and `named` another shard holds, with that shard. Unsharded: {}."""
+        if self._claims is None or not (claimed or named):
+            return {}
+        table, shard = self._claims
+        taken = await self.conn.fetch(
+            # sorted: two shards claiming the same ids take their index entries in one order
+            f"INSERT INTO {table} (key, shard) SELECT k, $2 FROM unnest($1::text[]) AS k"
+            " ORDER BY k ON CONFLICT (key) DO NOTHING RETURNING key",
+            sorted(set(claimed)),
+            shard,
+        )
+        ours = {r["key"] for r in taken}
+        # a statement of its own: its snapshot sees a claim another shard committed while
+        # the insert waited for it (read committed)
+        rows = await self.conn.fetch(
+            f"SELECT key, shard FROM {table} WHERE key = ANY($1::text[]) AND shard <> $2",
+            [k for k in {*claimed, *named} if k not in ours],
+            shard,
+        )
+        return {r["key"]: int(r["shard"]) for r in rows}
 
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
         """The events the store already holds under these ids (one indexed lookup)."""
@@ -402,14 +428,26 @@ class StoreTransaction:
         self._rows = []
 
 
+Claims = tuple[str, int]
+"""Where a shard claims the ids unique across its store's shards: the hub's `claims` table
+(qualified) and the shard's number."""
+
+
 class EventStore:
-    """The store of one service schema. Nothing connects until a method is awaited."""
+    """The store of one service schema (or one shard of it: `claims` names where ids unique
+    across the shards are claimed). Nothing connects until a method is awaited."""
 
     def __init__(
-        self, pool: asyncpg.Pool, schema: str, *, clock: Callable[[], datetime] = utc_now
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        claims: Claims | None = None,
     ) -> None:
         self.pool = pool
         self.schema = schema
+        self.claims = claims
         self.clock = clock
         self.lock_key = zlib.crc32(f"mandat-store:{schema}".encode())
         self.channel = f"{schema}_events"
@@ -427,6 +465,7 @@ class EventStore:
                 head_position=head["position"] if head else 0,
                 head_hash=bytes(head["hash"]) if head else GENESIS_HASH,
                 clock=self.clock,
+                claims=self.claims,
             )
             yield tx
             await tx.flush(self.channel)

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
 
 POSITION_HEADER = "store_position"
+SHARD_HEADER = "store_shard"
+"""On the messages of a store split into shards: the shard whose position `store_position` is."""
 EVENT_ID_HEADER = "event_id"
 DEFAULT_MAX_REQUEST_SIZE = 1_048_576
 """aiokafka's own default; a service passes room for its largest rejection copy."""
@@ -73,6 +75,8 @@ class Tail:
 
     position: int
     event_id: bytes | None
+    offset: int = -1
+    shard: bytes | None = None
 
 
 class Router(Protocol):
@@ -110,8 +114,12 @@ class Relay:
         client_options: Mapping[str, Any] | None = None,
         around_publish: Callable[[Sequence[Any]], AbstractAsyncContextManager[object]]
         | None = None,
+        shard: int | None = None,
     ) -> None:
         self.store = store
+        # one shard of several: its messages say so, and its tails are found past its floors
+        self.shard = None if shard is None else str(shard).encode()
+        self._floors: dict[str, int] = {}  # "topic:partition" -> offset, saved with a checkpoint
         self.connect = connect
         self.routes = routes
         self.bootstrap_servers = bootstrap_servers
@@ -137,6 +145,7 @@ class Relay:
         """Error class and message of the last failure since the last progress (no data)."""
         self._pending_since: float | None = None
         self._batch: str | None = None  # what is being published, for the stall reason
+        self._written: dict[str, int] = {}  # our last offsets, to save with the checkpoint
 
     # ------------------------------------------------------------------- progress
 
@@ -212,10 +221,12 @@ class Relay:
         producer = self._producer()
         try:
             await producer.start()
-            on_kafka = await self._tails(producer)
+            on_kafka = await self._tails(producer, conn)
             # read again: a deposed leader may have published past the first read before
             # this producer fenced it; nothing is published past this one any more
             await self._check_tails(producer, on_kafka, await self.store.head())
+            if self.shard is not None:  # where to look next time, known before publishing
+                await self.checkpoints.save_floors(conn, self.name, self._floors)
             self.publishing = True
             while True:
                 await still_connected(conn)  # still holding the lock
@@ -233,6 +244,10 @@ class Relay:
                     await self._publish(producer, events, on_kafka)
                 self.published = complete_to
                 await self._save_checkpoint(conn, self.published)
+                if self.shard is not None and self._written:
+                    self._floors |= self._written
+                    await self.checkpoints.save_floors(conn, self.name, self._written)
+                    self._written = {}
                 self._progressed()
         finally:
             self.publishing = False
@@ -275,11 +290,21 @@ class Relay:
         try:
             pending = [
                 await producer.send(
-                    out.topic, out.value, key=out.key, partition=partition, headers=out.headers
+                    out.topic,
+                    out.value,
+                    key=out.key,
+                    partition=partition,
+                    headers=out.headers
+                    if self.shard is None
+                    else [*out.headers, (SHARD_HEADER, self.shard)],
                 )
                 for out, partition in todo
             ]
             await self._acknowledged(pending)
+            if self.shard is not None:  # our last message on each partition written
+                for sent in pending:
+                    meta = sent.result()
+                    self._written[f"{meta.topic}:{meta.partition}"] = meta.offset
             await asyncio.wait_for(producer.commit_transaction(), self.ack_timeout)
         except Exception as exc:
             if not isinstance(exc, ProducerFenced):  # a fenced producer cannot abort
@@ -310,8 +335,11 @@ class Relay:
 
     # --------------------------------------------------------------------- tails
 
-    async def _tails(self, producer: AIOKafkaProducer) -> dict[tuple[str, int], Tail]:
-        """The last committed message on each partition of the relay's topics.
+    async def _tails(
+        self, producer: AIOKafkaProducer, conn: asyncpg.Connection
+    ) -> dict[tuple[str, int], Tail]:
+        """The last committed message on each partition of the relay's topics (of its
+        shard, for one shard of several: read from the floors its checkpoint keeps).
 
         Read after the producer started: starting it aborted (or waited for) whatever a
         previous leader left open, so "committed" is final. Fail-safe: a tail that cannot
@@ -331,7 +359,11 @@ class Relay:
             for topic in self.routes.topics:
                 ids = sorted(await producer.partitions_for(topic))
                 parts += [TopicPartition(topic, p) for p in ids]
-            return await read_tails(consumer, parts)
+            if self.shard is None:
+                return await read_tails(consumer, parts)
+            floors = await self.checkpoints.read_floors(conn, self.name)
+            tails, self._floors = await read_shard_tails(consumer, parts, self.shard, floors)
+            return tails
         finally:
             await consumer.stop()
 
@@ -388,13 +420,49 @@ async def read_tails(
     return found
 
 
+async def read_shard_tails(
+    consumer: AIOKafkaConsumer,
+    parts: list[TopicPartition],
+    shard: bytes,
+    floors: Mapping[str, int],
+    timeout: float = 60.0,
+) -> tuple[dict[tuple[str, int], Tail], dict[str, int]]:
+    """The last message of `shard` on each of `parts`, looked for from its floor (the offset
+    before which none of its messages can be unpublished by the store's reckoning), and the
+    floors to keep: each partition's tail of the shard, else its end.
+
+    A partition without a floor has had no message of the shard since the shard's relay
+    first led (it records floors before it publishes): it is not read."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    ends = await consumer.end_offsets(parts) if parts else {}
+    starts = {
+        tp: floors[f"{tp.topic}:{tp.partition}"]
+        for tp in parts
+        if f"{tp.topic}:{tp.partition}" in floors
+        and floors[f"{tp.topic}:{tp.partition}"] < ends[tp]
+    }
+    last = (
+        await _scan(consumer, starts, {tp: ends[tp] for tp in starts}, deadline, shard)
+        if starts
+        else {}
+    )
+    tails = {(tp.topic, tp.partition): tail for tp, tail in last.items()}
+    kept = {
+        f"{tp.topic}:{tp.partition}": last[tp].offset if tp in last else ends[tp] for tp in parts
+    }
+    return tails, kept
+
+
 async def _scan(
     consumer: AIOKafkaConsumer,
     starts: dict[TopicPartition, int],
     ends: dict[TopicPartition, int],
     deadline: float,
+    shard: bytes | None = None,
 ) -> dict[TopicPartition, Tail]:
-    """The last message before `ends[tp]`, reading each partition from `starts[tp]`."""
+    """The last message before `ends[tp]` (of `shard`, when given: one whose shard header
+    says so), reading each partition from `starts[tp]`."""
     consumer.assign(list(starts))
     for tp, offset in starts.items():
         consumer.seek(tp, offset)
@@ -409,8 +477,10 @@ async def _scan(
             for record in records:
                 if record.offset < ends[tp]:
                     headers = dict(record.headers)
+                    if shard is not None and headers.get(SHARD_HEADER) != shard:
+                        continue
                     position = int(headers.get(POSITION_HEADER, b"0"))
-                    last[tp] = Tail(position, headers.get(EVENT_ID_HEADER))
+                    last[tp] = Tail(position, headers.get(EVENT_ID_HEADER), record.offset)
         for tp in list(pending):
             if await consumer.position(tp) >= ends[tp]:
                 pending.discard(tp)

@@ -40,6 +40,7 @@ from services.adapters.eventstore import NewEvent
 from services.adapters.eventstore.errors import StoreError
 from services.adapters.eventstore.port import Store, Transaction
 from services.adapters.runtime import state, tracing
+from services.adapters.runtime.shards import claim_keys, refusal
 from services.domain.kernel.processing import (
     REJECTION,
     Input,
@@ -98,6 +99,7 @@ class BatchReport:
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     tasks_opened: int = 0  # revision tasks opened (worked in steps: runtime.reviser)
+    refused: set[int] = field(default_factory=set)  # the batch's records ended refused
     attempts: int = 1
     seconds: float = 0.0
 
@@ -112,6 +114,7 @@ class BatchReport:
             self.decisions[key] = self.decisions.get(key, 0) + count
         self.duplicates += other.duplicates
         self.tasks_opened += other.tasks_opened
+        self.refused |= other.refused
 
 
 class RecordFailure(Exception):
@@ -243,6 +246,7 @@ class BatchHandler:
         self.position = 0  # the store head the last batch committed (or catch_up found)
         self.starts: Starts | None = None  # recorded once in the store; read once
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
+        self.sharded = getattr(store, "claims", None) is not None  # one shard of several
         self.busy_since: float | None = None  # monotonic time the batch in hand started
         self.stall_reason: str | None = None  # the last failure of the batch in hand
 
@@ -251,12 +255,15 @@ class BatchHandler:
         milliseconds, so one held for long is failing or hanging, either way no progress."""
         return 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
 
-    async def handle(self, records: Sequence[Record]) -> BatchReport:
-        """Record and decide `records`; returns once each is committed to the store."""
+    async def handle(
+        self, records: Sequence[Record], parsed: Sequence[Input | ContractError] | None = None
+    ) -> BatchReport:
+        """Record and decide `records` (`parsed` already, when given); returns once each is
+        committed to the store."""
         started = time.perf_counter()
         self.busy_since, self.stall_reason = time.monotonic(), None
         try:
-            report = await self._record_all(records)
+            report = await self._record_all(records, parsed)
         finally:
             self.busy_since, self.stall_reason = None, None
         report.seconds = time.perf_counter() - started
@@ -269,11 +276,18 @@ class BatchHandler:
         self.starts = await self.store.revisions_from()
         return self.position
 
-    async def _record_all(self, records: Sequence[Record]) -> BatchReport:
+    def parse(self, records: Sequence[Record]) -> list[Input | ContractError]:
+        """Each record as an input, or why the contract refuses it (needs no state)."""
+        with tracing.parse_span(records):
+            return [self._parse(r) for r in records]
+
+    async def _record_all(
+        self, records: Sequence[Record], parsed: Sequence[Input | ContractError] | None
+    ) -> BatchReport:
         """Commit `records` in order: whole when it works, one by one around a failure."""
         report = BatchReport()
-        with tracing.parse_span(records):
-            parsed = [self._parse(r) for r in records]  # outside the lock: needs no state
+        if parsed is None:
+            parsed = self.parse(records)  # outside the lock
         service = self.processor.service
         rejection_ids = [record_rejection_id(service, r) for r in records]  # once per batch
         queue: list[list[int]] = [list(range(len(records)))] if records else []
@@ -344,12 +358,15 @@ class BatchHandler:
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
+            if self.sharded:
+                parsed = await self._claim(tx, parsed, chunk, poisoned)
             handled = set(stored)  # ids on record: rejections by record, inputs by event id
             batch_inputs: dict[UUID, Input] = {}  # inputs seen, by event id
             for index in chunk:
                 record, message = records[index], parsed[index]
                 if rejections[index] in handled:
                     report.duplicates += 1  # this very record was refused before
+                    report.refused.add(index)
                     continue
                 handled.add(rejections[index])
                 undecodable = getattr(record, "undecodable", None)
@@ -358,6 +375,7 @@ class BatchHandler:
                     self._reject(
                         tx, record, rejections[index], error, report, UNDECODABLE, whole=False
                     )
+                    report.refused.add(index)
                     continue
                 if index in poisoned:
                     error = ContractError(f"{PROCESSING_ERROR}: {poisoned[index]}")
@@ -365,6 +383,7 @@ class BatchHandler:
                     self._reject(
                         tx, record, rejections[index], error, report, PROCESSING_ERROR, whole=whole
                     )
+                    report.refused.add(index)
                     continue
                 if isinstance(message, Input):
                     # content (a payload dumped) is computed only for an event id seen before
@@ -383,12 +402,39 @@ class BatchHandler:
                         message = ContractError("already recorded with other content", "event_id")
                 try:
                     with tracing.deciding(tx, record, message):
-                        self._decide(tx, record, rejections[index], message, report)
+                        if not self._decide(tx, record, rejections[index], message, report):
+                            report.refused.add(index)
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
             await write_back(tx, view, loaded)
         self.committed(tx, starts)
         return report
+
+    async def _claim(
+        self,
+        tx: Transaction,
+        parsed: Sequence[Input | ContractError],
+        chunk: Sequence[int],
+        poisoned: Mapping[int, str],
+    ) -> Sequence[Input | ContractError]:
+        """A shard claims the ids of its inputs that must stay unique across the shards;
+        an input naming one another shard holds becomes its refusal (runtime.shards)."""
+        inputs = {i: m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)}
+        claimed: list[str] = []
+        named: list[str] = []
+        for message in inputs.values():
+            more, names = claim_keys(message)
+            claimed += more
+            named += names
+        elsewhere = await tx.claim(claimed, named)
+        if not elsewhere:
+            return parsed
+        messages = list(parsed)
+        for index, message in inputs.items():
+            why = refusal(message, elsewhere)
+            if why is not None:
+                messages[index] = why
+        return messages
 
     def deciding_over(self, tx: Transaction, loaded: LoadedState, starts: Starts) -> Processor:
         """A processor deciding over what `loaded` holds, appending after the store's head,
@@ -442,20 +488,22 @@ class BatchHandler:
         rejection_id: UUID,
         message: Input | ContractError,
         report: BatchReport,
-    ) -> None:
+    ) -> bool:
+        """Decide one record; False when it is refused."""
         if isinstance(message, Input):
             outcome = self.processor.process(message)
             if outcome.duplicate:
                 report.duplicates += 1
                 log.info("same content already recorded", extra={"event_id": str(message.event_id)})
-                return
+                return True
             if outcome.refused is None:
                 report.inputs[message.event_type] = report.inputs.get(message.event_type, 0) + 1
                 append_outcome(tx, outcome, message.event_id, report)
-                return
+                return True
             message = ContractError(outcome.refused.reason, outcome.refused.field)
         kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
         self._reject(tx, record, rejection_id, message, report, kind)
+        return False
 
     def _reject(
         self,

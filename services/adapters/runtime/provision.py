@@ -27,7 +27,7 @@ async def provision_services(
         for service in services:
             configured = getattr(settings, f"{service}_db_password")
             password = configured.get_secret_value() if configured else new_password()
-            await provision(conn, settings.schema_of(service), password)
+            await provision(conn, settings.schema_of(service), password, settings.store_shards)
             update[f"{service}_db_password"] = SecretStr(password)
     finally:
         await conn.close()

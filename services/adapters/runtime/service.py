@@ -23,6 +23,7 @@ from contracts import InboundEvent, OutboundEvent
 from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.roles import check_migrated
+from services.adapters.eventstore.shards import Layout, read_layout
 from services.adapters.kafka.outbound import Routes
 from services.adapters.kafka.relay import Relay
 from services.adapters.kafka.security import (
@@ -37,6 +38,7 @@ from services.adapters.runtime.metrics import ServiceMetrics
 from services.adapters.runtime.monitoring import open_tasks, parked_age
 from services.adapters.runtime.reviser import STEP_SECONDS, Reviser
 from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.runtime.sharded import ShardedHandler
 from services.domain.kernel.processing import Processor
 
 if TYPE_CHECKING:
@@ -153,6 +155,20 @@ async def _records(message: Any) -> Any:
     return message.raw_message
 
 
+@dataclass(frozen=True, slots=True)
+class StoreParts:
+    """What works on one store of a service: its own, or one shard of it."""
+
+    shard: int
+    pool: asyncpg.Pool
+    store: EventStore
+    handler: BatchHandler
+    reviser: Reviser
+    projector: Projector
+    relay: Relay
+    anchorer: Anchorer | None
+
+
 class ServiceRuntime:
     """A running service: its store, batch handler, relay and Kafka subscriber."""
 
@@ -160,6 +176,10 @@ class ServiceRuntime:
         self.spec = spec
         self.settings = settings
         self.dsn = settings.database_url.get_secret_value()
+        self.layout = Layout(spec.schema)  # as recorded in the store, read at start
+        self.parts: list[StoreParts] = []  # each shard's (one store: one)
+        self.consumer: BatchHandler | ShardedHandler | None = None  # what decides a batch
+        # the first store's parts (the only ones, for a store in one piece)
         self.pool: asyncpg.Pool | None = None
         self.handler: BatchHandler | None = None
         self.relay: Relay | None = None
@@ -218,11 +238,12 @@ class ServiceRuntime:
             # decoder and apply_types=False, FastStream hands over the raw records, which
             # the handler judges one by one: a breach must reach our rejection path.
             records = cast(Sequence[Record], documented)
-            assert self.handler is not None
-            report = await self.handler.handle(records)
+            assert self.consumer is not None
+            report = await self.consumer.handle(records)
             try:  # recorded: what follows must not send the batch back for redelivery
-                if report.tasks_opened and self.reviser is not None:
-                    self.reviser.wake.set()
+                if report.tasks_opened:
+                    for part in self.parts:
+                        part.reviser.wake.set()
                 self.metrics.observe(report, records)
                 self.on_report(report)
             except Exception:
@@ -258,27 +279,32 @@ class ServiceRuntime:
         return spec.to_specification().to_json()
 
     async def probe(self) -> dict[str, Any]:
-        """Readiness: PostgreSQL answers, Kafka answers, the store is folded; with lags."""
+        """Readiness: PostgreSQL answers, Kafka answers, the store is folded; with lags
+        (summed over the shards of a store in shards)."""
         state: dict[str, Any] = {"service": self.spec.name}
         try:
-            assert self.pool is not None
-            head = await EventStore(self.pool, self.spec.schema).head()
-            state["postgres"] = True
+            heads = [await part.store.head() for part in self.parts]
+            head = sum(heads)
+            state["postgres"] = bool(self.parts)
         except Exception:
             head, state["postgres"] = -1, False
         try:
             state["kafka"] = bool(await self.broker.ping(timeout=2.0))
         except Exception:
             state["kafka"] = False
-        folded = self.handler is not None  # started: its decision state is current
+        folded = self.consumer is not None  # started: its decision state is current
         state["store_head"] = head
-        if self.relay is not None and head >= 0:
-            state["relay_leader"] = self.relay.leader
-            state["relay_published"] = self.relay.published
-        if self.handler is not None and self.pool is not None:
-            store = EventStore(self.pool, self.spec.schema)
-            state["parked"], state["parked_oldest_seconds"] = await parked_age(store)
-            state["revision_tasks"] = await open_tasks(store)
+        if self.layout.sharded:
+            state["shards"] = self.layout.shards
+        if self.parts and head >= 0:
+            state["relay_leader"] = all(part.relay.leader for part in self.parts)
+            state["relay_published"] = sum(part.relay.published for part in self.parts)
+        if folded:
+            parked = [await parked_age(part.store) for part in self.parts]
+            state["parked"] = sum(n for n, _ in parked)
+            ages = [a for _, a in parked if a is not None]
+            state["parked_oldest_seconds"] = max(ages) if ages else None
+            state["revision_tasks"] = sum([await open_tasks(part.store) for part in self.parts])
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons
         state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)
@@ -296,19 +322,18 @@ class ServiceRuntime:
     def stalls(self) -> tuple[dict[str, float], list[str]]:
         """How long each component has made no progress with work in hand (0 when it does),
         and why, for those stalled beyond `stall_after_seconds`: readiness tells the truth."""
-        parts: dict[str, Any] = {
-            "consumer": self.handler,
-            "reviser": self.reviser,
-            "relay": self.relay,
-            "projector": self.projector,
-            "anchorer": self.anchorer,
-        }
+        parts: dict[str, Any] = {}
+        for part in self.parts or [None]:  # type: ignore[list-item]
+            suffix = "" if part is None or not self.layout.sharded else f"[{part.shard}]"
+            for name in ("handler", "reviser", "relay", "projector", "anchorer"):
+                label = "consumer" if name == "handler" else name
+                parts[label + suffix] = getattr(part, name, None)
         stalled = {k: part.stalled_seconds() if part else 0.0 for k, part in parts.items()}
         reasons = {k: part.stall_reason if part else None for k, part in parts.items()}
         limit = self.settings.stall_after_seconds
         ended = self._consuming_ended()
         if ended is not None:  # nothing will consume again: not ready, whatever the time
-            stalled["consumer"] = max(stalled["consumer"], limit + 1)
+            stalled["consumer"] = max(stalled.get("consumer", 0.0), limit + 1)
             reasons["consumer"] = ended
         why = {
             name: f"{name} stalled for {seconds:.0f}s: {reasons[name] or 'no progress, no error'}"
@@ -339,24 +364,29 @@ class ServiceRuntime:
         refused = self.anchorer is not None and self.anchorer.refused is not None
         self.metrics.chain_check_failed.labels(check="anchorer").set(1 if refused else 0)
 
-    async def connect_relay(self) -> asyncpg.Connection:
+    async def connect_relay(self, schema: str | None = None) -> asyncpg.Connection:
+        """A connection of the service's own, seeing `schema` (the service's) first."""
         user, password = self.settings.login(self.spec.name)
         return await asyncpg.connect(
             self.dsn,
             user=user,
             password=password,
-            server_settings={"search_path": self.spec.schema},
+            server_settings={"search_path": schema or self.spec.schema},
         )
 
     async def start(self) -> None:
         """Prepare everything the subscriber needs before it consumes."""
         s = self.settings
-        login = s.login(self.spec.name)
         # the service never migrates (nor could: its role owns nothing); the owner does, with
         # `mandat migrate`, before the service starts
         conn = await self.connect_relay()
         try:
             await check_migrated(conn)
+            self.layout = await read_layout(conn, self.spec.schema)
+            for shard in self.layout.schemas:
+                if shard != self.spec.schema:
+                    await conn.execute(f'SET search_path TO "{shard}"')
+                    await check_migrated(conn)
         finally:
             await conn.close()
         routes = self.spec.routes
@@ -376,56 +406,80 @@ class ServiceRuntime:
             client_options=client_options(s, role_of(self.spec.name)),
             create=not secured(s),
         )
-        self.pool = await create_pool(self.dsn, self.spec.schema, max_size=s.pool_size, login=login)
-        store = EventStore(self.pool, self.spec.schema)
-        self.handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
-        head = await self.handler.catch_up()
-        self.reviser = Reviser(self.handler, step_seconds=STEP_SECONDS)
-        self.reviser.on_step = lambda report: self.metrics.observe(report, ())
-        log.info("%s: decision state current at position %d", self.spec.name, head)
+        for number, schema in enumerate(self.layout.schemas):
+            self.parts.append(await self._store_parts(number, schema))
+        first = self.parts[0]
+        self.pool, self.handler, self.relay = first.pool, first.handler, first.relay
+        self.reviser, self.projector, self.anchorer = first.reviser, first.projector, first.anchorer
+        if self.layout.sharded:
+            self.consumer = ShardedHandler([part.handler for part in self.parts])
+        else:
+            self.consumer = first.handler
+
+    async def _store_parts(self, shard: int, schema: str) -> StoreParts:
+        """The pool, batch handler (caught up), reviser, projector, anchorer and relay of
+        one store: the service's, or one of its shards."""
+        s = self.settings
+        sharded = self.layout.sharded
+        pool = await create_pool(
+            self.dsn,
+            schema,
+            # a shard's batch is a part of the batch: its pool serves it and its workers
+            max_size=s.pool_size if not sharded else 2,
+            login=s.login(self.spec.name),
+        )
+        claims = (f'"{self.spec.schema}".claims', shard) if sharded else None
+        store = EventStore(pool, schema, claims=claims)
+        handler = BatchHandler(store, self.spec.new_processor, self.spec.inputs)
+        head = await handler.catch_up()
+        reviser = Reviser(handler, step_seconds=STEP_SECONDS)
+        reviser.on_step = lambda report: self.metrics.observe(report, ())
+        log.info("%s: decision state of %s current at position %d", self.spec.name, schema, head)
         # the balances operations and auditors read (services/adapters/eventstore/projections.py)
         from services.adapters.eventstore.projections import PROJECTIONS_OF, Projector
 
-        self.projector = Projector(store, projections=PROJECTIONS_OF[self.spec.name])
+        projector = Projector(store, projections=PROJECTIONS_OF[self.spec.name])
+        anchorer = None
         if s.anchor_key_file:  # signed anchors of the store, outside the database
             from services.adapters.trust.anchorer import Anchorer
 
-            self.anchorer = Anchorer.from_settings(
+            anchorer = Anchorer.from_settings(
                 store,
                 self.spec.name,
                 s,
-                connect=self.connect_relay,
+                connect=lambda: self.connect_relay(schema),
                 client_options=client_options(s, role_of(self.spec.name)),
             )
-        self.relay = Relay(
+        relay = Relay(
             store,
-            self.connect_relay,
+            lambda: self.connect_relay(schema),
             tracing.TracedRoutes(self.spec.routes),
             s.kafka_bootstrap_servers,
             name=self.spec.name,
             max_request_size=rejection_max_message_bytes(s.topic_max_message_bytes),
             client_options=client_options(s, role_of(self.spec.name)),
             around_publish=tracing.relay_publishing(store),
+            shard=shard if sharded else None,
         )
+        return StoreParts(shard, pool, store, handler, reviser, projector, relay, anchorer)
 
     async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
+        for part in self.parts:
+            await part.pool.close()
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         await self.start()
-        assert self.relay is not None and self.projector is not None
-        assert self.reviser is not None
-        tasks = [
-            asyncio.create_task(self.reviser.run(), name=f"reviser-{self.spec.name}"),
-            asyncio.create_task(self.relay.run(), name=f"relay-{self.spec.name}"),
-            asyncio.create_task(self.projector.run(), name=f"projector-{self.spec.name}"),
-        ]
-        if self.anchorer is not None:
-            tasks.append(
-                asyncio.create_task(self.anchorer.run(), name=f"anchorer-{self.spec.name}")
-            )
+        tasks = []
+        for part in self.parts:
+            where = self.spec.name if not self.layout.sharded else f"{self.spec.name}-{part.shard}"
+            tasks += [
+                asyncio.create_task(part.reviser.run(), name=f"reviser-{where}"),
+                asyncio.create_task(part.relay.run(), name=f"relay-{where}"),
+                asyncio.create_task(part.projector.run(), name=f"projector-{where}"),
+            ]
+            if part.anchorer is not None:
+                tasks.append(asyncio.create_task(part.anchorer.run(), name=f"anchorer-{where}"))
         try:
             yield
         finally:

@@ -69,6 +69,11 @@ class ServiceSettings(BaseSettings):
     collection_schema: str = "collection"
     benefits_schema: str = "benefits"
     collection_group: str = "collection"
+    # shards of a new store (`mandat migrate` records it; services read what is recorded;
+    # unset: as recorded, else 1): 1 is one store in the service's schema; N > 1 splits it
+    # by NIR, best a multiple of topic_partitions (each instance then writes the shards of
+    # its partitions only)
+    store_shards: int | None = Field(None, ge=1, le=1024)
     benefits_group: str = "benefits"
 
     batch_max_records: int = Field(500, ge=1)
