@@ -198,6 +198,15 @@ SHARDS = 6
 """The shards of a test's store in shards: two for each of the topics' three partitions."""
 
 
+@pytest.fixture(params=[1, SHARDS], ids=["one-store", "shards"])
+def store_settings(
+    request: pytest.FixtureRequest, kafka_bootstrap: str, database_url: str, unique: str
+) -> ServiceSettings:
+    """As `settings`, once with each store in one piece, once split into `SHARDS` shards:
+    what holds for the one must hold for the other."""
+    return _settings(kafka_bootstrap, database_url, unique, store_shards=request.param)
+
+
 @pytest.fixture
 def sharded_settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
     """As `settings`, each service's store split into `SHARDS` shards."""

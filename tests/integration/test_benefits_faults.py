@@ -27,6 +27,7 @@ from support import (
     publish_many,
     read_topics,
     spawn_service,
+    store_schemas,
     wait_for_store,
 )
 
@@ -100,12 +101,11 @@ async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 4
         deadline, found = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
             try:
-                found = int(
-                    await conn.fetchval(
-                        f'SELECT count(*) FROM "{schema}".events WHERE event_type = ANY($1)',
-                        list(FINAL),
-                    )
+                union = " UNION ALL ".join(
+                    f'SELECT 1 FROM "{name}".events WHERE event_type = ANY($1)'
+                    for name in await store_schemas(conn, schema)
                 )
+                found = int(await conn.fetchval(f"SELECT count(*) FROM ({union}) e", list(FINAL)))
             except asyncpg.UndefinedTableError:
                 found = 0  # the service has not created its store yet
             if found >= count:
@@ -117,11 +117,11 @@ async def decided_at_least(dsn: str, schema: str, count: int, timeout: float = 4
 
 
 async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
-    settings: ServiceSettings,
+    store_settings: ServiceSettings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    s, log = settings, tmp_path / "benefits.log"
+    s, log = store_settings, tmp_path / "benefits.log"
     monkeypatch.setenv("MANDAT_BATCH_MAX_RECORDS", "50")  # many commits: killed between two
     dsn = s.database_url.get_secret_value()
     async with Feed(s.kafka_bootstrap_servers) as feed:
@@ -149,15 +149,15 @@ async def test_a_benefits_service_killed_mid_stream_and_restarted_loses_and_dupl
 
 
 async def test_postgresql_down_for_seconds_mid_stream_loses_no_benefit_and_rejects_nothing(
-    settings: ServiceSettings,
+    store_settings: ServiceSettings,
     local_postgres: LocalPostgres,
 ) -> None:
-    s = settings
+    s = store_settings
     failures: list[BaseException] = []
     runtime_of = build_runtime("benefits", s)
     async with runtime_of.running() as runtime, Feed(s.kafka_bootstrap_servers) as feed:
-        assert runtime.handler is not None
-        runtime.handler.on_retry = failures.append
+        for part in runtime.parts:  # each shard's (one store: its own)
+            part.handler.on_retry = failures.append
         await seed_registry(feed, s, N)
         await registry_recorded(s, N + 2)
         ids = await publish_many(feed, s.topic_prestations, benefits(N // 2))

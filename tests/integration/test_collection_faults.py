@@ -13,7 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
 import pytest
+from conftest import SHARDS
 from support import (
     Feed,
     Received,
@@ -32,6 +34,8 @@ from support import (
     wait_for_store,
 )
 
+from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.shards import Layout
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
 from services.domain.catalog import COLLECTION
@@ -71,13 +75,13 @@ async def assert_exactly_once(s: ServiceSettings, ids: list[str]) -> None:
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 async def test_a_service_stopped_mid_stream_and_restarted_loses_and_duplicates_nothing(
-    settings: ServiceSettings,
+    store_settings: ServiceSettings,
     tmp_path: Path,
     how: signal.Signals,
 ) -> None:
     """SIGKILL: nothing is finished; SIGTERM: the graceful stop finishes or abandons the
     batch in hand. Either way the restarted service completes the work exactly once."""
-    s, log = settings, tmp_path / "collection.log"
+    s, log = store_settings, tmp_path / "collection.log"
     async with Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
         first = spawn_service("collection", s, log)
@@ -97,10 +101,10 @@ async def test_a_service_stopped_mid_stream_and_restarted_loses_and_duplicates_n
 
 
 async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
-    settings: ServiceSettings,
+    store_settings: ServiceSettings,
     tmp_path: Path,
 ) -> None:
-    s = settings
+    s = store_settings
     async with Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
         a = spawn_service("collection", s, tmp_path / "a.log")
@@ -121,10 +125,10 @@ async def test_two_instances_one_killed_still_give_every_decision_exactly_once(
 
 
 async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
-    settings: ServiceSettings,
+    store_settings: ServiceSettings,
     local_postgres: LocalPostgres,
 ) -> None:
-    s = settings.model_copy(update={"stall_after_seconds": 1.0})
+    s = store_settings.model_copy(update={"stall_after_seconds": 1.0})
     runtime = build_runtime("collection", s)
     async with runtime.running(), Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
@@ -139,9 +143,11 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
             local_postgres.start()
         await assert_exactly_once(s, ids)
         after = await runtime.probe()
-    assert not during["ready"] and during["stalled"]["consumer"] > 1.0
-    assert any(r.startswith("consumer stalled") for r in during["reasons"]), during
-    assert after["ready"] and after["reasons"] == [] and after["stalled"]["consumer"] == 0.0
+    consumers = [k for k in during["stalled"] if k.startswith("consumer")]  # one a shard
+    assert not during["ready"] and max(during["stalled"][k] for k in consumers) > 1.0
+    assert any(r.startswith("consumer") for r in during["reasons"]), during
+    assert after["ready"] and after["reasons"] == []
+    assert all(after["stalled"][k] == 0.0 for k in consumers)
     rejected = await read_topics(
         s.kafka_bootstrap_servers, [s.topic_rejets_collection], lambda m: False, timeout=2
     )
@@ -149,12 +155,12 @@ async def test_postgresql_down_for_seconds_mid_stream_loses_nothing_and_rejects_
 
 
 async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothing(
-    settings: ServiceSettings,
+    store_settings: ServiceSettings,
     local_kafka: LocalKafka,
 ) -> None:
     """The broker stops and comes back on the same address: the consumer and the relay
     reconnect; every decision is recorded and published once."""
-    s = settings
+    s = store_settings
     async with build_runtime("collection", s).running():
         async with Feed(s.kafka_bootstrap_servers) as feed:
             await seed_registry(feed, s, N)
@@ -174,12 +180,12 @@ async def test_kafka_down_for_seconds_mid_stream_loses_nothing_and_rejects_nothi
 
 
 async def test_a_service_killed_while_a_fact_revises_many_decisions_revises_each_once(
-    settings: ServiceSettings, tmp_path: Path
+    store_settings: ServiceSettings, tmp_path: Path
 ) -> None:
     """A termination revises the N/2 delegated contributions, in steps; the service is
     SIGKILLed as soon as the store holds its first step (during the revision, or just
     after). The restarted service records and publishes each revision exactly once."""
-    s, log = settings, tmp_path / "collection.log"
+    s, log = store_settings, tmp_path / "collection.log"
     dsn = s.database_url.get_secret_value()
     async with Feed(s.kafka_bootstrap_servers) as feed:
         await seed_registry(feed, s, N)
@@ -226,3 +232,58 @@ async def test_a_service_killed_while_a_fact_revises_many_decisions_revises_each
         finally:
             second.terminate()
             second.wait(30)
+
+
+async def test_two_instances_commit_appends_to_their_shards_at_the_same_time(
+    sharded_settings: ServiceSettings,
+    tmp_path: Path,
+) -> None:
+    """A store in shards has no lock every append takes: while two instances decide, the
+    database shows both holding a shard's lock at the same moment, each its own shards."""
+    s = sharded_settings
+    dsn = s.database_url.get_secret_value()
+    keys = [
+        EventStore.lock_key_of(schema) for schema in Layout(s.collection_schema, SHARDS).schemas
+    ]
+    samples: list[set[tuple[str, int]]] = []
+
+    async def sample(stop: asyncio.Event) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            while not stop.is_set():
+                rows = await conn.fetch(
+                    "SELECT a.application_name AS name, l.objid::bigint AS key"
+                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND l.objid::bigint = ANY($1::bigint[])",
+                    keys,
+                )
+                # the process that holds it: the last part of its connection's name
+                samples.append({(r["name"].rsplit("-", 1)[-1], r["key"]) for r in rows})
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+
+    async with Feed(s.kafka_bootstrap_servers) as feed:
+        await seed_registry(feed, s, N)
+        a = spawn_service("collection", s, tmp_path / "a.log")
+        b = spawn_service("collection", s, tmp_path / "b.log")
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample(stop))
+        try:
+            await asyncio.sleep(6)  # both join the group and share the partitions
+            ids = await publish_many(feed, s.topic_cotisations, contributions(2 * N))
+            await assert_exactly_once(s, ids)
+        finally:
+            stop.set()
+            await sampler
+            for process in (a, b):
+                process.terminate()
+                process.wait(30)
+    both = [x for x in samples if len({holder for holder, _ in x}) == 2]
+    assert both, f"no moment with both instances in a shard's transaction ({len(samples)} looks)"
+    held: dict[str, set[int]] = {}
+    for x in samples:
+        for holder, key in x:
+            held.setdefault(holder, set()).add(key)
+    assert len(held) == 2 and all(held.values())  # each instance appended to shards

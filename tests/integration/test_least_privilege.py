@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from services.adapters.eventstore.roles import NotMigratedError
+from services.adapters.eventstore.shards import read_layout
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
 
@@ -134,39 +135,55 @@ async def test_a_service_does_not_migrate_nor_start_on_an_unmigrated_schema(
             pass  # pragma: no cover
 
 
-async def test_the_service_role_holds_exactly_its_grants(
-    as_collection: asyncpg.Connection, settings: ServiceSettings
-) -> None:
+async def test_the_service_role_holds_exactly_its_grants(store_settings: ServiceSettings) -> None:
     """Not inferred from refusals (a trigger refuses some to everyone): the grants read back
-    from the catalog, on every schema, are exactly these."""
-    rows = await as_collection.fetch(
-        "SELECT table_schema, table_name, privilege_type FROM information_schema.table_privileges"
-        " WHERE grantee = current_user"
+    from the catalog, on every schema, are exactly these -- on each shard of a store in
+    shards, and on its hub what the shards share."""
+    settings = store_settings
+    user, password = settings.login("collection")
+    as_collection = await asyncpg.connect(
+        settings.database_url.get_secret_value(), user=user, password=password
     )
-    got = {(r["table_schema"], r["table_name"], r["privilege_type"]) for r in rows}
-    own = settings.collection_schema
-    maintained = (
-        "relay_checkpoints",
-        "projection_sommes_detenues",
-        "projection_versements_delegues",
-        "projection_checkpoints",
-    )
-    expected = {(own, "events", p) for p in ("SELECT", "INSERT")}
-    expected |= {(own, "schema_migrations", "SELECT")}
-    expected |= {(own, t, p) for t in ONCE for p in ("SELECT", "INSERT")}
-    expected |= {(own, "trace_contexts", p) for p in ("SELECT", "INSERT")}
-    expected |= {(own, t, p) for t in maintained for p in ("SELECT", "INSERT", "UPDATE")}
-    # the decision state, a fold of the events kept with them: rewritten as they come
-    expected |= {(own, "decision_state", p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")}
-    expected |= {(own, "decision_state_position", p) for p in ("SELECT", "UPDATE")}
-    assert got == expected
-    schemas = await as_collection.fetch(
-        "SELECT nspname, has_schema_privilege(current_user, oid, 'USAGE') AS usage,"
-        " has_schema_privilege(current_user, oid, 'CREATE') AS create FROM pg_namespace"
-        " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
-    )
-    assert {r["nspname"] for r in schemas if r["create"]} == set()
-    assert {r["nspname"] for r in schemas if r["usage"]} <= {own, "public"}
-    assert not await as_collection.fetchval(
-        "SELECT has_database_privilege(current_user, current_database(), 'CREATE')"
-    )
+    try:
+        rows = await as_collection.fetch(
+            "SELECT table_schema, table_name, privilege_type"
+            " FROM information_schema.table_privileges WHERE grantee = current_user"
+        )
+        got = {(r["table_schema"], r["table_name"], r["privilege_type"]) for r in rows}
+        hub = settings.collection_schema
+        layout = await read_layout(as_collection, hub)
+        assert layout.shards == settings.store_shards
+        maintained = (
+            "relay_checkpoints",
+            "projection_sommes_detenues",
+            "projection_versements_delegues",
+            "projection_checkpoints",
+        )
+        expected: set[tuple[str, str, str]] = set()
+        for own in layout.schemas:
+            expected |= {(own, "events", p) for p in ("SELECT", "INSERT")}
+            expected |= {(own, "schema_migrations", "SELECT")}
+            expected |= {(own, t, p) for t in ONCE for p in ("SELECT", "INSERT")}
+            expected |= {(own, "trace_contexts", p) for p in ("SELECT", "INSERT")}
+            expected |= {(own, t, p) for t in maintained for p in ("SELECT", "INSERT", "UPDATE")}
+            # the decision state, a fold of the events kept with them: rewritten as they come
+            expected |= {
+                (own, "decision_state", p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
+            }
+            expected |= {(own, "decision_state_position", p) for p in ("SELECT", "UPDATE")}
+        # the hub: its layout read, the ids unique across shards claimed, never changed
+        expected |= {(hub, "schema_migrations", "SELECT"), (hub, "shard_layout", "SELECT")}
+        expected |= {(hub, "claims", p) for p in ("SELECT", "INSERT")}
+        assert got == expected
+        schemas = await as_collection.fetch(
+            "SELECT nspname, has_schema_privilege(current_user, oid, 'USAGE') AS usage,"
+            " has_schema_privilege(current_user, oid, 'CREATE') AS create FROM pg_namespace"
+            " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
+        )
+        assert {r["nspname"] for r in schemas if r["create"]} == set()
+        assert {r["nspname"] for r in schemas if r["usage"]} <= {hub, *layout.schemas, "public"}
+        assert not await as_collection.fetchval(
+            "SELECT has_database_privilege(current_user, current_database(), 'CREATE')"
+        )
+    finally:
+        await as_collection.close()

@@ -87,15 +87,19 @@ class MemoryTransaction:
         found = self._store.events[max(position, 0) :]
         return found if limit is None else found[:limit]
 
-    async def claim(self, claimed: Sequence[str], named: Sequence[str]) -> dict[str, int]:
+    async def holders(self, keys: Sequence[str]) -> dict[str, int]:
         place = self._store.claims
         if place is None:
             return {}
-        held, shard = place
-        for key in claimed:
-            if key not in held and key not in self.claimed:
-                self.claimed[key] = shard
-        return {k: held[k] for k in {*claimed, *named} if k in held and held[k] != shard}
+        return {k: place[0][k] for k in keys if k in place[0]}
+
+    async def claim(self, keys: Sequence[str]) -> dict[str, int]:
+        place = self._store.claims
+        if place is None:
+            return {}
+        for key in keys:
+            self.claimed.setdefault(key, place[1])
+        return {k: v for k, v in (await self.holders(keys)).items() if v != place[1]}
 
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
         by_id = self._store.by_id
@@ -161,7 +165,7 @@ class MemoryTransaction:
             self.revisions_start = self._position + 1
         if self.steps_start is None:
             self.steps_start = self._position + 1
-        return Starts(self.revisions_start, self.steps_start)
+        return Starts(self.revisions_start, self.steps_start, *self._store.space)
 
     async def reset_state(self) -> None:
         self.state, self.state_at, self.state_hash = {}, 0, None
@@ -236,6 +240,7 @@ class MemoryEventStore:
         self.state_version = 0  # the version of the fold that wrote it
         self.revisions_start: int | None = None  # facts revise decisions from there
         self.steps_start: int | None = None  # ... an organism's people in steps from there
+        self.space: tuple[str, int] = ("", 1)  # a shard's decision ids: namespace, from
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -290,6 +295,7 @@ class MemoryEventStore:
         return Starts(
             NEVER if self.revisions_start is None else self.revisions_start,
             NEVER if self.steps_start is None else self.steps_start,
+            *self.space,
         )
 
     async def head(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncpg
 import orjson
 
@@ -52,7 +54,9 @@ async def create_pool(
     code, limits what the services can do to the record: SELECT and INSERT.
     """
     check_schema_name(schema)
-    settings = {"search_path": schema, "application_name": f"mandat-{schema}"}
+    # the process in the name: which instance holds what is visible in pg_stat_activity
+    name = f"mandat-{schema}-{os.getpid()}"
+    settings = {"search_path": schema, "application_name": name}
     credentials: dict[str, str] = {}
     if login is not None:  # a service: its own login role, nothing to switch to
         credentials = {"user": login[0], "password": login[1]}

@@ -41,10 +41,14 @@ class Transaction(Protocol):
         """The committed events after `position` (at most `limit`), in store order."""
         ...
 
-    async def claim(self, claimed: Sequence[str], named: Sequence[str]) -> dict[str, int]:
-        """For one shard of a store split in shards: take `claimed` (ids unique across the
-        shards) for this shard with this transaction; which of `claimed` and `named` another
-        shard holds, and which. A store in one piece: nothing."""
+    async def holders(self, keys: Sequence[str]) -> dict[str, int]:
+        """For one shard of a store split in shards: the shard holding each of `keys` (ids
+        unique across the shards) that one holds. A store in one piece: none."""
+        ...
+
+    async def claim(self, keys: Sequence[str]) -> dict[str, int]:
+        """Take `keys` for this shard with this transaction; those another shard took first
+        (the caller must decide again). A store in one piece: nothing to take."""
         ...
 
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:

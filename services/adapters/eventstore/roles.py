@@ -32,7 +32,12 @@ from services.adapters.eventstore.migrations import (
     check_schema_name,
     migration_files,
 )
-from services.adapters.eventstore.shards import Layout, read_layout, record_layout
+from services.adapters.eventstore.shards import (
+    Layout,
+    read_layout,
+    record_id_space,
+    record_layout,
+)
 
 _MAINTAINED = (
     "relay_checkpoints",
@@ -74,9 +79,10 @@ async def provision(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"layout:{schema}")
         layout = await read_layout(conn, schema) if shards is None else Layout(schema, shards)
         await record_layout(conn, layout)
-    for shard in layout.schemas:
+    for number, shard in enumerate(layout.schemas):
         if shard != schema:
             await apply_migrations(conn, shard)
+            await record_id_space(conn, shard, f"s{number}", 1)
     role = service_role(schema)
     attributes = (
         "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
@@ -94,9 +100,12 @@ async def provision(
             role,
         ):
             await conn.execute(f'REVOKE "{granted}" FROM "{role}"')
-        for store in dict.fromkeys((schema, *layout.schemas)):
+        for store in layout.schemas:
             await _grant_store(conn, store, role)
-        # the hub: its layout read, the ids unique across shards claimed (never changed)
+        # the hub (the store itself, when in one piece): checked migrated, its layout read,
+        # the ids unique across shards claimed (never changed)
+        await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
         await conn.execute(f'GRANT SELECT ON "{schema}".shard_layout TO "{role}"')
         await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".claims TO "{role}"')
         database = await conn.fetchval("SELECT current_database()")
@@ -113,6 +122,7 @@ async def _grant_store(conn: asyncpg.Connection, schema: str, role: str) -> None
     await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
     for once in ("revisions_start", "revision_steps_start"):  # written once each
         await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".{once} TO "{role}"')
+    await conn.execute(f'GRANT SELECT ON "{schema}".id_space TO "{role}"')  # the owner's
     # decision state: the fold of its events, rewritten as they are appended
     await conn.execute(
         f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".decision_state TO "{role}"'

@@ -87,3 +87,15 @@ async def record_layout(conn: asyncpg.Connection, layout: Layout) -> None:
         " ON CONFLICT (singleton) DO UPDATE SET shards = EXCLUDED.shards",
         layout.shards,
     )
+
+
+async def record_id_space(conn: asyncpg.Connection, schema: str, space: str, position: int) -> None:
+    """As the owner: the shard in `schema` mints its decision ids in `space` from `position`
+    (infra/postgres/019_id_space.sql); recorded once, never changed."""
+    check_schema_name(schema)
+    await conn.execute(
+        f'INSERT INTO "{schema}".id_space (space, position) VALUES ($1, $2)'
+        " ON CONFLICT (singleton) DO NOTHING",
+        space,
+        position,
+    )

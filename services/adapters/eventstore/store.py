@@ -59,6 +59,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_STARTS = (
+    "SELECT (SELECT position FROM revisions_start) AS revisions,"
+    " (SELECT position FROM revision_steps_start) AS steps,"
+    " (SELECT space FROM id_space) AS space, (SELECT position FROM id_space) AS space_from"
+)
+
+
+def _starts(row: asyncpg.Record) -> Starts:
+    """What `_STARTS` read: where revisions, steps and a shard's own ids start."""
+    revisions, steps = (NEVER if row[k] is None else int(row[k]) for k in ("revisions", "steps"))
+    return Starts(revisions, steps, row["space"] or "", int(row["space_from"] or 1))
+
+
 def _stored(row: asyncpg.Record) -> StoredEvent:
     return StoredEvent(
         position=row["position"],
@@ -163,29 +176,36 @@ class StoreTransaction:
         )
         return [_stored(r) for r in rows]
 
-    async def claim(self, claimed: Sequence[str], named: Sequence[str]) -> dict[str, int]:
-        """For a shard of a store split in shards: take the ids `claimed` for this shard
-        (those no shard holds yet; committed with this transaction), and return which of
-        `claimed` and `named` another shard holds, with that shard. Unsharded: {}."""
-        if self._claims is None or not (claimed or named):
+    async def holders(self, keys: Sequence[str]) -> dict[str, int]:
+        """For a shard of a store split in shards: the shard that holds each of `keys`
+        (ids unique across the shards) held by one. A store in one piece: none."""
+        if self._claims is None or not keys:
+            return {}
+        rows = await self.conn.fetch(
+            f"SELECT key, shard FROM {self._claims[0]} WHERE key = ANY($1::text[])",
+            list(set(keys)),
+        )
+        return {r["key"]: int(r["shard"]) for r in rows}
+
+    async def claim(self, keys: Sequence[str]) -> dict[str, int]:
+        """Take `keys` for this shard, committed with this transaction; returns those another
+        shard took first (it may have committed them while this one decided: the caller
+        must then decide again). A store in one piece: nothing to take."""
+        if self._claims is None or not keys:
             return {}
         table, shard = self._claims
         taken = await self.conn.fetch(
             # sorted: two shards claiming the same ids take their index entries in one order
             f"INSERT INTO {table} (key, shard) SELECT k, $2 FROM unnest($1::text[]) AS k"
             " ORDER BY k ON CONFLICT (key) DO NOTHING RETURNING key",
-            sorted(set(claimed)),
+            sorted(set(keys)),
             shard,
         )
         ours = {r["key"] for r in taken}
         # a statement of its own: its snapshot sees a claim another shard committed while
         # the insert waited for it (read committed)
-        rows = await self.conn.fetch(
-            f"SELECT key, shard FROM {table} WHERE key = ANY($1::text[]) AND shard <> $2",
-            [k for k in {*claimed, *named} if k not in ours],
-            shard,
-        )
-        return {r["key"]: int(r["shard"]) for r in rows}
+        held = await self.holders([k for k in keys if k not in ours])
+        return {k: holder for k, holder in held.items() if holder != shard}
 
     async def stored_events(self, event_ids: Iterable[UUID]) -> dict[UUID, StoredEvent]:
         """The events the store already holds under these ids (one indexed lookup)."""
@@ -328,11 +348,8 @@ class StoreTransaction:
                 f"INSERT INTO {table} (position) VALUES ($1) ON CONFLICT DO NOTHING",
                 self._position + 1,
             )
-        row = await self.conn.fetchrow(
-            "SELECT (SELECT position FROM revisions_start) AS revisions,"
-            " (SELECT position FROM revision_steps_start) AS steps"
-        )
-        return Starts(int(row["revisions"]), int(row["steps"]))
+        row = await self.conn.fetchrow(_STARTS)
+        return _starts(row)
 
     async def reset_state(self) -> None:
         """Forget the decision state (to fold it again from position 0)."""
@@ -449,8 +466,13 @@ class EventStore:
         self.schema = schema
         self.claims = claims
         self.clock = clock
-        self.lock_key = zlib.crc32(f"mandat-store:{schema}".encode())
+        self.lock_key = self.lock_key_of(schema)
         self.channel = f"{schema}_events"
+
+    @staticmethod
+    def lock_key_of(schema: str) -> int:
+        """The advisory lock every append to the store of `schema` takes."""
+        return zlib.crc32(f"mandat-store:{schema}".encode())
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StoreTransaction]:
@@ -601,11 +623,7 @@ class EventStore:
     async def revisions_from(self) -> Starts:
         """The positions from which registry facts revise earlier decisions, and in steps
         (1: a store recorded so from its start; `NEVER` when none was recorded so)."""
-        row = await self.pool.fetchrow(
-            "SELECT (SELECT position FROM revisions_start) AS revisions,"
-            " (SELECT position FROM revision_steps_start) AS steps"
-        )
-        return Starts(*(NEVER if row[k] is None else int(row[k]) for k in ("revisions", "steps")))
+        return _starts(await self.pool.fetchrow(_STARTS))
 
     async def tagged_summary(self, kind: str) -> tuple[int, str | None]:
         """How many decision state entries of `kind` have a tag (parked inputs: are parked),

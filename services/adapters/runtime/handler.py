@@ -126,6 +126,15 @@ class RecordFailure(Exception):
         self.error_class = type(cause).__name__
 
 
+RECORDED, DUPLICATE, REFUSED = "recorded", "duplicate", "refused"
+"""How a record ends in its batch."""
+
+
+class ClaimRaced(Exception):
+    """Another shard claimed an id this batch recorded, while it decided: decided again
+    (then refused), like a conflict with another writer."""
+
+
 class StateBehind(Exception):
     """Folding into the decision state what the store holds beyond it failed: about the
     store, not about the records in hand (retried, the component reported stalled)."""
@@ -207,7 +216,7 @@ def is_transient(exc: BaseException) -> bool:
     whose event id is another's decision id, for instance), and it is isolated like any."""
     if isinstance(exc, StoreError):
         return False
-    if isinstance(exc, StateBehind):  # never isolate records for what the store holds
+    if isinstance(exc, StateBehind | ClaimRaced):  # never isolate records for these
         return True
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] not in _RECORD_CAUSED_SQLSTATES
@@ -246,7 +255,8 @@ class BatchHandler:
         self.position = 0  # the store head the last batch committed (or catch_up found)
         self.starts: Starts | None = None  # recorded once in the store; read once
         self.on_retry: Callable[[BaseException], None] = lambda exc: None
-        self.sharded = getattr(store, "claims", None) is not None  # one shard of several
+        claims = getattr(store, "claims", None)  # one shard of several: (hub table, shard)
+        self.sharded, self.shard = claims is not None, claims[1] if claims else 0
         self.busy_since: float | None = None  # monotonic time the batch in hand started
         self.stall_reason: str | None = None  # the last failure of the batch in hand
 
@@ -358,8 +368,9 @@ class BatchHandler:
             rejections = {i: rejection_ids[i] for i in chunk}
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
-            if self.sharded:
-                parsed = await self._claim(tx, parsed, chunk, poisoned)
+            # a shard's inputs may name ids unique across shards that another holds
+            holders = await self._holders(tx, parsed, chunk, poisoned) if self.sharded else {}
+            claims: list[str] = []  # ... and claim theirs, once recorded
             handled = set(stored)  # ids on record: rejections by record, inputs by event id
             batch_inputs: dict[UUID, Input] = {}  # inputs seen, by event id
             for index in chunk:
@@ -400,41 +411,39 @@ class BatchHandler:
                         continue
                     else:
                         message = ContractError("already recorded with other content", "event_id")
+                if holders and isinstance(message, Input):
+                    message = refusal(message, holders, self.shard) or message
                 try:
                     with tracing.deciding(tx, record, message):
-                        if not self._decide(tx, record, rejections[index], message, report):
-                            report.refused.add(index)
+                        fate = self._decide(tx, record, rejections[index], message, report)
+                    if fate == REFUSED:
+                        report.refused.add(index)
+                    elif fate == RECORDED and self.sharded and isinstance(message, Input):
+                        claims += claim_keys(message)[0]
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
+            if claims and await tx.claim(claims):  # another shard took one meanwhile
+                raise ClaimRaced("an id was claimed by another shard while deciding")
             await write_back(tx, view, loaded)
         self.committed(tx, starts)
         return report
 
-    async def _claim(
+    async def _holders(
         self,
         tx: Transaction,
         parsed: Sequence[Input | ContractError],
         chunk: Sequence[int],
         poisoned: Mapping[int, str],
-    ) -> Sequence[Input | ContractError]:
-        """A shard claims the ids of its inputs that must stay unique across the shards;
-        an input naming one another shard holds becomes its refusal (runtime.shards)."""
-        inputs = {i: m for i in chunk if i not in poisoned and isinstance(m := parsed[i], Input)}
-        claimed: list[str] = []
-        named: list[str] = []
-        for message in inputs.values():
-            more, names = claim_keys(message)
-            claimed += more
-            named += names
-        elsewhere = await tx.claim(claimed, named)
-        if not elsewhere:
-            return parsed
-        messages = list(parsed)
-        for index, message in inputs.items():
-            why = refusal(message, elsewhere)
-            if why is not None:
-                messages[index] = why
-        return messages
+    ) -> Mapping[str, int]:
+        """Which shard holds each id the chunk's inputs claim or name (unique across the
+        shards): an input naming one another shard holds is refused (runtime.shards)."""
+        keys: list[str] = []
+        for index in chunk:
+            message = parsed[index]
+            if index not in poisoned and isinstance(message, Input):
+                claimed, named = claim_keys(message)
+                keys += claimed + named
+        return await tx.holders(keys)
 
     def deciding_over(self, tx: Transaction, loaded: LoadedState, starts: Starts) -> Processor:
         """A processor deciding over what `loaded` holds, appending after the store's head,
@@ -442,7 +451,7 @@ class BatchHandler:
         view = self.view_type.from_state(loaded)
         view.position = tx.head_position
         processor = self.new_processor(view=view)
-        processor.revisions_from, processor.steps_from = starts.revisions, starts.steps
+        processor.starting(starts)
         return processor
 
     def committed(self, tx: Transaction, starts: Starts) -> None:
@@ -488,22 +497,22 @@ class BatchHandler:
         rejection_id: UUID,
         message: Input | ContractError,
         report: BatchReport,
-    ) -> bool:
-        """Decide one record; False when it is refused."""
+    ) -> str:
+        """Decide one record: `RECORDED`, `DUPLICATE` (no effect) or `REFUSED`."""
         if isinstance(message, Input):
             outcome = self.processor.process(message)
             if outcome.duplicate:
                 report.duplicates += 1
                 log.info("same content already recorded", extra={"event_id": str(message.event_id)})
-                return True
+                return DUPLICATE
             if outcome.refused is None:
                 report.inputs[message.event_type] = report.inputs.get(message.event_type, 0) + 1
                 append_outcome(tx, outcome, message.event_id, report)
-                return True
+                return RECORDED
             message = ContractError(outcome.refused.reason, outcome.refused.field)
         kind = PROCESSING_ERROR if str(message).startswith(PROCESSING_ERROR) else "contract"
         self._reject(tx, record, rejection_id, message, report, kind)
-        return False
+        return REFUSED
 
     def _reject(
         self,

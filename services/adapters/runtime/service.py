@@ -299,12 +299,13 @@ class ServiceRuntime:
         if self.parts and head >= 0:
             state["relay_leader"] = all(part.relay.leader for part in self.parts)
             state["relay_published"] = sum(part.relay.published for part in self.parts)
-        if folded:
+        if folded:  # (None: a store did not answer)
             parked = [await parked_age(part.store) for part in self.parts]
-            state["parked"] = sum(n for n, _ in parked)
-            ages = [a for _, a in parked if a is not None]
-            state["parked_oldest_seconds"] = max(ages) if ages else None
-            state["revision_tasks"] = sum([await open_tasks(part.store) for part in self.parts])
+            counts, ages = [n for n, _ in parked], [a for _, a in parked]
+            state["parked"] = None if None in counts else sum(cast(list[int], counts))
+            state["parked_oldest_seconds"] = None if None in ages else max(cast(list[float], ages))
+            tasks = [await open_tasks(part.store) for part in self.parts]
+            state["revision_tasks"] = None if None in tasks else sum(cast(list[int], tasks))
         stalled, reasons = self.stalls()
         state["stalled"], state["reasons"] = stalled, reasons
         state["ready"] = bool(state["postgres"] and state["kafka"] and folded and not reasons)

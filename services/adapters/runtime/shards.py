@@ -14,11 +14,14 @@ records, every other shard records too). A record refused before any content cou
 goes where its Kafka key sends it (its partition, without a key).
 
 What must stay unique across shards -- an input's event id, a contribution's, payment's or
-benefit's business id -- is **claimed** by the shard that records it, in the transaction that
-records it (`Transaction.claim`). An input naming an id another shard holds is refused with
-the reason the rules give within one store: the same event id with other content, a business
-id recorded with other content (another person's), a payment or an unpaid notice whose NIR is
-not its contribution's.
+benefit's business id -- is **claimed** in the hub by the shard that records it, in the
+transaction that records it (`Transaction.claim`; an input refused claims nothing). An input
+naming an id another shard holds is refused with the reason the rules give within one store:
+the same event id with other content, a business id recorded with other content (another
+person's), a payment or an unpaid notice whose NIR is not its contribution's. Two shards
+recording the same id at once: the second waits for the first's commit, finds the id taken,
+and decides its batch again (then refuses it). A record breaking two rules at once may be
+refused for the other of the two than within one store.
 """
 
 from __future__ import annotations
@@ -30,11 +33,20 @@ from aiokafka.partitioner import murmur2
 
 from contracts.parsing import ContractError
 from services.domain.kernel.processing import Input
+from services.domain.registry import ABOUT_ORGANISMS
 
 EVERY_SHARD = -1
 """The place of a registry fact about an organism or a convention: every shard."""
 
-ABOUT_ORGANISMS = frozenset({"OrganismeDeclare", "ConventionConclue", "ConventionResiliee"})
+__all__ = [
+    "ABOUT_ORGANISMS",
+    "EVERY_SHARD",
+    "claim_keys",
+    "place_of",
+    "refusal",
+    "shard_of",
+    "shard_of_key",
+]
 
 
 def shard_of_key(key: bytes, shards: int) -> int:
@@ -74,8 +86,8 @@ _NAMED: Mapping[str, tuple[tuple[str, str], ...]] = {
 
 def claim_keys(message: Input) -> tuple[list[str], list[str]]:
     """The ids `message` claims for its shard, and the ids it names (held elsewhere: refused)."""
-    if message.event_type in ABOUT_ORGANISMS:  # every shard records it, under one id
-        return [], []
+    if message.event_type in ABOUT_ORGANISMS:  # every shard records it, under one id: an
+        return [], [f"e:{message.event_id}"]  # input of a person's may not have taken it
     p: Any = message.payload
     claimed = [f"e:{message.event_id}"]
     claimed += [f"{prefix}:{getattr(p, f)}" for f, prefix in _CLAIMED.get(message.event_type, ())]
@@ -83,23 +95,25 @@ def claim_keys(message: Input) -> tuple[list[str], list[str]]:
     return claimed, named
 
 
-def refusal(message: Input, elsewhere: Mapping[str, int]) -> ContractError | None:
-    """Why `message` is refused, when an id it claims or names is held by another shard."""
-    if message.event_type in ABOUT_ORGANISMS:
-        return None
-    if f"e:{message.event_id}" in elsewhere:
+def refusal(message: Input, holders: Mapping[str, int], shard: int) -> ContractError | None:
+    """Why `message`, in `shard`, is refused when an id it claims or names is held by
+    another shard (`holders`: the shard holding each id held), in the order the rules
+    check within one store: its event id, its own business id, then the contribution it
+    names -- unless this shard holds its own business id already (then the rules, which
+    know what was recorded under it, judge it: the same again is no breach)."""
+    if holders.get(f"e:{message.event_id}", shard) != shard:
         return ContractError("already recorded with other content", "event_id")
     p: Any = message.payload
-    for f, prefix in _CLAIMED.get(message.event_type, ()):
-        if f"{prefix}:{getattr(p, f)}" in elsewhere:
+    own = [(f, f"{prefix}:{getattr(p, f)}") for f, prefix in _CLAIMED.get(message.event_type, ())]
+    for f, key in own:
+        if holders.get(key, shard) != shard:
             value = getattr(p, f)
-            return ContractError(
-                f"{value} is already recorded with other content (another person's)",
-                f"payload.{f}",
-            )
+            reason = f"{value} is already recorded with other content (another person's)"
+            return ContractError(reason, f"payload.{f}")
+    if any(key in holders for _, key in own):
+        return None
     for f, prefix in _NAMED.get(message.event_type, ()):
-        if f"{prefix}:{getattr(p, f)}" in elsewhere:
-            return ContractError(
-                f"does not match the nir of cotisation {getattr(p, f)}", "payload.nir"
-            )
+        if holders.get(f"{prefix}:{getattr(p, f)}", shard) != shard:
+            reason = f"does not match the nir of cotisation {getattr(p, f)}"
+            return ContractError(reason, "payload.nir")
     return None

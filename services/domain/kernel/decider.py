@@ -24,10 +24,11 @@ from services.domain.kernel.tasks import (
     REVISIONS_OPENED,
     STEP_PEOPLE,
     EtapeDeRevision,
+    Starts,
     in_order,
     task_stream,
 )
-from services.domain.registry import REGISTRY_EVENT_TYPES
+from services.domain.registry import ABOUT_ORGANISMS, REGISTRY_EVENT_TYPES
 from services.domain.state import NotLoaded
 
 ViewT = TypeVar("ViewT", bound=ServiceView)
@@ -61,6 +62,23 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         self.steps_from = 1
         """The store position from which a fact about an organism revises its people in
         steps; before it (a store recorded by the version before), in its own transaction."""
+        self.space, self.space_from = "", 1
+        """The namespace of a shard's decision ids, and from which position (`Starts`)."""
+
+    def starting(self, starts: Starts) -> None:
+        """Decide as the store says from where (`Starts`: revisions, steps, ids)."""
+        self.revisions_from, self.steps_from = starts.revisions, starts.steps
+        self.space, self.space_from = starts.space, starts.space_from
+
+    def id_space(self, position: int, event_type: str = REVISION_STEP) -> str:
+        """The namespace of the ids of what an input of `event_type` at `position` causes:
+        a shard's own for a fact every shard records (about organisms, or a revision
+        task's step), the service's for the rest (an input of one person's, whose id is
+        unique across the shards)."""
+        shared = event_type in ABOUT_ORGANISMS or event_type == REVISION_STEP
+        if shared and self.space and position >= self.space_from:
+            return f"{self.service}/{self.space}"
+        return self.service
 
     def process(self, message: Input) -> Outcome:
         """The events one input causes (or why it is refused). A registry fact: first the
@@ -68,7 +86,8 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
         subjects at once (an affiliation), or a task to revise everyone affiliated to the
         organisms it concerns, in steps (`kernel.tasks`)."""
         position = self.view.position + 1  # the position the input takes
-        emitter = Emitter(self.view, message.event_id, self.service, self.ids)
+        space = self.id_space(position, message.event_type)
+        emitter = Emitter(self.view, message.event_id, self.service, self.ids, space)
         kind, payload = message.event_type, message.payload
         if isinstance(payload, EtapeDeRevision):
             return self.process_step(emitter, message, payload)
@@ -129,7 +148,8 @@ class RegistryAwareProcessor(Generic[ViewT, RulesT]):
             apres=task.after,
             jusqu_a=through,
         )
-        step_id = self.ids(UUID(task.fact_id), -1 - task.steps, self.service)  # no decision's
+        space = self.id_space(self.view.position + 1)  # where the step is recorded
+        step_id = self.ids(UUID(task.fact_id), -1 - task.steps, space)  # no decision's
         metadata = {"causation_id": task.fact_id, "correlation_id": task.correlation_id}
         return Input(step_id, REVISION_STEP, step, metadata)
 

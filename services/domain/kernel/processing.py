@@ -40,6 +40,7 @@ from services.domain.kernel.tasks import (
     TASKS,
     EtapeDeRevision,
     RevisionTask,
+    Starts,
 )
 from services.domain.registry import REGISTRY_EVENT_TYPES, Registry
 from services.domain.state import (
@@ -154,6 +155,10 @@ class Processor(Protocol):
     revisions_from: int  # the store position from which registry facts revise decisions
     steps_from: int  # ... and revise an organism's people in steps (`kernel.tasks.Starts`)
 
+    def starting(self, starts: Starts) -> None:
+        """Decide as the store says from where (revisions, steps, a shard's ids)."""
+        ...
+
     @property
     def view(self) -> ServiceView: ...
 
@@ -185,11 +190,13 @@ class Emitter:
         trigger: UUID,
         service: str,
         ids: Callable[[UUID, int, str], UUID] = decision_id,
+        space: str | None = None,
     ) -> None:
         self.view = view
         self.trigger = trigger
         self.service = service
         self.ids = ids
+        self.space = space or service  # the namespace its decisions' ids are minted in
         self.outcome = Outcome()
 
     def _emit(self, stream_id: str, event: NewEvent) -> None:
@@ -223,7 +230,7 @@ class Emitter:
         }
         if cause_id != self.trigger:
             metadata["decided_on"] = str(self.trigger)  # a parked input, decided later
-        event_id = self.ids(self.trigger, len(self.outcome.events), self.service)
+        event_id = self.ids(self.trigger, len(self.outcome.events), self.space)
         self._emit(stream_id, NewEvent(event_id, event_type, payload, metadata))
 
 

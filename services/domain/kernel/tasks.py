@@ -81,6 +81,10 @@ class Starts:
 
     revisions: int = 1
     steps: int = 1
+    space: str = ""
+    """The namespace of the decision ids of a shard of a store in shards, minted so from
+    `space_from` (inputs at that position or after); "": the service's own."""
+    space_from: int = 1
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from services.domain.registry.facts import faits_retenus
 from services.domain.registry.registry import (
+    ABOUT_ORGANISMS,
     REGISTRY_EVENT_TYPES,
     Affiliation,
     Convention,
@@ -10,6 +11,7 @@ from services.domain.registry.registry import (
 )
 
 __all__ = [
+    "ABOUT_ORGANISMS",
     "REGISTRY_EVENT_TYPES",
     "Affiliation",
     "Convention",

@@ -19,6 +19,10 @@ from services.domain.state import PairIndex
 REGISTRY_EVENT_TYPES = REFERENTIEL_EVENT_TYPES
 """The registry facts: what the registry topic carries."""
 
+ABOUT_ORGANISMS = REGISTRY_EVENT_TYPES - {"AffiliationEnregistree"}
+"""The registry facts about organisms and conventions (not about one person): in a store
+in shards, every shard records them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Organisme:

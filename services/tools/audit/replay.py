@@ -298,8 +298,7 @@ async def replay(
     replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
     # a store recorded before revisions existed is not revised by its replay
     starts = await store.revisions_from()
-    replayer.processor.revisions_from = starts.revisions
-    replayer.processor.steps_from = starts.steps
+    replayer.processor.starting(starts)
     until = replayer.selection.to_position
     started = time.perf_counter()
     async for step in read_steps(store, until=until, batch=batch):

@@ -69,9 +69,11 @@ from services.adapters.eventstore import EventStore
 from services.adapters.eventstore.leases import RelayCheckpoints
 from services.adapters.eventstore.memory import MemoryEventStore
 from services.adapters.eventstore.pool import Encoded
+from services.adapters.eventstore.shards import MAX_SHARDS, read_layout
 from services.adapters.runtime import state
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of
 from services.domain.kernel.processing import decision_id
 from services.domain.kernel.records import GENESIS_HASH, StoredEvent, canonical_bytes, chain_hash
 from services.tools.audit.feed import Feeder, prepare_store
@@ -132,6 +134,12 @@ OPTIONS = (
     Option("--events", 20_000, "contributions of each throughput run (default 20000)"),
     Option("--rate", 500.0, "inputs per second of the latency run"),
     Option("--latency-seconds", 20.0, "duration of the latency run"),
+    Option(
+        "--shards",
+        6,
+        "shards of a last row's store, holding the runs' registry only, run by one instance "
+        "then two (0: no such row; best a multiple of the topics' partitions)",
+    ),
 )
 """The options of the rows, named as `measure` takes them (with --timeout and --keep)."""
 
@@ -296,18 +304,21 @@ def _stamped(
     return out
 
 
-def chained_rows(
-    events: Iterator[tuple[str, int, str, str, bytes, bytes]],
-) -> Iterator[tuple[Any, ...]]:
-    """The store's rows (`COLUMNS`), positions from 1, hashes chained from genesis."""
-    previous = GENESIS_HASH
-    for position, (stream, version, event_id, event_type, payload, metadata) in enumerate(
-        events, start=1
-    ):
+class Chain:
+    """One store's rows (`COLUMNS`): positions from 1, hashes chained from genesis."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.previous = GENESIS_HASH
+
+    def row(self, event: tuple[str, int, str, str, bytes, bytes]) -> tuple[Any, ...]:
+        stream, version, event_id, event_type, payload, metadata = event
+        self.position += 1
+        position = self.position
         recorded_at = _T0 + timedelta(milliseconds=position)
         eid = uuid.UUID(event_id)
-        previous = chain_hash(
-            previous,
+        self.previous = chain_hash(
+            self.previous,
             position=position,
             stream_id=stream,
             stream_version=version,
@@ -318,7 +329,7 @@ def chained_rows(
             metadata_json=metadata,
             recorded_at=recorded_at,
         )
-        yield (
+        return (
             position,
             stream,
             version,
@@ -328,63 +339,98 @@ def chained_rows(
             Encoded(payload),
             Encoded(metadata),
             recorded_at,
-            previous,
+            self.previous,
         )
+
+
+def chained_rows(
+    events: Iterator[tuple[str, int, str, str, bytes, bytes]],
+) -> Iterator[tuple[Any, ...]]:
+    """The store's rows (`COLUMNS`), positions from 1, hashes chained from genesis."""
+    chain = Chain()
+    return (chain.row(event) for event in events)
+
+
+def shards_of(event: tuple[str, int, str, str, bytes, bytes], shards: int) -> range | tuple[int]:
+    """The shards a history's event goes to, as the service would record it
+    (services/adapters/runtime/shards.py)."""
+    if shards == 1:
+        return (0,)
+    if event[3] in ABOUT_ORGANISMS:
+        return range(shards)
+    return (shard_of(orjson.loads(event[4])["nir"], shards),)
 
 
 async def fill(
     s: ServiceSettings, dsn: str, t: Template, *, size: int, nirs: int
 ) -> dict[str, Any]:
-    """COPY the history into the row's store; its relay checkpoint and balances at the head;
-    the store folded into its state, then settled (vacuumed, analyzed, checkpointed)."""
-    schema = KIND.schema(s)
-    store = await prepare_store(dsn, schema, max_size=2)
-    started = time.perf_counter()
-    head, held = 0, _Holdings()
+    """COPY the history into the row's store (each event into its shard, for a store in
+    shards); its relay checkpoints and balances at the head; the store folded into its
+    state, then settled (vacuumed, analyzed, checkpointed)."""
+    conn = await asyncpg.connect(dsn)
     try:
-        chunk: list[tuple[Any, ...]] = []
-        for row in chained_rows(history(t, size, nirs)):
-            held.add(row)
-            chunk.append(row)
-            if len(chunk) == CHUNK:
+        layout = await read_layout(conn, KIND.schema(s))
+    finally:
+        await conn.close()
+    stores = [await prepare_store(dsn, schema, max_size=2) for schema in layout.schemas]
+    chains = [Chain() for _ in stores]
+    chunks: list[list[tuple[Any, ...]]] = [[] for _ in stores]
+    held = [_Holdings() for _ in stores]
+    started = time.perf_counter()
+    try:
+        for event in history(t, size, nirs):
+            for k in shards_of(event, layout.shards):
+                row = chains[k].row(event)
+                held[k].add(row)
+                chunks[k].append(row)
+                if len(chunks[k]) == CHUNK:
+                    await stores[k].bulk_copy(chunks[k], chunk=CHUNK)
+                    chunks[k] = []
+        for store, chunk in zip(stores, chunks, strict=True):
+            if chunk:
                 await store.bulk_copy(chunk, chunk=CHUNK)
-                head, chunk = row[0], []
-        if chunk:
-            await store.bulk_copy(chunk, chunk=CHUNK)
-            head = chunk[-1][0]
-        await store.analyze()
+            await store.analyze()
         seconds = time.perf_counter() - started
         # the decision state of that history, as a store migrated to it gets it
         # (`mandat state catch-up`); a store written by the service keeps it as it goes
         folded = time.perf_counter()
-        await state.catch_up(store, KIND.service.view)
+        for store in stores:
+            await state.catch_up(store, KIND.service.view)
         state_seconds = time.perf_counter() - folded
         settled = time.perf_counter()
-        await store.settle()
+        for store in stores:
+            await store.settle()
     finally:
-        await store.pool.close()
+        for store in stores:
+            await store.pool.close()
     conn = await asyncpg.connect(dsn)
+    disk = state_disk = 0
     try:
-        await held.save(conn, schema, head)
+        for schema, chain, holdings in zip(layout.schemas, chains, held, strict=True):
+            await holdings.save(conn, schema, chain.position)
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CHECKPOINT")  # the bulk load's dirty pages written out now
         settle_seconds = time.perf_counter() - settled
-        disk, state_disk = await conn.fetchrow(
-            "SELECT pg_total_relation_size(format('%I.events', $1::text)::regclass),"
-            " pg_total_relation_size(format('%I.decision_state', $1::text)::regclass)",
-            schema,
-        )
+        for schema in layout.schemas:
+            events, states = await conn.fetchrow(
+                "SELECT pg_total_relation_size(format('%I.events', $1::text)::regclass),"
+                " pg_total_relation_size(format('%I.decision_state', $1::text)::regclass)",
+                schema,
+            )
+            disk, state_disk = disk + int(events), state_disk + int(states)
     finally:
         await conn.close()
+    head = sum(chain.position for chain in chains)
     return {
         "stored_events": head,
+        "shards": layout.shards,
         "nirs": nirs,
         "seconds": round(seconds, 2),
         "events_per_second": round(head / seconds, 1) if seconds else None,
         "state_seconds": round(state_seconds, 2),
         "settle_seconds": round(settle_seconds, 2),  # VACUUM (ANALYZE), CHECKPOINT
-        "disk_bytes": int(disk),
-        "state_disk_bytes": int(state_disk),
+        "disk_bytes": disk,
+        "state_disk_bytes": state_disk,
     }
 
 
@@ -543,6 +589,56 @@ class ServiceProcess:
             self.process.wait(10)
 
 
+class LockWatch:
+    """While a run lasts, looks at the stores' append locks every few milliseconds
+    (`pg_locks`, joined to the connections, whose names end with their process's id): how
+    often two instances were appending at the same moment, and how often an append was
+    waiting for a lock another held."""
+
+    def __init__(self, dsn: str, schemas: Sequence[str], every: float = 0.005) -> None:
+        self.dsn = dsn
+        self.keys = [EventStore.lock_key_of(schema) for schema in schemas]
+        self.every = every
+        self.looks = self.both = self.waiting = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LockWatch:
+        conn = await asyncpg.connect(self.dsn)
+        self._task = asyncio.create_task(self._watch(conn))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _watch(self, conn: asyncpg.Connection) -> None:
+        try:
+            while not self._stop.is_set():
+                rows = await conn.fetch(
+                    "SELECT a.application_name AS name, l.granted FROM pg_locks l"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                    " AND l.objid::bigint = ANY($1::bigint[])",
+                    self.keys,
+                )
+                holders = {r["name"].rsplit("-", 1)[-1] for r in rows if r["granted"]}
+                self.looks += 1
+                self.both += len(holders) >= 2
+                self.waiting += any(not r["granted"] for r in rows)
+                await asyncio.sleep(self.every)
+        finally:
+            await conn.close()
+
+    def report(self) -> dict[str, Any]:
+        looks = max(self.looks, 1)
+        return {
+            "looks": self.looks,
+            "two_appending": round(self.both / looks, 3),
+            "waiting": round(self.waiting / looks, 3),
+        }
+
+
 # --- one row ----------------------------------------------------------------------------------
 
 
@@ -557,6 +653,7 @@ class Runs:
     timeout: float  # bounds each wait
     keep: bool  # leave the row's schema and topics behind
     pair: bool = False  # then a run with two instances (the first row only)
+    shards: int = 1  # the row's store split into that many shards
 
 
 async def measure_row(
@@ -565,7 +662,8 @@ async def measure_row(
     """Fill a store of `size` events (0: the runs' registry only), then start, throughput,
     latency and the passthrough; with `runs.pair`, then the same throughput run again with
     a second instance in the group; the row's schema and topics dropped at the end."""
-    s = await provision_services(run_settings(bootstrap, dsn, suffix), (KIND.name,))
+    plain = run_settings(bootstrap, dsn, suffix).model_copy(update={"store_shards": runs.shards})
+    s = await provision_services(plain, (KIND.name,))
     through = (f"{suffix}.passthrough.in", f"{suffix}.passthrough.out")
     names = [*s.all_topics(), *through]
     row: dict[str, Any] = {"size": size, "suffix": suffix}
@@ -635,13 +733,21 @@ async def _throughput(
     """`work` published to the running instances; from the first send to the last decision
     read back, and their CPU time meanwhile."""
     cpu_before = sum(cpu_seconds(service.pid) for service in services)
-    started = time.monotonic()
-    await publish(producer, KIND.input_topic(s), ((m.key, m.value) for m in work))
-    await until(lambda: w.decided(work) == len(work), timeout, "the throughput run", 0.02)
+    conn = await asyncpg.connect(s.database_url.get_secret_value())
+    try:
+        schemas = (await read_layout(conn, KIND.schema(s))).schemas
+    finally:
+        await conn.close()
+    async with LockWatch(s.database_url.get_secret_value(), schemas) as locks:
+        started = time.monotonic()
+        await publish(producer, KIND.input_topic(s), ((m.key, m.value) for m in work))
+        await until(lambda: w.decided(work) == len(work), timeout, "the throughput run", 0.02)
     seconds = max(w.arrived[m.event_id] for m in work) - started
     cpu = sum(cpu_seconds(service.pid) for service in services) - cpu_before
     return {
         "instances": len(services),
+        "shards": len(schemas),
+        "locks": locks.report(),
         "events": len(work),
         "decided": w.decided(work),
         "seconds": round(seconds, 3),
@@ -694,12 +800,15 @@ async def measure(
     events: int,
     rate: float,
     latency_seconds: float,
+    shards: int,
     timeout: float,
     keep: bool,
 ) -> dict[str, Any]:
-    """The empty row, then one row per size; the report."""
+    """The empty row, then one row per size, then the empty row again in shards; the report."""
     if events < 2 or rate <= 0 or latency_seconds <= 0 or not 1 <= nirs <= MAX_NIRS:
         raise ValueError("--events ≥ 2, --rate and --latency-seconds > 0, 1 ≤ --nirs ≤ 1000000")
+    if shards == 1 or not 0 <= shards <= MAX_SHARDS:
+        raise ValueError(f"--shards: 0 (none) or 2 to {MAX_SHARDS}")
     suffix = f"benchscale{secrets.token_hex(4)}"
     t = await template()
     run_nirs = min(RUN_NIRS, nirs)
@@ -719,9 +828,12 @@ async def measure(
         "rows": [],
     }
     runs = Runs(events, rate, latency_seconds, timeout, keep)
-    plan = [(0, run_nirs), *((size, min(nirs, size // 2)) for size in sizes)]
-    for index, (size, registry) in enumerate(plan):
-        on = dataclasses.replace(runs, pair=index == 0)  # one instance against two, once
+    plan = [(0, run_nirs, 1), *((size, min(nirs, size // 2), 1) for size in sizes)]
+    if shards:
+        plan.append((0, run_nirs, shards))
+    for index, (size, registry, split) in enumerate(plan):
+        # one instance against two: on one store, and on one in shards
+        on = dataclasses.replace(runs, pair=index == 0 or split > 1, shards=split)
         row = await measure_row(
             bootstrap, dsn, t, f"{suffix}x{index}", on, size=size, nirs=max(registry, run_nirs)
         )
@@ -742,10 +854,11 @@ async def measure(
         and ("pair" not in r or r["pair"]["decided"] == r["pair"]["events"])
         for r in report["rows"]
     )
-    if "pair" in empty:
-        empty["pair"]["ratio"] = _ratio(
-            empty["pair"]["events_per_second"], empty["service"]["events_per_second"]
-        )
+    for row in report["rows"]:
+        if "pair" in row:
+            row["pair"]["ratio"] = _ratio(
+                row["pair"]["events_per_second"], row["service"]["events_per_second"]
+            )
     return report
 
 
@@ -767,7 +880,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['events']:,} contributions over {r['run_nirs']:,} NIRs, then {r['rate']:,.0f}/s "
         f"for {r['latency_seconds']:g} s; RSS of {r['memory_of']}",
         "",
-        f"{'stored':>10} {'fill s':>7} {'state s':>7} {'disk MiB':>9} {'state MiB':>9} "
+        f"{'stored':>10} {'shards':>6} {'fill s':>7} {'state s':>7} {'disk MiB':>9} "
+        f"{'state MiB':>9} "
         f"{'ready s':>8} {'RSS rdy':>8} {'RSS aft':>8} {'svc ev/s':>9} {'raw ev/s':>9} "
         f"{'ratio':>6} {'cpu ms/in':>9} {'med ms':>7} {'p99 ms':>7} {'max ms':>7} {'×RSS':>6} "
         f"{'×thr':>6} {'×p99':>6}",
@@ -775,7 +889,8 @@ def format_report(r: dict[str, Any]) -> str:
     for row in r["rows"]:
         fl, sv, lt, x = row["fill"], row["service"], row["latency"], row["ratios"]
         lines.append(
-            f"{fl['stored_events']:>10,} {fl['seconds']:>7.1f} {fl['state_seconds']:>7.1f} "
+            f"{fl['stored_events']:>10,} {fl['shards']:>6} {fl['seconds']:>7.1f} "
+            f"{fl['state_seconds']:>7.1f} "
             f"{fl['disk_bytes'] / 2**20:>9,.0f} {fl['state_disk_bytes'] / 2**20:>9,.0f} "
             f"{row['ready_seconds']:>8.2f} "
             f"{row['rss_ready_kib'] / 1024:>8,.0f} {row['rss_after_kib'] / 1024:>8,.0f} "
@@ -785,17 +900,9 @@ def format_report(r: dict[str, Any]) -> str:
             f"{_num(lt['p99_ms'], 1):>7} {_num(lt['max_ms'], 1):>7} "
             f"{_num(x['rss'], 2):>6} {_num(x['throughput'], 2):>6} {_num(x['p99'], 2):>6}"
         )
-    pair = r["rows"][0].get("pair") if r["rows"] else None
-    if pair:
-        one = r["rows"][0]["service"]
-        lines += [
-            "",
-            f"two instances on the first row's store: {_num(pair['events_per_second'])} "
-            f"inputs/s against {_num(one['events_per_second'])} for one (×"
-            f"{_num(pair['ratio'], 2)}); CPU {pair['cpu_ms_per_input']:.3f} ms per input for "
-            f"both, against {one['cpu_ms_per_input']:.3f} (one store, one lock: their "
-            "appends take turns)",
-        ]
+    for row in r["rows"]:
+        if "pair" in row:
+            lines += ["", _pair_line(row)]
     lines += [
         "",
         "RSS in MiB; ratio = service / raw passthrough; × = this row over the first (the "
@@ -805,6 +912,22 @@ def format_report(r: dict[str, Any]) -> str:
         f"schemas, roles and topics of {r['suffix']}: {'kept' if r['kept'] else 'dropped'}",
     ]
     return "\n".join(lines)
+
+
+def _pair_line(row: dict[str, Any]) -> str:
+    """One instance against two on a row's store, and how their appends met."""
+    one, pair = row["service"], row["pair"]
+    store = (
+        f"the store in {one['shards']} shards" if one["shards"] > 1 else "the store in one piece"
+    )
+    return (
+        f"{store} ({row['fill']['stored_events']:,} events): two instances "
+        f"{_num(pair['events_per_second'])} inputs/s against {_num(one['events_per_second'])} "
+        f"for one (×{_num(pair['ratio'], 2)}); CPU {pair['cpu_ms_per_input']:.3f} ms per input "
+        f"for both, against {one['cpu_ms_per_input']:.3f}; of {pair['locks']['looks']:,} looks "
+        f"at the append locks, {100 * pair['locks']['two_appending']:.1f} % saw both instances "
+        f"appending at once, {100 * pair['locks']['waiting']:.1f} % an append waiting for a lock"
+    )
 
 
 def _num(value: float | None, digits: int = 0) -> str:

@@ -164,7 +164,8 @@ def _assert_replays(service: ServiceDescription, store: MemoryEventStore) -> Non
     events recorded after it."""
     processor = service.new_processor()
     assert store.revisions_start is not None
-    processor.revisions_from = store.revisions_start
+    # where revisions start, and a shard's own ids (none: a store in one piece)
+    processor.starting(Starts(store.revisions_start, 1, *store.space))
     events, i = store.events, 0
     while i < len(events):
         event = events[i]
