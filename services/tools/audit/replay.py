@@ -13,8 +13,10 @@ The comparison is a pure fold (`Replayer.step`): the async part only reads the s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
+from uuid import UUID
 
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.domain.catalog import HEAD_MODELS, ServiceDescription
@@ -293,9 +295,14 @@ async def replay(
     rules: Any = None,
     selection: Selection | None = None,
     batch: int = 5000,
+    ids: Callable[[UUID, int, str], UUID] | None = None,
 ) -> ReplaySummary:
-    """Replay the whole store of `service` (up to the selection's last position)."""
+    """Replay the whole store of `service` (up to the selection's last position); `ids`,
+    when given, names the decisions instead of `decision_id` (a shard's copy of a store
+    split in shards keeps the ids the whole store gave: services/tools/audit/split.py)."""
     replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
+    if ids is not None:
+        cast(Any, replayer.processor).ids = ids
     # a store recorded before revisions existed is not revised by its replay
     starts = await store.revisions_from()
     replayer.processor.revisions_from = starts.revisions

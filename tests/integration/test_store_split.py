@@ -1,0 +1,177 @@
+"""`mandat store split`: a store of one sequence, with a real history (parked inputs, payments,
+rejections, a convention terminated and its revisions in steps), moved into shards; each
+shard's replay verifies; the sharded service then decides on the histories it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import asyncpg
+import pytest
+from support import (
+    Feed,
+    affiliation,
+    convention,
+    cotisation,
+    nir,
+    organisme,
+    paiement,
+    store_events,
+    wait_for_store,
+)
+
+from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.shards import read_layout
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of
+from services.domain.catalog import COLLECTION
+from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED
+from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.audit.split import SplitError, split_store
+from services.tools.cli import main
+
+pytestmark = pytest.mark.integration
+
+SHARDS = 3
+PEOPLE = 24
+EVERYWHERE = ABOUT_ORGANISMS | {REVISIONS_OPENED, REVISION_STEP}
+
+
+async def _history(settings: ServiceSettings, database_url: str) -> list[asyncpg.Record]:
+    """A store of one sequence filled through the collection service's write path."""
+    people = [nir(300 + k) for k in range(PEOPLE)]
+    assert len({shard_of(n, SHARDS) for n in people}) == SHARDS
+    late = nir(399)  # a contribution parked until its person's affiliation comes
+    store: EventStore = await prepare_store(database_url, settings.collection_schema)
+    try:
+        feeder = Feeder(store, COLLECTION, settings)
+        for fact in (organisme("OC-1"), convention("CNV-1", "OC-1")):
+            feeder.message(*fact)
+        for person in people:
+            feeder.message(*affiliation(person, "OC-1"))
+        await feeder.flush()
+        feeder.message(*cotisation("COT-LATE", late, debut="2017-07-01"))
+        for k, person in enumerate(people):
+            feeder.message(*cotisation(f"COT-{k}", person, debut="2017-07-01"))
+        await feeder.flush()
+        for k, person in enumerate(people[::3]):
+            feeder.message(*paiement(f"PAY-{k}", f"COT-{3 * k}", person, 50000))
+        feeder.raw(feeder.topic_of("CotisationDue"), b"{not json", people[1].encode())
+        feeder.raw(feeder.topic_of("CotisationDue"), b"\x00\xff")  # no key
+        await feeder.flush()
+        await feeder.send(*affiliation(late, "OC-1"))  # unblocks COT-LATE
+        # the termination revises everyone's contributions, in steps (a task)
+        await feeder.send("ConventionResiliee", {"convention_id": "CNV-1", "effet_au": "2017-06-30"})
+        feeder.message(*cotisation("COT-AFTER", people[2], debut="2018-01-01"))
+        await feeder.flush()
+    finally:
+        await store.pool.close()
+    return await store_events(database_url, settings.collection_schema)
+
+
+async def test_a_store_split_into_shards_replays_and_runs_on(
+    settings: ServiceSettings, database_url: str
+) -> None:
+    hub = settings.collection_schema
+    before = await _history(settings, database_url)
+    kinds = Counter(r["event_type"] for r in before)
+    assert kinds["EncaissementRevise"] >= PEOPLE // 2 and kinds[REVISION_STEP] >= 1
+    assert kinds["MessageRejete"] == 2 and kinds["DecisionEnAttente"] >= 1
+
+    report = await split_store(database_url, COLLECTION, hub, SHARDS)
+    assert report.ok and report.recorded, report
+    assert report.hub_head == len(before)
+    for shard in report.reports:
+        assert shard.chain_ok and shard.mismatches == 0
+        assert shard.matched == shard.decisions_checked > 0
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        layout = await read_layout(conn, hub)
+        assert layout.shards == SHARDS
+        kept = await conn.fetchval(f'SELECT count(*) FROM "{hub}".events')
+        split = await conn.fetchrow(f'SELECT * FROM "{hub}".store_split')
+        claims = {r["key"]: r["shard"] for r in await conn.fetch(f'SELECT * FROM "{hub}".claims')}
+        rows = []
+        for k, schema in enumerate(layout.schemas):
+            rows += [
+                (k, r)
+                for r in await conn.fetch(f'SELECT * FROM "{schema}".events ORDER BY position')
+            ]
+    finally:
+        await conn.close()
+    assert kept == len(before) and split["head_position"] == len(before)
+    assert split["shards"] == SHARDS
+    # every event of the hub copied once, those about organisms and tasks once per shard
+    copies = Counter(str(r["event_id"]) for _, r in rows)
+    for event in before:
+        expected = SHARDS if event["event_type"] in EVERYWHERE else 1
+        assert copies[str(event["event_id"])] == expected, event["event_type"]
+    assert sum(copies.values()) == sum(
+        SHARDS if e["event_type"] in EVERYWHERE else 1 for e in before
+    )
+    for k, row in rows:  # a person's events in their shard; positions and rejections renumbered
+        person = json.loads(row["payload"]).get("nir")
+        if person is not None:
+            assert k == shard_of(person, SHARDS)
+    for k in range(SHARDS):
+        mine = [r for s, r in rows if s == k]
+        assert [r["position"] for r in mine] == list(range(1, len(mine) + 1))
+        rejected = [r["stream_version"] for r in mine if r["stream_id"] == "rejets"]
+        assert rejected == list(range(1, len(rejected) + 1))
+    # the ids the runtime claims: inputs' event ids, contributions' and payments' ids
+    inputs = [e for e in before if e["event_type"] in COLLECTION.input_types]
+    claimed_inputs = [e for e in inputs if e["event_type"] not in ABOUT_ORGANISMS]
+    assert {f"e:{e['event_id']}" for e in claimed_inputs} <= claims.keys()
+    assert claims["c:COT-0"] == shard_of(nir(300), SHARDS)
+    assert claims["y:PAY-1"] == shard_of(nir(303), SHARDS)
+    assert len(claims) == len(claimed_inputs) + kinds["CotisationDue"] + kinds["PaiementRecu"]
+
+    # the service runs on the shards: a payment on a contribution of the split history
+    person = nir(301)
+    async with build_runtime("collection", settings).running() as runtime, Feed(
+        settings.kafka_bootstrap_servers
+    ) as feed:
+        assert runtime.layout.shards == SHARDS
+        await feed.send(settings.topic_cotisations, paiement("PAY-NEW", "COT-1", person, 100))
+        found = await wait_for_store(
+            database_url, hub, frozenset({"PaiementRecu"}), kinds["PaiementRecu"] + 1
+        )
+    assert found == kinds["PaiementRecu"] + 1
+    after = await store_events(database_url, hub)
+    new = [r for r in after if r["event_type"] == "PaiementRecu" and "PAY-NEW" in r["payload"]]
+    assert [r["shard"] for r in new] == [shard_of(person, SHARDS)]
+    caused = [
+        r
+        for r in after
+        if json.loads(r["metadata"]).get("causation_id") == str(new[0]["event_id"])
+    ]
+    assert caused, "the payment was recorded but not decided"
+    assert all(r["shard"] == shard_of(person, SHARDS) for r in caused)
+
+
+async def _small_history(settings: ServiceSettings, database_url: str) -> None:
+    store = await prepare_store(database_url, settings.collection_schema)
+    try:
+        feeder = Feeder(store, COLLECTION, settings)
+        await feeder.send(*organisme("OC-1"))
+        await feeder.send(*affiliation(nir(1), "OC-1"))
+    finally:
+        await store.pool.close()
+
+
+def test_a_second_split_is_refused(
+    settings: ServiceSettings, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub = settings.collection_schema
+    asyncio.run(_small_history(settings, database_url))
+    argv = ["store", "split", "--database-url", database_url, "--collection-schema", hub]
+    assert main([*argv, "--service", "collection", "--shards", "2"]) == 0
+    assert "layout recorded: 2 shards" in capsys.readouterr().out
+    with pytest.raises(SplitError, match="already in 2 shards"):
+        asyncio.run(split_store(database_url, COLLECTION, hub, 2))
+    assert main([*argv, "--service", "collection", "--shards", "4"]) == 2
+    assert "already in 2 shards" in capsys.readouterr().err
