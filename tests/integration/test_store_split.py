@@ -28,8 +28,10 @@ from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of
 from services.domain.catalog import COLLECTION
+from services.domain.kernel.processing import decision_id
 from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED
 from services.tools.audit.feed import Feeder, prepare_store
+from services.tools.audit import split
 from services.tools.audit.split import SplitError, split_store
 from services.tools.cli import main
 
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 SHARDS = 3
 PEOPLE = 24
-EVERYWHERE = ABOUT_ORGANISMS | {REVISIONS_OPENED, REVISION_STEP}
+TASKS = frozenset({REVISIONS_OPENED, REVISION_STEP})
 
 
 async def _history(settings: ServiceSettings, database_url: str) -> list[asyncpg.Record]:
@@ -67,6 +69,22 @@ async def _history(settings: ServiceSettings, database_url: str) -> list[asyncpg
         await feeder.send("ConventionResiliee", {"convention_id": "CNV-1", "effet_au": "2017-06-30"})
         feeder.message(*cotisation("COT-AFTER", people[2], debut="2018-01-01"))
         await feeder.flush()
+        # organisms with people in one shard only: their tasks are not opened everywhere
+        solo, alone = nir(398), nir(397)
+        for fact in (
+            organisme("OC-2"),
+            convention("CNV-2", "OC-2"),
+            affiliation(solo, "OC-2"),
+            cotisation("COT-SOLO", solo, debut="2017-07-01"),
+            organisme("OC-3"),
+            convention("CNV-3", "OC-3"),
+            affiliation(alone, "OC-3"),
+            cotisation("COT-ALONE", alone, debut="2017-07-01"),
+        ):
+            await feeder.send(*fact)
+        # CNV-2 moved to OC-1: a task about OC-1 and OC-2; CNV-3 terminated: about OC-3
+        await feeder.send(*convention("CNV-2", "OC-1"))
+        await feeder.send("ConventionResiliee", {"convention_id": "CNV-3", "effet_au": "2017-06-30"})
     finally:
         await store.pool.close()
     return await store_events(database_url, settings.collection_schema)
@@ -87,6 +105,9 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
     for shard in report.reports:
         assert shard.chain_ok and shard.mismatches == 0
         assert shard.matched == shard.decisions_checked > 0
+    # outcomes about people of several shards (a step, a fact unblocking parked inputs):
+    # each shard holds its part, under the ids the store gave
+    assert sum(shard.renamed for shard in report.reports) > 0
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -105,14 +126,24 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
         await conn.close()
     assert kept == len(before) and split["head_position"] == len(before)
     assert split["shards"] == SHARDS
-    # every event of the hub copied once, those about organisms and tasks once per shard
+    # every event of the hub copied once, those about organisms once per shard, a task's
+    # in each shard with people of its organisms
     copies = Counter(str(r["event_id"]) for _, r in rows)
     for event in before:
-        expected = SHARDS if event["event_type"] in EVERYWHERE else 1
+        if event["event_type"] in TASKS:
+            assert 1 <= copies[str(event["event_id"])] <= SHARDS
+            continue
+        expected = SHARDS if event["event_type"] in ABOUT_ORGANISMS else 1
         assert copies[str(event["event_id"])] == expected, event["event_type"]
-    assert sum(copies.values()) == sum(
-        SHARDS if e["event_type"] in EVERYWHERE else 1 for e in before
-    )
+    openings = [e for e in before if e["event_type"] == REVISIONS_OPENED]
+    assert len(openings) == 3
+    assert sorted(copies[str(e["event_id"])] for e in openings) == [1, SHARDS, SHARDS]
+    lists = Counter(
+        tuple(json.loads(r["payload"])["organismes"])
+        for _, r in rows
+        if r["event_type"] == REVISIONS_OPENED
+    )  # OC-1 everywhere, OC-2 where its one person is, OC-3 likewise
+    assert lists == {("OC-1",): SHARDS + SHARDS - 1, ("OC-1", "OC-2"): 1, ("OC-3",): 1}
     for k, row in rows:  # a person's events in their shard; positions and rejections renumbered
         person = json.loads(row["payload"]).get("nir")
         if person is not None:
@@ -175,3 +206,33 @@ def test_a_second_split_is_refused(
         asyncio.run(split_store(database_url, COLLECTION, hub, 2))
     assert main([*argv, "--service", "collection", "--shards", "4"]) == 2
     assert "already in 2 shards" in capsys.readouterr().err
+
+
+def test_a_split_that_does_not_replay_records_nothing(
+    settings: ServiceSettings,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Shards whose replay names decisions otherwise than the record (here: the ids of the
+    store forgotten) fail the split: exit 1, the layout and the split left unrecorded."""
+    hub = settings.collection_schema
+    asyncio.run(_history(settings, database_url))
+    monkeypatch.setattr(split.ShardCopy, "ids", lambda self, t, n, s: decision_id(t, n, s))
+    argv = ["store", "split", "--database-url", database_url, "--collection-schema", hub]
+    assert main([*argv, "--service", "collection", "--shards", str(SHARDS)]) == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH" in captured.out and "layout NOT recorded" in captured.err
+
+    async def recorded() -> tuple[int, int]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            layout = await read_layout(conn, hub)
+            return layout.shards, await conn.fetchval(f'SELECT count(*) FROM "{hub}".store_split')
+        finally:
+            await conn.close()
+
+    assert asyncio.run(recorded()) == (1, 0)
+    # and a second attempt over the shards it filled is refused, not mixed into them
+    with pytest.raises(SplitError, match="holds events"):
+        asyncio.run(split_store(database_url, COLLECTION, hub, SHARDS))

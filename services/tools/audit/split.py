@@ -4,11 +4,13 @@ what goes where).
 
 Run as the database owner with the service stopped. The hub's own events are left as they
 are (append-only: the archive the shards are copied from). Every one of them is copied, in
-order, into its shard -- or into every shard, for a fact about organisms and for a revision
-task's opening and steps (each shard's replay re-runs a step over its own people) -- with
-its id, stream, type, payload, metadata and recording time; each shard gives them its own
-positions and hash chain. A stream's events all go to one shard and keep their versions,
-except the rejections' stream, split by Kafka key and numbered again in each shard.
+order, into its shard -- or into every shard, for a fact about organisms -- with its id,
+stream, type, payload, metadata and recording time; each shard gives them its own positions
+and hash chain. A stream's events all go to one shard and keep their versions, except the
+rejections' stream, split by Kafka key and numbered again in each shard. A revision task
+(its opening and steps) goes to each shard that has people of its organisms, for those
+organisms only (the opening lists them: what that shard would have recorded), its stream
+numbered again there; each shard's replay re-runs a step over its own people.
 
 A decision's id is the rank it had in the outcome of its input in the one store; a shard
 holds the part of that outcome about its people, so its replay names the decisions as the
@@ -27,7 +29,7 @@ import binascii
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -45,13 +47,17 @@ from services.domain.catalog import PAYLOAD_MODELS, SERVICES, ServiceDescription
 from services.domain.kernel.processing import REJECTION, Input, decision_id
 from services.domain.kernel.records import GENESIS_HASH, chained
 from services.domain.kernel.streams import REJECTIONS_STREAM
-from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED
+from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED, task_stream
 from services.tools.audit.options import CommandError, endpoint, settings_of
 from services.tools.audit.reading import is_input
 from services.tools.audit.replay import replay
 
 EVERY = -1
 """The place of an event every shard records."""
+
+TASK_STREAMS = task_stream("")
+"""What the streams of revision tasks start with: a shard holds the steps of a task about
+the organisms it has people of, numbered again in its stream."""
 
 CHUNK = 5000
 """Events read from the hub, and written to each shard, at a time."""
@@ -69,7 +75,7 @@ class ShardCopy:
     schema: str
     head: int = 0
     hash: bytes = GENESIS_HASH
-    rejections: int = 0  # the version of its part of the rejections' stream
+    versions: dict[str, int] = field(default_factory=dict)  # of the streams it numbers again
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     renamed: dict[tuple[UUID, int], UUID] = field(default_factory=dict)
     """(input, rank in this shard's part of its outcome) -> the decision's id in the store,
@@ -82,12 +88,12 @@ class ShardCopy:
         return self.renamed.get((trigger, n)) or decision_id(trigger, n, service)
 
     def append(self, event: StoredEvent) -> int:
-        """Give `event` this shard's next position (and version, for a rejection); chain it."""
+        """Give `event` this shard's next position (and version, in a stream it numbers
+        again: its part of the rejections, of a revision task); chain it."""
         self.head += 1
         version = event.stream_version
-        if event.stream_id == REJECTIONS_STREAM:
-            self.rejections += 1
-            version = self.rejections
+        if event.stream_id == REJECTIONS_STREAM or event.stream_id.startswith(TASK_STREAMS):
+            version = self.versions[event.stream_id] = self.versions.get(event.stream_id, 0) + 1
         payload, metadata, self.hash = chained(
             self.hash, self.head, event.stream_id, version, event, event.recorded_at
         )
@@ -115,6 +121,7 @@ class ShardReport:
     shard: int
     schema: str
     events: int
+    renamed: int  # decisions whose rank in their outcome is another here than in the store
     chain_ok: bool
     decisions_checked: int
     matched: int
@@ -230,6 +237,8 @@ class Splitter:
         self._head: StoredEvent | None = None
         self._head_place: int | None = None
         self._ranks: list[int] = [0] * len(copies)  # rank in each shard's part of the outcome
+        self.peopled: list[set[str]] = [set() for _ in copies]  # organisms with people, by shard
+        self.tasks: dict[str, dict[int, set[str]]] = {}  # a task's organisms in each shard
 
     def take(self, event: StoredEvent) -> None:
         """Copy one event of the hub (the next in its order) into its shard(s)."""
@@ -241,24 +250,54 @@ class Splitter:
             for key, shard in claims_of(event, place):
                 if self.claims.setdefault(key, shard) != shard:
                     raise SplitError(f"an id claimed by two shards (event {event.position})")
-        targets = range(len(self.copies)) if place == EVERY else (place,)
-        for k in targets:
-            copy = self.copies[k]
-            at = copy.append(event)
-            for name, since in self.starts.items():
-                if event.position >= since:
-                    copy.starts.setdefault(name, at)
-            for name, published in self.relays.items():
-                if event.position <= published:
-                    copy.relayed[name] = at
-            if starts_step:
-                continue
-            self._ranks[k] += 1
-            head = self._head
-            assert head is not None
-            if decision_id(head.event_id, self._ranks[k], self.service) != event.event_id:
-                copy.renamed[(head.event_id, self._ranks[k])] = event.event_id
+        if event.event_type == "AffiliationEnregistree" and place != EVERY:
+            self.peopled[place].add(str(event.payload.get("organisme_id")))
+        for k, copied in self.targets(event, place):
+            self._copy(self.copies[k], copied, decision=not starts_step)
 
+    def targets(self, event: StoredEvent, place: int) -> Iterator[tuple[int, StoredEvent]]:
+        """Each shard `event` goes to, and the event as that shard holds it. A revision
+        task is opened in a shard, and its steps copied there, only for the organisms that
+        shard has people of: what the shard would have recorded (the rules open no task
+        for an organism nobody was affiliated to)."""
+        if place != EVERY:
+            yield place, event
+            return
+        if event.event_type == REVISIONS_OPENED:
+            fact, organisms = str(event.payload["fait_id"]), list(event.payload["organismes"])
+            for k in range(len(self.copies)):
+                mine = [o for o in organisms if o in self.peopled[k]]
+                self.tasks.setdefault(fact, {})[k] = set(mine)
+                if mine == organisms:
+                    yield k, event
+                elif mine:
+                    yield k, replace(event, payload={**event.payload, "organismes": mine})
+            return
+        if event.event_type == REVISION_STEP:
+            opened = self.tasks.get(str(event.payload.get("fait_id")), {})
+            for k in range(len(self.copies)):
+                if event.payload.get("organisme_id") in opened.get(k, ()):
+                    yield k, event
+            return
+        for k in range(len(self.copies)):
+            yield k, event
+
+    def _copy(self, copy: ShardCopy, event: StoredEvent, *, decision: bool) -> None:
+        at = copy.append(event)
+        for name, since in self.starts.items():
+            if event.position >= since:
+                copy.starts.setdefault(name, at)
+        for name, published in self.relays.items():
+            if event.position <= published:
+                copy.relayed[name] = at
+        if not decision:
+            return
+        k = copy.shard
+        self._ranks[k] += 1
+        head = self._head
+        assert head is not None
+        if decision_id(head.event_id, self._ranks[k], self.service) != event.event_id:
+            copy.renamed[(head.event_id, self._ranks[k])] = event.event_id
 
     def close(self, copy: ShardCopy) -> None:
         """After the last event: a start the shard never reached is its next position, and a
@@ -397,6 +436,7 @@ async def _verify(store: EventStore, service: ServiceDescription, copy: ShardCop
         copy.shard,
         copy.schema,
         copy.head,
+        len(copy.renamed),
         chain.ok and chain.checked == copy.head,
         summary.decisions_checked,
         summary.matched,
@@ -441,7 +481,8 @@ def _print(report: SplitReport) -> None:
     for r in report.reports:
         verdict = "ok" if r.ok else "MISMATCH"
         print(
-            f"  shard {r.shard} ({r.schema}): {r.events:,} events, chain"
+            f"  shard {r.shard} ({r.schema}): {r.events:,} events ({r.renamed:,} decisions"
+            " ranked otherwise in their outcome), chain"
             f" {'ok' if r.chain_ok else 'BROKEN'}, {r.decisions_checked:,} decisions checked,"
             f" {r.matched:,} matched: {verdict}"
         )
