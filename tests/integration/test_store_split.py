@@ -18,6 +18,7 @@ from support import (
     nir,
     organisme,
     paiement,
+    prestation,
     store_events,
     wait_for_store,
 )
@@ -27,16 +28,17 @@ from services.adapters.eventstore.shards import read_layout
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of
-from services.domain.catalog import COLLECTION
+from services.domain.catalog import BENEFITS, COLLECTION
 from services.domain.kernel.processing import decision_id
 from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED
-from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit import split
+from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit.split import SplitError, split_store
 from services.tools.cli import main
 
 pytestmark = pytest.mark.integration
 
+VERSEMENT = "VERSEMENT_PRESTATIONS_ESPECES"
 SHARDS = 3
 PEOPLE = 24
 TASKS = frozenset({REVISIONS_OPENED, REVISION_STEP})
@@ -66,7 +68,9 @@ async def _history(settings: ServiceSettings, database_url: str) -> list[asyncpg
         await feeder.flush()
         await feeder.send(*affiliation(late, "OC-1"))  # unblocks COT-LATE
         # the termination revises everyone's contributions, in steps (a task)
-        await feeder.send("ConventionResiliee", {"convention_id": "CNV-1", "effet_au": "2017-06-30"})
+        await feeder.send(
+            "ConventionResiliee", {"convention_id": "CNV-1", "effet_au": "2017-06-30"}
+        )
         feeder.message(*cotisation("COT-AFTER", people[2], debut="2018-01-01"))
         await feeder.flush()
         # organisms with people in one shard only: their tasks are not opened everywhere
@@ -84,7 +88,9 @@ async def _history(settings: ServiceSettings, database_url: str) -> list[asyncpg
             await feeder.send(*fact)
         # CNV-2 moved to OC-1: a task about OC-1 and OC-2; CNV-3 terminated: about OC-3
         await feeder.send(*convention("CNV-2", "OC-1"))
-        await feeder.send("ConventionResiliee", {"convention_id": "CNV-3", "effet_au": "2017-06-30"})
+        await feeder.send(
+            "ConventionResiliee", {"convention_id": "CNV-3", "effet_au": "2017-06-30"}
+        )
     finally:
         await store.pool.close()
     return await store_events(database_url, settings.collection_schema)
@@ -163,9 +169,10 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
 
     # the service runs on the shards: a payment on a contribution of the split history
     person = nir(301)
-    async with build_runtime("collection", settings).running() as runtime, Feed(
-        settings.kafka_bootstrap_servers
-    ) as feed:
+    async with (
+        build_runtime("collection", settings).running() as runtime,
+        Feed(settings.kafka_bootstrap_servers) as feed,
+    ):
         assert runtime.layout.shards == SHARDS
         await feed.send(settings.topic_cotisations, paiement("PAY-NEW", "COT-1", person, 100))
         found = await wait_for_store(
@@ -176,9 +183,7 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
     new = [r for r in after if r["event_type"] == "PaiementRecu" and "PAY-NEW" in r["payload"]]
     assert [r["shard"] for r in new] == [shard_of(person, SHARDS)]
     caused = [
-        r
-        for r in after
-        if json.loads(r["metadata"]).get("causation_id") == str(new[0]["event_id"])
+        r for r in after if json.loads(r["metadata"]).get("causation_id") == str(new[0]["event_id"])
     ]
     assert caused, "the payment was recorded but not decided"
     assert all(r["shard"] == shard_of(person, SHARDS) for r in caused)
@@ -236,3 +241,33 @@ def test_a_split_that_does_not_replay_records_nothing(
     # and a second attempt over the shards it filled is refused, not mixed into them
     with pytest.raises(SplitError, match="holds events"):
         asyncio.run(split_store(database_url, COLLECTION, hub, SHARDS))
+
+
+async def _benefits_history(settings: ServiceSettings, database_url: str) -> int:
+    """A benefits store: benefits paid through a convention later terminated."""
+    people = [nir(500 + k) for k in range(12)]
+    store = await prepare_store(database_url, settings.benefits_schema)
+    try:
+        feeder = Feeder(store, BENEFITS, settings)
+        feeder.message(*organisme("OC-B"))
+        feeder.message(*convention("CNV-B", "OC-B", objet=VERSEMENT))
+        for person in people:
+            feeder.message(*affiliation(person, "OC-B"))
+        await feeder.flush()
+        for k, person in enumerate(people):
+            feeder.message(*prestation(f"PRE-{k}", person, jour="2017-09-01"))
+        await feeder.flush()
+        await feeder.send(
+            "ConventionResiliee", {"convention_id": "CNV-B", "effet_au": "2017-06-30"}
+        )
+        return await store.head()
+    finally:
+        await store.pool.close()
+
+
+def test_a_benefits_store_splits_too(settings: ServiceSettings, database_url: str) -> None:
+    head = asyncio.run(_benefits_history(settings, database_url))
+    report = asyncio.run(split_store(database_url, BENEFITS, settings.benefits_schema, 2))
+    assert report.ok and report.recorded and report.hub_head == head
+    assert all(r.matched == r.decisions_checked > 0 for r in report.reports)
+    assert report.claims == 12 * 2 + 12  # affiliations' and benefits' event ids, benefits' ids

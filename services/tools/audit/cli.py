@@ -377,8 +377,8 @@ _COMMANDS: tuple[tuple[str, str, tuple[_Action, ...]], ...] = (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `replay`, `audit`, `rejections`, `state`, `store` and `projections` to the `mandat` command
-    line, as `_COMMANDS` lists them."""
+    """Add `replay`, `audit`, `rejections`, `state`, `store` and `projections` to the
+    `mandat` command line, as `_COMMANDS` lists them."""
     for name, summary, actions in _COMMANDS:
         group = sub.add_parser(name, help=summary).add_subparsers(dest="action", required=True)
         for action in actions:
