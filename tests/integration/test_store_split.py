@@ -19,6 +19,7 @@ from support import (
     organisme,
     paiement,
     prestation,
+    read_topics,
     store_events,
     wait_for_store,
 )
@@ -105,6 +106,15 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
     assert kinds["EncaissementRevise"] >= PEOPLE // 2 and kinds[REVISION_STEP] >= 1
     assert kinds["MessageRejete"] == 2 and kinds["DecisionEnAttente"] >= 1
 
+    conn = await asyncpg.connect(database_url)
+    try:  # as a relay that published the whole store would have left it
+        await conn.execute(
+            f'INSERT INTO "{hub}".relay_checkpoints (relay, position) VALUES ($1, $2)',
+            COLLECTION.name,
+            len(before),
+        )
+    finally:
+        await conn.close()
     report = await split_store(database_url, COLLECTION, hub, SHARDS)
     assert report.ok and report.recorded, report
     assert report.hub_head == len(before)
@@ -122,6 +132,10 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
         kept = await conn.fetchval(f'SELECT count(*) FROM "{hub}".events')
         split = await conn.fetchrow(f'SELECT * FROM "{hub}".store_split')
         claims = {r["key"]: r["shard"] for r in await conn.fetch(f'SELECT * FROM "{hub}".claims')}
+        relayed = [
+            await conn.fetchval(f'SELECT position FROM "{schema}".relay_checkpoints')
+            for schema in layout.schemas
+        ]
         rows = []
         for k, schema in enumerate(layout.schemas):
             rows += [
@@ -131,6 +145,7 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
     finally:
         await conn.close()
     assert kept == len(before) and split["head_position"] == len(before)
+    assert relayed == [r.events for r in report.reports]  # nothing published again
     assert split["shards"] == SHARDS
     # every event of the hub copied once, those about organisms once per shard, a task's
     # in each shard with people of its organisms
@@ -174,11 +189,20 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
         Feed(settings.kafka_bootstrap_servers) as feed,
     ):
         assert runtime.layout.shards == SHARDS
-        await feed.send(settings.topic_cotisations, paiement("PAY-NEW", "COT-1", person, 100))
+        paid = await feed.send(
+            settings.topic_cotisations, paiement("PAY-NEW", "COT-1", person, 100)
+        )
         found = await wait_for_store(
             database_url, hub, frozenset({"PaiementRecu"}), kinds["PaiementRecu"] + 1
         )
+        published = await read_topics(
+            settings.kafka_bootstrap_servers,
+            [settings.topic_reglements_cotisations],
+            lambda got: any(m.json["causation_id"] == paid for m in got),
+        )
     assert found == kinds["PaiementRecu"] + 1
+    # the shards' relays start where the hub's stood: only the new decision is published
+    assert published and all(m.json["causation_id"] == paid for m in published)
     after = await store_events(database_url, hub)
     new = [r for r in after if r["event_type"] == "PaiementRecu" and "PAY-NEW" in r["payload"]]
     assert [r["shard"] for r in new] == [shard_of(person, SHARDS)]
