@@ -253,15 +253,16 @@ def test_a_split_that_does_not_replay_records_nothing(
     captured = capsys.readouterr()
     assert "MISMATCH" in captured.out and "layout NOT recorded" in captured.err
 
-    async def recorded() -> tuple[int, int]:
+    async def recorded() -> tuple[int, int, int]:
         conn = await asyncpg.connect(database_url)
         try:
             layout = await read_layout(conn, hub)
-            return layout.shards, await conn.fetchval(f'SELECT count(*) FROM "{hub}".store_split')
+            split = await conn.fetchval(f'SELECT count(*) FROM "{hub}".store_split')
+            return layout.shards, split, await conn.fetchval(f'SELECT count(*) FROM "{hub}".claims')
         finally:
             await conn.close()
 
-    assert asyncio.run(recorded()) == (1, 0)
+    assert asyncio.run(recorded()) == (1, 0, 0)
     # and a second attempt over the shards it filled is refused, not mixed into them
     with pytest.raises(SplitError, match="holds events"):
         asyncio.run(split_store(database_url, COLLECTION, hub, SHARDS))

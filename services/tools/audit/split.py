@@ -144,7 +144,7 @@ class SplitReport:
     hub_head: int
     claims: int
     reports: list[ShardReport]
-    copy_seconds: float  # reading the hub, writing the shards and the claims
+    copy_seconds: float  # reading the hub, writing the shards
     seconds: float  # in all: with each shard's fold, chain check and replay
     recorded: bool = False
 
@@ -401,12 +401,6 @@ async def split_store(
                 await _write(writer, copy)
                 splitter.close(copy)
                 await _finish(conn, copy)
-        await conn.execute(
-            f'INSERT INTO "{hub}".claims (key, shard) SELECT * FROM unnest($1::text[],'
-            " $2::smallint[]) ON CONFLICT (key) DO NOTHING",
-            list(splitter.claims),
-            list(splitter.claims.values()),
-        )
         copied = time.perf_counter() - started
         reports = []
         for copy in copies:
@@ -424,7 +418,7 @@ async def split_store(
             time.perf_counter() - started,
         )
         if report.ok:
-            await _record(conn, layout, hub_head, hub_hash)
+            await _record(conn, layout, hub_head, hub_hash, splitter.claims)
             report.recorded = True
         return report
     finally:
@@ -452,11 +446,22 @@ async def _verify(store: EventStore, service: ServiceDescription, copy: ShardCop
 
 
 async def _record(
-    conn: asyncpg.Connection, layout: Layout, head: int, head_hash: bytes | None
+    conn: asyncpg.Connection,
+    layout: Layout,
+    head: int,
+    head_hash: bytes | None,
+    claims: dict[str, int],
 ) -> None:
-    """Record the split and the layout in the hub, and let the service's role (when there
-    is one: `mandat migrate` made it) use the shards."""
+    """Record the split, its claims and the layout in the hub (at once: a split that does
+    not verify leaves none of them), and let the service's role (when there is one:
+    `mandat migrate` made it) use the shards."""
     async with conn.transaction():
+        await conn.execute(  # (a hub of one sequence never claimed anything)
+            f'INSERT INTO "{layout.hub}".claims (key, shard)'
+            " SELECT * FROM unnest($1::text[], $2::smallint[])",
+            list(claims),
+            list(claims.values()),
+        )
         await conn.execute(
             f'INSERT INTO "{layout.hub}".store_split (head_position, head_hash, shards)'
             " VALUES ($1, $2, $3)",
