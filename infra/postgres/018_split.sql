@@ -12,3 +12,16 @@ CREATE TABLE IF NOT EXISTS store_split (
 
 REVOKE ALL ON store_split FROM PUBLIC;
 GRANT SELECT ON store_split TO mandat_service;
+
+-- In a shard of a split store: the decisions whose id is not the one their rank in their
+-- input's outcome in the shard gives (`decision_id(input, rank)`), because the store they
+-- were copied from ranked them among other shards' people. Replay names them from here.
+CREATE TABLE IF NOT EXISTS split_ids (
+    trigger   uuid     NOT NULL,
+    rank      integer  NOT NULL CHECK (rank >= 1),
+    event_id  uuid     NOT NULL,
+    PRIMARY KEY (trigger, rank)
+);
+
+REVOKE ALL ON split_ids FROM PUBLIC;
+GRANT SELECT ON split_ids TO mandat_service;

@@ -25,14 +25,14 @@ from support import (
 )
 
 from services.adapters.eventstore import EventStore
+from services.adapters.eventstore.pool import create_pool
 from services.adapters.eventstore.shards import read_layout
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of
 from services.domain.catalog import BENEFITS, COLLECTION
-from services.domain.kernel.processing import decision_id
 from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED
-from services.tools.audit import split
+from services.tools.audit import replay as replay_module
 from services.tools.audit.feed import Feeder, prepare_store
 from services.tools.audit.split import SplitError, split_store
 from services.tools.cli import main
@@ -124,6 +124,13 @@ async def test_a_store_split_into_shards_replays_and_runs_on(
     # outcomes about people of several shards (a step, a fact unblocking parked inputs):
     # each shard holds its part, under the ids the store gave
     assert sum(shard.renamed for shard in report.reports) > 0
+    # and so does `mandat replay verify` of a shard, later, from what the split kept
+    shard_store = EventStore(await create_pool(database_url, f"{hub}_s0", max_size=2), f"{hub}_s0")
+    try:
+        again = await replay_module.replay(shard_store, COLLECTION)
+    finally:
+        await shard_store.pool.close()
+    assert again.ok and again.matched == report.reports[0].matched
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -243,11 +250,15 @@ def test_a_split_that_does_not_replay_records_nothing(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Shards whose replay names decisions otherwise than the record (here: the ids of the
-    store forgotten) fail the split: exit 1, the layout and the split left unrecorded."""
+    """Shards whose replay names decisions otherwise than the record (here: the ids kept
+    from the store forgotten) fail the split: exit 1, the layout and the split left unrecorded."""
     hub = settings.collection_schema
     asyncio.run(_history(settings, database_url))
-    monkeypatch.setattr(split.ShardCopy, "ids", lambda self, t, n, s: decision_id(t, n, s))
+
+    async def forgotten(store: EventStore) -> None:
+        return None
+
+    monkeypatch.setattr(replay_module, "split_ids", forgotten)
     argv = ["store", "split", "--database-url", database_url, "--collection-schema", hub]
     assert main([*argv, "--service", "collection", "--shards", str(SHARDS)]) == 1
     captured = capsys.readouterr()

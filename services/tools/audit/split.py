@@ -13,9 +13,10 @@ organisms only (the opening lists them: what that shard would have recorded), it
 numbered again there; each shard's replay re-runs a step over its own people.
 
 A decision's id is the rank it had in the outcome of its input in the one store; a shard
-holds the part of that outcome about its people, so its replay names the decisions as the
-store did (`ShardCopy.ids`): what is verified is that each shard's history, re-run alone,
-gives exactly the decisions the store recorded, under the ids it published them with.
+holds the part of that outcome about its people, so where the ranks differ the shard keeps
+the store's id in `split_ids`, and its replay names the decisions from there: what is
+verified is that each shard's history, re-run alone, gives exactly the decisions the store
+recorded, under the ids it published them with.
 
 Nothing is recorded in the hub (its layout, the split) unless every shard's chain holds
 and its replay matches every recorded decision.
@@ -83,10 +84,6 @@ class ShardCopy:
     where the store's rank was another."""
     starts: dict[str, int] = field(default_factory=dict)  # revisions_start & co, mapped
     relayed: dict[str, int] = field(default_factory=dict)  # relay checkpoints, mapped
-
-    def ids(self, trigger: UUID, n: int, service: str) -> UUID:
-        """The id of the n-th event of `trigger`'s outcome in this shard."""
-        return self.renamed.get((trigger, n)) or decision_id(trigger, n, service)
 
     def append(self, event: StoredEvent) -> int:
         """Give `event` this shard's next position (and version, in a stream it numbers
@@ -352,7 +349,8 @@ async def _write(conn: asyncpg.Connection, copy: ShardCopy) -> None:
 
 
 async def _finish(conn: asyncpg.Connection, copy: ShardCopy) -> None:
-    """Where revisions start and relays stand in the shard, as they did in the hub."""
+    """Where revisions start and relays stand in the shard, as they did in the hub, and
+    the ids its replay takes from the store (`split_ids`)."""
     for table, at in copy.starts.items():
         await conn.execute(f'INSERT INTO "{copy.schema}".{table} (position) VALUES ($1)', at)
     for relay, at in copy.relayed.items():
@@ -361,6 +359,12 @@ async def _finish(conn: asyncpg.Connection, copy: ShardCopy) -> None:
             relay,
             at,
         )
+    await conn.copy_records_to_table(
+        "split_ids",
+        schema_name=copy.schema,
+        records=[(trigger, rank, event_id) for (trigger, rank), event_id in copy.renamed.items()],
+        columns=["trigger", "rank", "event_id"],
+    )
 
 
 async def split_store(
@@ -431,7 +435,7 @@ async def _verify(store: EventStore, service: ServiceDescription, copy: ShardCop
     """Fold the shard's decision state, check its chain, replay it against its record."""
     await state.catch_up(store, service.view)
     chain = await store.verify_chain()
-    summary = await replay(store, service, ids=copy.ids)
+    summary = await replay(store, service)  # (naming decisions from split_ids)
     return ShardReport(
         copy.shard,
         copy.schema,
