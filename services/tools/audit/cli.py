@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.domain import catalog
-from services.tools.audit import commands, statecmd
+from services.tools.audit import commands, split, statecmd
 from services.tools.audit.options import CommandError
 
 Adder = Callable[[argparse.ArgumentParser], object]
@@ -337,6 +337,23 @@ _COMMANDS: tuple[tuple[str, str, tuple[_Action, ...]], ...] = (
         ),
     ),
     (
+        "store",
+        "the store's layout",
+        (
+            _Action(
+                "split",
+                "as the database owner, the service stopped: move a store of one sequence into "
+                "N shards (its events kept as the archive), verified by replay of each shard",
+                split.split_cmd,
+                (
+                    lambda parser: _common(parser, service=False),
+                    _argument("--service", choices=tuple(catalog.SERVICES), required=True),
+                    _argument("--shards", type=int, required=True, metavar="N"),
+                ),
+            ),
+        ),
+    ),
+    (
         "projections",
         "balances folded from the record",
         (
@@ -360,8 +377,8 @@ _COMMANDS: tuple[tuple[str, str, tuple[_Action, ...]], ...] = (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `replay`, `audit`, `rejections`, `state` and `projections` to the `mandat` command
-    line, as `_COMMANDS` lists them."""
+    """Add `replay`, `audit`, `rejections`, `state`, `store` and `projections` to the
+    `mandat` command line, as `_COMMANDS` lists them."""
     for name, summary, actions in _COMMANDS:
         group = sub.add_parser(name, help=summary).add_subparsers(dest="action", required=True)
         for action in actions:

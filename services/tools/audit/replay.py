@@ -13,12 +13,14 @@ The comparison is a pure fold (`Replayer.step`): the async part only reads the s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
+from uuid import UUID
 
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.domain.catalog import HEAD_MODELS, ServiceDescription
-from services.domain.kernel.processing import Input, fold_stored
+from services.domain.kernel.processing import Input, decision_id, fold_stored
 from services.tools.audit.compare import (
     FieldDiff,
     decision_only,
@@ -285,6 +287,24 @@ class Replayer:
                 view.position = event.position
 
 
+async def split_ids(store: EventStore) -> Callable[[UUID, int, str], UUID] | None:
+    """How a shard copied from a store of one sequence names its decisions: by the ids
+    that store gave them where their rank in their input's outcome differs here (`split_ids`,
+    written by `mandat store split`); None for any other store."""
+    pool = getattr(store, "pool", None)  # (a store in memory, in tests, has none)
+    if pool is None or await pool.fetchval("SELECT to_regclass('split_ids')") is None:
+        return None
+    rows = await pool.fetch("SELECT trigger, rank, event_id FROM split_ids")
+    if not rows:
+        return None
+    kept = {(str(r["trigger"]), r["rank"]): UUID(str(r["event_id"])) for r in rows}
+
+    def ids(trigger: UUID, n: int, service: str) -> UUID:
+        return kept.get((str(trigger), n)) or decision_id(trigger, n, service)
+
+    return ids
+
+
 async def replay(
     store: EventStore,
     service: ServiceDescription,
@@ -293,9 +313,15 @@ async def replay(
     rules: Any = None,
     selection: Selection | None = None,
     batch: int = 5000,
+    ids: Callable[[UUID, int, str], UUID] | None = None,
 ) -> ReplaySummary:
-    """Replay the whole store of `service` (up to the selection's last position)."""
+    """Replay the whole store of `service` (up to the selection's last position); `ids`,
+    when given, names the decisions instead of `decision_id` (by default: the ids a shard
+    of a store split in shards keeps from that store, else `decision_id`)."""
     replayer = Replayer(service, mode=mode, rules=rules, selection=selection)
+    ids = ids or await split_ids(store)
+    if ids is not None:
+        cast(Any, replayer.processor).ids = ids
     # a store recorded before revisions existed is not revised by its replay
     starts = await store.revisions_from()
     replayer.processor.starting(starts)
