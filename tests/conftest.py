@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SHARDS
 
 from services.adapters.runtime.provision import provision_services
 from services.adapters.runtime.settings import ServiceSettings
@@ -192,10 +193,6 @@ def _settings(kafka_bootstrap: str, database_url: str, unique: str, **more: Any)
 def settings(kafka_bootstrap: str, database_url: str, unique: str) -> ServiceSettings:
     """Settings with this test's own topics, consumer groups and store schemas."""
     return _settings(kafka_bootstrap, database_url, unique)
-
-
-SHARDS = 6
-"""The shards of a test's store in shards: two for each of the topics' three partitions."""
 
 
 @pytest.fixture(params=[1, SHARDS], ids=["one-store", "shards"])

@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 nir = sample_nir
 
+SHARDS = 6
+"""The shards of a test's store in shards: two for each of the topics' three partitions."""
+
 
 def envelope(
     event_type: str,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from conftest import SHARDS
 from support import (
+    SHARDS,
     Feed,
     Received,
     affiliation,

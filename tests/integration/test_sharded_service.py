@@ -9,8 +9,8 @@ from collections import Counter
 
 import asyncpg
 import pytest
-from conftest import SHARDS
 from support import (
+    SHARDS,
     Feed,
     affiliation,
     assert_decided_exactly_once,

@@ -101,7 +101,7 @@ async def provision(
         ):
             await conn.execute(f'REVOKE "{granted}" FROM "{role}"')
         for store in layout.schemas:
-            await _grant_store(conn, store, role)
+            await grant_store(conn, store, role)
         # the hub (the store itself, when in one piece): checked migrated, its layout read,
         # the ids unique across shards claimed (never changed)
         await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
@@ -113,7 +113,7 @@ async def provision(
     return role
 
 
-async def _grant_store(conn: asyncpg.Connection, schema: str, role: str) -> None:
+async def grant_store(conn: asyncpg.Connection, schema: str, role: str) -> None:
     """The grants of a service's role on one store (its schema, or one of its shards)."""
     await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
     await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".events TO "{role}"')

@@ -39,8 +39,8 @@ import asyncpg
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import Encoded, create_pool
-from services.adapters.eventstore.roles import _grant_store, service_role
-from services.adapters.eventstore.shards import Layout, read_layout
+from services.adapters.eventstore.roles import grant_store, service_role
+from services.adapters.eventstore.shards import Layout, read_layout, record_id_space
 from services.adapters.eventstore.store import COLUMNS
 from services.adapters.runtime import state
 from services.adapters.runtime.shards import ABOUT_ORGANISMS, claim_keys, shard_of, shard_of_key
@@ -359,6 +359,8 @@ async def _finish(conn: asyncpg.Connection, copy: ShardCopy) -> None:
             relay,
             at,
         )
+    # what facts every shard records cause here from now on: ids of this shard's own
+    await record_id_space(conn, copy.schema, f"s{copy.shard}", copy.head + 1)
     await conn.copy_records_to_table(
         "split_ids",
         schema_name=copy.schema,
@@ -482,7 +484,7 @@ async def _record(
         role = service_role(layout.hub)
         if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
             for schema in layout.schemas:
-                await _grant_store(conn, schema, role)
+                await grant_store(conn, schema, role)
 
 
 # ---------------------------------------------------------------- command line
