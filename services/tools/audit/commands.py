@@ -368,18 +368,18 @@ async def redrive_cmd(args: argparse.Namespace) -> int:
 
 async def rebuild_cmd(args: argparse.Namespace) -> int:
     """`mandat projections rebuild`: fold from position 0 and compare with the live tables."""
-    results: list[tuple[str, str, ProjectionCheck]] = []
+    results: list[tuple[str, Shard, ProjectionCheck]] = []
     for service in selected(args.service):
 
         async def rebuild_one(
             shard: Shard, name: str = service.name
-        ) -> list[tuple[str, str, ProjectionCheck]]:
+        ) -> list[tuple[str, Shard, ProjectionCheck]]:
             store = shard.store
             try:
                 checks = await rebuild(store, projections=PROJECTIONS_OF[name], repair=args.repair)
             except asyncpg.UndefinedTableError as exc:
                 raise CommandError(f"no projection tables in {store.schema}: {exc}") from exc
-            return [(name, store.schema, c) for c in checks]
+            return [(name, shard, c) for c in checks]
 
         for checks in await each_store(args, service, rebuild_one, admin=args.repair):
             results.extend(checks)
@@ -388,14 +388,17 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
         _print_report(
             "projections rebuild",
             repaired=bool(args.repair and not ok),
-            projections=[c.as_dict() | {"service": n, "schema": s} for n, s, c in results],
+            projections=[
+                c.as_dict() | {"service": n, "schema": shard.store.schema} | shard.labels()
+                for n, shard, c in results
+            ],
             ok=ok,
         )
         return 0 if ok else 1
-    for name, schema, c in results:
+    for name, shard, c in results:
         verdict = "equal to live" if c.ok else f"{len(c.differences)} rows DIFFER from live"
         print(
-            f"{name} (schema {schema}): {c.projection} rebuilt from position 0 up to "
+            f"{name} (schema {shard.store.schema}): {c.projection} rebuilt from position 0 up to "
             f"#{c.position} (head #{c.head}): {len(c.rebuilt)} rows, {verdict}"
         )
         for (organisme, caisse), (cents, count) in sorted(c.rebuilt.items()):

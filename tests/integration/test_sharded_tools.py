@@ -1,0 +1,243 @@
+"""The operator's and auditor's commands on a store in shards, filled by a sharded collection
+service through a real Kafka broker and a real PostgreSQL: each command runs shard by shard
+and names each shard; a chain broken in one shard is found there, whatever `--jobs`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from conftest import SHARDS
+from support import (
+    Feed,
+    affiliation,
+    convention,
+    cotisation,
+    nir,
+    organisme,
+    paiement,
+    send_registry,
+    store_events,
+    wait_for_store,
+)
+
+from services.adapters.runtime.apps import build_runtime
+from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.runtime.shards import shard_of
+from services.domain.catalog import COLLECTION
+from services.tools.cli import main
+
+pytestmark = pytest.mark.integration
+
+PEOPLE = 18
+PAYING = 6  # the first people also pay part of their contribution
+
+
+@dataclass
+class Filled:
+    settings: ServiceSettings
+    people: list[str]
+    rows: list[asyncpg.Record]  # every event, with its shard
+    argv: list[str]  # where the command line finds the collection store
+
+    @property
+    def schemas(self) -> list[str]:
+        return [f"{self.settings.collection_schema}_s{k}" for k in range(SHARDS)]
+
+    def heads(self) -> list[int]:
+        return [max(r["position"] for r in self.rows if r["shard"] == k) for k in range(SHARDS)]
+
+
+@pytest.fixture
+async def filled(sharded_settings: ServiceSettings) -> AsyncIterator[Filled]:
+    """A sharded collection store: contributions of people in every shard, some paid."""
+    s = sharded_settings
+    dsn = s.database_url.get_secret_value()
+    people = [nir(300 + k) for k in range(PEOPLE)]
+    assert len({shard_of(n, SHARDS) for n in people}) == SHARDS  # every shard holds someone
+    async with (
+        build_runtime("collection", s).running(),
+        Feed(s.kafka_bootstrap_servers) as feed,
+    ):
+        await send_registry(
+            feed,
+            s,
+            s.collection_schema,
+            organisme("OC-1"),
+            convention("CNV-1", "OC-1"),
+            *(affiliation(n, "OC-1") for n in people),
+        )
+        for n in people:
+            await feed.send(s.topic_cotisations, cotisation(f"COT-{n}", n))
+        final = COLLECTION.final_types
+        assert await wait_for_store(dsn, s.collection_schema, final, PEOPLE) == PEOPLE
+        for n in people[:PAYING]:
+            await feed.send(s.topic_cotisations, paiement(f"PAY-{n}", f"COT-{n}", n, 50_000))
+        decided = await wait_for_store(dsn, s.collection_schema, final, PEOPLE + PAYING)
+        assert decided == PEOPLE + PAYING
+    yield Filled(
+        s,
+        people,
+        await store_events(dsn, s.collection_schema),
+        [
+            "--database-url",
+            dsn,
+            "--collection-schema",
+            s.collection_schema,
+            "--benefits-schema",
+            s.benefits_schema,
+            "--service",
+            "collection",
+        ],
+    )
+
+
+async def mandat(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = await asyncio.to_thread(main, list(argv))
+    return code, capsys.readouterr().out
+
+
+def _steady(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A report's entries without their timings (the only part that differs run to run)."""
+    return [
+        {k: v for k, v in e.items() if k not in ("seconds", "events_per_second")} for e in entries
+    ]
+
+
+async def test_replay_and_chain_run_shard_by_shard_the_same_with_any_jobs(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = {}
+    for jobs in ("1", "3"):
+        code, out = await mandat(capsys, "replay", "verify", *filled.argv, "--jobs", jobs, "--json")
+        report = json.loads(out)
+        assert code == 0 and report["ok"], out
+        reports[jobs] = _steady(report["services"])
+    assert reports["1"] == reports["3"]
+    shards = reports["1"]
+    assert [e["schema"] for e in shards] == filled.schemas
+    assert [e["shard"] for e in shards] == list(range(SHARDS))
+    assert [e["last_position"] for e in shards] == filled.heads()
+    final = COLLECTION.final_types
+    assert sum(e["matched"] for e in shards) >= sum(r["event_type"] in final for r in filled.rows)
+    assert all(e["decisions_checked"] > 0 for e in shards)  # each shard decided someone
+
+    code, out = await mandat(capsys, "replay", "verify", *filled.argv)
+    lines = [line for line in out.splitlines() if line.startswith("collection (schema")]
+    assert code == 0 and [line.split()[2].rstrip("):") for line in lines] == filled.schemas
+
+    chains = {}
+    for jobs in ("1", "3"):
+        code, out = await mandat(capsys, "audit", "chain", *filled.argv, "--jobs", jobs, "--json")
+        report = json.loads(out)
+        assert code == 0 and report["ok"], out
+        chains[jobs] = _steady(report["services"])
+    assert chains["1"] == chains["3"]
+    assert [e["checked"] for e in chains["1"]] == filled.heads()
+    assert [e["schema"] for e in chains["1"]] == filled.schemas
+    code, out = await mandat(capsys, "audit", "chain", *filled.argv)
+    assert code == 0 and out.count(": chain OK over") == SHARDS and "audit chain: OK" in out
+
+
+async def test_a_chain_broken_in_one_shard_is_found_there_whatever_the_jobs(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Back-dating one payment in one shard: that shard's chain breaks at its row, the
+    other shards' hold, and the command fails."""
+    victim = filled.people[0]
+    shard = shard_of(victim, SHARDS)
+    [row] = [
+        r
+        for r in filled.rows
+        if r["event_type"] == "PaiementRecu" and json.loads(r["payload"])["nir"] == victim
+    ]
+    conn = await asyncpg.connect(filled.settings.database_url.get_secret_value())
+    try:
+        async with conn.transaction():
+            await conn.execute(f'SET LOCAL search_path TO "{filled.schemas[shard]}"')
+            await conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+            await conn.execute(
+                "UPDATE events SET recorded_at = recorded_at - interval '1 day'"
+                " WHERE position = $1",
+                row["position"],
+            )
+            await conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+    finally:
+        await conn.close()
+
+    reports = {}
+    for jobs in ("1", "3"):
+        code, out = await mandat(capsys, "audit", "chain", *filled.argv, "--jobs", jobs, "--json")
+        report = json.loads(out)
+        assert code == 1 and not report["ok"]
+        reports[jobs] = _steady(report["services"])
+    assert reports["1"] == reports["3"]
+    broken = [e for e in reports["1"] if not e["ok"]]
+    assert [(e["shard"], e["schema"]) for e in broken] == [(shard, filled.schemas[shard])]
+    assert broken[0]["first_broken"] == row["position"]
+    assert broken[0]["detail"]["event_type"] == "PaiementRecu"
+    assert broken[0]["checked"] == row["position"] - 1
+    code, out = await mandat(capsys, "audit", "chain", *filled.argv, "--jobs", "2")
+    assert code == 1 and out.count(": chain OK over") == SHARDS - 1
+    assert f"(schema {filled.schemas[shard]}): chain BROKEN at position {row['position']}" in out
+    assert "audit chain: BROKEN" in out
+
+
+async def test_a_trail_is_found_in_the_shard_that_holds_it(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    person = filled.people[1]
+    home = filled.schemas[shard_of(person, SHARDS)]
+    for subject in (f"COT-{person}", f"PAY-{person}", person):
+        code, out = await mandat(capsys, "audit", "trail", subject, *filled.argv, "--json")
+        assert code == 0, subject
+        [found] = json.loads(out)["services"]
+        assert found["schema"] == home and found["subject"] == subject
+        types = [e["event_type"] for e in found["entries"]]
+        assert "PaiementRecu" in types, types
+        assert ("CotisationDue" in types) == (not subject.startswith("PAY-")), types
+        held = [r for r in filled.rows if r["shard"] == found["shard"]]
+        positions = {r["position"] for r in held}
+        assert {e["position"] for e in found["entries"]} <= positions
+    code, out = await mandat(capsys, "audit", "trail", f"COT-{person}", *filled.argv, "--jobs", "4")
+    assert code == 0 and out.startswith(f"collection (schema {home}): ")
+    code, out = await mandat(capsys, "audit", "trail", "COT-NOBODY", *filled.argv)
+    assert code == 1 and "nothing recorded about COT-NOBODY" in out
+
+
+async def test_state_projections_and_redrive_run_shard_by_shard(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = await mandat(capsys, "state", "catch-up", *filled.argv)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == SHARDS
+    for schema, head, line in zip(filled.schemas, filled.heads(), lines, strict=True):
+        assert line.startswith(f"collection (schema {schema}): decision state folded")
+        assert f"up to #{head} " in line
+
+    code, out = await mandat(capsys, "projections", "rebuild", *filled.argv, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"], out
+    assert sorted({p["schema"] for p in report["projections"]}) == sorted(filled.schemas)
+    assert {p["shard"] for p in report["projections"]} == set(range(SHARDS))
+
+    code, out = await mandat(
+        capsys,
+        "rejections",
+        "redrive",
+        *filled.argv,
+        "--kind",
+        "all",
+        "--dry-run",
+        "--bootstrap-servers",
+        filled.settings.kafka_bootstrap_servers,
+        "--json",
+    )
+    report = json.loads(out)
+    assert code == 0 and [r["schema"] for r in report["services"]] == filled.schemas
+    assert all(r["selected"] == [] for r in report["services"])  # nothing was refused
