@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,7 @@ from support import (
 from services.adapters.runtime.apps import build_runtime
 from services.adapters.runtime.settings import ServiceSettings
 from services.adapters.runtime.shards import shard_of
+from services.adapters.trust.signing import write_key_pair
 from services.domain.catalog import COLLECTION
 from services.tools.cli import main
 
@@ -241,3 +243,58 @@ async def test_state_projections_and_redrive_run_shard_by_shard(
     report = json.loads(out)
     assert code == 0 and [r["schema"] for r in report["services"]] == filled.schemas
     assert all(r["selected"] == [] for r in report["services"])  # nothing was refused
+
+
+async def test_each_shard_is_anchored_checked_and_proven_on_its_own(
+    filled: Filled, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, unique: str
+) -> None:
+    """Each shard has its own chain, so its own signed anchors: `audit anchor` signs each,
+    `audit chain --public-key` checks each against its own, and a proof about a person is a
+    proof in the shard of their NIR, checked offline."""
+    write_key_pair(tmp_path / "anchor.pem")
+    public = str(tmp_path / "anchor.pem.pub")
+    kafka = [
+        "--anchors-topic",
+        f"t{unique}.anchors",
+        "--bootstrap-servers",
+        filled.settings.kafka_bootstrap_servers,
+    ]
+
+    async def run(*argv: str) -> tuple[int, bytes, str]:
+        capsysbinary.readouterr()
+        code = await asyncio.to_thread(main, list(argv))
+        captured = capsysbinary.readouterr()
+        return code, captured.out, captured.err.decode()
+
+    code, out, err = await run(
+        "audit", "anchor", *filled.argv, "--key", str(tmp_path / "anchor.pem"), *kafka
+    )
+    lines = out.decode().splitlines()
+    assert code == 0, err
+    assert [line.split()[2].rstrip("):") for line in lines] == filled.schemas
+    assert all(line.endswith("published") for line in lines), lines
+
+    code, out, err = await run(
+        "audit", "chain", *filled.argv, "--public-key", public, *kafka, "--jobs", "3", "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["ok"], err
+    assert [e["schema"] for e in report["services"]] == filled.schemas
+    for entry, head in zip(report["services"], filled.heads(), strict=True):
+        assert entry["anchors"]["verified"] == entry["anchors"]["holding"] == 1
+        assert entry["anchors"]["latest"]["tree_head"]["size"] == head
+
+    person = filled.people[2]
+    home = filled.schemas[shard_of(person, SHARDS)]
+    code, proof, err = await run(
+        "audit", "prove", f"COT-{person}", *filled.argv, "--public-key", public, *kafka
+    )
+    assert code == 0, err
+    [part] = json.loads(proof)["services"]
+    assert part["anchor"]["schema"] == home
+    assert {e["event_type"] for e in part["events"]} >= {"CotisationDue", "PaiementRecu"}
+    (tmp_path / "proof.json").write_bytes(proof)
+    code, out, _ = await run(
+        "audit", "check-proof", str(tmp_path / "proof.json"), "--public-key", public
+    )
+    assert code == 0 and b"check-proof: OK" in out
