@@ -22,6 +22,7 @@ from support import (
     nir,
     organisme,
     paiement,
+    read_topics,
     send_registry,
     store_events,
     wait_for_store,
@@ -298,3 +299,48 @@ async def test_each_shard_is_anchored_checked_and_proven_on_its_own(
         "audit", "check-proof", str(tmp_path / "proof.json"), "--public-key", public
     )
     assert code == 0 and b"check-proof: OK" in out
+
+
+async def test_republish_sends_each_shard_in_its_order_and_a_shared_fact_once(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = filled.settings
+    topic = s.topic_audit_replay
+    code, out = await mandat(
+        capsys,
+        "replay",
+        "republish",
+        *filled.argv,
+        "--include-inputs",
+        "--topic",
+        topic,
+        "--bootstrap-servers",
+        s.kafka_bootstrap_servers,
+        "--json",
+    )
+    assert code == 0, out
+    report = json.loads(out)["services"]
+    assert [r["schema"] for r in report] == filled.schemas
+    # every event once: a fact about organisms is in each shard, under one event id
+    expected = {r["event_id"] for r in filled.rows}
+    assert sum(r["sent"] for r in report) == len(expected)
+    got = await read_topics(
+        s.kafka_bootstrap_servers, [topic], lambda m: len(m) >= len(expected), timeout=60
+    )
+    assert sorted(m.headers["event_id"].decode() for m in got) == sorted(map(str, expected))
+    for m in got:  # each names its shard, and is that shard's event at that position
+        shard = int(m.headers["store_shard"])
+        [row] = [
+            r
+            for r in filled.rows
+            if r["shard"] == shard and r["position"] == int(m.headers["store_position"])
+        ]
+        assert str(row["event_id"]) == m.headers["event_id"].decode()
+    for shard in range(SHARDS):  # and each shard's messages on a partition in its order
+        for partition in {m.partition for m in got}:
+            positions = [
+                int(m.headers["store_position"])
+                for m in sorted(got, key=lambda m: m.offset)
+                if m.partition == partition and int(m.headers["store_shard"]) == shard
+            ]
+            assert positions == sorted(positions)

@@ -16,6 +16,7 @@ from contracts.topics import AUDIT_REPLAY
 from services.adapters.eventstore.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
 from services.adapters.kafka.security import client_options
 from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.runtime.shards import ABOUT_ORGANISMS
 from services.adapters.trust.anchors import Anchor, AnchorReadError, AnchorRecord, read_anchors
 from services.adapters.trust.signing import (
     KeyFileError,
@@ -294,6 +295,9 @@ async def republish_cmd(args: argparse.Namespace) -> int:
                     replication_factor=settings.topic_replication_factor,
                     retention_ms=settings.topic_retention_ms,
                     client_options=client_options(settings, "admin"),
+                    shard=shard.index if shard.sharded else None,
+                    # a fact every shard records under one id: sent once, with the first
+                    leave_out=ABOUT_ORGANISMS if shard.index else frozenset(),
                 )
             except LiveTopicError as exc:
                 raise CommandError(str(exc)) from exc
