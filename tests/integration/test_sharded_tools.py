@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import SHARDS
 from support import (
     Feed,
     affiliation,
@@ -49,11 +48,18 @@ class Filled:
     argv: list[str]  # where the command line finds the collection store
 
     @property
+    def shards(self) -> int:
+        assert self.settings.store_shards is not None and self.settings.store_shards > 1
+        return self.settings.store_shards
+
+    @property
     def schemas(self) -> list[str]:
-        return [f"{self.settings.collection_schema}_s{k}" for k in range(SHARDS)]
+        return [f"{self.settings.collection_schema}_s{k}" for k in range(self.shards)]
 
     def heads(self) -> list[int]:
-        return [max(r["position"] for r in self.rows if r["shard"] == k) for k in range(SHARDS)]
+        return [
+            max(r["position"] for r in self.rows if r["shard"] == k) for k in range(self.shards)
+        ]
 
 
 @pytest.fixture
@@ -62,7 +68,8 @@ async def filled(sharded_settings: ServiceSettings) -> AsyncIterator[Filled]:
     s = sharded_settings
     dsn = s.database_url.get_secret_value()
     people = [nir(300 + k) for k in range(PEOPLE)]
-    assert len({shard_of(n, SHARDS) for n in people}) == SHARDS  # every shard holds someone
+    shards = s.store_shards or 1
+    assert len({shard_of(n, shards) for n in people}) == shards > 1  # each shard holds someone
     async with (
         build_runtime("collection", s).running(),
         Feed(s.kafka_bootstrap_servers) as feed,
@@ -124,7 +131,7 @@ async def test_replay_and_chain_run_shard_by_shard_the_same_with_any_jobs(
     assert reports["1"] == reports["3"]
     shards = reports["1"]
     assert [e["schema"] for e in shards] == filled.schemas
-    assert [e["shard"] for e in shards] == list(range(SHARDS))
+    assert [e["shard"] for e in shards] == list(range(filled.shards))
     assert [e["last_position"] for e in shards] == filled.heads()
     final = COLLECTION.final_types
     assert sum(e["matched"] for e in shards) >= sum(r["event_type"] in final for r in filled.rows)
@@ -144,7 +151,7 @@ async def test_replay_and_chain_run_shard_by_shard_the_same_with_any_jobs(
     assert [e["checked"] for e in chains["1"]] == filled.heads()
     assert [e["schema"] for e in chains["1"]] == filled.schemas
     code, out = await mandat(capsys, "audit", "chain", *filled.argv)
-    assert code == 0 and out.count(": chain OK over") == SHARDS and "audit chain: OK" in out
+    assert code == 0 and out.count(": chain OK over") == filled.shards and "audit chain: OK" in out
 
 
 async def test_a_chain_broken_in_one_shard_is_found_there_whatever_the_jobs(
@@ -153,7 +160,7 @@ async def test_a_chain_broken_in_one_shard_is_found_there_whatever_the_jobs(
     """Back-dating one payment in one shard: that shard's chain breaks at its row, the
     other shards' hold, and the command fails."""
     victim = filled.people[0]
-    shard = shard_of(victim, SHARDS)
+    shard = shard_of(victim, filled.shards)
     [row] = [
         r
         for r in filled.rows
@@ -186,7 +193,7 @@ async def test_a_chain_broken_in_one_shard_is_found_there_whatever_the_jobs(
     assert broken[0]["detail"]["event_type"] == "PaiementRecu"
     assert broken[0]["checked"] == row["position"] - 1
     code, out = await mandat(capsys, "audit", "chain", *filled.argv, "--jobs", "2")
-    assert code == 1 and out.count(": chain OK over") == SHARDS - 1
+    assert code == 1 and out.count(": chain OK over") == filled.shards - 1
     assert f"(schema {filled.schemas[shard]}): chain BROKEN at position {row['position']}" in out
     assert "audit chain: BROKEN" in out
 
@@ -195,7 +202,7 @@ async def test_a_trail_is_found_in_the_shard_that_holds_it(
     filled: Filled, capsys: pytest.CaptureFixture[str]
 ) -> None:
     person = filled.people[1]
-    home = filled.schemas[shard_of(person, SHARDS)]
+    home = filled.schemas[shard_of(person, filled.shards)]
     for subject in (f"COT-{person}", f"PAY-{person}", person):
         code, out = await mandat(capsys, "audit", "trail", subject, *filled.argv, "--json")
         assert code == 0, subject
@@ -216,18 +223,21 @@ async def test_a_trail_is_found_in_the_shard_that_holds_it(
 async def test_state_projections_and_redrive_run_shard_by_shard(
     filled: Filled, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = await mandat(capsys, "state", "catch-up", *filled.argv)
-    lines = out.splitlines()
-    assert code == 0 and len(lines) == SHARDS
-    for schema, head, line in zip(filled.schemas, filled.heads(), lines, strict=True):
-        assert line.startswith(f"collection (schema {schema}): decision state folded")
-        assert f"up to #{head} " in line
+    for again in ([], ["--from-zero"]):  # each shard's state is current; then refolded
+        code, out = await mandat(capsys, "state", "catch-up", *filled.argv, *again)
+        lines = out.splitlines()
+        assert code == 0 and len(lines) == filled.shards
+        for schema, head, line in zip(filled.schemas, filled.heads(), lines, strict=True):
+            start = 0 if again else head
+            assert line.startswith(
+                f"collection (schema {schema}): decision state folded from #{start} up to #{head} "
+            ), line
 
     code, out = await mandat(capsys, "projections", "rebuild", *filled.argv, "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"], out
     assert sorted({p["schema"] for p in report["projections"]}) == sorted(filled.schemas)
-    assert {p["shard"] for p in report["projections"]} == set(range(SHARDS))
+    assert {p["shard"] for p in report["projections"]} == set(range(filled.shards))
 
     code, out = await mandat(
         capsys,
@@ -286,7 +296,7 @@ async def test_each_shard_is_anchored_checked_and_proven_on_its_own(
         assert entry["anchors"]["latest"]["tree_head"]["size"] == head
 
     person = filled.people[2]
-    home = filled.schemas[shard_of(person, SHARDS)]
+    home = filled.schemas[shard_of(person, filled.shards)]
     code, proof, err = await run(
         "audit", "prove", f"COT-{person}", *filled.argv, "--public-key", public, *kafka
     )
@@ -336,7 +346,7 @@ async def test_republish_sends_each_shard_in_its_order_and_a_shared_fact_once(
             if r["shard"] == shard and r["position"] == int(m.headers["store_position"])
         ]
         assert str(row["event_id"]) == m.headers["event_id"].decode()
-    for shard in range(SHARDS):  # and each shard's messages on a partition in its order
+    for shard in range(filled.shards):  # and each shard's messages on a partition in its order
         for partition in {m.partition for m in got}:
             positions = [
                 int(m.headers["store_position"])

@@ -129,7 +129,10 @@ async def each_store(
     if jobs < 1:
         raise CommandError(f"--jobs must be at least 1, not {jobs}")
     async with open_store(args, service, admin=admin) as hub:
-        layout = await read_layout(hub.pool, hub.schema)
+        try:
+            layout = await read_layout(hub.pool, hub.schema)
+        except asyncpg.PostgresError as exc:  # e.g. a store migrated, its role not granted
+            raise CommandError(f"cannot read the layout of {hub.schema}: {exc}") from exc
         if not layout.sharded:  # the hub is the store
             return [await work(Shard(hub, 0, layout))]
         picked = await only(hub, layout) if only is not None else tuple(range(layout.shards))
