@@ -93,6 +93,27 @@ def _show(default: int, what: str) -> Adder:
     return add
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
+
+
+def _jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="a store in shards: N shards checked at a time, each with its own connections "
+        "(default: 1)",
+    )
+
+
 def _subject(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("subject", help="a cotisation_id, prestation_id, paiement_id or NIR")
 
@@ -164,7 +185,7 @@ _COMMANDS: tuple[tuple[str, str, tuple[_Action, ...]], ...] = (
                 "verify",
                 "recompute every recorded decision and compare, byte for byte",
                 commands.verify,
-                (_common, _selection, _show(20, "mismatches")),
+                (_common, _selection, _show(20, "mismatches"), _jobs),
             ),
             _Action(
                 "what-if",
@@ -211,14 +232,14 @@ _COMMANDS: tuple[tuple[str, str, tuple[_Action, ...]], ...] = (
                 "verify the hash chain; report the first break; "
                 "with --public-key, the store against its signed anchors",
                 commands.chain,
-                (_common, _anchors_options),
+                (_common, _anchors_options, _jobs),
             ),
             _Action(
                 "trail",
                 "every input, decision, registry fact relied on, legal basis and "
                 "rule-set version about a subject, in order",
                 commands.trail_cmd,
-                (_subject, _common, _as_of),
+                (_subject, _common, _as_of, _jobs),
             ),
             # the trust commands (docs/trust.md)
             _Action(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -15,6 +16,7 @@ from contracts.topics import AUDIT_REPLAY
 from services.adapters.eventstore.projections import PROJECTIONS_OF, ProjectionCheck, rebuild
 from services.adapters.kafka.security import client_options
 from services.adapters.runtime.settings import ServiceSettings
+from services.adapters.runtime.shards import ABOUT_ORGANISMS
 from services.adapters.trust.anchors import Anchor, AnchorReadError, AnchorRecord, read_anchors
 from services.adapters.trust.signing import (
     KeyFileError,
@@ -28,8 +30,9 @@ from services.tools.audit.anchored import AnchorCheck, check_anchors
 from services.tools.audit.chain import ChainResult, check_chain
 from services.tools.audit.options import (
     CommandError,
+    Shard,
+    each_store,
     endpoint,
-    open_store,
     selection_of,
     settings_of,
 )
@@ -42,9 +45,22 @@ from services.tools.audit.proofs import (
     prove_service,
 )
 from services.tools.audit.replay import Mismatch, ReplaySummary, replay
-from services.tools.audit.republish import LiveTopicError, new_replay_id, republish
-from services.tools.audit.trail import trail
+from services.tools.audit.republish import (
+    LiveTopicError,
+    RepublishResult,
+    new_replay_id,
+    republish,
+)
+from services.tools.audit.trail import Trail, trail
 from services.tools.cli import print_json
+
+if TYPE_CHECKING:
+    from services.tools.audit.redrive import RedriveResult
+
+
+def _where(shard: Shard) -> str:
+    """How a line names a shard (nothing for a store in one piece, as before shards)."""
+    return f" (schema {shard.store.schema})" if shard.sharded else ""
 
 
 def _print_report(command: str, **fields: Any) -> None:
@@ -77,24 +93,26 @@ def _summary_line(s: ReplaySummary, schema: str) -> str:
 
 
 async def verify(args: argparse.Namespace) -> int:
-    """`mandat replay verify`: every recorded decision recomputed and compared."""
-    results = []
+    """`mandat replay verify`: every recorded decision recomputed and compared (a store in
+    shards: each shard on its own, `--jobs` at a time)."""
+    results: list[tuple[Shard, ReplaySummary]] = []
     for service in selected(args.service):
-        async with open_store(args, service) as store:
-            results.append(
-                (store.schema, await replay(store, service, selection=selection_of(args)))
-            )
+
+        async def verify_one(shard: Shard, service: Any = service) -> tuple[Shard, ReplaySummary]:
+            return shard, await replay(shard.store, service, selection=selection_of(args))
+
+        results += await each_store(args, service, verify_one, jobs=args.jobs)
     ok = all(s.ok for _, s in results)
     if args.json:
         _print_report(
             "replay verify",
             selection=selection_of(args).describe(),
-            services=[s.as_dict() for _, s in results],
+            services=[s.as_dict() | shard.labels() for shard, s in results],
             ok=ok,
         )
         return 0 if ok else 1
-    for schema, s in results:
-        print(_summary_line(s, schema))
+    for shard, s in results:
+        print(_summary_line(s, shard.store.schema))
         for m in s.mismatches[: args.show]:
             print("\n".join(_mismatch_lines(m)))
         if len(s.mismatches) > args.show:
@@ -119,25 +137,32 @@ async def what_if(args: argparse.Namespace) -> int:
     """`mandat replay what-if`: the decisions the current (or a candidate) rule set would
     take differently over the recorded history. Nothing is written."""
     candidate = _candidate(args)
-    results = []
+    results: list[tuple[Shard, str, ReplaySummary]] = []
     for service in selected(args.service):
         rules = candidate if candidate is not None else service.current
-        async with open_store(args, service) as store:
+
+        async def what_if_one(
+            shard: Shard, service: Any = service, rules: Any = rules
+        ) -> tuple[Shard, str, ReplaySummary]:
             summary = await replay(
-                store, service, mode="what-if", rules=rules, selection=selection_of(args)
+                shard.store, service, mode="what-if", rules=rules, selection=selection_of(args)
             )
-        results.append((store.schema, rules.version, summary))
+            return shard, rules.version, summary
+
+        results += await each_store(args, service, what_if_one)
     changed = sum(len(s.mismatches) for _, _, s in results)
     if args.json:
         _print_report(
             "replay what-if",
             selection=selection_of(args).describe(),
-            services=[s.as_dict() | {"rules_version": v} for _, v, s in results],
+            services=[
+                s.as_dict() | {"rules_version": v} | shard.labels() for shard, v, s in results
+            ],
             changed=changed,
         )
         return 1 if changed else 0
-    for schema, version, s in results:
-        print(f"rules {version}: " + _summary_line(s, schema))
+    for shard, version, s in results:
+        print(f"rules {version}: " + _summary_line(s, shard.store.schema))
         for m in s.mismatches[: args.show]:
             print("\n".join(_mismatch_lines(m)))
         if len(s.mismatches) > args.show:
@@ -151,28 +176,34 @@ async def what_if(args: argparse.Namespace) -> int:
 
 
 async def chain(args: argparse.Namespace) -> int:
-    """`mandat audit chain`: the hash chain of each store; with `--public-key`, each store
-    against its signed anchors too (services/tools/audit/anchored.py)."""
+    """`mandat audit chain`: the hash chain of each store (of each shard, `--jobs` at a
+    time); with `--public-key`, each store against its signed anchors too
+    (services/tools/audit/anchored.py)."""
     keys = _public_keys(args)
     records = await _anchor_records(args) if keys else []
-    results: list[tuple[ChainResult, AnchorCheck | None]] = []
+    results: list[tuple[Shard, ChainResult, AnchorCheck | None]] = []
     for service in selected(args.service):
-        async with open_store(args, service) as store:
-            result = await check_chain(store, service.name)
-            anchors = await check_anchors(store, service.name, records, keys) if keys else None
-        results.append((result, anchors))
-    ok = all(r.ok and (a is None or a.ok) for r, a in results)
+
+        async def chain_one(
+            shard: Shard, name: str = service.name
+        ) -> tuple[Shard, ChainResult, AnchorCheck | None]:
+            result = await check_chain(shard.store, name)
+            anchors = await check_anchors(shard.store, name, records, keys) if keys else None
+            return shard, result, anchors
+
+        results += await each_store(args, service, chain_one, jobs=args.jobs)
+    ok = all(r.ok and (a is None or a.ok) for _, r, a in results)
     if args.json:
         _print_report(
             "audit chain",
             ok=ok,
             services=[
-                r.as_dict() | ({"anchors": a.as_dict()} if a is not None else {})
-                for r, a in results
+                r.as_dict() | shard.labels() | ({"anchors": a.as_dict()} if a is not None else {})
+                for shard, r, a in results
             ],
         )
         return 0 if ok else 1
-    for r, anchors in results:
+    for _, r, anchors in results:
         if r.ok:
             print(
                 f"{r.service} (schema {r.schema}): chain OK over {r.checked:,} rows "
@@ -201,20 +232,33 @@ async def chain(args: argparse.Namespace) -> int:
 
 
 async def trail_cmd(args: argparse.Namespace) -> int:
-    """`mandat audit trail SUBJECT`: the subject's history, service by service."""
-    trails = []
+    """`mandat audit trail SUBJECT`: the subject's history, service by service. In a store
+    in shards, every shard is searched (`--jobs` at a time): a person's history is in the
+    shard of their NIR, but what names one of their ids may be elsewhere (a payment another
+    person's shard refused) -- a store in one piece shows it too -- and each shard that
+    holds something about the subject is shown, named by its schema."""
+    trails: list[tuple[Shard, Trail]] = []
     for service in selected(args.service):
-        async with open_store(args, service) as store:
+
+        async def trail_one(shard: Shard, name: str = service.name) -> tuple[Shard, Trail]:
             as_of = args.as_of_position
             if args.as_of is not None:  # each store has its own positions
-                as_of = await store.position_at(args.as_of)
-            found = await trail(store, service.name, args.subject, as_of=as_of)
-        if found.entries:
-            trails.append(found)
+                as_of = await shard.store.position_at(args.as_of)
+            found = await trail(shard.store, name, args.subject, as_of=as_of)
+            if shard.sharded:
+                found.schema = shard.store.schema
+            return shard, found
+
+        held = await each_store(args, service, trail_one, jobs=args.jobs)
+        trails += [(shard, t) for shard, t in held if t.entries]
     if args.json:
-        _print_report("audit trail", subject=args.subject, services=[t.as_dict() for t in trails])
+        _print_report(
+            "audit trail",
+            subject=args.subject,
+            services=[t.as_dict() | shard.labels() for shard, t in trails],
+        )
     else:
-        for found in trails:
+        for _, found in trails:
             print("\n".join(found.lines()))
         if not trails:
             print(f"audit trail: nothing recorded about {args.subject}")
@@ -231,39 +275,46 @@ async def republish_cmd(args: argparse.Namespace) -> int:
     live -= {settings.topic_audit_replay, AUDIT_REPLAY}  # both the configured and default
     bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     replay_id = args.replay_id or new_replay_id()
-    results = []
+    results: list[tuple[Shard, RepublishResult]] = []
     for service in selected(args.service):
-        async with open_store(args, service) as store:
+
+        async def republish_one(
+            shard: Shard, service: Any = service
+        ) -> tuple[Shard, RepublishResult]:
             try:
-                results.append(
-                    await republish(
-                        store,
-                        service,
-                        bootstrap,
-                        topic=topic,
-                        live_topics=live,
-                        replay_id=replay_id,
-                        selection=selection_of(args),
-                        include_inputs=args.include_inputs,
-                        partitions=settings.topic_partitions,
-                        replication_factor=settings.topic_replication_factor,
-                        retention_ms=settings.topic_retention_ms,
-                        client_options=client_options(settings, "admin"),
-                    )
+                return shard, await republish(
+                    shard.store,
+                    service,
+                    bootstrap,
+                    topic=topic,
+                    live_topics=live,
+                    replay_id=replay_id,
+                    selection=selection_of(args),
+                    include_inputs=args.include_inputs,
+                    partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                    retention_ms=settings.topic_retention_ms,
+                    client_options=client_options(settings, "admin"),
+                    shard=shard.index if shard.sharded else None,
+                    # a fact every shard records under one id: sent once, with the first
+                    leave_out=ABOUT_ORGANISMS if shard.index else frozenset(),
                 )
             except LiveTopicError as exc:
                 raise CommandError(str(exc)) from exc
+
+        # one shard after the other: each shard's events go out in its order
+        results += await each_store(args, service, republish_one)
     if args.json:
         _print_report(
             "replay republish",
             replay_id=replay_id,
             topic=topic,
-            services=[r.as_dict() for r in results],
+            services=[r.as_dict() | shard.labels() for shard, r in results],
         )
         return 0
-    for r in results:
+    for shard, r in results:
         print(
-            f"{r.service}: {r.sent:,} events republished to {r.topic} "
+            f"{r.service}{_where(shard)}: {r.sent:,} events republished to {r.topic} "
             f"(read up to #{r.last_position}, {r.seconds:.2f} s)"
         )
     print(f"replay republish: replay_id {replay_id}")
@@ -282,64 +333,76 @@ async def redrive_cmd(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"not a rejection id: {exc}") from exc
     kinds = None if args.kind == "all" else frozenset({args.kind})
-    results = []
+    results: list[tuple[Shard, RedriveResult]] = []
     for service in selected(args.service):
-        async with open_store(args, service) as store:
-            results.append(
-                await redrive(
-                    store,
-                    service.name,
-                    bootstrap,
-                    kinds=kinds,
-                    ids=ids,
-                    from_position=args.from_position,
-                    to_position=args.to_position,
-                    dry_run=args.dry_run,
-                    client_options=client_options(settings_of(args), "admin"),
-                )
+
+        async def redrive_one(shard: Shard, name: str = service.name) -> tuple[Shard, Any]:
+            return shard, await redrive(
+                shard.store,
+                name,
+                bootstrap,
+                kinds=kinds,
+                ids=ids,
+                from_position=args.from_position,
+                to_position=args.to_position,
+                dry_run=args.dry_run,
+                client_options=client_options(settings_of(args), "admin"),
             )
+
+        results += await each_store(args, service, redrive_one)
     if args.json:
         _print_report(
             "rejections redrive",
             dry_run=args.dry_run,
-            services=[r.as_dict() for r in results],
+            services=[r.as_dict() | shard.labels() for shard, r in results],
         )
     else:
-        for r in results:
+        for shard, r in results:
             verb = "would re-drive" if args.dry_run else "re-drove"
-            print(f"{r.service}: {verb} {len(r.selected)} rejected records ({r.seconds:.2f} s)")
+            print(
+                f"{r.service}{_where(shard)}: {verb} {len(r.selected)} rejected records"
+                f" ({r.seconds:.2f} s)"
+            )
             for o in r.selected:
                 print(f"    #{o.position} {o.rejection_id} -> {o.topic}: {o.reason}")
             for missing in r.missing:
                 print(f"    {missing}: not found on its topic (or not sendable): not re-driven")
-    return 1 if any(r.missing for r in results) else 0
+    return 1 if any(r.missing for _, r in results) else 0
 
 
 async def rebuild_cmd(args: argparse.Namespace) -> int:
     """`mandat projections rebuild`: fold from position 0 and compare with the live tables."""
-    results: list[tuple[str, str, ProjectionCheck]] = []
+    results: list[tuple[str, Shard, ProjectionCheck]] = []
     for service in selected(args.service):
-        async with open_store(args, service, admin=args.repair) as store:
+
+        async def rebuild_one(
+            shard: Shard, name: str = service.name
+        ) -> list[tuple[str, Shard, ProjectionCheck]]:
+            store = shard.store
             try:
-                checks = await rebuild(
-                    store, projections=PROJECTIONS_OF[service.name], repair=args.repair
-                )
+                checks = await rebuild(store, projections=PROJECTIONS_OF[name], repair=args.repair)
             except asyncpg.UndefinedTableError as exc:
                 raise CommandError(f"no projection tables in {store.schema}: {exc}") from exc
-        results.extend((service.name, store.schema, c) for c in checks)
+            return [(name, shard, c) for c in checks]
+
+        for checks in await each_store(args, service, rebuild_one, admin=args.repair):
+            results.extend(checks)
     ok = all(c.ok for _, _, c in results)
     if args.json:
         _print_report(
             "projections rebuild",
             repaired=bool(args.repair and not ok),
-            projections=[c.as_dict() | {"service": n, "schema": s} for n, s, c in results],
+            projections=[
+                c.as_dict() | {"service": n, "schema": shard.store.schema} | shard.labels()
+                for n, shard, c in results
+            ],
             ok=ok,
         )
         return 0 if ok else 1
-    for name, schema, c in results:
+    for name, shard, c in results:
         verdict = "equal to live" if c.ok else f"{len(c.differences)} rows DIFFER from live"
         print(
-            f"{name} (schema {schema}): {c.projection} rebuilt from position 0 up to "
+            f"{name} (schema {shard.store.schema}): {c.projection} rebuilt from position 0 up to "
             f"#{c.position} (head #{c.head}): {len(c.rebuilt)} rows, {verdict}"
         )
         for (organisme, caisse), (cents, count) in sorted(c.rebuilt.items()):
@@ -423,31 +486,35 @@ async def anchor_cmd(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     bootstrap = endpoint(args.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
     refused = False
-    for service in selected(args.service):
-        async with (
-            open_store(args, service) as store,
-            Anchorer(
-                store,
-                service=service.name,
-                key=key,
-                bootstrap_servers=bootstrap,
-                topic=_anchors_topic(args),
-                client_options=client_options(settings_of(args), "admin"),
-            ) as anchorer,
-        ):
+
+    async def anchor_one(shard: Shard, name: str) -> None:
+        """Anchor one store (each shard has its own chain, so its own anchors)."""
+        nonlocal refused
+        store = shard.store
+        async with Anchorer(
+            store,
+            service=name,
+            key=key,
+            bootstrap_servers=bootstrap,
+            topic=_anchors_topic(args),
+            client_options=client_options(settings_of(args), "admin"),
+        ) as anchorer:
             try:
                 anchor = await anchorer.anchor_now()
             except AnchorRefused as exc:
-                print(f"{service.name} (schema {store.schema}): REFUSED: {exc}")
+                print(f"{name} (schema {store.schema}): REFUSED: {exc}")
                 refused = True
-                continue
+                return
         if anchor is None:
             print(
-                f"{service.name} (schema {store.schema}): nothing new since the "
+                f"{name} (schema {store.schema}): nothing new since the "
                 f"{anchorer.last.describe() if anchorer.last else 'empty store'}"
             )
         else:
-            print(f"{service.name} (schema {store.schema}): {anchor.describe()} published")
+            print(f"{name} (schema {store.schema}): {anchor.describe()} published")
+
+    for service in selected(args.service):
+        await each_store(args, service, functools.partial(anchor_one, name=service.name))
     return 1 if refused else 0
 
 
@@ -471,42 +538,55 @@ async def _prove(
 ) -> int:
     keys = _public_keys(args)
     records = await _anchor_records(args)
-    parts, proven = [], 0
-    for service in selected(args.service):
-        async with open_store(args, service) as store:
-            every = _anchors_of(records, service.name, store.schema, keys)
-            anchors = [a for a in every if to_size is None or a.size == to_size]
-            if not anchors:
+    parts: list[dict[str, Any]] = []
+    failed = False
+
+    async def prove_one(shard: Shard, name: str) -> None:
+        """The part of one store (each shard has its own anchors): added to `parts`."""
+        nonlocal failed
+        store, label = shard.store, name + _where(shard)
+        every = _anchors_of(records, name, store.schema, keys)
+        anchors = [a for a in every if to_size is None or a.size == to_size]
+        if not anchors or failed:
+            if not failed:
                 _note(
-                    f"{service.name}: no signed anchor"
+                    f"{label}: no signed anchor"
                     + (f" of size {to_size}" if to_size else "")
                     + ": nothing can be proven"
                 )
-                continue
-            earlier = None
-            if extends is not None:
-                earlier = next((a for a in every if a.size == extends), None)
-                if earlier is None:
-                    raise CommandError(f"{service.name}: no anchor of size {extends}")
-            try:
-                made = await prove_service(store, service.name, subject, anchors[-1], earlier)
-            except ProofError as exc:
-                _note(f"{service.name}: {exc}")
-                return 1
+            return
+        earlier = None
+        if extends is not None:
+            earlier = next((a for a in every if a.size == extends), None)
+            if earlier is None and not shard.sharded:
+                raise CommandError(f"{name}: no anchor of size {extends}")
+            if earlier is None:  # sizes are per shard: this one has none of that size
+                _note(f"{label}: no anchor of size {extends}")
+                return
+        try:
+            made = await prove_service(store, name, subject, anchors[-1], earlier)
+        except ProofError as exc:
+            _note(f"{label}: {exc}")
+            failed = True
+            return
         if subject is not None and made.proven == 0:
             if made.after_anchor:
                 _note(
-                    f"{service.name}: {made.after_anchor} events about {masked(subject)}, "
+                    f"{label}: {made.after_anchor} events about {masked(subject)}, "
                     "all recorded after the latest anchor: not provable yet"
                 )
-            continue
+            return
         if made.after_anchor:
             _note(
-                f"{service.name}: {made.after_anchor} later events about {masked(subject)} "
+                f"{label}: {made.after_anchor} later events about {masked(subject)} "
                 f"are after the latest anchor (#{anchors[-1].size}): not in this proof"
             )
         parts.append(made.part)
-        proven += made.proven
+
+    for service in selected(args.service):
+        await each_store(args, service, functools.partial(prove_one, name=service.name))
+        if failed:
+            return 1
     if not parts:
         _note(f"audit prove: nothing recorded and anchored about {masked(subject)}")
         return 1

@@ -5,6 +5,10 @@ topics, plus `replay: true` and a `replay_id`, so a dashboard or a downstream sy
 rebuild its state from the audit topic. Inputs (registry facts included) can be re-emitted
 too, as the envelope they came in. The live topics are never written: a target topic that
 is one of them is refused.
+
+A store in shards is republished shard after shard, each in its own order, each message
+naming its shard (`store_shard`, as the relay does); a fact about organisms, recorded in
+every shard under one event id, goes out once, with the first shard.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from contracts.messages import key_field, wire_bytes, wire_envelope
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.adapters.kafka.outbound import common_headers, decision_message
-from services.adapters.kafka.relay import Outgoing
+from services.adapters.kafka.relay import SHARD_HEADER, Outgoing
 from services.adapters.kafka.topics import ensure_topics
 from services.domain.catalog import INPUT_TYPES, ServiceDescription
 from services.tools.audit.reading import Selection, read_ahead
@@ -61,18 +65,23 @@ def replay_messages(
     *,
     selection: Selection,
     include_inputs: bool,
+    shard: int | None = None,
+    leave_out: frozenset[str] = frozenset(),
 ) -> list[Outgoing]:
-    """The audit-topic messages of the selected events (pure)."""
+    """The audit-topic messages of the selected events (pure): those of one shard of several
+    when `shard` is given, without the event types in `leave_out`."""
     marks = [
         (REPLAY_HEADER, b"true"),
         (REPLAY_ID_HEADER, replay_id.encode()),
         ("service", service.name.encode()),
     ]
+    if shard is not None:
+        marks.append((SHARD_HEADER, str(shard).encode()))
     out = []
     for event in events:
         if event.event_type in INPUT_TYPES:
             selection.note_input(event)
-        if not selection.covers(event):
+        if event.event_type in leave_out or not selection.covers(event):
             continue
         if event.event_type in service.decision_types:
             message = decision_message(event, topic, service.name)
@@ -119,8 +128,11 @@ async def republish(
     replication_factor: int = 1,
     retention_ms: int = -1,
     client_options: Mapping[str, Any] | None = None,
+    shard: int | None = None,
+    leave_out: frozenset[str] = frozenset(),
 ) -> RepublishResult:
-    """Send the selected events, in store order, and wait until Kafka acknowledged them."""
+    """Send the selected events, in store order, and wait until Kafka acknowledged them
+    (`shard`, `leave_out`: see `replay_messages`)."""
     if topic in set(live_topics):
         raise LiveTopicError(f"{topic} is a live topic: republish writes only to an audit topic")
     started = time.perf_counter()
@@ -154,6 +166,8 @@ async def republish(
                 replay_id,
                 selection=selection,
                 include_inputs=include_inputs,
+                shard=shard,
+                leave_out=leave_out,
             )
             futures = [
                 await producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in batch

@@ -144,6 +144,7 @@ class Trail:
     subject: str
     entries: list[TrailEntry] = field(default_factory=list)
     as_of: int | None = None
+    schema: str | None = None  # named when the store is one shard of several
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -154,7 +155,8 @@ class Trail:
         }
 
     def lines(self) -> list[str]:
-        head = f"{self.service}: {len(self.entries)} recorded events about {self.subject}"
+        where = f" (schema {self.schema})" if self.schema else ""
+        head = f"{self.service}{where}: {len(self.entries)} recorded events about {self.subject}"
         if self.as_of is not None:
             head += f", as the record stood at position #{self.as_of}"
         return [head, *(line for entry in self.entries for line in entry.lines())]

@@ -61,3 +61,14 @@ def test_a_bad_date_is_a_usage_error() -> None:
 def test_every_command_is_registered(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     assert callable(args.func)
+
+
+@pytest.mark.parametrize(
+    "command", [["replay", "verify"], ["audit", "chain"], ["audit", "trail", "X"]]
+)
+def test_jobs_are_shards_at_a_time_one_by_default(command: list[str]) -> None:
+    assert build_parser().parse_args(command).jobs == 1
+    assert build_parser().parse_args([*command, "--jobs", "4"]).jobs == 4
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--jobs", bad])

@@ -8,6 +8,7 @@ import pytest
 from audit_memory import MemoryRecord
 
 from services.adapters.kafka.outbound import decision_message
+from services.adapters.runtime.shards import ABOUT_ORGANISMS
 from services.domain.catalog import COLLECTION
 from services.tools.audit.reading import Selection
 from services.tools.audit.republish import LiveTopicError, replay_messages, republish
@@ -80,3 +81,26 @@ async def test_a_live_topic_is_refused_before_anything_is_sent() -> None:
             replay_id="r",
             selection=Selection(),
         )
+
+
+def test_a_shard_s_messages_name_it_and_leave_out_what_another_shard_sends() -> None:
+    record = _record()
+    every = replay_messages(
+        record.events, COLLECTION, "audit", "r", selection=Selection(), include_inputs=True
+    )
+    out = replay_messages(
+        record.events,
+        COLLECTION,
+        "audit",
+        "r",
+        selection=Selection(),
+        include_inputs=True,
+        shard=3,
+        leave_out=ABOUT_ORGANISMS,
+    )
+    about_organisms = {t.encode() for t in ABOUT_ORGANISMS}
+    kept = [m for m in every if dict(m.headers)["event_type"] not in about_organisms]
+    assert len(kept) < len(every)  # the record holds facts about organisms
+    assert [m.position for m in out] == [m.position for m in kept]
+    assert all(dict(m.headers)["store_shard"] == b"3" for m in out)
+    assert all("store_shard" not in dict(m.headers) for m in every)
