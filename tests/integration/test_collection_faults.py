@@ -265,7 +265,7 @@ async def test_two_instances_commit_appends_to_their_shards_at_the_same_time(
             await conn.close()
 
     async with Feed(s.kafka_bootstrap_servers) as feed:
-        await seed_registry(feed, s, N)
+        await seed_registry(feed, s, 2 * N)
         a = spawn_service("collection", s, tmp_path / "a.log")
         b = spawn_service("collection", s, tmp_path / "b.log")
         stop = asyncio.Event()

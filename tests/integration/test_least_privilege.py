@@ -162,7 +162,7 @@ async def test_the_service_role_holds_exactly_its_grants(store_settings: Service
         expected: set[tuple[str, str, str]] = set()
         for own in layout.schemas:
             expected |= {(own, "events", p) for p in ("SELECT", "INSERT")}
-            expected |= {(own, "schema_migrations", "SELECT")}
+            expected |= {(own, "schema_migrations", "SELECT"), (own, "id_space", "SELECT")}
             expected |= {(own, t, p) for t in ONCE for p in ("SELECT", "INSERT")}
             expected |= {(own, "trace_contexts", p) for p in ("SELECT", "INSERT")}
             expected |= {(own, t, p) for t in maintained for p in ("SELECT", "INSERT", "UPDATE")}
