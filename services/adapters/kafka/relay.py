@@ -431,16 +431,17 @@ async def read_shard_tails(
     before which none of its messages can be unpublished by the store's reckoning), and the
     floors to keep: each partition's tail of the shard, else its end.
 
-    A partition without a floor has had no message of the shard since the shard's relay
-    first led (it records floors before it publishes): it is not read."""
+    No floor at all: the shard's relay never led (it records floors before it publishes),
+    nothing is read. A partition without one, beside others that have one, was added since
+    the floors were recorded: it is read from its start."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     ends = await consumer.end_offsets(parts) if parts else {}
+    begins = await consumer.beginning_offsets(parts) if parts and floors else {}
     starts = {
-        tp: floors[f"{tp.topic}:{tp.partition}"]
+        tp: start
         for tp in parts
-        if f"{tp.topic}:{tp.partition}" in floors
-        and floors[f"{tp.topic}:{tp.partition}"] < ends[tp]
+        if floors and (start := floors.get(f"{tp.topic}:{tp.partition}", begins[tp])) < ends[tp]
     }
     last = (
         await _scan(consumer, starts, {tp: ends[tp] for tp in starts}, deadline, shard)

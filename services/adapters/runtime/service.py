@@ -282,6 +282,7 @@ class ServiceRuntime:
         """Readiness: PostgreSQL answers, Kafka answers, the store is folded; with lags
         (summed over the shards of a store in shards)."""
         state: dict[str, Any] = {"service": self.spec.name}
+        heads: list[int] = []
         try:
             heads = [await part.store.head() for part in self.parts]
             head = sum(heads)
@@ -297,8 +298,14 @@ class ServiceRuntime:
         if self.layout.sharded:
             state["shards"] = self.layout.shards
         if self.parts and head >= 0:
-            state["relay_leader"] = all(part.relay.leader for part in self.parts)
-            state["relay_published"] = sum(part.relay.published for part in self.parts)
+            # the relays this instance leads (of a store in shards, others may lead some):
+            # what they published, the head of those led elsewhere, so head - published
+            # is this instance's lag
+            state["relay_leader"] = any(part.relay.leader for part in self.parts)
+            state["relay_published"] = sum(
+                part.relay.published if part.relay.leader else shard_head
+                for part, shard_head in zip(self.parts, heads, strict=True)
+            )
         if folded:  # (None: a store did not answer)
             parked = [await parked_age(part.store) for part in self.parts]
             counts, ages = [n for n, _ in parked], [a for _, a in parked]
