@@ -4,6 +4,7 @@ shard's messages land after its own on the same partitions."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,3 +109,50 @@ async def test_each_shard_is_published_once_despite_a_failure_before_its_checkpo
                 if m.headers[SHARD_HEADER].decode() == shard and m.partition == partition
             ]
             assert order == sorted(order)
+
+
+async def test_a_transaction_left_open_by_another_writer_does_not_hide_a_shards_messages(
+    shards: list[EventStore], database_url: str, kafka_bootstrap: str, unique: str
+) -> None:
+    """A committed read ends where the oldest open transaction begins: a shard's messages
+    committed after another writer's transaction still open (another shard's relay, killed
+    mid-batch) are not seen by a new leader that does not wait for it to end, which would
+    publish them again."""
+    from aiokafka import AIOKafkaProducer
+
+    from services.adapters.kafka.topics import ensure_topics
+
+    topic = f"t{unique}.open"
+    await ensure_topics(
+        kafka_bootstrap, [topic], partitions=PARTITIONS, replication_factor=1, retention_ms=-1
+    )
+    a = shards[0]
+    first = await append(a, 6)
+    ra = shard_relay(a, 0, database_url, topic, kafka_bootstrap)
+    async with running(ra):
+        await until(lambda: ra.published >= first[-1])
+    stray = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"open-{unique}")
+    await stray.start()
+    try:
+        failing = FailsOnce(a.schema)
+        ra = shard_relay(a, 0, database_url, topic, kafka_bootstrap)
+        ra.checkpoints = failing
+        async with running(ra):
+            await until(lambda: ra.publishing)  # leads; then another writer's transaction
+            await stray.begin_transaction()  # opens on every partition, before its batch
+            for partition in range(PARTITIONS):
+                await stray.send_and_wait(topic, b"open", partition=partition)
+            second = await append(a, 6)
+            await until(lambda: failing.failed)
+        ra = shard_relay(a, 0, database_url, topic, kafka_bootstrap)
+        async with running(ra):
+            await asyncio.sleep(3)  # the new leader waits for the open transaction...
+            assert ra.published < second[-1]
+            await stray.commit_transaction()  # ... which ends
+            await until(lambda: ra.published >= second[-1])
+    finally:
+        await stray.stop()
+    read = await published(kafka_bootstrap, topic, 12 + PARTITIONS)
+    messages = [m for m in read if m.value != b"open"]
+    got = Counter(int(m.headers[POSITION_HEADER]) for m in messages)
+    assert sorted(got) == first + second and set(got.values()) == {1}, got

@@ -87,6 +87,9 @@ class MemoryTransaction:
         found = self._store.events[max(position, 0) :]
         return found if limit is None else found[:limit]
 
+    def appended(self) -> list[tuple[UUID, str]]:
+        return [(row.event_id, row.event_type) for row in self.rows]
+
     async def holders(self, keys: Sequence[str]) -> dict[str, int]:
         place = self._store.claims
         if place is None:

@@ -41,6 +41,10 @@ class Transaction(Protocol):
         """The committed events after `position` (at most `limit`), in store order."""
         ...
 
+    def appended(self) -> list[tuple[UUID, str]]:
+        """(event id, event type) of what this transaction appends, in order."""
+        ...
+
     async def holders(self, keys: Sequence[str]) -> dict[str, int]:
         """For one shard of a store split in shards: the shard holding each of `keys` (ids
         unique across the shards) that one holds. A store in one piece: none."""

@@ -176,6 +176,10 @@ class StoreTransaction:
         )
         return [_stored(r) for r in rows]
 
+    def appended(self) -> list[tuple[UUID, str]]:
+        """(event id, event type) of what this transaction appends, in order."""
+        return [(row[3], row[4]) for row in self._rows]
+
     async def holders(self, keys: Sequence[str]) -> dict[str, int]:
         """For a shard of a store split in shards: the shard that holds each of `keys`
         (ids unique across the shards) held by one. A store in one piece: none."""

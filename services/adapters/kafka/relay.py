@@ -120,6 +120,9 @@ class Relay:
         # one shard of several: its messages say so, and its tails are found past its floors
         self.shard = None if shard is None else str(shard).encode()
         self._floors: dict[str, int] = {}  # "topic:partition" -> offset, saved with a checkpoint
+        self._floors_raised = 0.0  # when the floors were last raised to the ends
+        self.floor_seconds = 30.0  # how often a shard's relay raises its floors to the ends
+        self.settle_timeout = 90.0  # > a transaction's timeout: open ones end before it
         self.connect = connect
         self.routes = routes
         self.bootstrap_servers = bootstrap_servers
@@ -227,6 +230,7 @@ class Relay:
             await self._check_tails(producer, on_kafka, await self.store.head())
             if self.shard is not None:  # where to look next time, known before publishing
                 await self.checkpoints.save_floors(conn, self.name, self._floors)
+                self._floors_raised = self.clock()
             self.publishing = True
             while True:
                 await still_connected(conn)  # still holding the lock
@@ -248,6 +252,8 @@ class Relay:
                     self._floors |= self._written
                     await self.checkpoints.save_floors(conn, self.name, self._written)
                     self._written = {}
+                if self.shard is not None:
+                    await self._raise_floors(producer, conn)
                 self._progressed()
         finally:
             self.publishing = False
@@ -345,27 +351,62 @@ class Relay:
         previous leader left open, so "committed" is final. Fail-safe: a tail that cannot
         be read raises (the relay gives up the lead and tries again later) rather than
         being taken as empty, which would republish."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            # a record larger than this would be skipped by aiokafka, not returned
-            max_partition_fetch_bytes=self.max_request_size + 64 * 1024,
-            **self.client_options,
-        )
+        consumer = self._consumer()
         await consumer.start()
         try:
-            parts = []
-            for topic in self.routes.topics:
-                ids = sorted(await producer.partitions_for(topic))
-                parts += [TopicPartition(topic, p) for p in ids]
+            parts = await self._partitions(producer)
             if self.shard is None:
                 return await read_tails(consumer, parts)
+            # another shard's transaction still open on a partition hides what follows it
+            # from a committed read: wait until every partition's committed end reaches
+            # its end as it is now (an open transaction ends within its timeout)
+            await _settled(consumer, await self._ends(parts, committed=False), self.settle_timeout)
             floors = await self.checkpoints.read_floors(conn, self.name)
             tails, self._floors = await read_shard_tails(consumer, parts, self.shard, floors)
             return tails
         finally:
             await consumer.stop()
+
+    def _consumer(self, committed: bool = True) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            isolation_level="read_committed" if committed else "read_uncommitted",
+            # a record larger than this would be skipped by aiokafka, not returned
+            max_partition_fetch_bytes=self.max_request_size + 64 * 1024,
+            **self.client_options,
+        )
+
+    async def _partitions(self, producer: AIOKafkaProducer) -> list[TopicPartition]:
+        parts = []
+        for topic in self.routes.topics:
+            parts += [
+                TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))
+            ]
+        return parts
+
+    async def _ends(self, parts: list[TopicPartition], *, committed: bool) -> dict[Any, int]:
+        """Each partition's end: of what is committed (below any open transaction), or of
+        everything written."""
+        consumer = self._consumer(committed)
+        await consumer.start()
+        try:
+            return dict(await consumer.end_offsets(parts)) if parts else {}
+        finally:
+            await consumer.stop()
+
+    async def _raise_floors(self, producer: AIOKafkaProducer, conn: asyncpg.Connection) -> None:
+        """Everything this shard's relay published is checkpointed: whatever it publishes
+        next lands past each partition's end as it is now. Raised so, every
+        `floor_seconds`, the floors keep the next leader's look back short, even on the
+        partitions this shard does not write."""
+        now = self.clock()
+        if now - self._floors_raised < self.floor_seconds:
+            return
+        ends = await self._ends(await self._partitions(producer), committed=True)
+        raised = {f"{tp.topic}:{tp.partition}": end for tp, end in ends.items()}
+        await self.checkpoints.save_floors(conn, self.name, raised)
+        self._floors, self._written, self._floors_raised = raised, {}, now
 
     async def _check_tails(
         self, producer: AIOKafkaProducer, tails: dict[tuple[str, int], Tail], head: int
@@ -418,6 +459,20 @@ async def read_tails(
                 del todo[tp]  # nothing committed on it at all
         window *= 4
     return found
+
+
+async def _settled(consumer: AIOKafkaConsumer, ends: dict[Any, int], timeout: float) -> None:
+    """Wait until `consumer` (read committed) sees each partition's committed end reach
+    `ends` (the ends of what was written); fail after `timeout` (the relay tries again)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while ends:
+        committed = await consumer.end_offsets(list(ends))
+        if all(committed[tp] >= end for tp, end in ends.items()):
+            return
+        if loop.time() > deadline:
+            raise RuntimeError("a transaction on the output topics stayed open too long")
+        await asyncio.sleep(0.2)
 
 
 async def read_shard_tails(

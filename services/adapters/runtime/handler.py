@@ -37,10 +37,10 @@ import asyncpg
 from contracts import check_headers, mask_personal
 from contracts.parsing import ContractError, parse_inbound
 from services.adapters.eventstore import NewEvent
-from services.adapters.eventstore.errors import StoreError
+from services.adapters.eventstore.errors import DuplicateEventError, StoreError
 from services.adapters.eventstore.port import Store, Transaction
 from services.adapters.runtime import state, tracing
-from services.adapters.runtime.shards import claim_keys, refusal
+from services.adapters.runtime.shards import ABOUT_ORGANISMS, claim_keys, refusal
 from services.domain.kernel.processing import (
     REJECTION,
     Input,
@@ -404,29 +404,53 @@ class BatchHandler:
                         known = input_content(before.event_type, before.payload, before.metadata)
                     elif (seen := batch_inputs.get(message.event_id)) is not None:
                         known = seen.content()
-                    if known is None:
+                    # new here: refused if it names an id another shard holds (and then
+                    # not in the batch's inputs: a later one under its id is not its copy)
+                    why = (
+                        refusal(message, holders, self.shard) if holders and known is None else None
+                    )
+                    if why is not None:
+                        message = why
+                    elif known is None:
                         batch_inputs[message.event_id] = message
                     elif known == message.content():
                         report.duplicates += 1
                         continue
                     else:
                         message = ContractError("already recorded with other content", "event_id")
-                if holders and isinstance(message, Input):
-                    message = refusal(message, holders, self.shard) or message
                 try:
                     with tracing.deciding(tx, record, message):
                         fate = self._decide(tx, record, rejections[index], message, report)
                     if fate == REFUSED:
                         report.refused.add(index)
                     elif fate == RECORDED and self.sharded and isinstance(message, Input):
-                        claims += claim_keys(message)[0]
+                        claims += claim_keys(message, self.shard)[0]
                 except Exception as exc:  # pure code: the record causes it, every time
                     raise RecordFailure(index, exc) from exc
-            if claims and await tx.claim(claims):  # another shard took one meanwhile
-                raise ClaimRaced("an id was claimed by another shard while deciding")
+            if self.sharded:
+                await self.claim_recorded(tx, claims)
             await write_back(tx, view, loaded)
         self.committed(tx, starts)
         return report
+
+    async def claim_recorded(self, tx: Transaction, inputs: Sequence[str]) -> None:
+        """A shard claims the ids of all it appends (a fact about organisms: the first shard
+        only; every shard records it under one id) and `inputs`, the keys of the inputs it
+        records (their event and business ids). Another shard holding one of `inputs` took
+        it while this one decided: `ClaimRaced`, decided again (then refused). Holding the id
+        of a decision minted here, it has an input under that id: the record that caused the
+        decision is at fault, as its duplicate id is within one store."""
+        ids = [
+            f"e:{event_id}"
+            for event_id, kind in tx.appended()
+            if kind not in ABOUT_ORGANISMS or self.shard == 0
+        ]
+        taken = await tx.claim([*inputs, *ids])
+        if not taken:
+            return
+        if taken.keys() & set(inputs):
+            raise ClaimRaced("an id was claimed by another shard while deciding")
+        raise DuplicateEventError("a decision's id is another shard's event id")
 
     async def _holders(
         self,
@@ -441,7 +465,7 @@ class BatchHandler:
         for index in chunk:
             message = parsed[index]
             if index not in poisoned and isinstance(message, Input):
-                claimed, named = claim_keys(message)
+                claimed, named = claim_keys(message, self.shard)
                 keys += claimed + named
         return await tx.holders(keys)
 

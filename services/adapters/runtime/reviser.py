@@ -97,6 +97,8 @@ class Reviser:
             if outcome.refused is not None:  # the step was made from the task: a bug
                 raise RuntimeError(f"a revision step refused: {outcome.refused}")
             append_outcome(tx, outcome, message.event_id, report)
+            if handler.sharded:  # the step's ids, and its revisions', are this shard's
+                await handler.claim_recorded(tx, [])
             await write_back(tx, processor.view, loaded)
         handler.committed(tx, starts)
         report.seconds = time.perf_counter() - started

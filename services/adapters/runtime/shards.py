@@ -13,7 +13,8 @@ records them (the first shard first: a fact it refuses is refused once, there; a
 records, every other shard records too). A record refused before any content could be read
 goes where its Kafka key sends it (its partition, without a key).
 
-What must stay unique across shards -- an input's event id, a contribution's, payment's or
+What must stay unique across shards -- every event id (an input's, a decision's, a
+rejection's; a fact about organisms' by the first shard), a contribution's, payment's or
 benefit's business id -- is **claimed** in the hub by the shard that records it, in the
 transaction that records it (`Transaction.claim`; an input refused claims nothing). An input
 naming an id another shard holds is refused with the reason the rules give within one store:
@@ -84,10 +85,13 @@ _NAMED: Mapping[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def claim_keys(message: Input) -> tuple[list[str], list[str]]:
-    """The ids `message` claims for its shard, and the ids it names (held elsewhere: refused)."""
-    if message.event_type in ABOUT_ORGANISMS:  # every shard records it, under one id: an
-        return [], [f"e:{message.event_id}"]  # input of a person's may not have taken it
+def claim_keys(message: Input, shard: int) -> tuple[list[str], list[str]]:
+    """The ids `message` claims for `shard` when recorded there (its event id, its business
+    id), and the ids it names (a contribution; held by another shard: refused). A fact
+    about organisms, recorded in every shard under one id, is claimed by the first."""
+    if message.event_type in ABOUT_ORGANISMS:
+        own = [f"e:{message.event_id}"]
+        return (own, []) if shard == 0 else ([], own)
     p: Any = message.payload
     claimed = [f"e:{message.event_id}"]
     claimed += [f"{prefix}:{getattr(p, f)}" for f, prefix in _CLAIMED.get(message.event_type, ())]
@@ -101,7 +105,12 @@ def refusal(message: Input, holders: Mapping[str, int], shard: int) -> ContractE
     check within one store: its event id, its own business id, then the contribution it
     names -- unless this shard holds its own business id already (then the rules, which
     know what was recorded under it, judge it: the same again is no breach)."""
-    if holders.get(f"e:{message.event_id}", shard) != shard:
+    holder = holders.get(f"e:{message.event_id}", shard)
+    if message.event_type in ABOUT_ORGANISMS:  # its own claim: the first shard's
+        if holder not in (shard, 0):
+            return ContractError("already recorded with other content", "event_id")
+        return None
+    if holder != shard:
         return ContractError("already recorded with other content", "event_id")
     p: Any = message.payload
     own = [(f, f"{prefix}:{getattr(p, f)}") for f, prefix in _CLAIMED.get(message.event_type, ())]

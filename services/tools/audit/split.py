@@ -212,7 +212,7 @@ def claims_of(event: StoredEvent, place: int) -> Iterator[tuple[str, int]]:
     if model is None or event.event_type in ABOUT_ORGANISMS or place == EVERY:
         return
     message = Input(event.event_id, event.event_type, model.model_validate(event.payload), {})
-    claimed, _ = claim_keys(message)
+    claimed, _ = claim_keys(message, place)
     for key in claimed:
         yield key, place
 

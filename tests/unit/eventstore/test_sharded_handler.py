@@ -19,7 +19,16 @@ import pytest
 from hypothesis import event as note
 from hypothesis import given
 from hypothesis import strategies as st
-from support import affiliation, convention, cotisation, envelope, nir, organisme, paiement
+from support import (
+    affiliation,
+    convention,
+    cotisation,
+    envelope,
+    key_of,
+    nir,
+    organisme,
+    paiement,
+)
 from test_decision_state import (
     CUTS,
     PEOPLE,
@@ -38,7 +47,7 @@ from services.adapters.runtime.reviser import Reviser
 from services.adapters.runtime.sharded import ShardedHandler
 from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of, shard_of_key
 from services.domain.catalog import BENEFITS, COLLECTION, ServiceDescription
-from services.domain.kernel.processing import REJECTION
+from services.domain.kernel.processing import REJECTION, decision_id
 from services.domain.kernel.tasks import TASK_EVENT_TYPES
 from services.tools.audit.feed import FakeRecord
 
@@ -233,3 +242,63 @@ async def test_what_a_fact_about_organisms_causes_has_ids_of_each_shard() -> Non
     assert (
         len({e.event_id for e in steps}) == len(steps) >= len({shard_of(p, SHARDS) for p in people})
     )
+
+
+def _record(offset: int, fact: Fact, event_id: str | None = None) -> FakeRecord:
+    topic = next(t for t, types in COLLECTION.inputs.items() if fact[0] in types)
+    value = envelope(fact[0], fact[1], event_id=event_id)
+    return FakeRecord(topic, 0, offset, key_of(fact[1]), value)
+
+
+async def _sharded_collection() -> tuple[list[MemoryEventStore], ShardedHandler, list[str]]:
+    """Three shards with an organism and a person affiliated in each of shards 1 and 2."""
+    shards = _shards()
+    handlers = [_handler(COLLECTION, store) for store in shards]
+    for each in handlers:
+        await each.catch_up()
+    sharded = ShardedHandler(handlers)
+    people = [next(nir(n) for n in range(99) if shard_of(nir(n), SHARDS) == k) for k in (1, 2)]
+    registry = [organisme("OC-A"), *(affiliation(p, "OC-A") for p in people)]
+    await sharded.handle([_record(k, fact) for k, fact in enumerate(registry)])
+    return shards, sharded, people
+
+
+def _holding(shards: list[MemoryEventStore], event_id: str) -> list[int]:
+    return [k for k, s in enumerate(shards) if any(str(e.event_id) == event_id for e in s.events)]
+
+
+async def test_a_fact_and_an_input_under_one_id_in_one_batch_leave_the_shards_agreeing() -> None:
+    shards, sharded, (a, _) = await _sharded_collection()
+    same = str(uuid.uuid4())
+    await sharded.handle(
+        [_record(10, cotisation("K1", a), same), _record(11, convention("C1", "OC-A"), same)]
+    )
+    recorded = [any(e.event_type == "ConventionConclue" for e in s.events) for s in shards]
+    assert recorded in ([True] * SHARDS, [False] * SHARDS)
+    assert len(_holding(shards, same)) in (1, SHARDS)  # the input, or the fact everywhere
+
+
+@pytest.mark.parametrize("fact", [True, False], ids=["a fact about organisms", "an input"])
+async def test_an_input_under_the_id_of_another_shards_decision_is_refused(fact: bool) -> None:
+    """As within one store: the id is taken (by a decision), whichever shard took it."""
+    shards, sharded, (a, b) = await _sharded_collection()
+    await sharded.handle([_record(10, cotisation("K1", a))])
+    taken = next(e for e in shards[1].events if e.event_type == "EncaissementNonDelegue")
+    late = convention("C1", "OC-A") if fact else cotisation("K2", b)
+    report = await sharded.handle([_record(11, late, str(taken.event_id))])
+    assert report.rejected == {"event_id": 1}
+    assert _holding(shards, str(taken.event_id)) == [1]
+    assert not any(e.event_type == late[0] for s in shards for e in s.events if s is not shards[1])
+
+
+async def test_a_decision_whose_id_another_shard_holds_isolates_its_input() -> None:
+    """An upstream sends, in one person's shard, an input under the id another person's
+    input's decision will take: that input is rejected (processing_error), as within one
+    store, and the decision is never recorded twice."""
+    shards, sharded, (a, b) = await _sharded_collection()
+    trigger = str(uuid.uuid4())
+    predicted = str(decision_id(uuid.UUID(trigger), 1, "collection"))
+    await sharded.handle([_record(10, cotisation("K2", b), predicted)])  # in b's shard
+    report = await sharded.handle([_record(11, cotisation("K1", a), trigger)])
+    assert report.rejected == {"processing_error": 1}
+    assert _holding(shards, predicted) == [shard_of(b, SHARDS)]
