@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from services.adapters.eventstore import StoredEvent
-from services.adapters.kafka.relay import POSITION_HEADER, Outgoing
+from services.adapters.kafka.relay import POSITION_HEADER, SHARD_HEADER, Outgoing
 from services.domain.kernel.processing import REJECTION
 
 
@@ -47,6 +47,7 @@ def decision_message(event: StoredEvent, topic: str, source: str) -> Outgoing:
 REJECTION_HEADERS = frozenset(
     {"reject_reason", "reject_field", "reject_kind", "source_topic", "source_partition"}
     | {"source_offset", "event_type", "event_id", "schema_version", POSITION_HEADER}
+    | {SHARD_HEADER}  # (set by a shard's relay)
 )
 """Headers the system sets on a rejection: same-named upstream headers are dropped, so a
 reader can trust that these are ours."""
