@@ -108,9 +108,7 @@ async def test_a_payment_parked_on_another_persons_contribution_splits() -> None
 
 def _organism_keyed_off_shard_0() -> str:
     return next(
-        oid
-        for oid in (f"OC-{n}" for n in range(100))
-        if shard_of_key(oid.encode(), SHARDS) != 0
+        oid for oid in (f"OC-{n}" for n in range(100)) if shard_of_key(oid.encode(), SHARDS) != 0
     )
 
 
