@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -514,10 +515,9 @@ async def split_store(
     finally:
         for pool in pools:
             await pool.close()
-        try:
-            await conn.execute("SELECT pg_advisory_unlock_all()")
-        finally:
-            await conn.close()  # (its advisory locks with it, in any case)
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("SELECT pg_advisory_unlock_all()")  # (an appender waiting goes on)
+        await conn.close()  # (its advisory locks with it, in any case)
 
 
 async def _verify(store: EventStore, service: ServiceDescription, copy: ShardCopy) -> ShardReport:
