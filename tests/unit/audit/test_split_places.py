@@ -4,10 +4,13 @@ off the copies it prepares (no database: the store is the in-memory one)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import replace
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import affiliation, convention, cotisation, envelope, key_of, nir, organisme, paiement
 
 from services.adapters.eventstore import StoredEvent
@@ -17,7 +20,7 @@ from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of, shard_of
 from services.domain.catalog import COLLECTION
 from services.domain.kernel.processing import REJECTION
 from services.tools.audit.feed import FakeRecord
-from services.tools.audit.split import ShardCopy, Splitter
+from services.tools.audit.split import ShardCopy, Splitter, rejection_place
 
 SHARDS = 3
 NO_KEY = object()
@@ -167,3 +170,24 @@ async def test_a_rejection_kept_by_reference_goes_by_its_partition() -> None:
     copies, _ = _split([*events, rejection])
     where = [k for k, c in enumerate(copies) for h in _held(c) if h[3] == rejection.event_id]
     assert where == [5 % SHARDS]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = st.sampled_from(["key", "value", "headers", "topic", "partition", "kind", "field"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        _FIELDS, _JSON | st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode())
+    )
+)
+def test_any_rejection_payload_has_a_shard(payload: dict[str, Any]) -> None:
+    """Whatever a rejection's payload holds, the split places it in a shard (never stops)."""
+    assert 0 <= rejection_place(payload, SHARDS, COLLECTION.inputs) < SHARDS
