@@ -15,8 +15,10 @@ neither `SET ROLE` nor `RESET ROLE` gives it more), with exactly:
   on `revisions_start` (the position from which registry facts revise decisions, written
   once);
 - `SELECT, INSERT` on `trace_contexts` (where each transaction's trace is, for the relay);
-- on a store split into shards, the same on each shard's schema, and `SELECT` on the
-  hub's `shard_layout`, `SELECT, INSERT` on its `claims` (ids unique across shards);
+- on a store split into shards, the same on each shard's schema, and on the hub only
+  `SELECT` on its `schema_migrations` and `shard_layout`, `SELECT, INSERT` on its `claims`
+  (ids unique across shards): none on a hub's own events (a store split by `mandat store
+  split` keeps them there as its archive);
 - nothing on any other schema: another service's store is out of its reach.
 """
 
@@ -102,12 +104,7 @@ async def provision(
             await conn.execute(f'REVOKE "{granted}" FROM "{role}"')
         for store in layout.schemas:
             await grant_store(conn, store, role)
-        # the hub (the store itself, when in one piece): checked migrated, its layout read,
-        # the ids unique across shards claimed (never changed)
-        await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
-        await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
-        await conn.execute(f'GRANT SELECT ON "{schema}".shard_layout TO "{role}"')
-        await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".claims TO "{role}"')
+        await grant_hub(conn, schema, role, sharded=layout.sharded)
         database = await conn.fetchval("SELECT current_database()")
         await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"')
     return role
@@ -130,6 +127,21 @@ async def grant_store(conn: asyncpg.Connection, schema: str, role: str) -> None:
     await conn.execute(f'GRANT SELECT, UPDATE ON "{schema}".decision_state_position TO "{role}"')
     # traces: where each transaction's span is (written, read, never changed)
     await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".trace_contexts TO "{role}"')
+
+
+async def grant_hub(conn: asyncpg.Connection, schema: str, role: str, *, sharded: bool) -> None:
+    """The grants of a service's role on its hub (the store itself, when in one piece):
+    checked migrated, its layout read, the ids unique across shards claimed (never
+    changed). A hub of shards keeps nothing else: a store split into shards
+    (`mandat store split`) keeps its events there as the archive, which no instance -- one
+    started before the split included -- may append to or move checkpoints in any more."""
+    if sharded:
+        await conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM "{role}"')
+        await conn.execute(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA "{schema}" FROM "{role}"')
+    await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+    await conn.execute(f'GRANT SELECT ON "{schema}".schema_migrations TO "{role}"')
+    await conn.execute(f'GRANT SELECT ON "{schema}".shard_layout TO "{role}"')
+    await conn.execute(f'GRANT SELECT, INSERT ON "{schema}".claims TO "{role}"')
 
 
 async def drop_store(conn: asyncpg.Connection, schema: str) -> None:

@@ -2,15 +2,21 @@
 replay (services/adapters/eventstore/shards.py says where shards are, runtime/shards.py
 what goes where).
 
-Run as the database owner with the service stopped. The hub's own events are left as they
-are (append-only: the archive the shards are copied from). Every one of them is copied, in
-order, into its shard -- or into every shard, for a fact about organisms -- with its id,
-stream, type, payload, metadata and recording time; each shard gives them its own positions
-and hash chain. A stream's events all go to one shard and keep their versions, except the
-rejections' stream, split by Kafka key and numbered again in each shard. A revision task
-(its opening and steps) goes to each shard that has people of its organisms, for those
-organisms only (the opening lists them: what that shard would have recorded), its stream
-numbered again there; each shard's replay re-runs a step over its own people.
+Run as the database owner with the service stopped: the split holds the hub's append lock
+throughout (an instance still running waits, and finds its grants on the hub gone when the
+split is recorded), and refuses a hub whose relay has not published every decision and
+rejection. The hub's own events are left as they are (append-only: the archive the shards
+are copied from). Every one of them is copied, in order, into the shard the runtime in
+shards would have recorded it in -- an event naming a person into that person's shard, a
+decision naming none into its input's, a fact about organisms into every shard, a rejection
+by its Kafka key (in the first shard, a fact about organisms the rules refused) -- with its
+id, stream, type, payload, metadata and recording time; each shard gives them its own
+positions, hash chain and stream versions (a stream wholly in one shard keeps its versions;
+one whose events name people of several shards, a payment parked on a contribution that
+turns out to be another person's, is numbered in each shard as that shard recorded it). A
+revision task (its opening and steps) goes to each shard that has people of its organisms,
+for those organisms only (the opening lists them: what that shard would have recorded);
+each shard's replay re-runs a step over its own people.
 
 A decision's id is the rank it had in the outcome of its input in the one store; a shard
 holds the part of that outcome about its people, so where the ranks differ the shard keeps
@@ -27,19 +33,22 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from contracts import check_headers
+from contracts.parsing import parse_inbound
 from services.adapters.eventstore import EventStore, StoredEvent
 from services.adapters.eventstore.migrations import apply_migrations
 from services.adapters.eventstore.pool import Encoded, create_pool
-from services.adapters.eventstore.roles import grant_store, service_role
+from services.adapters.eventstore.roles import grant_hub, grant_store, service_role
 from services.adapters.eventstore.shards import Layout, read_layout, record_id_space
 from services.adapters.eventstore.store import COLUMNS
 from services.adapters.runtime import state
@@ -47,8 +56,7 @@ from services.adapters.runtime.shards import ABOUT_ORGANISMS, claim_keys, shard_
 from services.domain.catalog import PAYLOAD_MODELS, SERVICES, ServiceDescription
 from services.domain.kernel.processing import REJECTION, Input, decision_id
 from services.domain.kernel.records import GENESIS_HASH, chained
-from services.domain.kernel.streams import REJECTIONS_STREAM
-from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED, task_stream
+from services.domain.kernel.tasks import REVISION_STEP, REVISIONS_OPENED
 from services.tools.audit.options import CommandError, endpoint, settings_of
 from services.tools.audit.reading import is_input
 from services.tools.audit.replay import replay
@@ -57,9 +65,8 @@ from services.tools.cli import print_json
 EVERY = -1
 """The place of an event every shard records."""
 
-TASK_STREAMS = task_stream("")
-"""What the streams of revision tasks start with: a shard holds the steps of a task about
-the organisms it has people of, numbered again in its stream."""
+Topics = Mapping[str, frozenset[str]]
+"""The input types each topic a service reads may carry (as the runtime checks them)."""
 
 CHUNK = 5000
 """Events read from the hub, and written to each shard, at a time."""
@@ -77,7 +84,7 @@ class ShardCopy:
     schema: str
     head: int = 0
     hash: bytes = GENESIS_HASH
-    versions: dict[str, int] = field(default_factory=dict)  # of the streams it numbers again
+    versions: dict[str, int] = field(default_factory=dict)  # each stream's, in this shard
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     renamed: dict[tuple[UUID, int], UUID] = field(default_factory=dict)
     """(input, rank in this shard's part of its outcome) -> the decision's id in the store,
@@ -86,12 +93,11 @@ class ShardCopy:
     relayed: dict[str, int] = field(default_factory=dict)  # relay checkpoints, mapped
 
     def append(self, event: StoredEvent) -> int:
-        """Give `event` this shard's next position (and version, in a stream it numbers
-        again: its part of the rejections, of a revision task); chain it."""
+        """Give `event` this shard's next position and the next version of its stream in
+        this shard (as the shard's fold numbers them: a stream the shard holds whole keeps
+        its versions); chain it."""
         self.head += 1
-        version = event.stream_version
-        if event.stream_id == REJECTIONS_STREAM or event.stream_id.startswith(TASK_STREAMS):
-            version = self.versions[event.stream_id] = self.versions.get(event.stream_id, 0) + 1
+        version = self.versions[event.stream_id] = self.versions.get(event.stream_id, 0) + 1
         payload, metadata, self.hash = chained(
             self.hash, self.head, event.stream_id, version, event, event.recorded_at
         )
@@ -150,9 +156,50 @@ class SplitReport:
         return all(r.ok for r in self.reports)
 
 
-def rejection_place(payload: dict[str, Any], shards: int) -> int:
-    """A rejection's shard, as the runtime places a record it refuses: by its Kafka key
-    (kept in base64), else by its partition; shard 0 when it keeps neither."""
+def _unb64(text: object) -> bytes | None:
+    """Bytes kept in base64 (None kept as None); ValueError when they are not."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError("not base64 text")
+    return base64.b64decode(text, validate=True)
+
+
+def _stored_header(header: object) -> tuple[str, bytes | None]:
+    """A header as a rejection keeps it ([name, value] or [name, value, "b64"]), back."""
+    if not isinstance(header, list) or len(header) not in (2, 3):
+        raise ValueError("not a stored header")
+    name, value = header[0], _unb64(header[1])
+    if len(header) == 3:
+        return (_unb64(name) or b"").decode("utf-8", "surrogatepass"), value
+    if not isinstance(name, str):
+        raise ValueError("not a header name")
+    return name, value
+
+
+def refused_fact(payload: Mapping[str, Any], topics: Topics) -> bool:
+    """Whether the record a rejection keeps whole, read again as the runtime reads it (its
+    headers, then its value against its topic's types and its key), is a fact about
+    organisms: the runtime gave it to the first shard, which refused it (runtime.sharded)."""
+    try:
+        value, key = _unb64(payload.get("value")), _unb64(payload.get("key"))
+        if value is None:  # kept by reference (too large, undecodable): not readable again
+            return False
+        check_headers([_stored_header(h) for h in payload.get("headers") or ()])
+        topic = payload.get("topic")
+        allowed = topics.get(topic) if isinstance(topic, str) else None
+        event = parse_inbound(value, allowed=allowed, key=key)
+    except Exception:  # the contract refused it (or cannot read it): placed by its key
+        return False
+    return event.event_type in ABOUT_ORGANISMS
+
+
+def rejection_place(payload: Mapping[str, Any], shards: int, topics: Topics) -> int:
+    """A rejection's shard, as the runtime places a record it refuses: the first shard for a
+    fact about organisms the rules refused, else by its Kafka key (kept in base64), else by
+    its partition; shard 0 when it keeps neither."""
+    if refused_fact(payload, topics):
+        return 0
     key = payload.get("key")
     if isinstance(key, str):
         try:
@@ -166,20 +213,22 @@ def rejection_place(payload: dict[str, Any], shards: int) -> int:
 
 
 class Router:
-    """The shard of each event of the store, read in order: a stream's first event that
-    names a person places the stream (and every later event of it)."""
+    """The shard of each event of the store, read in order, as the runtime in shards places
+    it: an event naming a person in that person's shard (whatever stream it is in: a
+    payment parked on a contribution later due for someone else is in its payer's shard,
+    the contribution in its person's), a decision naming nobody in its input's shard."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, topics: Topics) -> None:
         self.shards = shards
-        self.streams: dict[str, int] = {}
+        self.topics = topics
+        self.streams: dict[str, int] = {}  # the shard of each stream's last event
 
     def place(self, event: StoredEvent, head: int | None) -> int:
         """The shard of `event` (`EVERY`: all of them); `head` is the place of the input
         whose outcome it is part of (None for the input itself)."""
         if event.event_type == REJECTION:
-            return rejection_place(event.payload, self.shards)
+            return rejection_place(event.payload, self.shards, self.topics)
         nir = event.payload.get("nir")
-        placed = self.streams.get(event.stream_id)
         if event.event_type in ABOUT_ORGANISMS or event.event_type in (
             REVISIONS_OPENED,
             REVISION_STEP,
@@ -187,34 +236,33 @@ class Router:
             place = EVERY
         elif isinstance(nir, str):
             place = shard_of(nir, self.shards)
-        elif placed is not None:
-            place = placed
-        elif head is not None and head != EVERY:  # a decision in a stream of its own
+        elif head is not None and head != EVERY:  # a decision: where its input was decided
             place = head
+        elif (placed := self.streams.get(event.stream_id)) is not None:
+            place = placed
         else:
             raise SplitError(
                 f"cannot place the {event.event_type} at position {event.position}: it names"
                 " no person and its stream has no shard yet"
             )
-        if placed is not None and placed != place:
-            raise SplitError(
-                f"the {event.event_type} at position {event.position} belongs to shard"
-                f" {place}, its stream {event.stream_id!r} to shard {placed}"
-            )
         self.streams[event.stream_id] = place
         return place
 
 
-def claims_of(event: StoredEvent, place: int) -> Iterator[tuple[str, int]]:
-    """The ids `event`, an input recorded in shard `place`, claims there (as the runtime
-    claims them when it records an input: runtime/shards.py)."""
+def claims_of(event: StoredEvent, shards: Sequence[int]) -> Iterator[tuple[str, int]]:
+    """The ids `event`, copied into `shards`, claims in the hub, as the runtime claims them
+    (runtime/shards.py): its event id for the first shard holding it (the first shard, for
+    a fact about organisms every shard holds under one id, or an event copied nowhere: a
+    task about organisms nobody is affiliated to), and an input's business ids for its."""
+    first = min(shards, default=0)
+    yield f"e:{event.event_id}", first
     model = PAYLOAD_MODELS.get(event.event_type)
-    if model is None or event.event_type in ABOUT_ORGANISMS or place == EVERY:
+    if model is None or event.event_type in ABOUT_ORGANISMS:
         return
     message = Input(event.event_id, event.event_type, model.model_validate(event.payload), {})
     claimed, _ = claim_keys(message, place)
     for key in claimed:
-        yield key, place
+        yield key, first
 
 
 class Splitter:
@@ -226,10 +274,11 @@ class Splitter:
         copies: Sequence[ShardCopy],
         starts: dict[str, int],
         relays: dict[str, int],
+        topics: Topics | None = None,  # (None: the contract's names)
     ) -> None:
         self.service = service
         self.copies = copies
-        self.router = Router(len(copies))
+        self.router = Router(len(copies), SERVICES[service].inputs if topics is None else topics)
         self.starts = starts  # hub positions from which revisions (in steps) start
         self.relays = relays  # hub positions each relay published up to
         self.claims: dict[str, int] = {}
@@ -246,13 +295,15 @@ class Splitter:
         if starts_step:
             self._head, self._head_place = event, place
             self._ranks = [0] * len(self.copies)
-            for key, shard in claims_of(event, place):
-                if self.claims.setdefault(key, shard) != shard:
-                    raise SplitError(f"an id claimed by two shards (event {event.position})")
         if event.event_type == "AffiliationEnregistree" and place != EVERY:
             self.peopled[place].add(str(event.payload.get("organisme_id")))
+        shards = []
         for k, copied in self.targets(event, place):
             self._copy(self.copies[k], copied, decision=not starts_step)
+            shards.append(k)
+        for key, shard in claims_of(event, shards):
+            if self.claims.setdefault(key, shard) != shard:
+                raise SplitError(f"an id claimed by two shards (event {event.position})")
 
     def targets(self, event: StoredEvent, place: int) -> Iterator[tuple[int, StoredEvent]]:
         """Each shard `event` goes to, and the event as that shard holds it. A revision
@@ -337,6 +388,27 @@ async def _hub_positions(
     return starts, relays
 
 
+async def _refuse_unless_relayed(
+    conn: asyncpg.Connection, hub: str, service: ServiceDescription, relays: Mapping[str, int]
+) -> None:
+    """Refuse a hub whose relay has not published every decision and rejection it holds.
+    A shard's relay starts with no floors (it assumes it never published on any partition):
+    right only if nothing of the hub is left to publish, nor was published past the hub's
+    checkpoint (the floors that said where are the hub's, not the shard's). Past the
+    last event the relay publishes, the hub's checkpoint may lag: nothing there is sent."""
+    published = await conn.fetchval(
+        f'SELECT max(position) FROM "{hub}".events WHERE event_type = ANY($1::text[])',
+        sorted(service.decision_types | {REJECTION}),
+    )
+    relayed = relays.get(service.name, 0)
+    if published is not None and relayed < published:
+        raise SplitError(
+            f"the relay of {service.name} has published up to position {relayed} of"
+            f" {hub}, and the hub holds decisions or rejections up to {published}: start the"
+            " service until /ready shows its relay caught up, stop it, then split"
+        )
+
+
 async def _write(conn: asyncpg.Connection, copy: ShardCopy) -> None:
     """COPY the shard's pending rows (in one transaction of their own)."""
     if not copy.rows:
@@ -370,10 +442,19 @@ async def _finish(conn: asyncpg.Connection, copy: ShardCopy) -> None:
 
 
 async def split_store(
-    dsn: str, service: ServiceDescription, hub: str, shards: int, *, chunk: int = CHUNK
+    dsn: str,
+    service: ServiceDescription,
+    hub: str,
+    shards: int,
+    *,
+    chunk: int = CHUNK,
+    topics: Topics | None = None,
 ) -> SplitReport:
-    """Split the store of `service` in schema `hub` into `shards` shards (see the module)."""
+    """Split the store of `service` in schema `hub` into `shards` shards (see the module);
+    `topics`: the input types of each topic it reads, under their deployed names (the
+    contract's names by default)."""
     started = time.perf_counter()
+    topics = service.inputs if topics is None else topics
     layout = Layout(hub, shards)
     if not layout.sharded:
         raise SplitError("a split makes 2 shards or more")
@@ -381,6 +462,9 @@ async def split_store(
     pools: list[asyncpg.Pool] = []
     try:
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"layout:{hub}")
+        # every append to the hub takes this lock: an instance still running waits, and
+        # nothing is appended between the copy and the record of the split
+        await conn.execute("SELECT pg_advisory_lock($1)", EventStore.lock_key_of(hub))
         if await conn.fetchval("SELECT to_regclass($1)", f'"{hub}".events') is None:
             raise SplitError(f"no event store in schema {hub!r}")
         for schema in (hub, *layout.schemas):
@@ -395,8 +479,9 @@ async def split_store(
         hub_head = int(head_row["position"]) if head_row else 0
         hub_hash = bytes(head_row["hash"]) if head_row else None
         starts, relays = await _hub_positions(conn, hub)
+        await _refuse_unless_relayed(conn, hub, service, relays)
         copies = [ShardCopy(k, schema) for k, schema in enumerate(layout.schemas)]
-        splitter = Splitter(service.name, copies, starts, relays)
+        splitter = Splitter(service.name, copies, starts, relays, topics)
         async with hub_pool.acquire() as writer:  # (the pool's jsonb codec: COPY binary)
             async for event in source.iter_all(0, batch=chunk, until=hub_head):
                 splitter.take(event)
@@ -430,7 +515,9 @@ async def split_store(
     finally:
         for pool in pools:
             await pool.close()
-        await conn.close()  # (its advisory lock with it)
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("SELECT pg_advisory_unlock_all()")  # (an appender waiting goes on)
+        await conn.close()  # (its advisory locks with it, in any case)
 
 
 async def _verify(store: EventStore, service: ServiceDescription, copy: ShardCopy) -> ShardReport:
@@ -459,9 +546,20 @@ async def _record(
     claims: dict[str, int],
 ) -> None:
     """Record the split, its claims and the layout in the hub (at once: a split that does
-    not verify leaves none of them), and let the service's role (when there is one:
-    `mandat migrate` made it) use the shards."""
+    not verify leaves none of them), unless the hub's head is no longer the one copied; let
+    the service's role (when there is one: `mandat migrate` made it) use the shards, and
+    take from it every grant on the hub a hub does not need (an instance started before
+    the split can no longer append to the archive)."""
     async with conn.transaction():
+        now = await conn.fetchrow(
+            f'SELECT position, hash FROM "{layout.hub}".events ORDER BY position DESC LIMIT 1'
+        )
+        position, chain = (int(now["position"]), bytes(now["hash"])) if now else (0, None)
+        if (position, chain) != (head, head_hash):
+            raise SplitError(
+                f"{layout.hub} was appended to during the split (head {position}, copied up"
+                f" to {head}): nothing recorded; drop the shard schemas and split again"
+            )
         await conn.execute(  # (a hub of one sequence never claimed anything)
             f'INSERT INTO "{layout.hub}".claims (key, shard)'
             " SELECT * FROM unnest($1::text[], $2::smallint[])",
@@ -485,6 +583,7 @@ async def _record(
         if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
             for schema in layout.schemas:
                 await grant_store(conn, schema, role)
+            await grant_hub(conn, layout.hub, role, sharded=True)
 
 
 # ---------------------------------------------------------------- command line
@@ -519,10 +618,12 @@ def _print(report: SplitReport) -> None:
 async def split_cmd(args: argparse.Namespace) -> int:
     """`mandat store split --service S --shards N`."""
     service = SERVICES[args.service]
-    hub = settings_of(args).schema_of(service.name)
+    settings = settings_of(args)
+    hub = settings.schema_of(service.name)
     try:
+        topics = {settings.topic(topic): types for topic, types in service.inputs.items()}
         report = await split_store(
-            endpoint(args.database_url, "DATABASE_URL"), service, hub, args.shards
+            endpoint(args.database_url, "DATABASE_URL"), service, hub, args.shards, topics=topics
         )
     except (SplitError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
