@@ -260,7 +260,7 @@ def claims_of(event: StoredEvent, shards: Sequence[int]) -> Iterator[tuple[str, 
     if model is None or event.event_type in ABOUT_ORGANISMS:
         return
     message = Input(event.event_id, event.event_type, model.model_validate(event.payload), {})
-    claimed, _ = claim_keys(message, place)
+    claimed, _ = claim_keys(message, first)
     for key in claimed:
         yield key, first
 
