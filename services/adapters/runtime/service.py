@@ -155,6 +155,20 @@ async def _records(message: Any) -> Any:
     return message.raw_message
 
 
+async def cancel_all(tasks: Sequence[asyncio.Task[None]], every: float = 1.0) -> None:
+    """Cancel `tasks` and wait until each has ended. A cancellation can be lost in a race
+    (`asyncio.wait_for` on Python 3.11 drops one that meets its timeout): it is sent again
+    every `every` seconds, so a stop never hangs on a task that missed it."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every)
+    for task in tasks:  # retrieved: an error of a worker's own is logged where it happened
+        if not task.cancelled():
+            task.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class StoreParts:
     """What works on one store of a service: its own, or one shard of it."""
@@ -491,11 +505,7 @@ class ServiceRuntime:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_all(tasks)
             await self.close()
 
     @contextlib.asynccontextmanager
