@@ -369,13 +369,19 @@ class BatchHandler:
             inputs = {i: m.event_id for i in chunk if isinstance(m := parsed[i], Input)}
             stored = await tx.stored_events([*rejections.values(), *inputs.values()])
             # a shard's inputs may name ids unique across shards that another holds
-            holders = await self._holders(tx, parsed, chunk, poisoned) if self.sharded else {}
+            holders: Mapping[str, int] = {}
+            if self.sharded:
+                holders = await self._holders(
+                    tx, parsed, [rejection_ids[i] for i in chunk], chunk, poisoned
+                )
             claims: list[str] = []  # ... and claim theirs, once recorded
             handled = set(stored)  # ids on record: rejections by record, inputs by event id
             batch_inputs: dict[UUID, Input] = {}  # inputs seen, by event id
             for index in chunk:
                 record, message = records[index], parsed[index]
-                if rejections[index] in handled:
+                if rejections[index] in handled or (
+                    holders and holders.get(f"e:{rejections[index]}", self.shard) != self.shard
+                ):  # (another shard's record of its refusal: a fact every shard records)
                     report.duplicates += 1  # this very record was refused before
                     report.refused.add(index)
                     continue
@@ -456,12 +462,14 @@ class BatchHandler:
         self,
         tx: Transaction,
         parsed: Sequence[Input | ContractError],
+        refusals: Sequence[UUID],
         chunk: Sequence[int],
         poisoned: Mapping[int, str],
     ) -> Mapping[str, int]:
         """Which shard holds each id the chunk's inputs claim or name (unique across the
-        shards): an input naming one another shard holds is refused (runtime.shards)."""
-        keys: list[str] = []
+        shards): an input naming one another shard holds is refused (runtime.shards); and
+        each record's refusal id, a record refused in another shard being refused already."""
+        keys = [f"e:{r}" for r in refusals]
         for index in chunk:
             message = parsed[index]
             if index not in poisoned and isinstance(message, Input):

@@ -12,6 +12,7 @@ shard, and each shard replays on its own.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -42,7 +43,7 @@ from test_decision_state import (
 )
 
 from services.adapters.eventstore.memory import MemoryEventStore
-from services.adapters.runtime.handler import BatchHandler
+from services.adapters.runtime.handler import BatchHandler, record_rejection_id
 from services.adapters.runtime.reviser import Reviser
 from services.adapters.runtime.sharded import ShardedHandler
 from services.adapters.runtime.shards import ABOUT_ORGANISMS, shard_of, shard_of_key
@@ -302,3 +303,18 @@ async def test_a_decision_whose_id_another_shard_holds_isolates_its_input() -> N
     report = await sharded.handle([_record(11, cotisation("K1", a), trigger)])
     assert report.rejected == {"processing_error": 1}
     assert _holding(shards, predicted) == [shard_of(b, SHARDS)]
+
+
+async def test_a_record_another_shard_refused_is_not_refused_again() -> None:
+    """Its refusal's id is claimed where it was recorded: a shard that meets the record
+    again (a fact every shard records, refused in two) counts it as refused already,
+    rather than minting a second refusal under the same id."""
+    shards, sharded, (a, _) = await _sharded_collection()
+    topic = next(t for t, types in COLLECTION.inputs.items() if "CotisationDue" in types)
+    record = FakeRecord(topic, 0, 50, a.encode(), b"not json")
+    elsewhere = (shard_of(a, SHARDS) + 1) % SHARDS
+    held = shards[0].claims
+    assert held is not None
+    held[0][f"e:{record_rejection_id('collection', record)}"] = elsewhere
+    report = await asyncio.wait_for(sharded.handle([record]), 10)  # (not: refused forever)
+    assert report.duplicates == 1 and report.rejected == {} and report.refused == {0}
