@@ -119,7 +119,7 @@ class Relay:
         self.store = store
         # one shard of several: its messages say so, and its tails are found past its floors
         self.shard = None if shard is None else str(shard).encode()
-        self._floors: dict[str, int] = {}  # "topic:partition" -> offset, saved with a checkpoint
+        self._floors: dict[str, int] = {}  # "topic:partition" -> offset: found at the lead
         self._floors_raised = 0.0  # when the floors were last raised to the ends
         self.floor_seconds = 30.0  # how often a shard's relay raises its floors to the ends
         self.settle_timeout = 90.0  # > a transaction's timeout: open ones end before it
@@ -249,7 +249,6 @@ class Relay:
                 self.published = complete_to
                 await self._save_checkpoint(conn, self.published)
                 if self.shard is not None and self._written:
-                    self._floors |= self._written
                     await self.checkpoints.save_floors(conn, self.name, self._written)
                     self._written = {}
                 if self.shard is not None:
@@ -406,7 +405,7 @@ class Relay:
         ends = await self._ends(await self._partitions(producer), committed=True)
         raised = {f"{tp.topic}:{tp.partition}": end for tp, end in ends.items()}
         await self.checkpoints.save_floors(conn, self.name, raised)
-        self._floors, self._written, self._floors_raised = raised, {}, now
+        self._floors_raised = now
 
     async def _check_tails(
         self, producer: AIOKafkaProducer, tails: dict[tuple[str, int], Tail], head: int

@@ -261,7 +261,7 @@ def claims_of(event: StoredEvent, shards: Sequence[int]) -> Iterator[tuple[str, 
         return
     message = Input(event.event_id, event.event_type, model.model_validate(event.payload), {})
     claimed, _ = claim_keys(message, first)
-    for key in claimed:
+    for key in claimed[1:]:  # (its event id: above)
         yield key, first
 
 
